@@ -1,0 +1,105 @@
+"""Cholesky factorisation with a dtype-aware jitter policy.
+
+A kernel matrix that is positive semi-definite in exact arithmetic is often not so in
+float32. The policy: add ``jitter * mean(diag K)`` to the diagonal (default: the
+dtype's base jitter), and if the factor is not finite multiply the jitter by 10, a
+bounded number of times. Called eagerly, an escalation warns and a final failure
+raises :class:`NotPSDError` naming the smallest eigenvalue; under ``jit`` (e.g. inside
+NUTS) the ladder still runs and a factor that stays non-finite is returned as NaN,
+which NumPyro treats as a rejected proposal.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import numpy as np
+
+from .._numerics import base_jitter, is_concrete
+
+__all__ = ["NotPSDError", "NumericalWarning", "psd_cholesky", "cho_solve", "tri_solve"]
+
+
+class NotPSDError(ValueError):
+    """The kernel matrix is not positive definite even after the jitter ladder."""
+
+
+class NumericalWarning(UserWarning):
+    """A numerical safeguard (jitter escalation) changed the computation."""
+
+
+def _attempt(K, eye, scale, jitter):
+    return jnp.linalg.cholesky(K + (jitter * scale) * eye)
+
+
+def psd_cholesky(K, jitter=None, max_tries: int = 5, name: str = "kernel matrix"):
+    """Lower Cholesky factor of a symmetric PSD matrix, escalating jitter if needed.
+
+    Args:
+        K: ``(n, n)`` symmetric matrix.
+        jitter: first relative jitter (times mean diagonal); default by dtype
+            (1e-6 float32, 1e-10 float64).
+        max_tries: escalations by 10x after the first attempt.
+        name: how the matrix is called in messages.
+
+    Returns:
+        ``(L, jitter_used)`` with ``L @ L.T = K + jitter_used * mean(diag K) * I``.
+    """
+    K = jnp.asarray(K)
+    if K.ndim != 2 or K.shape[0] != K.shape[1]:
+        raise ValueError(f"{name} must be a square matrix, got shape {K.shape}")
+    j0 = base_jitter(K.dtype) if jitter is None else float(jitter)
+    if j0 < 0:
+        raise ValueError(f"`jitter` must be >= 0, got {jitter}")
+    eye = jnp.eye(K.shape[0], dtype=K.dtype)
+    scale = jnp.maximum(jnp.mean(jnp.diag(K)), jnp.finfo(K.dtype).tiny)
+
+    if is_concrete(K):
+        if not np.all(np.isfinite(np.asarray(K))):
+            raise NotPSDError(f"{name} contains NaN or inf; check the inputs and hyperparameters")
+        j = j0
+        for i in range(max_tries + 1):
+            L = _attempt(K, eye, scale, j)
+            if bool(jnp.all(jnp.isfinite(L))):
+                if i > 0:
+                    warnings.warn(
+                        f"{name} was not numerically positive definite; factorised with "
+                        f"jitter {j:.1e} x mean diagonal after {i} escalation(s). Consider "
+                        "float64 (jax_enable_x64) or a larger noise variance.",
+                        NumericalWarning,
+                        stacklevel=2,
+                    )
+                return L, jnp.asarray(j, K.dtype)
+            j = max(j * 10.0, 1e-12)
+        lam = float(np.linalg.eigvalsh(np.asarray(K, dtype=np.float64))[0])
+        raise NotPSDError(
+            f"{name} is not positive definite: smallest eigenvalue {lam:.3e} (mean diagonal "
+            f"{float(scale):.3e}) even with jitter {j / 10:.1e} x mean diagonal. Use float64 "
+            "(jax.config.update('jax_enable_x64', True)), add observation noise, or remove "
+            "duplicate inputs."
+        )
+
+    def cond(state):
+        i, _, L = state
+        return (i <= max_tries) & ~jnp.all(jnp.isfinite(L))
+
+    def body(state):
+        i, j, _ = state
+        return i + 1, j * 10.0, _attempt(K, eye, scale, j)
+
+    L0 = jnp.full_like(K, jnp.nan)
+    _, j, L = jax.lax.while_loop(cond, body, (0, jnp.asarray(j0, K.dtype), L0))
+    return L, j / 10.0
+
+
+def tri_solve(L, B, lower: bool = True, trans: bool = False):
+    """Solve ``L X = B`` (or ``L^T X = B`` with ``trans``) for triangular ``L``."""
+    return jsl.solve_triangular(L, B, lower=lower, trans=1 if trans else 0)
+
+
+def cho_solve(L, B):
+    """Solve ``(L L^T) X = B`` given the lower Cholesky factor ``L``."""
+    return jsl.cho_solve((L, True), B)

@@ -1,0 +1,57 @@
+"""Infinite-width layers with neural-tangents' names and keyword arguments.
+
+Every layer and composition is an immutable pytree network::
+
+    net = stax.serial(stax.Dense(512, W_std=1.5, b_std=0.05), stax.Relu(), stax.Dense(1))
+    init_fn, apply_fn, kernel_fn = net
+"""
+
+from ._branching import FanInConcat as FanInConcat
+from ._branching import FanInSum as FanInSum
+from ._branching import FanOut as FanOut
+from ._branching import Parallel as Parallel
+from ._branching import parallel as parallel
+from ._core import Layer as Layer
+from ._core import Serial as Serial
+from ._core import serial as serial
+from ._dense import Dense as Dense
+from ._dense import Identity as Identity
+from ._elementwise import ABRelu as ABRelu
+from ._elementwise import Abs as Abs
+from ._elementwise import Cos as Cos
+from ._elementwise import Elementwise as Elementwise
+from ._elementwise import ElementwiseNumerical as ElementwiseNumerical
+from ._elementwise import Erf as Erf
+from ._elementwise import Gelu as Gelu
+from ._elementwise import LeakyRelu as LeakyRelu
+from ._elementwise import Rbf as Rbf
+from ._elementwise import Relu as Relu
+from ._elementwise import Sign as Sign
+from ._elementwise import Sin as Sin
+from ._kernel import Kernel as Kernel
+
+__all__ = [
+    "ABRelu",
+    "Abs",
+    "Cos",
+    "Dense",
+    "Elementwise",
+    "ElementwiseNumerical",
+    "Erf",
+    "FanInConcat",
+    "FanInSum",
+    "FanOut",
+    "Gelu",
+    "Identity",
+    "Kernel",
+    "Layer",
+    "LeakyRelu",
+    "Parallel",
+    "Rbf",
+    "Relu",
+    "Serial",
+    "Sign",
+    "Sin",
+    "parallel",
+    "serial",
+]

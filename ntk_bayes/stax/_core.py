@@ -1,0 +1,288 @@
+"""Layer base class, the public ``kernel_fn`` driver and the ``serial`` combinator.
+
+A network is an immutable :class:`equinox.Module`: hyperparameters are leaves (so
+``jax.grad``/``jax.vmap`` and NumPyro sample sites reach them), structure is static.
+Every layer, and every composition of layers, is itself a network with the
+neural-tangents triple ``init_fn, apply_fn, kernel_fn = net``.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .._numerics import as_float_array, check_finite, is_concrete
+from . import _batching
+from ._kernel import Kernel
+
+__all__ = ["Layer", "serial", "check_hyper", "KERNEL_GETS"]
+
+KERNEL_GETS = ("nngp", "ntk", "cov1", "cov2")
+_namedtuples: dict[tuple, type] = {}
+
+
+def _kernel_tuple(names: tuple) -> type:
+    if names not in _namedtuples:
+        _namedtuples[names] = collections.namedtuple("Kernel", names)
+    return _namedtuples[names]
+
+
+def check_hyper(value, name: str, layer: str, *, allow_none: bool = False, positive=False):
+    """Validate a scalar hyperparameter when it is concrete (tracers pass through)."""
+    if value is None:
+        if allow_none:
+            return
+        raise ValueError(f"{layer}: `{name}` must be a number, got None")
+    if isinstance(value, str | bytes) or not hasattr(jnp.asarray(value), "dtype"):
+        raise TypeError(f"{layer}: `{name}` must be a number, got {type(value).__name__}")
+    if is_concrete(value):
+        arr = jnp.asarray(value)
+        if arr.ndim != 0:
+            raise ValueError(
+                f"{layer}: `{name}` must be a scalar, got shape {arr.shape}; "
+                "use jax.vmap to batch over hyperparameters"
+            )
+        v = float(arr)
+        if v != v or v in (float("inf"), float("-inf")):
+            raise ValueError(f"{layer}: `{name}` must be finite, got {v}")
+        if positive and v <= 0:
+            raise ValueError(f"{layer}: `{name}` must be > 0, got {v}")
+        if v < 0:
+            raise ValueError(
+                f"{layer}: `{name}` is a standard deviation and must be >= 0, got {v}; "
+                "pass its absolute value"
+            )
+
+
+class Layer(eqx.Module):
+    """Base class of all layers and networks.
+
+    Subclasses implement ``kernel`` (the infinite-width recursion on a
+    :class:`Kernel`), ``init``/``apply`` (the finite-width twin) and, when the
+    layer changes the shape, ``output_shape``.
+    """
+
+    # ---- to implement -------------------------------------------------------------
+    def kernel(self, k):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def init(self, key, input_shape):
+        return self.output_shape(input_shape), ()
+
+    def apply(self, params, x, **kwargs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def output_shape(self, input_shape):
+        """Validate ``input_shape`` and return the output shape (no computation)."""
+        return input_shape
+
+    def needs_full_spatial(self, out_full: bool) -> bool:
+        """Whether this layer needs cross-position covariances of its input, given
+        whether its consumer needs them of its output (``out_full``)."""
+        return out_full
+
+    # ---- neural-tangents triple ---------------------------------------------------
+    @property
+    def init_fn(self):
+        return self.init
+
+    @property
+    def apply_fn(self):
+        return self.apply
+
+    def __iter__(self):
+        return iter((self.init_fn, self.apply_fn, self.kernel_fn))
+
+    def kernel_fn(
+        self,
+        x1,
+        x2=None,
+        get=None,
+        *,
+        memory_budget: int | None = None,
+        block_size: int | None = None,
+        **unused,
+    ):
+        """Analytic NNGP/NTK kernels of this network between ``x1`` and ``x2``.
+
+        Args:
+            x1: inputs ``(n1, features)``, ``(n1, H, W, C)`` or ``(n1, T, C)``.
+            x2: second inputs of the same trailing shape; ``None`` means ``x1``.
+            get: ``None`` (the whole :class:`Kernel` state), one of
+                ``"nngp"``, ``"ntk"``, ``"cov1"``, ``"cov2"`` (an array), or a tuple
+                of them (a namedtuple with those fields), as in neural-tangents.
+            memory_budget: bytes the computation may use at once; tiles of the
+                ``n1 x n2`` problem are sized to fit. Default: a fraction of free memory.
+            block_size: force tiles of at most this many rows/columns.
+
+        Returns:
+            Arrays of shape ``(n1, n2)`` (plus spatial axes if not read out).
+        """
+        names, want_all = _parse_get(get)
+        x1, x2 = _check_inputs(self, x1, x2)
+        opts = (want_all or "ntk" in names, _needs_full(self, x1.ndim - 2))
+        if want_all:
+            return _block_all(self, x1, x1 if x2 is None else x2, opts)
+        out = _batching.tiled_kernel(
+            self, _block, opts, x1, x2, names, memory_budget=memory_budget, block_size=block_size
+        )
+        if isinstance(get, str):
+            return out[names[0]]
+        return _kernel_tuple(names)(*(out[n] for n in names))
+
+
+def _block(net, x1, x2, need_ntk: bool, full: bool) -> Kernel:
+    k = net.kernel(_input_kernel(x1, x2, need_ntk, diagonal_spatial=not full))
+    if isinstance(k, list | tuple):
+        raise ValueError(
+            f"the network ends with {len(k)} parallel branches; close them with "
+            "FanInSum() or FanInConcat() before the readout"
+        )
+    return k
+
+
+@functools.partial(jax.jit, static_argnames=("opts",))
+def _block_all(net, x1, x2, opts):
+    return _block(net, x1, x2, *opts)
+
+
+def _parse_get(get):
+    if get is None:
+        return KERNEL_GETS[:2], True
+    if isinstance(get, str):
+        names = (get,)
+    elif isinstance(get, Sequence) and all(isinstance(g, str) for g in get) and len(get) > 0:
+        names = tuple(get)
+    else:
+        raise TypeError(f"`get` must be None, a string or a tuple of strings, got {get!r}")
+    for g in names:
+        if g not in KERNEL_GETS:
+            raise ValueError(f"`get` has unknown kernel {g!r}; choose from {KERNEL_GETS}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"`get` names a kernel twice: {names}")
+    return names, False
+
+
+def _check_inputs(net, x1, x2):
+    x1 = as_float_array(x1, "x1")
+    if x1.ndim < 2:
+        raise ValueError(
+            f"`x1` must have a leading batch axis, e.g. (n, features); got shape {x1.shape}. "
+            "Reshape a single point with x[None]."
+        )
+    check_finite(x1, "x1")
+    if x2 is not None:
+        x2 = as_float_array(x2, "x2")
+        if x2.shape[1:] != x1.shape[1:]:
+            raise ValueError(
+                f"`x2` has per-point shape {x2.shape[1:]} but `x1` has {x1.shape[1:]}; "
+                "both must share every axis but the first"
+            )
+        check_finite(x2, "x2")
+        dtype = jnp.promote_types(x1.dtype, x2.dtype)
+        x1, x2 = x1.astype(dtype), x2.astype(dtype)
+    net.output_shape(x1.shape)  # validates the whole architecture before any work
+    return x1, x2
+
+
+def _needs_full(net, n_spatial: int) -> bool:
+    if n_spatial == 0:
+        return False
+    return net.needs_full_spatial(False)
+
+
+def _input_kernel(x1, x2, need_ntk: bool, diagonal_spatial: bool) -> Kernel:
+    """Kernel of the inputs themselves: Σ = x1·x2 / C over channels."""
+    c = x1.shape[-1]
+    n_sp = x1.ndim - 2
+    if n_sp == 0 or diagonal_spatial:
+        nngp = jnp.einsum("i...c,j...c->ij...", x1, x2) / c
+        cov1 = jnp.sum(x1 * x1, axis=-1) / c
+        cov2 = jnp.sum(x2 * x2, axis=-1) / c
+    else:
+        letters = "abcdefgh"[:n_sp]
+        primed = "ABCDEFGH"[:n_sp]
+        pair = "".join(a + b for a, b in zip(letters, primed, strict=True))
+        nngp = jnp.einsum(f"i{letters}z,j{primed}z->ij{pair}", x1, x2) / c
+        cov1 = jnp.einsum(f"i{letters}z,i{primed}z->i{pair}", x1, x1) / c
+        cov2 = jnp.einsum(f"i{letters}z,i{primed}z->i{pair}", x2, x2) / c
+    return Kernel(
+        nngp=nngp,
+        ntk=jnp.zeros_like(nngp) if need_ntk else None,
+        cov1=cov1,
+        cov2=cov2,
+        shape1=tuple(x1.shape),
+        shape2=tuple(x2.shape),
+        diagonal_spatial=diagonal_spatial or n_sp == 0,
+        is_gaussian=False,
+        is_input=True,
+    )
+
+
+class Serial(Layer):
+    """Layers applied one after another (``stax.serial``)."""
+
+    layers: tuple
+
+    def kernel(self, k):
+        for layer in self.layers:
+            k = layer.kernel(k)
+        return k
+
+    def init(self, key, input_shape):
+        params = []
+        for layer in self.layers:
+            key, sub = jax.random.split(key)
+            input_shape, p = layer.init(sub, input_shape)
+            params.append(p)
+        return input_shape, tuple(params)
+
+    def apply(self, params, x, **kwargs):
+        if len(params) != len(self.layers):
+            raise ValueError(
+                f"`params` has {len(params)} entries but the network has {len(self.layers)} "
+                "layers; pass the params returned by this network's init_fn"
+            )
+        for layer, p in zip(self.layers, params, strict=True):
+            x = layer.apply(p, x, **kwargs)
+        return x
+
+    def output_shape(self, input_shape):
+        for i, layer in enumerate(self.layers):
+            try:
+                input_shape = layer.output_shape(input_shape)
+            except (ValueError, TypeError) as e:
+                raise type(e)(f"layer {i} ({type(layer).__name__}) of serial: {e}") from None
+        return input_shape
+
+    def needs_full_spatial(self, out_full: bool) -> bool:
+        for layer in reversed(self.layers):
+            out_full = layer.needs_full_spatial(out_full)
+        return out_full
+
+
+def serial(*layers: Any) -> Serial:
+    """Compose layers in sequence, as ``neural_tangents.stax.serial``."""
+    flat = []
+    for i, layer in enumerate(layers):
+        if isinstance(layer, list | tuple) and not isinstance(layer, Layer):
+            raise TypeError(
+                f"serial: argument {i} is a {type(layer).__name__}; pass layers as separate "
+                "arguments, e.g. serial(*layers)"
+            )
+        if not isinstance(layer, Layer):
+            raise TypeError(
+                f"serial: argument {i} is {type(layer).__name__}, not an ntk_bayes.stax layer"
+            )
+        flat.append(layer)
+    if not flat:
+        raise ValueError("serial: needs at least one layer")
+    return Serial(tuple(flat))
+
+

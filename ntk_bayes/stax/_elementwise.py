@@ -1,0 +1,372 @@
+r"""Elementwise nonlinearities and their dual kernels.
+
+For a nonlinearity φ after a Gaussian layer with covariance
+``[[q1, Σ12], [Σ12, q2]]`` (q1 = Σ(x1,x1), q2 = Σ(x2,x2)):
+
+.. math::
+
+    Σ'_{12} = E[φ(u) φ(v)], \qquad Θ'_{12} = E[φ'(u) φ'(v)]\, Θ_{12}
+
+(Cho & Saul 2009; Neal 1996; Jacot et al. 2018). Each layer states its closed form.
+Gradients stay finite where x1 = x2: square roots and angles use custom derivatives
+that are zero where the argument is at its boundary.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import erf
+
+from ._core import Layer, check_hyper
+
+__all__ = [
+    "ABRelu",
+    "Relu",
+    "LeakyRelu",
+    "Abs",
+    "Erf",
+    "Gelu",
+    "Sin",
+    "Cos",
+    "Rbf",
+    "Sign",
+    "ElementwiseNumerical",
+    "safe_sqrt",
+    "safe_arctan2",
+]
+
+_TINY = 1e-30
+
+
+@jax.custom_jvp
+def safe_sqrt(x):
+    """sqrt(max(x, 0)) whose derivative is 0 (not inf/NaN) where x <= 0."""
+    return jnp.sqrt(jnp.maximum(x, 0.0))
+
+
+@safe_sqrt.defjvp
+def _safe_sqrt_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    y = safe_sqrt(x)
+    ok = x > _TINY
+    return y, jnp.where(ok, dx / (2 * jnp.where(ok, y, 1.0)), 0.0)
+
+
+@jax.custom_jvp
+def safe_arctan2(y, x):
+    """arctan2(y, x), with arctan2(0, 0) = π/2 and finite derivatives at the origin."""
+    return jnp.where((y == 0) & (x == 0), jnp.pi / 2, jnp.arctan2(y, x))
+
+
+@safe_arctan2.defjvp
+def _safe_arctan2_jvp(primals, tangents):
+    (y, x), (dy, dx) = primals, tangents
+    r2 = jnp.maximum(x * x + y * y, _TINY)
+    return safe_arctan2(y, x), (dy * x - dx * y) / r2
+
+
+class Elementwise(Layer):
+    """Base of nonlinearities: subclasses give ``fn`` and ``dual``."""
+
+    def fn(self, x):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def dual(self, s12, q1, q2, ntk):
+        """Return ``(E[φ(u)φ(v)], E[φ'(u)φ'(v)] * ntk)`` (ntk may be None)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def dual_diag(self, q):
+        """``E[φ(u)^2]`` for u ~ N(0, q); override when it simplifies."""
+        return self.dual(q, q, q, None)[0]
+
+    def apply(self, params, x, **kwargs):
+        return self.fn(x)
+
+    def kernel(self, k):
+        if not k.is_gaussian:
+            raise ValueError(
+                f"{type(self).__name__} needs Gaussian pre-activations: put a Dense or Conv "
+                "layer (a random affine map) before every nonlinearity"
+            )
+        q1, q2 = k.pair_vars()
+        nngp, ntk = self.dual(k.nngp, q1, q2, k.ntk)
+        if k.diagonal_spatial:
+            cov1, cov2 = self.dual_diag(k.cov1), self.dual_diag(k.cov2)
+        else:
+            cov1 = self.dual(k.cov1, *k.self_vars(k.cov1), None)[0]
+            cov2 = self.dual(k.cov2, *k.self_vars(k.cov2), None)[0]
+        return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
+
+
+class ABRelu(Elementwise):
+    r"""``a * min(x, 0) + b * max(x, 0)``; the arc-cosine kernel of order 1.
+
+    With θ = arccos(Σ12 / sqrt(q1 q2)) (Cho & Saul 2009):
+
+    .. math::
+
+        Σ' = \frac{(a-b)^2}{2π} \sqrt{q_1 q_2 - Σ_{12}^2}
+             + \Big(\frac{a^2+b^2}{2} - \frac{(a-b)^2 θ}{2π}\Big) Σ_{12}, \qquad
+        \dot Σ = \frac{a^2+b^2}{2} - \frac{(a-b)^2 θ}{2π}
+    """
+
+    a: Any = 0.0
+    b: Any = 1.0
+
+    def __check_init__(self):
+        for name in ("a", "b"):
+            v = getattr(self, name)
+            if isinstance(v, str) or v is None:
+                raise TypeError(f"{type(self).__name__}: `{name}` must be a number, got {v!r}")
+
+    def fn(self, x):
+        return self.a * jnp.minimum(x, 0) + self.b * jnp.maximum(x, 0)
+
+    def dual(self, s12, q1, q2, ntk):
+        root = safe_sqrt(q1 * q2 - s12 * s12)
+        theta = safe_arctan2(root, s12)
+        c = (self.a - self.b) ** 2 / (2 * jnp.pi)
+        dot = (self.a**2 + self.b**2) / 2 - c * theta
+        return c * root + dot * s12, (None if ntk is None else dot * ntk)
+
+    def dual_diag(self, q):
+        return (self.a**2 + self.b**2) / 2 * q
+
+
+def Relu(do_stabilize: bool = False) -> ABRelu:
+    """ReLU, ``max(x, 0)``: ``ABRelu(0, 1)``."""
+    return ABRelu(0.0, 1.0)
+
+
+def LeakyRelu(alpha, do_stabilize: bool = False) -> ABRelu:
+    """Leaky ReLU, ``alpha * min(x, 0) + max(x, 0)``: ``ABRelu(alpha, 1)``."""
+    return ABRelu(alpha, 1.0)
+
+
+def Abs(do_stabilize: bool = False) -> ABRelu:
+    """Absolute value, ``|x|``: ``ABRelu(-1, 1)``."""
+    return ABRelu(-1.0, 1.0)
+
+
+class Erf(Elementwise):
+    r"""``a * erf(b * x) + c`` (Williams 1997).
+
+    With p_i = 1 + 2 b² q_i:
+
+    .. math::
+
+        Σ' = \frac{2a^2}{π} \arcsin\frac{2b^2 Σ_{12}}{\sqrt{p_1 p_2}} + c^2, \qquad
+        \dot Σ = \frac{4 a^2 b^2}{π \sqrt{p_1 p_2 - 4 b^4 Σ_{12}^2}}
+    """
+
+    a: Any = 1.0
+    b: Any = 1.0
+    c: Any = 0.0
+
+    def fn(self, x):
+        return self.a * erf(self.b * x) + self.c
+
+    def dual(self, s12, q1, q2, ntk):
+        b2 = self.b**2
+        prod = (1 + 2 * b2 * q1) * (1 + 2 * b2 * q2)
+        root = safe_sqrt(prod - 4 * b2 * b2 * s12 * s12)
+        nngp = (2 * self.a**2 / jnp.pi) * safe_arctan2(2 * b2 * s12, root) + self.c**2
+        if ntk is not None:
+            ntk = ntk * (4 * self.a**2 * b2 / jnp.pi) / jnp.maximum(root, _TINY)
+        return nngp, ntk
+
+    def dual_diag(self, q):
+        b2 = self.b**2
+        return (2 * self.a**2 / jnp.pi) * jnp.arcsin(2 * b2 * q / (1 + 2 * b2 * q)) + self.c**2
+
+
+class Gelu(Elementwise):
+    r"""``x Φ(x)`` (Hendrycks & Gimpel 2016); kernel from Tsuchida et al. (2020).
+
+    With δ² = (1 + q1)(1 + q2) - Σ12², P = q1 q2, ψ = arctan2(Σ12, δ):
+
+    .. math::
+
+        Σ' = \frac{Σ_{12}}{4} + \frac{1}{2π}\Big(\frac{Σ_{12}^2 + P δ^2}{(1+q_1)(1+q_2) δ}
+             + Σ_{12} ψ\Big), \quad
+        \dot Σ = \frac14 + \frac{ψ}{2π}
+                 + \frac{Σ_{12}}{2π δ}\Big(\frac{1}{δ^2} + \frac{1 - P}{(1+q_1)(1+q_2)} + 1\Big)
+    """
+
+    approximate: bool = eqx.field(static=True, default=False)
+
+    def fn(self, x):
+        return jax.nn.gelu(x, approximate=self.approximate)
+
+    def dual(self, s12, q1, q2, ntk):
+        prod = q1 * q2
+        prod1 = (1 + q1) * (1 + q2)
+        delta2 = prod1 - s12 * s12
+        delta = safe_sqrt(delta2)
+        psi = safe_arctan2(s12, delta)
+        nngp = s12 / 4 + ((s12 * s12 + prod * delta2) / (prod1 * delta) + s12 * psi) / (
+            2 * jnp.pi
+        )
+        if ntk is not None:
+            first = (1 / delta2 + (1 - prod) / prod1 + 1) * s12 / (delta * 2 * jnp.pi)
+            ntk = ntk * (first + 0.25 + psi / (2 * jnp.pi))
+        return nngp, ntk
+
+    def dual_diag(self, q):
+        root = jnp.sqrt(1 + 2 * q)
+        return q * (0.25 + (q / ((q + 1) * root) + jnp.arctan2(q, root) / 2) / jnp.pi)
+
+
+class Sin(Elementwise):
+    r"""``a * sin(b * x + c)``.
+
+    .. math::
+
+        Σ' = \frac{a^2}{2}\big(e^{-b^2(q_1+q_2-2Σ_{12})/2}
+             - \cos(2c)\, e^{-b^2(q_1+q_2+2Σ_{12})/2}\big), \quad
+        \dot Σ = \frac{a^2 b^2}{2}\big(e^{-b^2(q_1+q_2-2Σ_{12})/2}
+             + \cos(2c)\, e^{-b^2(q_1+q_2+2Σ_{12})/2}\big)
+    """
+
+    a: Any = 1.0
+    b: Any = 1.0
+    c: Any = 0.0
+
+    def fn(self, x):
+        return self.a * jnp.sin(self.b * x + self.c)
+
+    def dual(self, s12, q1, q2, ntk):
+        b2 = self.b**2
+        half = -0.5 * b2 * (q1 + q2)
+        s1 = jnp.exp(half + b2 * s12)
+        s2 = jnp.exp(half - b2 * s12) * jnp.cos(2 * self.c)
+        nngp = self.a**2 / 2 * (s1 - s2)
+        if ntk is not None:
+            ntk = ntk * (self.a**2 * b2 / 2 * (s1 + s2))
+        return nngp, ntk
+
+    def dual_diag(self, q):
+        return self.a**2 / 2 * (1 - jnp.exp(-2 * self.b**2 * q) * jnp.cos(2 * self.c))
+
+
+def Cos(a=1.0, b=1.0, c=0.0) -> Sin:
+    """``a * cos(b * x + c)`` = ``Sin(a, b, c + π/2)``."""
+    return Sin(a, b, c + math.pi / 2)
+
+
+class Rbf(Elementwise):
+    r"""``sqrt(2) sin(sqrt(2γ) x + π/4)``, whose NNGP is the RBF kernel of the pre-activations.
+
+    .. math::
+
+        Σ' = \exp(-γ (q_1 + q_2 - 2 Σ_{12})), \qquad \dot Σ = 2γ Σ'
+    """
+
+    gamma: Any = 1.0
+
+    def __check_init__(self):
+        check_hyper(self.gamma, "gamma", "Rbf", positive=True)
+
+    def fn(self, x):
+        return math.sqrt(2) * jnp.sin(jnp.sqrt(2 * self.gamma) * x + jnp.pi / 4)
+
+    def dual(self, s12, q1, q2, ntk):
+        nngp = jnp.exp(-self.gamma * (q1 + q2 - 2 * s12))
+        return nngp, (None if ntk is None else ntk * (2 * self.gamma * nngp))
+
+    def dual_diag(self, q):
+        return jnp.ones_like(q)
+
+
+class Sign(Elementwise):
+    r"""``sign(x)``: Σ' = 1 - 2θ/π (θ the angle between the inputs); Θ' = 0, since the
+    derivative vanishes almost everywhere (as in neural-tangents)."""
+
+    def fn(self, x):
+        return jnp.sign(x)
+
+    def dual(self, s12, q1, q2, ntk):
+        theta = safe_arctan2(safe_sqrt(q1 * q2 - s12 * s12), s12)
+        return 1 - 2 * theta / jnp.pi, (None if ntk is None else jnp.zeros_like(ntk))
+
+    def dual_diag(self, q):
+        return jnp.where(q == 0, 0.0, 1.0).astype(q.dtype)
+
+
+class ElementwiseNumerical(Elementwise):
+    r"""Any nonlinearity ``fn`` by 2-D Gauss–Hermite quadrature of degree ``deg``.
+
+    Writes u = sqrt(q1) z1, v = (Σ12/sqrt(q1)) z1 + sqrt(q2 - Σ12²/q1) z2 for
+    independent standard normals and sums ``deg``² nodes; the NTK uses ``df``
+    (default: ``jax.grad(fn)``). Accuracy: exact for polynomials of degree < 2 deg;
+    smooth functions converge exponentially in ``deg``; kinks (ReLU) converge
+    slowly (error ~ deg^-3/2), so prefer the closed-form layer where one exists.
+    """
+
+    fn_: Callable = eqx.field(static=True)
+    deg: int = eqx.field(static=True)
+    df: Callable | None = eqx.field(static=True, default=None)
+
+    def __init__(self, fn, deg, df=None):
+        if not callable(fn):
+            raise TypeError(f"ElementwiseNumerical: `fn` must be callable, got {type(fn)}")
+        if isinstance(deg, bool) or not isinstance(deg, int) or deg < 1:
+            raise ValueError(f"ElementwiseNumerical: `deg` must be an integer >= 1, got {deg!r}")
+        if df is not None and not callable(df):
+            raise TypeError("ElementwiseNumerical: `df` must be callable or None")
+        self.fn_ = fn
+        self.deg = deg
+        self.df = df
+
+    def fn(self, x):
+        return self.fn_(x)
+
+    def _df(self, x):
+        if self.df is not None:
+            return self.df(x)
+        return jnp.vectorize(jax.grad(self.fn_))(x)
+
+    def dual(self, s12, q1, q2, ntk):
+        xs, ws = np.polynomial.hermite.hermgauss(self.deg)
+        dtype = s12.dtype
+        xs, ws = jnp.asarray(xs * math.sqrt(2), dtype), jnp.asarray(ws / math.sqrt(math.pi), dtype)
+        sq1 = safe_sqrt(q1)
+        safe = jnp.maximum(sq1, _TINY)
+        slope = s12 / safe
+        resid = safe_sqrt(q2 - slope * slope)
+        u_scale, v_scale = jnp.broadcast_arrays(sq1 + 0 * s12, slope)
+        resid = jnp.broadcast_to(resid, s12.shape)
+
+        def integrate(f):
+            # Outer sum by scan so memory is deg x (tile), not deg^2 x (tile).
+            def body(acc, node):
+                z1, w1 = node
+                fu = f(u_scale * z1)
+                v = v_scale[None] * z1 + resid[None] * xs.reshape((-1,) + (1,) * s12.ndim)
+                inner = jnp.tensordot(ws, f(v), axes=(0, 0))
+                return acc + w1 * fu * inner, None
+
+            acc, _ = jax.lax.scan(body, jnp.zeros_like(s12), (xs, ws))
+            return acc
+
+        nngp = integrate(self.fn_)
+        if ntk is not None:
+            ntk = ntk * integrate(self._df)
+        return nngp, ntk
+
+    def dual_diag(self, q):
+        xs, ws = np.polynomial.hermite.hermgauss(self.deg)
+        xs = jnp.asarray(xs * math.sqrt(2), q.dtype)
+        ws = jnp.asarray(ws / math.sqrt(math.pi), q.dtype)
+        vals = self.fn_(safe_sqrt(q)[None] * xs.reshape((-1,) + (1,) * q.ndim)) ** 2
+        return jnp.tensordot(ws, vals, axes=(0, 0))
+
+

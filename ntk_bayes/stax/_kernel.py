@@ -1,0 +1,78 @@
+"""The kernel state that flows through a network, one layer at a time.
+
+A layer maps a frozen :class:`Kernel` to a new one with :meth:`Kernel.replace`
+(neural-tangents' design, kept as data). Symbols (see ``docs/notation.md``):
+
+* ``nngp``  Σ(x1, x2): covariance of the layer's outputs, shape ``(n1, n2, *S)``;
+* ``ntk``   Θ(x1, x2): neural tangent kernel, same shape, or ``None`` when not requested;
+* ``cov1``  Σ(x1, x1) for each point of ``x1`` alone, shape ``(n1, *S1)``;
+* ``cov2``  Σ(x2, x2) likewise for ``x2``, shape ``(n2, *S1)``.
+
+``S`` is ``()`` for (N, features) data. For spatial data with ``diagonal_spatial``
+it is ``(H, W, ...)`` (only same-position covariances are kept); otherwise it is
+``(H, H', W, W', ...)``, interleaved as in neural-tangents.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import equinox as eqx
+import jax.numpy as jnp
+
+__all__ = ["Kernel"]
+
+
+class Kernel(eqx.Module):
+    """Kernel state of a (possibly multi-branch) network at one layer."""
+
+    nngp: Any
+    ntk: Any
+    cov1: Any
+    cov2: Any
+    shape1: tuple = eqx.field(static=True)
+    shape2: tuple = eqx.field(static=True)
+    diagonal_spatial: bool = eqx.field(static=True, default=True)
+    is_gaussian: bool = eqx.field(static=True, default=False)
+    is_input: bool = eqx.field(static=True, default=False)
+    is_reversed: bool = eqx.field(static=True, default=False)
+
+    def replace(self, **changes) -> Kernel:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def n_spatial(self) -> int:
+        return len(self.shape1) - 2
+
+    # -- variances, broadcast against the arrays they normalise -------------------
+
+    def _diag(self, cov):
+        """Same-position variances (n, *spatial) of a per-point covariance ``cov``."""
+        if self.diagonal_spatial:
+            return cov
+        out = cov
+        for _ in range(self.n_spatial):
+            # jnp.diagonal moves the paired axis to the end, so the spatial order is kept.
+            out = jnp.diagonal(out, axis1=1, axis2=2)
+        return out
+
+    def pair_vars(self):
+        """``(q1, q2)``: Σ(x1,x1) and Σ(x2,x2) broadcastable to ``nngp``'s shape."""
+        d1, d2 = self._diag(self.cov1), self._diag(self.cov2)
+        if self.diagonal_spatial:
+            return d1[:, None], d2[None, :]
+        return _interleave(d1, True)[:, None], _interleave(d2, False)[None, :]
+
+    def self_vars(self, cov):
+        """``(q_a, q_b)`` for a per-point covariance ``cov`` of full spatial layout."""
+        d = self._diag(cov)
+        return _interleave(d, True), _interleave(d, False)
+
+
+def _interleave(d, first: bool):
+    """(n, X, Y, ...) -> (n, X, 1, Y, 1, ...) if first else (n, 1, X, 1, Y, ...)."""
+    shape = [d.shape[0]]
+    for s in d.shape[1:]:
+        shape += [s, 1] if first else [1, s]
+    return d.reshape(shape)
