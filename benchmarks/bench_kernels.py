@@ -1,0 +1,79 @@
+"""Time analytic NNGP+NTK of fully connected networks (issue 2's benchmark).
+
+Networks: 3 hidden layers Dense(512, W_std=1.5, b_std=0.05) + ReLU (or Erf), Dense(1);
+inputs d=128; kernel_fn(x, None, ("nngp", "ntk")) under jax.jit, float32.
+The floor is one x @ x.T plus one fused elementwise pass per layer, measured here too.
+
+    python benchmarks/bench_kernels.py [--sizes 2048 8192] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntk_bayes import stax
+
+
+def network(phi, depth=3):
+    layers = []
+    for _ in range(depth):
+        layers += [stax.Dense(512, W_std=1.5, b_std=0.05), phi()]
+    return stax.serial(*layers, stax.Dense(1, W_std=1.5, b_std=0.05))
+
+
+def timeit(fn, repeats):
+    jax.block_until_ready(fn())  # compile + warm up
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def floor_fn(x, depth):
+    """The issue's floor: one x @ x.T, then per layer one fused elementwise pass over the
+    n x n matrices (a square root, products and sums: the memory traffic of a layer)."""
+    g = x @ x.T / x.shape[1]
+    q = jnp.diag(g)
+    k, t = g, jnp.zeros_like(g)
+    for _ in range(depth):
+        prod = q[:, None] * q[None, :]
+        k, t = 0.5 * k + 0.3 * jnp.sqrt(jnp.abs(prod - k * k)), 0.5 * t + k
+        q = 0.8 * q
+    return k, t
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192])
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    print(
+        f"# {platform.processor() or platform.machine()}, {jax.devices()[0].device_kind}, "
+        f"jax {jax.__version__}, float32"
+    )
+    print(f"{'network':<11} {'n':>6} {'kernel_fn s':>12} {'floor s':>9} {'ratio':>6}")
+    for n in args.sizes:
+        x = jax.random.normal(jax.random.PRNGKey(0), (n, 128), dtype=jnp.float32)
+        floor = jax.jit(lambda x: floor_fn(x, 3))
+        t_floor = timeit(lambda: floor(x), args.repeats)
+        nets = {
+            "relu": network(stax.Relu),
+            "erf": network(stax.Erf),
+            "erf-2layer": network(stax.Erf, depth=2),
+        }
+        for name, net in nets.items():
+            f = jax.jit(lambda net, x: net.kernel_fn(x, None, ("nngp", "ntk")))
+            t = timeit(lambda: f(net, x), args.repeats)
+            print(f"{name:<11} {n:>6} {t:>12.4f} {t_floor:>9.4f} {t / t_floor:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+r"""Empirical (finite-width) kernels of any JAX function ``f(params, x)``.
+
+.. math::
+
+    \hat Σ(x_1, x_2) = \frac{1}{K} \sum_k f_k(θ, x_1) f_k(θ, x_2), \qquad
+    \hat Θ(x_1, x_2) = \frac{1}{K} \sum_k \sum_p
+        \frac{∂ f_k(θ, x_1)}{∂ θ_p} \frac{∂ f_k(θ, x_2)}{∂ θ_p}
+
+where k runs over the traced output axes (``trace_axes``, default the last: the
+output channels) and p over every leaf of the parameter pytree θ. Works for stax
+networks, Flax or Equinox models, or plain functions, as long as ``f`` is a JAX
+function of a parameter pytree and a batch of inputs.
+"""
+
+from __future__ import annotations
+
+import collections
+import string
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["empirical_ntk_fn", "empirical_nngp_fn", "empirical_kernel_fn"]
+
+_GETS = ("nngp", "ntk")
+
+
+def _norm_axes(axes: Sequence[int], ndim: int, name: str) -> tuple[int, ...]:
+    out = []
+    for a in axes:
+        if not isinstance(a, int) or isinstance(a, bool):
+            raise TypeError(f"`{name}` must be a tuple of ints, got {axes!r}")
+        b = a % ndim if -ndim <= a < ndim else None
+        if b is None or b == 0:
+            raise ValueError(
+                f"`{name}`={tuple(axes)} names axis {a}, but outputs have {ndim} axes and axis 0 "
+                "is the batch axis"
+            )
+        out.append(b)
+    if len(set(out)) != len(out):
+        raise ValueError(f"`{name}` repeats an axis: {tuple(axes)}")
+    return tuple(sorted(out))
+
+
+def _contract(a, b, ndim: int, traced: tuple[int, ...]):
+    """(n1, *out) x (n2, *out [, P]) -> (n1, n2, [free, free']...), mean over traced axes."""
+    letters = iter(string.ascii_letters)
+    i, j = next(letters), next(letters)
+    sa, sb, free_out = [i], [j], [i, j]
+    size = 1
+    for ax in range(1, ndim):
+        if ax in traced:
+            t = next(letters)
+            sa.append(t)
+            sb.append(t)
+            size *= a.shape[ax]
+        else:
+            u, v = next(letters), next(letters)
+            sa.append(u)
+            sb.append(v)
+            free_out += [u, v]
+    extra = a.ndim - ndim
+    p = "".join(next(letters) for _ in range(extra))
+    expr = f"{''.join(sa)}{p},{''.join(sb)}{p}->{''.join(free_out)}"
+    return jnp.einsum(expr, a, b) / size
+
+
+def empirical_nngp_fn(f: Callable, trace_axes: Sequence[int] = (-1,), diagonal_axes=()):
+    """Returns ``nngp_fn(x1, x2, params, **kwargs)``: the output covariance of ``f`` at
+    fixed ``params``, averaged over ``trace_axes`` (shape ``(n1, n2)`` by default)."""
+    _no_diagonal(diagonal_axes)
+
+    def nngp_fn(x1, x2, params, **kwargs):
+        f1 = f(params, x1, **kwargs)
+        f2 = f1 if x2 is None else f(params, x2, **kwargs)
+        traced = _norm_axes(trace_axes, f1.ndim, "trace_axes")
+        return _contract(f1, f2, f1.ndim, traced)
+
+    return nngp_fn
+
+
+def empirical_ntk_fn(
+    f: Callable,
+    trace_axes: Sequence[int] = (-1,),
+    diagonal_axes=(),
+    vmap_axes=None,
+    implementation=None,
+    batch_size: int | None = None,
+):
+    """Returns ``ntk_fn(x1, x2, params, **kwargs)``: the empirical NTK J(x1) J(x2)ᵀ of
+    ``f`` at ``params``, averaged over ``trace_axes`` (as ``nt.empirical_ntk_fn``).
+
+    Jacobians are formed per block of ``batch_size`` inputs (default: all at once), so
+    memory is ``batch_size x outputs x parameters``.
+    """
+    _no_diagonal(diagonal_axes)
+
+    def jac(params, x, kwargs):
+        return jax.jacrev(lambda p: f(p, x, **kwargs))(params)
+
+    def ntk_fn(x1, x2, params, **kwargs):
+        out_ndim = jax.eval_shape(lambda x: f(params, x, **kwargs), x1).ndim
+        traced = _norm_axes(trace_axes, out_ndim, "trace_axes")
+        j1 = _batched_jac(jac, params, x1, kwargs, batch_size)
+        j2 = j1 if x2 is None else _batched_jac(jac, params, x2, kwargs, batch_size)
+
+        def leaf(a, b):
+            n1, n2 = a.shape[0], b.shape[0]
+            out_shape = a.shape[:out_ndim]
+            a = a.reshape(out_shape + (-1,))
+            b = b.reshape((n2,) + out_shape[1:] + (-1,))
+            del n1
+            return _contract(a, b, out_ndim, traced)
+
+        leaves = jax.tree_util.tree_leaves(jax.tree_util.tree_map(leaf, j1, j2))
+        if not leaves:
+            raise ValueError("`params` has no array leaves: nothing to differentiate")
+        return sum(leaves[1:], leaves[0])
+
+    return ntk_fn
+
+
+def _batched_jac(jac, params, x, kwargs, batch_size):
+    n = x.shape[0]
+    if batch_size is None or batch_size >= n:
+        return jac(params, x, kwargs)
+    parts = [jac(params, x[s : s + batch_size], kwargs) for s in range(0, n, batch_size)]
+    return jax.tree_util.tree_map(lambda *p: jnp.concatenate(p, axis=0), *parts)
+
+
+def empirical_kernel_fn(f: Callable, trace_axes: Sequence[int] = (-1,), diagonal_axes=()):
+    """Returns ``kernel_fn(x1, x2, get, params)`` computing empirical NNGP and/or NTK."""
+    nngp_fn = empirical_nngp_fn(f, trace_axes, diagonal_axes)
+    ntk_fn = empirical_ntk_fn(f, trace_axes, diagonal_axes)
+
+    def kernel_fn(x1, x2, get, params, **kwargs):
+        names = (get,) if isinstance(get, str) else tuple(get or _GETS)
+        for g in names:
+            if g not in _GETS:
+                raise ValueError(f"`get` has unknown kernel {g!r}; choose from {_GETS}")
+        fns = {"nngp": nngp_fn, "ntk": ntk_fn}
+        out = {g: fns[g](x1, x2, params, **kwargs) for g in names}
+        if isinstance(get, str):
+            return out[get]
+        return collections.namedtuple("Kernel", names)(**out)
+
+    return kernel_fn
+
+
+def _no_diagonal(diagonal_axes) -> None:
+    if tuple(diagonal_axes):
+        raise NotImplementedError(
+            "`diagonal_axes` is not supported; compute the full kernel and take its diagonal"
+        )

@@ -1,0 +1,19 @@
+"""The NumPyro plugin: NNGP/NTK GP priors, latent GPs, predictions from posteriors."""
+
+from ._gp import ConditionedGP as ConditionedGP
+from ._gp import GaussianProcess as GaussianProcess
+from ._hierarchical import group_log_normal as group_log_normal
+from ._latent import latent_gp as latent_gp
+from ._latent import sparse_latent_gp as sparse_latent_gp
+from ._predict import loo_log_likelihood as loo_log_likelihood
+from ._predict import posterior_predictive as posterior_predictive
+
+__all__ = [
+    "ConditionedGP",
+    "GaussianProcess",
+    "group_log_normal",
+    "latent_gp",
+    "loo_log_likelihood",
+    "posterior_predictive",
+    "sparse_latent_gp",
+]

@@ -1,0 +1,38 @@
+r"""Hierarchical hyperpriors for groups of related GP regressions.
+
+.. math::
+
+    μ \sim \mathcal N(μ_0, s_μ), \quad τ \sim \text{HalfNormal}(s_τ), \quad
+    z_g \sim \mathcal N(0, 1), \quad \log σ_g = μ + τ z_g
+
+in the non-centred form, which NUTS samples without the funnel of the centred one.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+
+__all__ = ["group_log_normal"]
+
+
+def group_log_normal(
+    name: str, num_groups: int, loc: float = 0.0, loc_scale: float = 1.0, tau_scale: float = 0.5
+):
+    """Per-group positive hyperparameters sharing a log-normal hyperprior.
+
+    Creates sites ``{name}_mu``, ``{name}_tau``, ``{name}_z`` (plate ``{name}_groups``)
+    and the deterministic ``name`` (shape ``(num_groups,)``), which it returns.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("`name` must be a non-empty string: it prefixes the sample sites")
+    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1:
+        raise ValueError(f"`num_groups` must be a positive int, got {num_groups!r}")
+    if loc_scale <= 0 or tau_scale <= 0:
+        raise ValueError("`loc_scale` and `tau_scale` must be > 0")
+    mu = numpyro.sample(f"{name}_mu", dist.Normal(loc, loc_scale))
+    tau = numpyro.sample(f"{name}_tau", dist.HalfNormal(tau_scale))
+    with numpyro.plate(f"{name}_groups", num_groups):
+        z = numpyro.sample(f"{name}_z", dist.Normal(0.0, 1.0))
+    return numpyro.deterministic(name, jnp.exp(mu + tau * z))

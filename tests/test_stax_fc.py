@@ -1,0 +1,329 @@
+"""Fully connected engine: Monte Carlo agreement, identities, transforms, tiling, errors."""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ntk_bayes as nb
+from ntk_bayes import stax
+
+KEY = jax.random.PRNGKey(0)
+
+
+def _x(n, d=3, seed=0):
+    return jax.random.normal(jax.random.PRNGKey(seed), (n, d))
+
+
+NONLINEARITIES = {
+    "relu": stax.Relu(),
+    "leaky": stax.LeakyRelu(0.2),
+    "abrelu": stax.ABRelu(-0.5, 1.5),
+    "abs": stax.Abs(),
+    "erf": stax.Erf(a=1.3, b=0.7, c=0.2),
+    "gelu": stax.Gelu(),
+    "sin": stax.Sin(a=1.2, b=0.8, c=0.3),
+    "cos": stax.Cos(),
+    "rbf": stax.Rbf(gamma=0.6),
+    "sign": stax.Sign(),
+    "identity": stax.Identity(),
+    # Saturating tanh with q ~ 3 needs many nodes: sech^2 is narrow against N(0, q).
+    "numerical_tanh": stax.ElementwiseNumerical(jnp.tanh, deg=100),
+}
+
+
+def _assert_mc_agrees(net, x1, x2, n_samples=256, z_max=4.5):
+    """Analytic kernel within z_max Monte Carlo standard errors of the estimate.
+
+    One-hidden-layer networks have exactly Gaussian pre-activations, so the Monte Carlo
+    mean is unbiased at any width and the tolerance is purely statistical.
+    """
+    k = net.kernel_fn(x1, x2, ("nngp", "ntk"))
+    mc = nb.monte_carlo_kernel_fn(net.init_fn, net.apply_fn, KEY, n_samples, batch_size=32)
+    mean, se = mc(x1, x2, ("nngp", "ntk"), with_stderr=True)
+    for name in ("nngp", "ntk"):
+        a, m, s = (np.asarray(getattr(o, name), np.float64) for o in (k, mean, se))
+        scale = np.abs(a).max()
+        z = np.abs(m - a) / np.maximum(s, 1e-6 * scale)
+        assert z.max() < z_max, (name, z.max(), a, m)
+
+
+@pytest.mark.parametrize("name", sorted(NONLINEARITIES))
+def test_nonlinearity_matches_monte_carlo(name):
+    phi = NONLINEARITIES[name]
+    net = stax.serial(
+        stax.Dense(256, W_std=1.3, b_std=0.3), phi, stax.Dense(8, W_std=1.1, b_std=0.2)
+    )
+    _assert_mc_agrees(net, _x(4), _x(3, seed=1))
+
+
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+def test_branching_and_parameterizations_match_monte_carlo(parameterization):
+    dense = lambda n, w: stax.Dense(n, W_std=w, b_std=0.2, parameterization=parameterization)
+    net = stax.serial(
+        dense(128, 1.2),
+        stax.FanOut(3),
+        stax.parallel(stax.serial(stax.Relu(), dense(128, 1.4)), stax.Identity(), stax.Erf()),
+        stax.FanInConcat(),
+        stax.FanOut(2),
+        # FanInSum adds kernels: valid when at most one branch lacks fresh weights.
+        stax.parallel(stax.Identity(), stax.serial(dense(256, 0.8), stax.Gelu(), dense(384, 1.1))),
+        stax.FanInSum(),
+        dense(8, 1.0),
+    )
+    # The concat branch mixes a second hidden layer; compare at a width where the O(1/n)
+    # finite-width bias is far below the Monte Carlo error.
+    k = net.kernel_fn(_x(3), None, ("nngp", "ntk"))
+    mc = nb.monte_carlo_kernel_fn(net.init_fn, net.apply_fn, KEY, 256, batch_size=32)
+    mean, se = mc(_x(3), None, ("nngp", "ntk"), with_stderr=True)
+    for name in ("nngp", "ntk"):
+        a, m, s = (np.asarray(getattr(o, name), np.float64) for o in (k, mean, se))
+        assert np.all(np.abs(m - a) < 4.5 * s + 0.02 * np.abs(a)), name
+
+
+def test_relu_nngp_is_arccos_kernel_of_order_one(dtype):
+    x = np.asarray(_x(5, d=4, seed=3), dtype)
+    w, b = 1.7, 0.0
+    net = stax.serial(stax.Dense(1, W_std=w), stax.Relu(), stax.Dense(1, W_std=1.0))
+    got = np.asarray(net.kernel_fn(x, None, "nngp"), np.float64)
+    xx = x.astype(np.float64)
+    norms = np.linalg.norm(xx, axis=1)
+    cos = np.clip(xx @ xx.T / np.outer(norms, norms), -1, 1)
+    theta = np.arccos(cos)
+    # Cho & Saul (2009): k1(x, y) = |x||y| (sin θ + (π - θ) cos θ) / π; Dense scales by W²/d.
+    arccos1 = np.outer(norms, norms) * (np.sin(theta) + (math.pi - theta) * cos) / math.pi
+    want = w**2 / x.shape[1] * arccos1 / 2 + b**2
+    np.testing.assert_allclose(got, want, rtol=1e-11 if dtype == np.float64 else 2e-5)
+
+
+def test_numerical_matches_closed_forms(dtype):
+    x1, x2 = _x(4, seed=4), _x(5, seed=5)
+
+    def kern(phi):
+        net = stax.serial(stax.Dense(1, W_std=1.5, b_std=0.1), phi, stax.Dense(1, b_std=0.1))
+        return net.kernel_fn(x1, x2, ("nngp", "ntk"))
+
+    # Smooth: Gauss–Hermite converges exponentially (deg 40: 1e-3, 80: 1e-6, 160: 1e-12 here).
+    erf_num = kern(stax.ElementwiseNumerical(jax.scipy.special.erf, deg=160))
+    erf = kern(stax.Erf())
+    rtol = 1e-9 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(erf_num.nngp, erf.nngp, rtol=rtol)
+    np.testing.assert_allclose(erf_num.ntk, erf.ntk, rtol=rtol)
+    # ReLU has a kink: quadrature converges only algebraically; check the error is small
+    # relative to the kernel's scale and shrinks with the degree.
+    relu = kern(stax.Relu())
+    errs = []
+    for deg in (15, 120):
+        num = kern(stax.ElementwiseNumerical(jax.nn.relu, deg=deg, df=lambda z: z > 0))
+        errs.append(
+            max(
+                float(np.max(np.abs(num.nngp - relu.nngp)) / np.max(np.abs(relu.nngp))),
+                float(np.max(np.abs(num.ntk - relu.ntk)) / np.max(np.abs(relu.ntk))),
+            )
+        )
+    assert errs[1] < 1e-2 and errs[1] < errs[0] / 3, errs
+
+
+def test_rbf_layer_gives_rbf_kernel(dtype):
+    x = np.asarray(_x(4, d=3, seed=6), dtype)
+    gamma, w = 0.4, 1.3
+    net = stax.serial(stax.Dense(1, W_std=w), stax.Rbf(gamma))
+    got = net.kernel_fn(x, None, "nngp")
+    sq = ((x[:, None] - x[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(
+        got, np.exp(-gamma * w**2 * sq / 3), rtol=1e-10 if dtype == np.float64 else 1e-5
+    )
+
+
+# ---- transforms -----------------------------------------------------------------------
+
+NET = stax.serial(
+    stax.Dense(64, W_std=1.5, b_std=0.05),
+    stax.Relu(),
+    stax.Dense(64, W_std=1.5, b_std=0.05),
+    stax.Erf(),
+    stax.Dense(1, W_std=1.5, b_std=0.05),
+)
+
+
+def test_network_is_pytree_with_hyperparameter_leaves():
+    leaves, treedef = jax.tree_util.tree_flatten(NET)
+    assert 1.5 in leaves and 0.05 in leaves
+    rebuilt = jax.tree_util.tree_unflatten(treedef, leaves)
+    x = _x(3)
+    np.testing.assert_array_equal(rebuilt.kernel_fn(x, None, "ntk"), NET.kernel_fn(x, None, "ntk"))
+    assert rebuilt == NET
+
+
+def test_jit_grad_vmap_over_hyperparameters(dtype):
+    # Distinct x1, x2: at coincident points the kernel's angle is pure round-off, which
+    # finite differences amplify (the gradient there is checked for finiteness below).
+    x, x2 = _x(5), _x(4, seed=1)
+
+    def loss(w, b):
+        net = stax.serial(
+            stax.Dense(8, W_std=w, b_std=b), stax.Relu(), stax.Dense(1, W_std=w, b_std=b)
+        )
+        return jnp.sum(net.kernel_fn(x, x2, ("nngp", "ntk")).ntk)
+
+    g = jax.jit(jax.grad(loss, argnums=(0, 1)))(jnp.asarray(1.3, dtype), jnp.asarray(0.2, dtype))
+    eps = 1e-6 if dtype == np.float64 else 1e-2
+    fd = (loss(1.3 + eps, 0.2) - loss(1.3 - eps, 0.2)) / (2 * eps)
+    np.testing.assert_allclose(g[0], fd, rtol=1e-6 if dtype == np.float64 else 2e-2)
+    ws = jnp.linspace(0.5, 2.0, 4, dtype=dtype)
+    batched = jax.vmap(lambda w: loss(w, 0.2))(ws)
+    np.testing.assert_allclose(batched, [loss(w, 0.2) for w in ws], rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(NONLINEARITIES))
+def test_gradients_finite_at_coincident_inputs(name, dtype):
+    """x1 == x2 puts every angle at 0: arccos/sqrt derivatives must not blow up."""
+    x = jnp.concatenate([_x(2), _x(2)]).astype(dtype)  # duplicate rows too
+
+    def loss(w, b):
+        net = stax.serial(
+            stax.Dense(8, W_std=w, b_std=b),
+            NONLINEARITIES[name],
+            stax.Dense(8, W_std=w, b_std=b),
+            NONLINEARITIES[name],
+            stax.Dense(1, W_std=w, b_std=b),
+        )
+        k = net.kernel_fn(x, None, ("nngp", "ntk"))
+        return jnp.sum(k.nngp) + jnp.sum(k.ntk)
+
+    g = jax.grad(loss, argnums=(0, 1))(jnp.asarray(1.4, dtype), jnp.asarray(0.1, dtype))
+    assert all(bool(jnp.isfinite(v)) for v in g), g
+    gx = jax.grad(lambda x: jnp.sum(NET.kernel_fn(x, None, "ntk")))(x)
+    assert bool(jnp.all(jnp.isfinite(gx)))
+
+
+def test_b_std_zero_and_zero_inputs_are_finite():
+    x = jnp.zeros((2, 3)).at[1].set(1.0)
+    net = stax.serial(stax.Dense(4, W_std=1.0), stax.Relu(), stax.Dense(1))
+    k = net.kernel_fn(x, None, ("nngp", "ntk"))
+    assert np.all(np.isfinite(k.nngp)) and np.all(np.isfinite(k.ntk))
+    np.testing.assert_allclose(k.nngp[0], 0.0, atol=1e-12)
+
+
+# ---- tiling ---------------------------------------------------------------------------
+
+
+def test_tiles_equal_single_block(tol):
+    x1, x2 = _x(37, seed=7), _x(23, seed=8)
+    full = NET.kernel_fn(x1, x2, ("nngp", "ntk"))
+    rows = NET.kernel_fn(x1, x2, ("nngp", "ntk"), block_size=8)
+    tiny = NET.kernel_fn(x1, x2, ("nngp", "ntk", "cov1", "cov2"), memory_budget=4000)
+    for a, b in ((full, rows), (full, tiny)):
+        np.testing.assert_allclose(a.nngp, b.nngp, **tol)
+        np.testing.assert_allclose(a.ntk, b.ntk, **tol)
+    assert tiny.cov1.shape == (37,) and tiny.cov2.shape == (23,)
+    np.testing.assert_allclose(tiny.cov1, np.diag(NET.kernel_fn(x1, None, "nngp")), **tol)
+
+
+def test_get_semantics():
+    x = _x(4)
+    assert NET.kernel_fn(x, None, "nngp").shape == (4, 4)
+    both = NET.kernel_fn(x, None, ("ntk", "nngp"))
+    assert both._fields == ("ntk", "nngp")
+    whole = NET.kernel_fn(x)
+    np.testing.assert_allclose(whole.ntk, both.ntk, rtol=1e-6)
+    init_fn, apply_fn, kernel_fn = NET
+    out_shape, params = init_fn(KEY, x.shape)
+    assert out_shape == (4, 1) and apply_fn(params, x).shape == (4, 1)
+    np.testing.assert_allclose(kernel_fn(x, None, "nngp"), both.nngp)
+
+
+# ---- finite-width twins -----------------------------------------------------------------
+
+
+def test_standard_and_ntk_parameterizations_have_same_function_distribution():
+    x = _x(3)
+    nets = [
+        stax.serial(
+            stax.Dense(2048, W_std=1.4, b_std=0.3, parameterization=p),
+            stax.Relu(),
+            stax.Dense(1, W_std=1.2, b_std=0.1, parameterization=p),
+        )
+        for p in ("ntk", "standard")
+    ]
+    k = [n.kernel_fn(x, None, "nngp") for n in nets]
+    np.testing.assert_allclose(k[0], k[1], rtol=1e-6)
+    # standard: W ~ N(0, W_std^2 / fan_in)
+    _, (W, b) = stax.Dense(4096, W_std=2.0, b_std=0.5, parameterization="standard").init(
+        KEY, (1, 100)
+    )
+    np.testing.assert_allclose(np.std(W), 2.0 / 10.0, rtol=0.02)
+    np.testing.assert_allclose(np.std(b), 0.5, rtol=0.05)
+
+
+def test_empirical_kernels_of_an_equinox_model(tol):
+    mlp = eqx.nn.MLP(3, 1, 16, 2, key=KEY)
+    params, static = eqx.partition(mlp, eqx.is_array)
+    f = lambda p, x: jax.vmap(eqx.combine(p, static))(x)
+    x1, x2 = _x(4), _x(2, seed=2)
+    ntk = nb.empirical_ntk_fn(f)(x1, x2, params)
+    flat = lambda p, x: f(jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), p), x)
+    J1 = jax.jacobian(lambda p: flat(p, x1))(jax.tree_util.tree_leaves(params))
+    J2 = jax.jacobian(lambda p: flat(p, x2))(jax.tree_util.tree_leaves(params))
+    want = sum(
+        np.einsum("ikp,jkp->ij", a.reshape(4, 1, -1), b.reshape(2, 1, -1))
+        for a, b in zip(J1, J2, strict=True)
+    )
+    np.testing.assert_allclose(ntk, want, **tol)
+    nngp = nb.empirical_nngp_fn(f)(x1, x2, params)
+    np.testing.assert_allclose(nngp, f(params, x1) @ f(params, x2).T, **tol)
+
+
+# ---- bad input --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: stax.Dense(4, W_std=-1.0), "W_std"),
+        (lambda: stax.Dense(4, b_std=float("nan")), "b_std"),
+        (lambda: stax.Dense(0), "out_dim"),
+        (lambda: stax.Dense(4, parameterization="mup"), "parameterization"),
+        (lambda: stax.Rbf(gamma=0.0), "gamma"),
+        (lambda: stax.ElementwiseNumerical(jnp.tanh, deg=0), "deg"),
+        (lambda: stax.serial([stax.Relu()]), "separate"),
+        (lambda: stax.FanOut(0), "num"),
+    ],
+)
+def test_bad_layer_arguments(make, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make()
+
+
+@pytest.mark.parametrize(
+    "x1, x2, get, match",
+    [
+        (np.ones(3), None, "nngp", "x1"),
+        (np.ones((3, 2)), np.ones((2, 3)), "nngp", "x2"),
+        (np.array([[1.0, np.nan]]), None, "nngp", "x1"),
+        (np.ones((2, 2)), np.array([[np.inf, 0.0]]), "nngp", "x2"),
+        (np.ones((2, 2)), None, "ntkgp", "get"),
+        (np.ones((2, 2)), None, 3, "get"),
+    ],
+)
+def test_bad_kernel_fn_inputs(x1, x2, get, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        NET.kernel_fn(x1, x2, get)
+
+
+def test_nonlinearity_without_affine_layer_is_explained():
+    with pytest.raises(ValueError, match="Dense or Conv"):
+        stax.serial(stax.Relu(), stax.Dense(1)).kernel_fn(_x(2), None, "nngp")
+
+
+def test_unclosed_branches_are_explained():
+    net = stax.serial(stax.Dense(4), stax.FanOut(2))
+    with pytest.raises(ValueError, match="FanInSum"):
+        net.kernel_fn(_x(2), None, "nngp")
+    with pytest.raises(ValueError, match="parallel has 2 layers but receives 3"):
+        stax.serial(stax.FanOut(3), stax.parallel(stax.Identity(), stax.Identity())).kernel_fn(
+            _x(2), None, "nngp"
+        )
