@@ -6,16 +6,19 @@ Every layer and composition is an immutable pytree network::
     init_fn, apply_fn, kernel_fn = net
 """
 
+from ._attention import GlobalSelfAttention as GlobalSelfAttention
 from ._branching import FanInConcat as FanInConcat
 from ._branching import FanInSum as FanInSum
 from ._branching import FanOut as FanOut
 from ._branching import Parallel as Parallel
 from ._branching import parallel as parallel
+from ._conv import Conv as Conv
 from ._core import Layer as Layer
 from ._core import Serial as Serial
 from ._core import serial as serial
 from ._dense import Dense as Dense
 from ._dense import Identity as Identity
+from ._devices import distributed_kernel_fn as distributed_kernel_fn
 from ._elementwise import ABRelu as ABRelu
 from ._elementwise import Abs as Abs
 from ._elementwise import Cos as Cos
@@ -29,10 +32,18 @@ from ._elementwise import Relu as Relu
 from ._elementwise import Sign as Sign
 from ._elementwise import Sin as Sin
 from ._kernel import Kernel as Kernel
+from ._normalization import LayerNorm as LayerNorm
+from ._pooling import AvgPool as AvgPool
+from ._pooling import Flatten as Flatten
+from ._pooling import GlobalAvgPool as GlobalAvgPool
+from ._pooling import GlobalSumPool as GlobalSumPool
+from ._pooling import SumPool as SumPool
 
 __all__ = [
     "ABRelu",
     "Abs",
+    "AvgPool",
+    "Conv",
     "Cos",
     "Dense",
     "Elementwise",
@@ -41,10 +52,15 @@ __all__ = [
     "FanInConcat",
     "FanInSum",
     "FanOut",
+    "Flatten",
     "Gelu",
+    "GlobalAvgPool",
+    "GlobalSelfAttention",
+    "GlobalSumPool",
     "Identity",
     "Kernel",
     "Layer",
+    "LayerNorm",
     "LeakyRelu",
     "Parallel",
     "Rbf",
@@ -52,6 +68,8 @@ __all__ = [
     "Serial",
     "Sign",
     "Sin",
+    "SumPool",
+    "distributed_kernel_fn",
     "parallel",
     "serial",
 ]

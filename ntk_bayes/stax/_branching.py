@@ -161,6 +161,9 @@ class Parallel(Layer):
     def needs_full_spatial(self, out_full: bool) -> bool:
         return any(lay.needs_full_spatial(out_full) for lay in self.layers)
 
+    def mixes_space(self) -> bool:
+        return any(lay.mixes_space() for lay in self.layers)
+
 
 def parallel(*layers) -> Parallel:
     """Apply layers side by side to the branches of a ``FanOut``."""

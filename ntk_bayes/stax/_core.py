@@ -16,6 +16,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._numerics import as_float_array, check_finite, is_concrete
 from . import _batching
@@ -42,7 +43,8 @@ def check_hyper(value, name: str, layer: str, *, allow_none: bool = False, posit
     if isinstance(value, str | bytes) or not hasattr(jnp.asarray(value), "dtype"):
         raise TypeError(f"{layer}: `{name}` must be a number, got {type(value).__name__}")
     if is_concrete(value):
-        arr = jnp.asarray(value)
+        # numpy, not jnp: inside jit even constants become tracers under jnp.
+        arr = np.asarray(value)
         if arr.ndim != 0:
             raise ValueError(
                 f"{layer}: `{name}` must be a scalar, got shape {arr.shape}; "
@@ -87,6 +89,12 @@ class Layer(eqx.Module):
         whether its consumer needs them of its output (``out_full``)."""
         return out_full
 
+    def mixes_space(self) -> bool:
+        """Whether the layer combines different spatial positions (Conv, pooling,
+        attention); an output that keeps spatial axes after such a layer is a kernel
+        over positions, which a user rarely means (see ``spatial_output``)."""
+        return False
+
     # ---- neural-tangents triple ---------------------------------------------------
     @property
     def init_fn(self):
@@ -107,6 +115,8 @@ class Layer(eqx.Module):
         *,
         memory_budget: int | None = None,
         block_size: int | None = None,
+        spatial_output: str | None = None,
+        devices=None,
         **unused,
     ):
         """Analytic NNGP/NTK kernels of this network between ``x1`` and ``x2``.
@@ -120,17 +130,35 @@ class Layer(eqx.Module):
             memory_budget: bytes the computation may use at once; tiles of the
                 ``n1 x n2`` problem are sized to fit. Default: a fraction of free memory.
             block_size: force tiles of at most this many rows/columns.
+            spatial_output: what to return when the network's output keeps spatial
+                axes (no ``Flatten``/global pooling readout): ``"diagonal"``
+                (same-position covariances, ``(n1, n2, H, W)``) or ``"full"`` (every
+                pair of positions, ``(n1, n2, H, H', W, W')``). ``None`` (default)
+                raises for networks with Conv/pooling/attention layers, where a
+                kernel over positions usually means a forgotten readout, and gives
+                ``"diagonal"`` for pointwise networks.
+            devices: where the tiles run: ``None`` (all local devices of the default
+                backend), an int (the first that many), or a sequence of devices.
+                Tiles are split evenly across them with ``jax.shard_map``.
 
         Returns:
             Arrays of shape ``(n1, n2)`` (plus spatial axes if not read out).
         """
         names, want_all = _parse_get(get)
-        x1, x2 = _check_inputs(self, x1, x2)
-        opts = (want_all or "ntk" in names, _needs_full(self, x1.ndim - 2))
+        x1, x2, out_shape = _check_inputs(self, x1, x2)
+        opts = (want_all or "ntk" in names, _needs_full(self, x1.shape, out_shape, spatial_output))
         if want_all:
             return _block_all(self, x1, x1 if x2 is None else x2, opts)
         out = _batching.tiled_kernel(
-            self, _block, opts, x1, x2, names, memory_budget=memory_budget, block_size=block_size
+            self,
+            _block,
+            opts,
+            x1,
+            x2,
+            names,
+            memory_budget=memory_budget,
+            block_size=block_size,
+            devices=devices,
         )
         if isinstance(get, str):
             return out[names[0]]
@@ -187,14 +215,34 @@ def _check_inputs(net, x1, x2):
         check_finite(x2, "x2")
         dtype = jnp.promote_types(x1.dtype, x2.dtype)
         x1, x2 = x1.astype(dtype), x2.astype(dtype)
-    net.output_shape(x1.shape)  # validates the whole architecture before any work
-    return x1, x2
+    out_shape = net.output_shape(x1.shape)  # validates the architecture before any work
+    return x1, x2, out_shape
 
 
-def _needs_full(net, n_spatial: int) -> bool:
-    if n_spatial == 0:
+SPATIAL_OUTPUTS = (None, "diagonal", "full")
+
+
+def _needs_full(net, in_shape, out_shape, spatial_output) -> bool:
+    """Whether the input kernel must keep cross-position covariances."""
+    if spatial_output not in SPATIAL_OUTPUTS:
+        raise ValueError(
+            f"`spatial_output` must be None, 'diagonal' or 'full', got {spatial_output!r}"
+        )
+    if len(in_shape) <= 2:
         return False
-    return net.needs_full_spatial(False)
+    out_full = False
+    multi = isinstance(out_shape, list) and out_shape and not isinstance(out_shape[0], int)
+    if not multi and len(out_shape) > 2:
+        if spatial_output is None and net.mixes_space():
+            raise ValueError(
+                f"the network's output {tuple(out_shape)} still has spatial axes after "
+                "Conv/pooling/attention layers, so its kernel would be one covariance per pair "
+                "of positions; add a readout (stax.GlobalAvgPool() or stax.Flatten(), then "
+                "Dense) or, if a kernel over positions is what you want, pass "
+                "spatial_output='diagonal' or 'full'"
+            )
+        out_full = spatial_output == "full"
+    return net.needs_full_spatial(out_full)
 
 
 def _input_kernel(x1, x2, need_ntk: bool, diagonal_spatial: bool) -> Kernel:
@@ -266,6 +314,9 @@ class Serial(Layer):
             out_full = layer.needs_full_spatial(out_full)
         return out_full
 
+    def mixes_space(self) -> bool:
+        return any(layer.mixes_space() for layer in self.layers)
+
 
 def serial(*layers: Any) -> Serial:
     """Compose layers in sequence, as ``neural_tangents.stax.serial``."""
@@ -284,5 +335,3 @@ def serial(*layers: Any) -> Serial:
     if not flat:
         raise ValueError("serial: needs at least one layer")
     return Serial(tuple(flat))
-
-

@@ -60,25 +60,6 @@ def _safe_sqrt_jvp(primals, tangents):
     return y, jnp.where(ok, dx / (2 * jnp.where(ok, y, 1.0)), 0.0)
 
 
-def _arctan2(y, x):
-    """arctan2; below float64 a vectorisable polynomial (|error| < 4e-7 rad), since XLA's
-    CPU atan2 is a scalar call that dominated convolutional kernels (4x slower)."""
-    if jnp.result_type(y, x) == jnp.float64:
-        return jnp.arctan2(y, x)
-    ax, ay = jnp.abs(x), jnp.abs(y)
-    hi, lo = jnp.maximum(ax, ay), jnp.minimum(ax, ay)
-    a = lo / jnp.where(hi == 0, 1.0, hi)
-    # atan(a) = π/6 + atan((√3 a - 1) / (a + √3)) brings a into [0, tan(π/12)].
-    big = a > 0.2679491924311227
-    a = jnp.where(big, (a * 1.7320508075688772 - 1.0) / (a + 1.7320508075688772), a)
-    s = a * a
-    r = a * (1.0 + s * (-1.0 / 3 + s * (1.0 / 5 + s * (-1.0 / 7 + s * (1.0 / 9)))))
-    r = jnp.where(big, r + math.pi / 6, r)
-    r = jnp.where(ay > ax, math.pi / 2 - r, r)
-    r = jnp.where(x < 0, math.pi - r, r)
-    return jnp.where(y < 0, -r, r)
-
-
 _TAN_PI_8 = math.sqrt(2.0) - 1.0
 
 

@@ -1,0 +1,224 @@
+r"""Multi-head self-attention over token sequences (``GlobalSelfAttention``).
+
+Infinite-width limit of Hron, Bahri, Sohl-Dickstein & Novak (2020), "Infinite
+attention: NNGP and NTK for deep attention networks", with neural-tangents'
+conventions: with ``linear_scaling=True`` the query and key weights are tied and the
+logits are scaled by 1/(C_in · n_chan_key), so they converge to the deterministic
+QK_std · Σ(x, x) and the attention weights become a fixed function of the input
+kernel; the layer is then a Gaussian-process layer with a closed-form kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ._conv import reject_unused
+from ._core import Layer, check_hyper
+
+__all__ = ["GlobalSelfAttention", "ATTENTION_MECHANISMS"]
+
+ATTENTION_MECHANISMS = ("SOFTMAX", "IDENTITY", "ABS", "RELU")
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"GlobalSelfAttention: `{name}` must be a positive integer, got {value!r}")
+    return value
+
+
+class GlobalSelfAttention(Layer):
+    r"""Self-attention over the tokens of ``(N, T, C)`` inputs, with ``n_heads`` heads.
+
+    With QK = ``W_query_std`` · ``W_key_std``, OV = ``W_out_std`` · ``W_value_std``,
+    σ_b = ``b_std`` (0 when ``None``), φ the ``attention_mechanism`` (softmax over the
+    attended token s) and the attention weights
+    G_i[t, s] = φ(QK · Σ(x_i, x_i)[t, s]) of each point:
+
+    .. math::
+
+        Σ'_{12} = OV^2\, G_1 Σ_{12} G_2^\top + σ_b^2, \qquad
+        Θ'_{12} = OV^2\, G_1 Θ_{12} G_2^\top + [σ_b \ne \text{None}]\, σ_b^2
+                  + 2\, OV^2\, G_1 Σ_{12} G_2^\top
+
+    (the last term: gradients of the value and output weights; the tied key weights
+    contribute nothing in the limit). Only ``linear_scaling=True`` has a closed form;
+    with ``False`` the finite network works but ``kernel_fn`` raises.
+
+    Finite width (all weights N(0, 1)): per head h, K_h = x W_K^h, G_h = φ(QK · K_h
+    K_hᵀ / (C_in n_chan_key)) (queries = keys when ``linear_scaling``, else x W_Q^h and
+    scale 1/(C_in sqrt(n_chan_key))), and the output is
+    ``OV / sqrt(n_chan_val n_heads C_in) · concat_h(G_h x W_V^h) W_out + b_std b``.
+    """
+
+    n_chan_out: int = eqx.field(static=True)
+    n_chan_key: int = eqx.field(static=True)
+    n_chan_val: int = eqx.field(static=True)
+    n_heads: int = eqx.field(static=True)
+    linear_scaling: bool = eqx.field(static=True)
+    attention_mechanism: str = eqx.field(static=True)
+    W_key_std: Any = 1.0
+    W_value_std: Any = 1.0
+    W_query_std: Any = 1.0
+    W_out_std: Any = 1.0
+    b_std: Any = None
+
+    def __init__(
+        self,
+        n_chan_out,
+        n_chan_key,
+        n_chan_val,
+        n_heads,
+        linear_scaling=True,
+        W_key_std=1.0,
+        W_value_std=1.0,
+        W_query_std=1.0,
+        W_out_std=1.0,
+        b_std=None,
+        attention_mechanism="SOFTMAX",
+        **unused,
+    ):
+        unused = dict(unused)
+        if unused.pop("pos_emb_type", "NONE") != "NONE":
+            raise NotImplementedError(
+                "GlobalSelfAttention: positional embeddings are not implemented; add them to "
+                "the inputs (e.g. concatenate position features) before the layer"
+            )
+        for name in ("pos_emb_p_norm", "pos_emb_decay_fn", "n_chan_pos_emb", "W_pos_emb_std"):
+            unused.pop(name, None)
+        if unused.pop("val_pos_emb", False):
+            raise NotImplementedError("GlobalSelfAttention: `val_pos_emb` is not implemented")
+        reject_unused("GlobalSelfAttention", unused)
+        self.n_chan_out = _positive_int(n_chan_out, "n_chan_out")
+        self.n_chan_key = _positive_int(n_chan_key, "n_chan_key")
+        self.n_chan_val = _positive_int(n_chan_val, "n_chan_val")
+        self.n_heads = _positive_int(n_heads, "n_heads")
+        self.linear_scaling = bool(linear_scaling)
+        mech = attention_mechanism.upper() if isinstance(attention_mechanism, str) else None
+        if mech not in ATTENTION_MECHANISMS:
+            raise ValueError(
+                f"GlobalSelfAttention: unknown `attention_mechanism` {attention_mechanism!r}; "
+                f"choose one of {ATTENTION_MECHANISMS}"
+            )
+        self.attention_mechanism = mech
+        for name, v in (
+            ("W_key_std", W_key_std),
+            ("W_value_std", W_value_std),
+            ("W_query_std", W_query_std),
+            ("W_out_std", W_out_std),
+        ):
+            check_hyper(v, name, "GlobalSelfAttention")
+        check_hyper(b_std, "b_std", "GlobalSelfAttention", allow_none=True)
+        self.W_key_std, self.W_value_std = W_key_std, W_value_std
+        self.W_query_std, self.W_out_std = W_query_std, W_out_std
+        self.b_std = b_std
+
+    def output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        if isinstance(input_shape, list) and shape and not isinstance(shape[0], int):
+            raise ValueError(
+                "GlobalSelfAttention got several branches; close them with a fan-in first"
+            )
+        if len(shape) != 3:
+            hint = (
+                "; for images (N, H, W, C) make tokens first with x.reshape(N, H * W, C)"
+                if len(shape) > 3
+                else "; for (N, features) data add a token axis, e.g. x[:, None, :]"
+            )
+            raise ValueError(
+                f"GlobalSelfAttention expects token sequences (N, T, C), got shape {shape}{hint}"
+            )
+        return shape[:2] + (self.n_chan_out,)
+
+    def needs_full_spatial(self, out_full: bool) -> bool:
+        return True
+
+    def mixes_space(self) -> bool:
+        return True
+
+    def _phi(self, logits):
+        mech = self.attention_mechanism
+        if mech == "SOFTMAX":
+            return jax.nn.softmax(logits, axis=-1)
+        if mech == "IDENTITY":
+            return logits
+        if mech == "ABS":
+            return jnp.abs(logits)
+        return jnp.maximum(logits, 0.0)
+
+    def kernel(self, k):
+        if not self.linear_scaling:
+            raise NotImplementedError(
+                "GlobalSelfAttention(linear_scaling=False) has no closed-form kernel (its "
+                "logits stay random in the limit); use linear_scaling=True for kernel_fn, or "
+                "estimate the kernel with ntk_bayes.monte_carlo_kernel_fn"
+            )
+        if k.diagonal_spatial and k.shape1[1] > 1:
+            raise ValueError(  # pragma: no cover - the engine chooses the full layout
+                "GlobalSelfAttention needs cross-token covariances (the full spatial layout)"
+            )
+        self.output_shape(k.shape1)
+        qk = self.W_query_std * self.W_key_std
+        ov2 = (self.W_out_std * self.W_value_std) ** 2
+        b2 = 0.0 if self.b_std is None else self.b_std**2
+        g1 = self._phi(qk * k.cov1)  # (n1, T, T)
+        g2 = self._phi(qk * k.cov2)
+
+        def pair(mat):
+            return ov2 * jnp.einsum("its,ijsu,jvu->ijtv", g1, mat, g2)
+
+        def own(g, mat):
+            return ov2 * jnp.einsum("its,isu,ivu->itv", g, mat, g) + b2
+
+        nngp_w = pair(k.nngp)
+        ntk = None if k.ntk is None else pair(k.ntk) + b2 + 2 * nngp_w
+        return k.replace(
+            nngp=nngp_w + b2,
+            ntk=ntk,
+            cov1=own(g1, k.cov1),
+            cov2=own(g2, k.cov2),
+            shape1=self.output_shape(k.shape1),
+            shape2=self.output_shape(k.shape2),
+            is_gaussian=True,
+            is_input=False,
+        )
+
+    def init(self, key, input_shape):
+        out_shape = self.output_shape(input_shape)
+        c_in = input_shape[-1]
+        kq, kk, kv, ko, kb = jax.random.split(key, 5)
+        keys = jax.random.normal(kk, (self.n_heads, c_in, self.n_chan_key))
+        queries = (
+            None
+            if self.linear_scaling
+            else jax.random.normal(kq, (self.n_heads, c_in, self.n_chan_key))
+        )
+        values = jax.random.normal(kv, (self.n_heads, c_in, self.n_chan_val))
+        w_out = jax.random.normal(ko, (self.n_heads * self.n_chan_val, self.n_chan_out))
+        b = None if self.b_std is None else jax.random.normal(kb, (self.n_chan_out,))
+        return out_shape, (queries, keys, values, w_out, b)
+
+    def apply(self, params, x, **kwargs):
+        queries, keys, values, w_out, b = params
+        self.output_shape(x.shape)
+        n, t, c_in = x.shape
+        if keys.shape[1] != c_in:
+            raise ValueError(
+                f"GlobalSelfAttention: input has {c_in} channels but the weights expect "
+                f"{keys.shape[1]}; re-run init_fn with this input shape"
+            )
+        k_ = jnp.einsum("ntc,hck->hntk", x, keys)
+        q_ = k_ if queries is None else jnp.einsum("ntc,hck->hntk", x, queries)
+        scale = c_in * (self.n_chan_key if self.linear_scaling else math.sqrt(self.n_chan_key))
+        logits = jnp.einsum("hntk,hnsk->hnts", q_, k_) * (self.W_query_std * self.W_key_std / scale)
+        v_ = jnp.einsum("ntc,hcv->hntv", x, values)
+        heads = jnp.einsum("hnts,hnsv->nthv", self._phi(logits), v_).reshape(n, t, -1)
+        norm = self.W_out_std * self.W_value_std / math.sqrt(self.n_chan_val * self.n_heads * c_in)
+        out = (heads @ w_out) * norm
+        if b is not None:
+            out = out + self.b_std * b
+        return out

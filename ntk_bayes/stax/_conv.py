@@ -1,0 +1,359 @@
+r"""Convolution (``Conv``) and the window sums that convolution and pooling kernels share.
+
+A convolution is a Dense layer applied to every patch, with weights shared across
+positions, so its kernel is the patch-average of the input kernel (Novak et al. 2019;
+Garriga-Alonso et al. 2019). Kernels have spatial axes in one of two layouts (see
+:class:`~ntk_bayes.stax.Kernel`): the *diagonal* layout keeps only same-position
+covariances ``Σ[p, p]``; the *full* layout keeps ``Σ[p, p']`` for every pair of positions,
+interleaved as ``(H, H', W, W', ...)``. A window sum over the full layout moves both
+members of each interleaved pair by the same filter offset, so one pass per spatial
+axis (``f`` shifted slices of the padded pair) computes it.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections.abc import Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ._core import Layer, check_hyper
+from ._dense import check_parameterization
+
+__all__ = [
+    "Conv",
+    "PADDINGS",
+    "check_padding",
+    "check_window",
+    "window_output_size",
+    "window_pads",
+    "window_sum",
+    "pad_spatial",
+    "reject_unused",
+]
+
+PADDINGS = ("VALID", "SAME", "CIRCULAR")
+
+
+# ---- argument checks shared by Conv and pooling --------------------------------------
+
+
+def check_padding(padding, layer: str) -> str:
+    if not isinstance(padding, str) or padding.upper() not in PADDINGS:
+        raise ValueError(f"{layer}: unknown `padding` {padding!r}; choose one of {PADDINGS}")
+    return padding.upper()
+
+
+def check_window(values, name: str, layer: str, n: int | None = None) -> tuple:
+    """A tuple of positive ints (``filter_shape``, ``window_shape``, ``strides``)."""
+    if isinstance(values, int) and not isinstance(values, bool):
+        raise TypeError(
+            f"{layer}: `{name}` must be a tuple with one entry per spatial axis, e.g. "
+            f"({values}, {values}) for images, got the int {values}"
+        )
+    try:
+        out = tuple(values)
+    except TypeError:
+        raise TypeError(f"{layer}: `{name}` must be a tuple of ints, got {values!r}") from None
+    if not out or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in out):
+        raise ValueError(f"{layer}: `{name}` must be a non-empty tuple of positive ints, got {out}")
+    if n is not None and len(out) != n:
+        raise ValueError(
+            f"{layer}: `{name}` has {len(out)} entries but the window has {n} spatial axes"
+        )
+    return out
+
+
+def reject_unused(layer: str, unused: dict) -> None:
+    """Accept neural-tangents' layout keywords only at their default values."""
+    for name, default in (("batch_axis", 0), ("channel_axis", -1)):
+        if name in unused and unused.pop(name) != default:
+            raise ValueError(
+                f"{layer}: only the default `{name}={default}` is supported; move axes to "
+                "(N, *spatial, C) with jnp.moveaxis first"
+            )
+    if "dimension_numbers" in unused:
+        dn = unused.pop("dimension_numbers")
+        if dn is not None:
+            raise ValueError(
+                f"{layer}: only channels-last inputs (N, *spatial, C) are supported, so "
+                "`dimension_numbers` must be None; transpose NCHW data with jnp.moveaxis"
+            )
+    if "s" in unused and tuple(unused.pop("s")) != (1, 1):
+        raise ValueError(f"{layer}: only s=(1, 1) is supported")
+    if unused:
+        raise TypeError(f"{layer}: unexpected keyword argument(s) {sorted(unused)}")
+
+
+def check_spatial_input(layer: str, input_shape, n_spatial: int, what: str) -> tuple:
+    """Validate that ``input_shape`` is ``(N, *spatial, C)`` with ``n_spatial`` axes."""
+    shape = tuple(input_shape)
+    if isinstance(input_shape, list) and shape and not isinstance(shape[0], int):
+        raise ValueError(f"{layer} got several branches; close them with a fan-in first")
+    if len(shape) - 2 != n_spatial:
+        layout = {1: "(N, T, C)", 2: "(N, H, W, C)", 3: "(N, D, H, W, C)"}.get(
+            n_spatial, f"(N, {n_spatial} spatial axes, C)"
+        )
+        hint = (
+            "; (N, features) data has no spatial axes: use Dense, or reshape to (N, features, 1) "
+            "to treat the features as a 1-D signal"
+            if len(shape) == 2
+            else ""
+        )
+        raise ValueError(
+            f"{layer}: {what} has {n_spatial} spatial axes, so inputs must be {layout}; got "
+            f"shape {shape}{hint}"
+        )
+    return shape
+
+
+def window_pads(size: int, f: int, s: int, padding: str) -> tuple[int, int]:
+    """(low, high) padding of one spatial axis, as XLA's SAME/VALID (CIRCULAR pads as SAME)."""
+    if padding == "VALID":
+        return 0, 0
+    (pads,) = jax.lax.padtype_to_pads((size,), (f,), (s,), "SAME")
+    return tuple(pads)
+
+
+def window_output_size(size: int, f: int, s: int, padding: str) -> int:
+    lo, hi = window_pads(size, f, s, padding)
+    return (size + lo + hi - f) // s + 1
+
+
+def check_window_fits(layer: str, spatial, window, padding: str, name: str) -> None:
+    for axis, (size, f) in enumerate(zip(spatial, window, strict=True)):
+        if f > size and padding != "SAME":
+            raise ValueError(
+                f"{layer}: `{name}` {tuple(window)} is larger than the input's spatial shape "
+                f"{tuple(spatial)} on spatial axis {axis} ({f} > {size}) with padding "
+                f"{padding!r}; use a smaller window or padding='SAME'"
+            )
+
+
+# ---- window sums in both kernel layouts ----------------------------------------------
+
+
+def pad_spatial(x, axes: Sequence[int], pads: Sequence[tuple[int, int]], padding: str):
+    """Pad ``axes`` of ``x``: zeros, or periodic copies for CIRCULAR padding."""
+    widths = [(0, 0)] * x.ndim
+    for ax, p in zip(axes, pads, strict=True):
+        widths[ax] = tuple(p)
+    if all(w == (0, 0) for w in widths):
+        return x
+    return jnp.pad(x, widths, mode="wrap" if padding == "CIRCULAR" else "constant")
+
+
+def window_sum(x, batch_ndim: int, window, strides, padding: str, full: bool):
+    """Sum over every window offset, applied to the spatial axes of a kernel array.
+
+    ``x`` has ``batch_ndim`` leading axes, then spatial axes in the diagonal layout
+    ``(X, Y, ...)`` or, if ``full``, the interleaved layout ``(X, X', Y, Y', ...)``.
+    In the full layout both axes of a pair shift together: entry ``[p, p']`` of the
+    result sums ``x[s p + d, s p' + d]`` over offsets ``d`` of the window.
+    """
+    step = 2 if full else 1
+    for i, (f, s) in enumerate(zip(window, strides, strict=True)):
+        ax = batch_ndim + step * i
+        axes = (ax, ax + 1) if full else (ax,)
+        size = x.shape[ax]
+        lo, hi = window_pads(size, f, s, padding)
+        out = (size + lo + hi - f) // s + 1
+        if f == 1 and s == 1 and lo == hi == 0:
+            continue
+        if padding == "SAME" and s == 1:
+            x = _same_shift_sum(x, axes, size, lo, f)
+            continue
+        xp = pad_spatial(x, axes, [(lo, hi)] * len(axes), padding)
+        acc = None
+        for d in range(f):
+            idx = [slice(None)] * x.ndim
+            for a in axes:
+                idx[a] = slice(d, d + s * (out - 1) + 1, s)
+            term = xp[tuple(idx)]
+            acc = term if acc is None else acc + term
+        x = acc
+    return x
+
+
+def _same_shift_sum(x, axes, size, lo, f):
+    """Stride-1 zero-padded window sum as in-place adds of shifted interiors.
+
+    Equivalent to padding and summing ``f`` slices, but XLA updates the accumulator in
+    place instead of materialising the padded array: 1.7x faster on CPU.
+    """
+    acc = x
+    for d in range(f):
+        shift = d - lo
+        if shift == 0 or abs(shift) >= size:
+            continue
+        dst = slice(0, size - shift) if shift > 0 else slice(-shift, size)
+        src = slice(shift, size) if shift > 0 else slice(0, size + shift)
+        i_dst, i_src = [slice(None)] * x.ndim, [slice(None)] * x.ndim
+        for a in axes:
+            i_dst[a], i_src[a] = dst, src
+        acc = acc.at[tuple(i_dst)].add(x[tuple(i_src)])
+    return acc
+
+
+def _conv_spec(n_spatial: int) -> tuple[str, str, str]:
+    letters = "".join(c for c in string.ascii_uppercase if c not in "NCIO")[:n_spatial]
+    return ("N" + letters + "C", letters + "IO", "N" + letters + "C")
+
+
+# ---- the layer --------------------------------------------------------------------------
+
+
+class Conv(Layer):
+    r"""Convolution over the spatial axes of ``(N, *spatial, C)`` inputs, weights shared.
+
+    With F = prod(``filter_shape``), n = F · C_in the fan-in, σ_w = ``W_std``,
+    σ_b = ``b_std`` (0 when ``None``) and A the patch average
+    ``(A K)[p, p'] = F^{-1} Σ_d K[s p + d, s p' + d]`` (zero padding for ``"SAME"``,
+    periodic for ``"CIRCULAR"``; s = ``strides``):
+
+    .. math::
+
+        Σ' = σ_w^2 A Σ + σ_b^2, \qquad
+        Θ' = \begin{cases} Σ' + σ_w^2 A Θ & \text{"ntk"} \\
+                           n A Σ + [σ_b \ne \text{None}] + σ_w^2 A Θ & \text{"standard"}
+             \end{cases}
+
+    (Novak et al. 2019, "Bayesian deep CNNs with many channels are Gaussian processes";
+    Arora et al. 2019, "On exact computation with an infinitely wide neural net").
+    On the diagonal layout A only needs same-position entries, so a network read out by
+    ``Flatten`` keeps ``(n1, n2, H, W)``; global pooling needs the full layout.
+
+    Finite width ("ntk"): W ~ N(0, 1) of shape ``filter_shape + (C_in, out_chan)``,
+    b ~ N(0, 1), and ``W_std / sqrt(n) * conv(x, W) + b_std * b``; "standard" draws
+    W ~ N(0, W_std²/n), b ~ N(0, b_std²) and computes ``conv(x, W) + b``.
+    """
+
+    out_chan: int = eqx.field(static=True)
+    filter_shape: tuple = eqx.field(static=True)
+    strides: tuple = eqx.field(static=True)
+    padding: str = eqx.field(static=True)
+    W_std: Any = 1.0
+    b_std: Any = None
+    parameterization: str = eqx.field(static=True, default="ntk")
+
+    def __init__(
+        self,
+        out_chan,
+        filter_shape,
+        strides=None,
+        padding="VALID",
+        W_std=1.0,
+        b_std=None,
+        parameterization="ntk",
+        **unused,
+    ):
+        if isinstance(out_chan, bool) or not isinstance(out_chan, int) or out_chan < 1:
+            raise ValueError(f"Conv: `out_chan` must be a positive integer, got {out_chan!r}")
+        reject_unused("Conv", dict(unused))
+        self.filter_shape = check_window(filter_shape, "filter_shape", "Conv")
+        n = len(self.filter_shape)
+        self.strides = (1,) * n if strides is None else check_window(strides, "strides", "Conv", n)
+        self.padding = check_padding(padding, "Conv")
+        check_hyper(W_std, "W_std", "Conv")
+        check_hyper(b_std, "b_std", "Conv", allow_none=True)
+        self.out_chan = out_chan
+        self.W_std = W_std
+        self.b_std = b_std
+        self.parameterization = check_parameterization(parameterization, "Conv")
+
+    @property
+    def n_spatial(self) -> int:
+        return len(self.filter_shape)
+
+    def output_shape(self, input_shape):
+        shape = check_spatial_input("Conv", input_shape, self.n_spatial, "filter_shape")
+        spatial = shape[1:-1]
+        check_window_fits("Conv", spatial, self.filter_shape, self.padding, "filter_shape")
+        out = tuple(
+            window_output_size(h, f, s, self.padding)
+            for h, f, s in zip(spatial, self.filter_shape, self.strides, strict=True)
+        )
+        return (shape[0],) + out + (self.out_chan,)
+
+    def needs_full_spatial(self, out_full: bool) -> bool:
+        return out_full
+
+    def mixes_space(self) -> bool:
+        return True
+
+    def kernel(self, k):
+        f_size = math.prod(self.filter_shape)
+        full = not k.diagonal_spatial
+
+        def avg(x, batch_ndim):
+            s = window_sum(x, batch_ndim, self.filter_shape, self.strides, self.padding, full)
+            return s / f_size
+
+        w2 = self.W_std**2
+        b2 = 0.0 if self.b_std is None else self.b_std**2
+        nngp_avg = avg(k.nngp, 2)
+        nngp = w2 * nngp_avg + b2
+        ntk = k.ntk
+        if ntk is not None:
+            ntk_avg = avg(ntk, 2)
+            if self.parameterization == "ntk":
+                ntk = nngp + w2 * ntk_avg
+            else:
+                fan_in = k.shape1[-1] * f_size
+                ntk = fan_in * nngp_avg + w2 * ntk_avg + (0.0 if self.b_std is None else 1.0)
+        return k.replace(
+            nngp=nngp,
+            ntk=ntk,
+            cov1=w2 * avg(k.cov1, 1) + b2,
+            cov2=w2 * avg(k.cov2, 1) + b2,
+            shape1=self.output_shape(k.shape1),
+            shape2=self.output_shape(k.shape2),
+            is_gaussian=True,
+            is_input=False,
+        )
+
+    def init(self, key, input_shape):
+        out_shape = self.output_shape(input_shape)
+        k1, k2 = jax.random.split(key)
+        fan_in = input_shape[-1] * math.prod(self.filter_shape)
+        W = jax.random.normal(k1, self.filter_shape + (input_shape[-1], self.out_chan))
+        b = None if self.b_std is None else jax.random.normal(k2, (self.out_chan,))
+        if self.parameterization == "standard":
+            W = W * (self.W_std / jnp.sqrt(fan_in))
+            b = None if b is None else b * self.b_std
+        return out_shape, (W, b)
+
+    def apply(self, params, x, **kwargs):
+        W, b = params
+        self.output_shape(x.shape)
+        if x.shape[-1] != W.shape[-2]:
+            raise ValueError(
+                f"Conv: input has {x.shape[-1]} channels but the weights expect {W.shape[-2]}; "
+                "re-run init_fn with this input shape"
+            )
+        spatial_axes = tuple(range(1, x.ndim - 1))
+        pads = [
+            window_pads(h, f, s, self.padding)
+            for h, f, s in zip(x.shape[1:-1], self.filter_shape, self.strides, strict=True)
+        ]
+        if self.padding == "CIRCULAR":
+            x = pad_spatial(x, spatial_axes, pads, "CIRCULAR")
+            pads = [(0, 0)] * self.n_spatial
+        out = jax.lax.conv_general_dilated(
+            x,
+            W.astype(x.dtype),
+            window_strides=self.strides,
+            padding=pads,
+            dimension_numbers=_conv_spec(self.n_spatial),
+        )
+        if self.parameterization == "ntk":
+            out = out * (self.W_std / jnp.sqrt(x.shape[-1] * math.prod(self.filter_shape)))
+            if b is not None:
+                out = out + self.b_std * b
+        elif b is not None:
+            out = out + b
+        return out

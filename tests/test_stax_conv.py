@@ -1,0 +1,353 @@
+"""Convolution, pooling, readout and layer-norm kernels: reference values, Monte Carlo
+agreement with wide finite networks, identities, layouts, tiling and errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import build_from_spec
+
+import ntk_bayes as nb
+from ntk_bayes import stax
+from ntk_bayes.stax import _batching
+
+KEY = jax.random.PRNGKey(0)
+
+
+def _img(n, shape=(4, 4, 2), seed=0):
+    return jax.random.normal(jax.random.PRNGKey(seed), (n,) + shape)
+
+
+def _conv(width=128, **kw):
+    kw = {"padding": "SAME", "W_std": 1.3, "b_std": 0.2} | kw
+    return stax.Conv(width, kw.pop("filter_shape", (3, 3)), **kw)
+
+
+def _mc_z(net, x1, x2, n_samples=64):
+    """Largest |analytic - MC| / (MC standard error) over the entries of each kernel.
+
+    Every network below has one nonlinearity after its first affine layer, so its
+    pre-activations are exactly Gaussian and the Monte Carlo mean is unbiased at any
+    width: the tolerance is purely statistical and two-sided.
+    """
+    k = net.kernel_fn(x1, x2, ("nngp", "ntk"))
+    mc = nb.monte_carlo_kernel_fn(net.init_fn, net.apply_fn, KEY, n_samples, batch_size=16)
+    mean, se = mc(x1, x2, ("nngp", "ntk"), with_stderr=True)
+    out = {}
+    for name in ("nngp", "ntk"):
+        a, m, s = (np.asarray(getattr(o, name), np.float64) for o in (k, mean, se))
+        out[name] = float(np.max(np.abs(m - a) / np.maximum(s, 1e-6 * np.abs(a).max())))
+    return out, k, mean, se
+
+
+# ---- rung 1: neural-tangents reference values ------------------------------------------
+
+
+def test_conv_relu_gap_matches_neural_tangents(nt_reference, nt_spec, tol, dtype):
+    case = "conv_relu_gap"
+    net = build_from_spec(stax, nt_spec[case]["net"])
+    x1 = nt_reference[f"{case}/x1"].astype(dtype)
+    x2 = nt_reference[f"{case}/x2"].astype(dtype)
+    for block_size in (None, 1):
+        k = net.kernel_fn(x1, x2, ("nngp", "ntk"), block_size=block_size)
+        for name in ("nngp", "ntk"):
+            ref = nt_reference[f"{case}/{name}"]
+            got = np.asarray(getattr(k, name))
+            assert got.dtype == dtype
+            rel = np.max(np.abs(got - ref)) / np.max(np.abs(ref))
+            assert rel <= (1e-9 if dtype == np.float64 else tol["rtol"]), (name, rel)
+
+
+# ---- rung 2: Monte Carlo against wide finite networks ------------------------------
+
+
+MC_NETS = {
+    "conv_strides_circular_gap": lambda: stax.serial(
+        _conv(64, strides=(2, 1)),
+        stax.Relu(),
+        _conv(8, filter_shape=(2, 3), padding="CIRCULAR", W_std=1.1, b_std=0.1),
+        stax.GlobalAvgPool(),
+    ),
+    "avgpool_sumpool_flatten": lambda: stax.serial(
+        _conv(64),
+        stax.Relu(),
+        stax.AvgPool((3, 2), padding="SAME", normalize_edges=True),
+        stax.SumPool((2, 2), strides=(2, 1), padding="CIRCULAR"),
+        stax.Flatten(),
+        stax.Dense(8, W_std=1.2, b_std=0.1),
+    ),
+    "residual_concat": lambda: stax.serial(
+        _conv(32),
+        stax.FanOut(2),
+        stax.parallel(stax.serial(stax.Relu(), _conv(32)), stax.AvgPool((2, 2), padding="SAME")),
+        stax.FanInConcat(),
+        stax.GlobalSumPool(),
+        stax.Dense(8),
+    ),
+    "conv_valid_standard": lambda: stax.serial(
+        _conv(64, padding="VALID", parameterization="standard"),
+        stax.Relu(),
+        _conv(8, filter_shape=(2, 2), W_std=0.9, b_std=0.3, parameterization="standard"),
+        stax.GlobalSumPool(),
+    ),
+}
+SLOW_MC = {"conv_valid_standard"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_MC else n for n in sorted(MC_NETS)],
+)
+def test_layers_match_monte_carlo(name):
+    x1, x2 = _img(3), _img(2, seed=1)
+    z, _, mean, se = _mc_z(MC_NETS[name](), x1, x2)
+    assert max(z.values()) < 4.5, z
+    if name == "conv_strides_circular_gap":
+        # The same estimate has the power to reject a plausible wrong kernel: SAME
+        # instead of CIRCULAR padding in the last convolution.
+        wrong = stax.serial(
+            _conv(strides=(2, 1)),
+            stax.Relu(),
+            _conv(8, filter_shape=(2, 3), padding="SAME", W_std=1.1, b_std=0.1),
+            stax.GlobalAvgPool(),
+        ).kernel_fn(x1, x2, "ntk")
+        z_wrong = np.max(np.abs(np.asarray(mean.ntk) - np.asarray(wrong)) / np.asarray(se.ntk))
+        assert z_wrong > 10, z_wrong
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("axis", [-1, (1, 2, 3)])
+def test_layer_norm_matches_monte_carlo(axis):
+    # LayerNorm divides by a finite-width variance estimate: a bias of O(1/width).
+    net = stax.serial(
+        _conv(256), stax.LayerNorm(axis=axis), stax.Relu(), stax.Flatten(), stax.Dense(8)
+    )
+    z, *_ = _mc_z(net, _img(3), _img(2, seed=1))
+    assert max(z.values()) < 4.5, z
+
+
+@pytest.mark.slow
+def test_residual_sum_and_conv1d_match_monte_carlo():
+    net = stax.serial(
+        _conv(64, filter_shape=(3,)),
+        stax.FanOut(2),
+        stax.parallel(stax.serial(stax.Relu(), _conv(64, filter_shape=(3,))), stax.Identity()),
+        stax.FanInSum(),
+        stax.GlobalAvgPool(),
+        stax.Dense(8),
+    )
+    z, *_ = _mc_z(net, _img(3, (5, 2)), _img(2, (5, 2), seed=1))
+    assert max(z.values()) < 4.5, z
+
+
+# ---- identities ----------------------------------------------------------------------
+
+
+def test_conv_1d_and_3d_agree_with_2d(tol):
+    x = _img(3, (5, 2))
+    net1 = stax.serial(
+        _conv(filter_shape=(3,)), stax.Relu(), _conv(filter_shape=(2,)), stax.GlobalAvgPool()
+    )
+    net2 = stax.serial(
+        _conv(filter_shape=(3, 1)), stax.Relu(), _conv(filter_shape=(2, 1)), stax.GlobalAvgPool()
+    )
+    net3 = stax.serial(
+        _conv(filter_shape=(3, 1, 1)),
+        stax.Relu(),
+        _conv(filter_shape=(2, 1, 1)),
+        stax.GlobalAvgPool(),
+    )
+    k1 = net1.kernel_fn(x, None, "ntk")
+    k2 = net2.kernel_fn(x[:, :, None], None, "ntk")
+    k3 = net3.kernel_fn(x[:, :, None, None], None, "ntk")
+    np.testing.assert_allclose(k1, k2, **tol)
+    np.testing.assert_allclose(k1, k3, **tol)
+
+
+def test_one_by_one_conv_is_dense_per_position(tol):
+    x = _img(4)
+    conv = stax.serial(stax.Conv(64, (1, 1), W_std=1.4, b_std=0.3), stax.Relu(), stax.Flatten())
+    dense = stax.serial(stax.Dense(64, W_std=1.4, b_std=0.3), stax.Relu(), stax.Flatten())
+    for get in ("nngp", "ntk"):
+        np.testing.assert_allclose(
+            conv.kernel_fn(x, None, get), dense.kernel_fn(x, None, get), **tol
+        )
+
+
+def test_flatten_keeps_the_diagonal_layout_and_equals_the_full_one(tol):
+    body = stax.serial(_conv(), stax.Relu(), _conv(padding="CIRCULAR", strides=(1, 2)))
+    assert not stax.serial(body, stax.Flatten()).needs_full_spatial(False)
+    assert stax.serial(body, stax.GlobalAvgPool()).needs_full_spatial(False)
+    x1, x2 = _img(3), _img(2, seed=1)
+    diag = body.kernel_fn(x1, x2, "ntk", spatial_output="diagonal")
+    full = body.kernel_fn(x1, x2, "ntk", spatial_output="full")
+    assert diag.shape == (3, 2, 4, 2) and full.shape == (3, 2, 4, 4, 2, 2)
+    np.testing.assert_allclose(jnp.einsum("ijaabb->ijab", full), diag, **tol)
+    flat = stax.serial(body, stax.Flatten()).kernel_fn(x1, x2, "ntk")
+    np.testing.assert_allclose(flat, diag.mean(axis=(2, 3)), **tol)
+
+
+def test_readout_decides_the_memory_per_pair():
+    x = _img(1, (6, 6, 1))
+    body = [_conv(), stax.Relu(), _conv(), stax.Relu()]
+    per_pair = {}
+    for name, readout in (("flatten", stax.Flatten()), ("gap", stax.GlobalAvgPool())):
+        net = stax.serial(*body, readout, stax.Dense(1))
+        opts = (True, net.needs_full_spatial(False))
+        per_pair[name] = _batching.peak_bytes(
+            lambda a, b, net=net, opts=opts: (
+                net.kernel(stax._core._input_kernel(a, b, True, not opts[1])).ntk
+            ),
+            x,
+            x,
+        )
+    # (H, W) entries per pair against (H, H', W, W').
+    assert per_pair["gap"] >= 30 * per_pair["flatten"]
+
+
+def test_global_pools_and_pools_of_ones(tol):
+    x1, x2 = _img(3), _img(2, seed=1)
+    body = stax.serial(_conv(), stax.Relu(), _conv())
+    gap = stax.serial(body, stax.GlobalAvgPool()).kernel_fn(x1, x2, "nngp")
+    gsp = stax.serial(body, stax.GlobalSumPool()).kernel_fn(x1, x2, "nngp")
+    np.testing.assert_allclose(gsp, 16**2 * np.asarray(gap), **tol)
+    # A 1x1 average pool is the identity; a full-size VALID pool is global pooling.
+    same = stax.serial(body, stax.AvgPool((1, 1)), stax.GlobalAvgPool()).kernel_fn(x1, x2, "nngp")
+    full = stax.serial(body, stax.AvgPool((4, 4)), stax.Flatten()).kernel_fn(x1, x2, "nngp")
+    np.testing.assert_allclose(same, gap, **tol)
+    np.testing.assert_allclose(full, gap, **tol)
+
+
+def test_finite_twins_have_the_declared_shapes():
+    x = _img(2, (6, 5, 3))
+    net = stax.serial(
+        stax.Conv(7, (3, 2), strides=(2, 1), padding="SAME"),
+        stax.Relu(),
+        stax.LayerNorm(axis=(1, 2, 3)),
+        stax.AvgPool((2, 2), padding="CIRCULAR"),
+        stax.SumPool((2, 1), strides=(2, 2)),
+        stax.Conv(4, (1, 1), padding="VALID", b_std=0.1),
+        stax.Flatten(),
+    )
+    out_shape, params = net.init_fn(KEY, x.shape)
+    # Conv: (3, 5) SAME stride (2, 1); AvgPool: same size; SumPool: (1, 3) VALID; Conv 1x1.
+    assert out_shape == net.output_shape(x.shape) == (2, 1 * 3 * 4)
+    assert net.apply_fn(params, x).shape == out_shape
+
+
+# ---- rung 4: transforms ------------------------------------------------------------
+
+
+def test_jit_and_grad_through_conv_hyperparameters(dtype):
+    x = _img(3).astype(dtype)
+
+    def loss(w, b):
+        net = stax.serial(
+            stax.Conv(8, (3, 3), padding="SAME", W_std=w, b_std=b),
+            stax.Relu(),
+            stax.GlobalAvgPool(),
+            stax.Dense(1),
+        )
+        return jnp.sum(net.kernel_fn(x, None, "ntk"))
+
+    g = jax.jit(jax.grad(loss, argnums=(0, 1)))(jnp.asarray(1.3, dtype), jnp.asarray(0.2, dtype))
+    assert all(np.isfinite(np.asarray(v)) for v in g)
+    eps = 1e-3
+    fd = (loss(1.3 + eps, 0.2) - loss(1.3 - eps, 0.2)) / (2 * eps)
+    np.testing.assert_allclose(g[0], fd, rtol=2e-2)
+
+
+# ---- tiling ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("x2_none", [True, False])
+def test_tiles_equal_one_block(x2_none, tol):
+    net = stax.serial(_conv(), stax.Relu(), _conv(), stax.GlobalAvgPool())
+    x1, x2 = _img(7), (None if x2_none else _img(5, seed=1))
+    one = net.kernel_fn(x1, x2, ("nngp", "ntk"))
+    for kw in ({"block_size": 3}, {"memory_budget": 100_000}):
+        tiled = net.kernel_fn(x1, x2, ("nngp", "ntk"), **kw)
+        for name in ("nngp", "ntk"):
+            np.testing.assert_allclose(getattr(tiled, name), getattr(one, name), **tol)
+    if x2_none:
+        np.testing.assert_allclose(one.ntk, np.asarray(one.ntk).T, **tol)
+
+
+def test_cov1_and_cov2_of_a_conv_net(tol):
+    net = stax.serial(_conv(), stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1))
+    x1, x2 = _img(3), _img(2, seed=1)
+    k = net.kernel_fn(x1, x2, ("cov1", "cov2", "nngp"))
+    own1 = np.diag(np.asarray(net.kernel_fn(x1, None, "nngp")))
+    np.testing.assert_allclose(k.cov1, own1, **tol)
+    np.testing.assert_allclose(k.cov2, np.diag(np.asarray(net.kernel_fn(x2, None, "nngp"))), **tol)
+
+
+# ---- errors --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make, shape, match",
+    [
+        (lambda: stax.Conv(8, (3, 3)), (4, 10), r"\(N, H, W, C\).*\(N, features\)"),
+        (lambda: stax.Conv(8, (3,)), (4, 6, 6, 2), r"1 spatial axes"),
+        (lambda: stax.Conv(8, (5, 5)), (4, 3, 3, 1), r"larger than the input"),
+        (lambda: stax.AvgPool((4, 1), padding="CIRCULAR"), (4, 3, 3, 1), r"larger than"),
+        (lambda: stax.GlobalAvgPool(), (4, 10), r"spatial axes"),
+        (lambda: stax.LayerNorm(axis=1), (4, 3, 3, 2), r"channel axis"),
+        (lambda: stax.LayerNorm(axis=(0, -1)), (4, 3, 3, 2), r"batch axis"),
+    ],
+)
+def test_layout_errors_are_explained_before_work(make, shape, match):
+    net = stax.serial(make(), stax.Flatten())
+    with pytest.raises(ValueError, match=match):
+        net.kernel_fn(np.ones(shape), None, "nngp")
+    with pytest.raises(ValueError, match=match):
+        net.init_fn(KEY, shape)
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda: stax.Conv(8, 3), TypeError, r"one entry per spatial axis"),
+        (lambda: stax.Conv(8, (3, 0)), ValueError, r"positive ints"),
+        (lambda: stax.Conv(8, (3, 3), strides=(1,)), ValueError, r"2 spatial axes"),
+        (lambda: stax.Conv(8, (3, 3), padding="same-ish"), ValueError, r"padding"),
+        (lambda: stax.Conv(0, (3, 3)), ValueError, r"out_chan"),
+        (lambda: stax.Conv(8, (3, 3), W_std=-1.0), ValueError, r"W_std"),
+        (
+            lambda: stax.Conv(8, (3, 3), dimension_numbers=("NCHW", "OIHW", "NCHW")),
+            ValueError,
+            r"channels-last",
+        ),
+        (lambda: stax.AvgPool((2, 2), batch_axis=1), ValueError, r"batch_axis"),
+        (lambda: stax.Conv(8, (3, 3), nonsense=1), TypeError, r"nonsense"),
+    ],
+)
+def test_bad_layer_arguments(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_missing_readout_after_conv_is_explained():
+    net = stax.serial(_conv(), stax.Relu(), _conv())
+    with pytest.raises(ValueError, match=r"GlobalAvgPool\(\) or stax.Flatten\(\)"):
+        net.kernel_fn(_img(2), None, "ntk")
+    with pytest.raises(ValueError, match="spatial_output"):
+        net.kernel_fn(_img(2), None, "ntk", spatial_output="all")
+    # Pointwise networks on images keep returning same-position kernels.
+    pointwise = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
+    assert pointwise.kernel_fn(_img(2), None, "ntk").shape == (2, 2, 4, 4)
+
+
+def test_non_finite_images_are_rejected():
+    x = np.array(_img(2))
+    x[1, 2, 3, 0] = np.nan
+    net = stax.serial(_conv(), stax.Relu(), stax.GlobalAvgPool())
+    with pytest.raises(ValueError, match=r"non-finite.*\(1, 2, 3, 0\)"):
+        net.kernel_fn(x, None, "ntk")
+
+
+def test_layer_norm_needs_gaussian_inputs():
+    net = stax.serial(_conv(), stax.Relu(), stax.LayerNorm(), stax.GlobalAvgPool())
+    with pytest.raises(ValueError, match="Gaussian"):
+        net.kernel_fn(_img(2), None, "ntk")

@@ -1,0 +1,107 @@
+"""Tiles spread over several devices give the one-device kernel.
+
+The multi-device path runs in a subprocess with four forced host (CPU) devices,
+``XLA_FLAGS=--xla_force_host_platform_device_count=4``, since the flag must be set
+before JAX starts.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from ntk_bayes import stax
+from ntk_bayes.stax import _devices
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax, numpy as np
+    from ntk_bayes import stax
+    from ntk_bayes.stax import _devices
+
+    assert len(jax.local_devices()) == 4, jax.local_devices()
+    assert _devices.tile_mesh(None).size == 4 and _devices.tile_mesh(1) is None
+    conv = lambda: stax.Conv(16, (3, 3), padding="SAME", W_std=1.3, b_std=0.1)
+    nets = {
+        "cnn_gap": stax.serial(conv(), stax.Relu(), conv(), stax.Relu(), stax.GlobalAvgPool(),
+                               stax.Dense(1)),
+        "fc": stax.serial(stax.Dense(8, b_std=0.1), stax.Relu(), stax.Dense(1)),
+    }
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.normal(size=(11, 5, 5, 2)), rng.normal(size=(6, 5, 5, 2))
+    report = {}
+    for name, net in nets.items():
+        a, b = (x1.reshape(11, -1), x2.reshape(6, -1)) if name == "fc" else (x1, x2)
+        for sym in (True, False):
+            other = None if sym else b
+            for kw in ({}, {"block_size": 3}):
+                one = net.kernel_fn(a, other, ("nngp", "ntk"), devices=1, **kw)
+                four = net.kernel_fn(a, other, ("nngp", "ntk"), devices=4, **kw)
+                for g in ("nngp", "ntk"):
+                    u, v = np.asarray(getattr(one, g)), np.asarray(getattr(four, g))
+                    key = f"{name}/{'sym' if sym else 'cross'}/{kw.get('block_size')}/{g}"
+                    report[key] = [float(np.max(np.abs(u - v))), float(np.max(np.abs(u)))]
+    json.dump(report, sys.stdout)
+    """
+)
+
+
+def test_four_devices_equal_one_device(tmp_path):
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    env["JAX_PLATFORMS"] = "cpu"
+    script = tmp_path / "four_devices.py"
+    script.write_text(SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    import json
+
+    report = json.loads(done.stdout)
+    assert len(report) == 2 * 2 * 2 * 2
+    eps = float(np.finfo(np.float64 if os.environ.get("JAX_ENABLE_X64") == "1" else np.float32).eps)
+    for key, (diff, scale) in report.items():
+        if key.split("/")[2] == "3":
+            # The same tiles on four devices: the same arithmetic, bit for bit.
+            assert diff == 0.0, (key, diff, scale)
+        else:
+            # Tiles resized to feed four devices: a coincident pair's angle is round-off
+            # of size sqrt(eps) (arccos near 1), wherever the tiles fall.
+            assert diff <= 10 * np.sqrt(eps) * scale, (key, diff, scale)
+
+
+def test_device_selection_errors():
+    with pytest.raises(ValueError, match="local device"):
+        _devices.resolve_devices(len(jax.local_devices()) + 1)
+    with pytest.raises(TypeError, match="devices"):
+        _devices.resolve_devices("gpu")
+    with pytest.raises(TypeError, match="jax.Device"):
+        _devices.resolve_devices([0])
+    assert _devices.resolve_devices(1) == jax.local_devices()[:1]
+
+
+def test_process_row_ranges_cover_the_rows_once():
+    ranges = [_devices.process_row_range(10, i, 3) for i in range(3)]
+    assert ranges == [(0, 4), (4, 8), (8, 10)]
+    assert _devices.process_row_range(2, 2, 3) == (2, 2)
+
+
+def test_distributed_kernel_fn_on_one_process(tol):
+    net = stax.serial(stax.Conv(8, (2, 2)), stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1))
+    x = np.random.default_rng(1).normal(size=(5, 3, 3, 2))
+    np.testing.assert_allclose(
+        stax.distributed_kernel_fn(net, x, None, "ntk"), net.kernel_fn(x, None, "ntk"), **tol
+    )
+    with pytest.raises(TypeError, match="one kernel name"):
+        stax.distributed_kernel_fn(net, x, None, ("nngp", "ntk"))
