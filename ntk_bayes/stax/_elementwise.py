@@ -141,13 +141,25 @@ class Elementwise(Layer):
                 "layer (a random affine map) before every nonlinearity"
             )
         q1, q2 = k.pair_vars()
-        nngp, ntk = self.dual(k.nngp, q1, q2, k.ntk)
+        nngp, ntk = self.dual(_cauchy_schwarz(k.nngp, q1, q2), q1, q2, k.ntk)
         if k.diagonal_spatial:
             cov1, cov2 = self.dual_diag(k.cov1), self.dual_diag(k.cov2)
         else:
-            cov1 = self.dual(k.cov1, *k.self_vars(k.cov1), None)[0]
-            cov2 = self.dual(k.cov2, *k.self_vars(k.cov2), None)[0]
+            cov1 = self.dual(
+                _cauchy_schwarz(k.cov1, *k.self_vars(k.cov1)), *k.self_vars(k.cov1), None
+            )[0]
+            cov2 = self.dual(
+                _cauchy_schwarz(k.cov2, *k.self_vars(k.cov2)), *k.self_vars(k.cov2), None
+            )[0]
         return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
+
+
+def _cauchy_schwarz(s12, q1, q2):
+    """Clip Σ12 to ±sqrt(q1 q2). Round-off lets |Σ12| drift past the bound in deep chaotic
+    networks (by χ₁ per layer), which puts correlations above 1 and makes Erf's Σ̇ infinite.
+    """
+    bound = safe_sqrt(q1 * q2)
+    return jnp.clip(s12, -bound, bound)
 
 
 class ABRelu(Elementwise):
