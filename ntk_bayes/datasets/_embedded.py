@@ -1,0 +1,231 @@
+"""Embedded datasets: a generated 1-D toy problem and sklearn's bundled copies.
+
+Nothing here touches the network: ``toy1d`` is generated from a seed, the others are
+the copies that scikit-learn installs with itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from ._base import Dataset, check_fraction, finalize, split_indices
+
+__all__ = ["load", "available", "toy1d_function"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    task: str
+    description: str
+    build: Callable
+
+
+def toy1d_function(x) -> np.ndarray:
+    """The noiseless function of ``toy1d`` in raw units: ``sin(2x) + 0.3 x``."""
+    x = np.asarray(x, np.float64)
+    return np.sin(2.0 * x) + 0.3 * x
+
+
+def _toy1d(seed, test_fraction, *, n=120, noise=0.15, domain=(-3.0, 3.0), gap=(-1.0, 1.0), **kw):
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 8:
+        raise ValueError(f"toy1d: `n` must be an integer >= 8, got {n!r}")
+    if not (isinstance(noise, int | float) and noise > 0):
+        raise ValueError(f"toy1d: `noise` must be a positive number, got {noise!r}")
+    lo, hi = map(float, domain)
+    g_lo, g_hi = map(float, gap)
+    if not lo < g_lo < g_hi < hi:
+        raise ValueError(
+            f"toy1d: need domain[0] < gap[0] < gap[1] < domain[1], got domain={domain}, gap={gap}"
+        )
+    rng = np.random.default_rng(seed)
+    x = np.sort(rng.uniform(lo, hi, size=n))
+    y = toy1d_function(x) + noise * rng.standard_normal(n)
+    in_gap = (x > g_lo) & (x < g_hi)
+    if in_gap.all() or (~in_gap).sum() < 3:
+        raise ValueError("toy1d: the gap covers almost all of the domain; make it narrower")
+    # points in the gap never reach training: that is where uncertainty must grow
+    outside = np.flatnonzero(~in_gap)
+    tr, te = split_indices(outside.size, test_fraction, seed + 1)
+    train, test = outside[tr], np.sort(np.concatenate([outside[te], np.flatnonzero(in_gap)]))
+    return finalize(
+        name="toy1d",
+        task="regression",
+        X=x[:, None],
+        y=y,
+        train=train,
+        test=test,
+        feature_names=("x",),
+        target_name="y",
+        description=(
+            f"1-D regression, y = sin(2x) + 0.3x + N(0, {noise:g}^2) on [{lo:g}, {hi:g}]; "
+            f"no training points in the gap ({g_lo:g}, {g_hi:g})"
+        ),
+        extra={
+            "gap": (g_lo, g_hi),
+            "domain": (lo, hi),
+            "noise_std": float(noise),
+            "test_in_gap": in_gap[test],
+        },
+        **kw,
+    )
+
+
+def _sklearn_tabular(loader_name: str, name: str, task: str):
+    def build(seed, test_fraction, **kw):
+        from sklearn import datasets as skd
+
+        bunch = getattr(skd, loader_name)()
+        X, y = np.asarray(bunch.data, np.float64), np.asarray(bunch.target)
+        labels = y.astype(np.int64) if task == "classification" else None
+        train, test = split_indices(len(y), test_fraction, seed, labels)
+        classes = tuple(str(c) for c in bunch.target_names) if task == "classification" else None
+        return finalize(
+            name=name,
+            task=task,
+            X=X,
+            y=y,
+            train=train,
+            test=test,
+            feature_names=bunch.feature_names,
+            target_name="target",
+            classes=classes,
+            description=_REGISTRY[name].description,
+            **kw,
+        )
+
+    return build
+
+
+def _digits(seed, test_fraction, *, flatten=False, n_class=10, **kw):
+    from sklearn.datasets import load_digits
+
+    if isinstance(n_class, bool) or not isinstance(n_class, int) or not 2 <= n_class <= 10:
+        raise ValueError(f"digits: `n_class` must be an integer in 2..10, got {n_class!r}")
+    bunch = load_digits(n_class=n_class)
+    X = np.asarray(bunch.images, np.float64)[..., None]  # NHWC, one channel
+    if flatten:
+        X = X.reshape(len(X), -1)
+    y = np.asarray(bunch.target, np.int64)
+    train, test = split_indices(len(y), test_fraction, seed, y)
+    names = [f"pixel_{i}_{j}" for i in range(8) for j in range(8)]
+    return finalize(
+        name="digits",
+        task="classification",
+        X=X,
+        y=y,
+        train=train,
+        test=test,
+        feature_names=names,
+        target_name="digit",
+        classes=tuple(str(c) for c in range(n_class)),
+        per_feature=False,
+        description=_REGISTRY["digits"].description,
+        **kw,
+    )
+
+
+_REGISTRY: dict[str, _Entry] = {
+    "toy1d": _Entry(
+        "regression",
+        "1-D regression, y = sin(2x) + 0.3x + N(0, 0.15^2) on [-3, 3]; no training points in "
+        "the gap (-1, 1), where a good posterior's uncertainty must grow",
+        _toy1d,
+    ),
+    "diabetes": _Entry(
+        "regression",
+        "sklearn's diabetes data (Efron et al. 2004): 442 patients, 10 features, disease "
+        "progression after one year",
+        _sklearn_tabular("load_diabetes", "diabetes", "regression"),
+    ),
+    "breast_cancer": _Entry(
+        "classification",
+        "sklearn's Wisconsin breast cancer data: 569 tumours, 30 features, malignant/benign",
+        _sklearn_tabular("load_breast_cancer", "breast_cancer", "classification"),
+    ),
+    "digits": _Entry(
+        "classification",
+        "sklearn's 8x8 handwritten digits: 1797 images (N, 8, 8, 1), 10 classes",
+        _digits,
+    ),
+}
+
+
+def available() -> dict[str, str]:
+    """Embedded dataset names mapped to ``"task: description"``."""
+    return {k: f"{v.task}: {v.description}" for k, v in _REGISTRY.items()}
+
+
+def load(
+    name: str,
+    *,
+    seed: int = 0,
+    test_fraction: float = 0.25,
+    n_max: int | None = None,
+    standardize: bool = True,
+    dtype=None,
+    **options,
+) -> Dataset:
+    """Load an embedded dataset as a seeded, standardised train/test split.
+
+    Args:
+        name: one of :func:`available` (``"toy1d"``, ``"diabetes"``,
+            ``"breast_cancer"``, ``"digits"``).
+        seed: seeds the split (and the data themselves for ``toy1d``).
+        test_fraction: share of points held out (stratified by class for
+            classification). ``toy1d`` always adds the points of its gap to the test set.
+        n_max: keep at most this many training points (a seeded subsample), for
+            quick runs of O(n^3) models.
+        standardize: centre and scale inputs (and regression targets) with statistics
+            of the training split.
+        dtype: float dtype of the inputs; default JAX's default float.
+        **options: loader options: ``toy1d(n=120, noise=0.15, domain=(-3, 3),
+            gap=(-1, 1))``, ``digits(flatten=False, n_class=10)``.
+
+    Returns:
+        A :class:`Dataset`.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"`name` must be a string, got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "_")
+    if key not in _REGISTRY:
+        raise ValueError(
+            f"unknown dataset {name!r}; choose one of {sorted(_REGISTRY)} or use load_csv(path, "
+            "target) for your own data"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"`seed` must be a non-negative integer, got {seed!r}")
+    check_fraction(test_fraction)
+    ds = _REGISTRY[key].build(
+        int(seed), float(test_fraction), standardize=standardize, dtype=dtype, **options
+    )
+    return subsample_train(ds, n_max, seed) if n_max is not None else ds
+
+
+def subsample_train(ds: Dataset, n_max: int, seed: int) -> Dataset:
+    """Keep a seeded subset of at most ``n_max`` training points (classes stratified).
+
+    The standardisation statistics are kept from the full training split, so the test
+    data stay on the same scale.
+    """
+    if isinstance(n_max, bool) or not isinstance(n_max, int | np.integer) or n_max < 2:
+        raise ValueError(f"`n_max` must be an integer >= 2, got {n_max!r}")
+    if ds.n_train <= n_max:
+        return ds
+    rng = np.random.default_rng([int(seed), 7])
+    if ds.task == "classification":
+        # proportional allocation, at least one point per class
+        counts = np.bincount(ds.y_train, minlength=ds.n_classes)
+        quota = np.maximum(1, np.floor(counts * n_max / ds.n_train).astype(int))
+        keep = np.concatenate(
+            [
+                rng.permutation(np.flatnonzero(ds.y_train == c))[: quota[c]]
+                for c in range(ds.n_classes)
+            ]
+        )
+    else:
+        keep = rng.permutation(ds.n_train)[:n_max]
+    keep = np.sort(keep)
+    return dataclasses.replace(ds, X_train=ds.X_train[keep], y_train=ds.y_train[keep])

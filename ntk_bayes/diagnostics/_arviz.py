@@ -1,0 +1,364 @@
+"""Every model's result as ArviZ data, on ArviZ 0.x (InferenceData) and 1.x (DataTree).
+
+One layout for all models, so that ``az.loo``/``az.compare`` line them up:
+
+====================  =====================  =====================================
+group                 variable (dims)        content
+====================  =====================  =====================================
+posterior             parameters             hyperparameters or weights
+posterior_predictive  ``y_test`` (test)      draws of y at the test inputs
+log_likelihood        ``y`` (obs)            log p(y_i | draw) on the training data
+log_likelihood        ``y_test`` (test)      log p(y*_j | draw) on the test data
+observed_data         ``y`` (obs),           training and test targets
+                      ``y_test`` (test)
+sample_stats          diverging, tree_depth  sampler statistics (MCMC only)
+====================  =====================  =====================================
+
+Every posterior-like array has leading ``(chain, draw)`` axes. ``az.loo(idata,
+var_name="y")`` is PSIS-LOO on the training data; the held-out log predictive
+density is ``logmeanexp`` over draws of ``log_likelihood.y_test``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+
+with warnings.catch_warnings():
+    # ArviZ 0.x announces its 1.0 refactor on import; users can do nothing about it here
+    warnings.simplefilter("ignore", FutureWarning)
+    import arviz as az
+
+__all__ = [
+    "ARVIZ_1",
+    "to_inference_data",
+    "from_latent_samples",
+    "from_gaussian",
+    "from_class_probs",
+]
+
+ARVIZ_1 = int(az.__version__.split(".")[0]) >= 1
+_SAMPLE_GROUPS = ("posterior", "posterior_predictive", "log_likelihood", "sample_stats")
+_DATA_GROUPS = ("observed_data", "constant_data")
+_DEFAULT_DIMS = {"y": ["obs"], "y_test": ["test"], "f_test": ["test"], "X": ["obs", "feature"]}
+
+
+def _to_numpy(name: str, group: str, value) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except Exception as e:
+        raise TypeError(f"{group}[{name!r}] must be array-like, got {type(value).__name__}") from e
+    if arr.dtype == object:
+        raise TypeError(f"{group}[{name!r}] must hold numbers, got an object array")
+    return arr
+
+
+def _clean_attrs(attrs: Mapping | None) -> dict:
+    """netCDF attributes must be str or numbers: encode everything else."""
+    out = {}
+    for k, v in (attrs or {}).items():
+        if isinstance(v, bool | np.bool_):
+            out[str(k)] = int(v)
+        elif isinstance(v, int | float | str | np.integer | np.floating):
+            out[str(k)] = v
+        else:
+            out[str(k)] = json.dumps(v, default=str)
+    return out
+
+
+def to_inference_data(
+    *,
+    posterior: Mapping | None = None,
+    posterior_predictive: Mapping | None = None,
+    log_likelihood: Mapping | None = None,
+    observed_data: Mapping | None = None,
+    constant_data: Mapping | None = None,
+    sample_stats: Mapping | None = None,
+    dims: Mapping | None = None,
+    coords: Mapping | None = None,
+    attrs: Mapping | None = None,
+):
+    """Build ArviZ data from dicts of arrays, validating shapes first.
+
+    Args:
+        posterior, posterior_predictive, log_likelihood, sample_stats: ``{name: array}``
+            with leading ``(chain, draw)`` axes, the same in every group.
+        observed_data, constant_data: ``{name: array}`` without sample axes.
+        dims: ``{name: [dim, ...]}`` for the non-sample axes; ``y``, ``y_test`` and ``X``
+            default to ``obs``, ``test`` and ``(obs, feature)``.
+        coords: ``{dim: values}``.
+        attrs: global attributes (model name, method, settings); non-scalars are
+            stored as JSON strings.
+
+    Returns:
+        ``az.InferenceData`` on ArviZ 0.x, ``xarray.DataTree`` on ArviZ 1.x.
+    """
+    groups = {}
+    lead = None
+    for group, content in (
+        ("posterior", posterior),
+        ("posterior_predictive", posterior_predictive),
+        ("log_likelihood", log_likelihood),
+        ("sample_stats", sample_stats),
+        ("observed_data", observed_data),
+        ("constant_data", constant_data),
+    ):
+        if content is None:
+            continue
+        if not isinstance(content, Mapping):
+            raise TypeError(f"`{group}` must be a dict of arrays, got {type(content).__name__}")
+        arrays = {str(k): _to_numpy(k, group, v) for k, v in content.items()}
+        slashed = [k for k in arrays if "/" in k]
+        if slashed:
+            raise ValueError(
+                f"{group} has variable name(s) {slashed} containing '/', which ArviZ 1.x "
+                "(xarray DataTree) forbids; use '_' or '.' instead"
+            )
+        if group in _SAMPLE_GROUPS:
+            for k, a in arrays.items():
+                if a.ndim < 2:
+                    raise ValueError(
+                        f"{group}[{k!r}] must have leading (chain, draw) axes, got shape "
+                        f"{a.shape}; add them with x[None] for a single chain"
+                    )
+                if lead is None:
+                    lead = a.shape[:2]
+                elif a.shape[:2] != lead:
+                    raise ValueError(
+                        f"{group}[{k!r}] has (chain, draw) = {a.shape[:2]} but other groups "
+                        f"have {lead}; all sample groups must share them"
+                    )
+        if arrays:
+            groups[group] = arrays
+    if not groups:
+        raise ValueError("nothing to convert: pass at least one group")
+    _check_observed(groups)
+    all_dims = dict(_DEFAULT_DIMS)
+    all_dims.update({k: list(v) for k, v in (dims or {}).items()})
+    used = {k for g in groups.values() for k in g}
+    all_dims = {k: v for k, v in all_dims.items() if k in used and len(v) == _event_ndim(groups, k)}
+    attrs = _clean_attrs(attrs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        if ARVIZ_1:
+            return az.from_dict(groups, dims=all_dims, coords=coords, attrs={"/": attrs})
+        return az.from_dict(**groups, dims=all_dims, coords=coords, attrs=attrs)
+
+
+def _event_ndim(groups, name) -> int:
+    for gname, g in groups.items():
+        if name in g:
+            return g[name].ndim - (2 if gname in _SAMPLE_GROUPS else 0)
+    return -1  # pragma: no cover
+
+
+def _check_observed(groups):
+    obs = groups.get("observed_data", {})
+    for group in ("log_likelihood", "posterior_predictive"):
+        for k, a in groups.get(group, {}).items():
+            if k in obs and a.shape[2:] != obs[k].shape:
+                raise ValueError(
+                    f"{group}[{k!r}] has per-draw shape {a.shape[2:]} but observed_data[{k!r}] "
+                    f"has {obs[k].shape}; they describe the same points and must agree"
+                )
+
+
+def _flat_stats(sample_stats):
+    return None if not sample_stats else dict(sample_stats)
+
+
+def from_latent_samples(
+    *,
+    f_train,
+    y_train,
+    f_test=None,
+    y_test=None,
+    noise_std=None,
+    posterior: Mapping | None = None,
+    sample_stats: Mapping | None = None,
+    seed: int = 0,
+    attrs: Mapping | None = None,
+):
+    r"""ArviZ data for a Gaussian-likelihood model from draws of its latent function.
+
+    ``log_likelihood`` holds log N(y_i | f_i^{(c,d)}, σ^{(c,d)2}); ``posterior_predictive``
+    holds y* draws f*^{(c,d)} + σ^{(c,d)} ε.
+
+    Args:
+        f_train: latent draws at the training inputs ``(chain, draw, n_train)``.
+        y_train: training targets ``(n_train,)``.
+        f_test, y_test: the same at the test inputs (optional, together).
+        noise_std: observation noise σ: a scalar or one per draw ``(chain, draw)``.
+        posterior: parameter draws ``{name: (chain, draw, ...)}``.
+        sample_stats: sampler statistics ``{name: (chain, draw)}``.
+        seed: seeds the noise of the predictive draws.
+        attrs: global attributes.
+    """
+    f_train = np.asarray(f_train, np.float64)
+    if f_train.ndim != 3:
+        raise ValueError(f"`f_train` must be (chain, draw, n_train), got {f_train.shape}")
+    lead = f_train.shape[:2]
+    sd = _noise(noise_std, lead)
+    y_train = np.asarray(y_train, np.float64).reshape(-1)
+    ll = {"y": _gauss_ll(y_train, f_train, sd)}
+    obs = {"y": y_train}
+    pp = None
+    if (f_test is None) != (y_test is None):
+        raise ValueError("pass `f_test` and `y_test` together (or neither)")
+    if f_test is not None:
+        f_test = np.asarray(f_test, np.float64)
+        if f_test.ndim != 3 or f_test.shape[:2] != lead:
+            raise ValueError(f"`f_test` must be (chain, draw, n_test) = {lead} + (n,)")
+        y_test = np.asarray(y_test, np.float64).reshape(-1)
+        rng = np.random.default_rng(seed)
+        pp = {"y_test": f_test + sd * rng.standard_normal(f_test.shape)}
+        ll["y_test"] = _gauss_ll(y_test, f_test, sd)
+        obs["y_test"] = y_test
+    return to_inference_data(
+        posterior=posterior,
+        posterior_predictive=pp,
+        log_likelihood=ll,
+        observed_data=obs,
+        sample_stats=_flat_stats(sample_stats),
+        attrs=attrs,
+    )
+
+
+def _noise(noise_std, lead):
+    if noise_std is None:
+        raise ValueError("`noise_std` is required for a Gaussian likelihood")
+    sd = np.asarray(noise_std, np.float64)
+    if sd.ndim == 0:
+        sd = np.full(lead, float(sd))
+    if sd.shape != tuple(lead):
+        raise ValueError(f"`noise_std` must be a scalar or (chain, draw) = {lead}, got {sd.shape}")
+    if not np.all(np.isfinite(sd)) or np.any(sd <= 0):
+        raise ValueError("`noise_std` must be finite and > 0")
+    return sd[..., None]
+
+
+def _gauss_ll(y, f, sd):
+    if f.shape[-1] != y.shape[0]:
+        raise ValueError(f"latent draws have {f.shape[-1]} points but the targets {y.shape[0]}")
+    z = (y - f) / sd
+    return -0.5 * z * z - np.log(sd) - 0.5 * math.log(2 * math.pi)
+
+
+def from_gaussian(
+    *,
+    mean_train,
+    var_train,
+    y_train,
+    noise_var,
+    mean_test=None,
+    var_test=None,
+    y_test=None,
+    n_draws: int = 1000,
+    seed: int = 0,
+    posterior: Mapping | None = None,
+    sample_stats: Mapping | None = None,
+    attrs: Mapping | None = None,
+):
+    """ArviZ data for a Gaussian posterior over the latent function (GPs, GD ensembles).
+
+    Latent values are drawn from their marginals N(mean_i, var_i); pointwise
+    log-likelihoods only involve one point each, so marginals suffice for PSIS-LOO.
+
+    Args:
+        mean_train, var_train: latent posterior mean and variance at the training
+            inputs: ``(n,)`` for fixed hyperparameters (``n_draws`` draws in one chain),
+            or ``(chain, draw, n)``, one per hyperparameter draw.
+        y_train: training targets.
+        noise_var: observation-noise variance: scalar or ``(chain, draw)``.
+        mean_test, var_test, y_test: the same at the test inputs (optional).
+        n_draws: draws per point when the moments have no sample axes.
+        seed: seeds the draws.
+        posterior: hyperparameter draws ``{name: (chain, draw)}`` (optional).
+    """
+    rng = np.random.default_rng(seed)
+    m = np.asarray(mean_train, np.float64)
+    if m.ndim == 1:
+        lead = (1, int(n_draws))
+    elif m.ndim == 3:
+        lead = m.shape[:2]
+    else:
+        raise ValueError(f"`mean_train` must be (n,) or (chain, draw, n), got {m.shape}")
+
+    def draw(mean, var, name):
+        mean = np.asarray(mean, np.float64)
+        var = np.asarray(var, np.float64)
+        if var.shape != mean.shape:
+            raise ValueError(f"`var_{name}` has shape {var.shape}, `mean_{name}` {mean.shape}")
+        if np.any(var < -1e-9 * np.max(np.abs(var), initial=1.0)) or not np.all(np.isfinite(var)):
+            raise ValueError(f"`var_{name}` must be finite and >= 0 (a posterior variance)")
+        mean = np.broadcast_to(mean, lead + mean.shape[-1:])
+        sd = np.sqrt(np.broadcast_to(np.maximum(var, 0.0), mean.shape))
+        return mean + sd * rng.standard_normal(mean.shape)
+
+    nv = np.asarray(noise_var, np.float64)
+    noise_std = np.sqrt(nv) if nv.ndim else float(np.sqrt(nv))
+    f_test = None
+    if mean_test is not None:
+        f_test = draw(mean_test, var_test, "test")
+    return from_latent_samples(
+        f_train=draw(m, var_train, "train"),
+        y_train=y_train,
+        f_test=f_test,
+        y_test=y_test,
+        noise_std=noise_std,
+        posterior=posterior,
+        sample_stats=sample_stats,
+        seed=int(rng.integers(2**31)),
+        attrs=attrs,
+    )
+
+
+def from_class_probs(
+    *,
+    probs_train,
+    y_train,
+    probs_test=None,
+    y_test=None,
+    posterior: Mapping | None = None,
+    sample_stats: Mapping | None = None,
+    seed: int = 0,
+    attrs: Mapping | None = None,
+):
+    """ArviZ data for a classifier from per-draw class probabilities ``(chain, draw, n, K)``.
+
+    ``log_likelihood`` holds log p_{y_i}; ``posterior_predictive`` one class draw per
+    posterior draw.
+    """
+    rng = np.random.default_rng(seed)
+
+    def ll_of(p, y, name):
+        p = np.asarray(p, np.float64)
+        if p.ndim != 4:
+            raise ValueError(f"`probs_{name}` must be (chain, draw, n, K), got {p.shape}")
+        y = np.asarray(y).reshape(-1).astype(np.int64)
+        if y.shape[0] != p.shape[2] or y.min() < 0 or y.max() >= p.shape[3]:
+            raise ValueError(f"`y_{name}` must hold {p.shape[2]} codes in 0..{p.shape[3] - 1}")
+        return np.log(np.maximum(np.take_along_axis(p, y[None, None, :, None], -1)[..., 0], 1e-300))
+
+    ll = {"y": ll_of(probs_train, y_train, "train")}
+    obs = {"y": np.asarray(y_train).reshape(-1).astype(np.int64)}
+    pp = None
+    if probs_test is not None:
+        p = np.asarray(probs_test, np.float64)
+        ll["y_test"] = ll_of(p, y_test, "test")
+        obs["y_test"] = np.asarray(y_test).reshape(-1).astype(np.int64)
+        cum = np.cumsum(p, axis=-1)
+        u = rng.uniform(size=p.shape[:-1] + (1,))
+        pp = {"y_test": np.minimum((u > cum).sum(axis=-1), p.shape[-1] - 1)}
+    return to_inference_data(
+        posterior=posterior,
+        posterior_predictive=pp,
+        log_likelihood=ll,
+        observed_data=obs,
+        sample_stats=_flat_stats(sample_stats),
+        attrs=attrs,
+    )

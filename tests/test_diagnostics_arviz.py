@@ -1,0 +1,179 @@
+"""ArviZ conversion (0.x InferenceData and 1.x DataTree alike), netCDF files, LOO/compare."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from ntk_bayes import diagnostics as dg
+
+
+def _group(idata, name):
+    return idata[name] if dg.ARVIZ_1 else getattr(idata, name)
+
+
+def _groups(idata):
+    return set(idata.children) if dg.ARVIZ_1 else set(idata.groups())
+
+
+def _gaussian_case(seed=0, n=30, m=12, noise=0.3):
+    """A conjugate Bayesian linear model: exact posterior moments of f = w x."""
+    rng = np.random.default_rng(seed)
+    x, xt = rng.normal(size=n), rng.normal(size=m)
+    y = 0.8 * x + noise * rng.normal(size=n)
+    yt = 0.8 * xt + noise * rng.normal(size=m)
+    prec = 1.0 + x @ x / noise**2  # prior w ~ N(0, 1)
+    w_mean, w_var = (x @ y / noise**2) / prec, 1.0 / prec
+    return dict(
+        mean_train=w_mean * x,
+        var_train=w_var * x**2,
+        y_train=y,
+        mean_test=w_mean * xt,
+        var_test=w_var * xt**2,
+        y_test=yt,
+        noise_var=noise**2,
+    )
+
+
+def test_from_gaussian_layout_and_held_out_density():
+    case = _gaussian_case()
+    idata = dg.from_gaussian(**case, n_draws=4000, seed=1, attrs={"model": "blr", "x": [1, 2]})
+    assert {"posterior_predictive", "log_likelihood", "observed_data"} <= _groups(idata)
+    ll = _group(idata, "log_likelihood")
+    assert ll["y"].shape == (1, 4000, 30) and ll["y"].dims == ("chain", "draw", "obs")
+    assert ll["y_test"].dims == ("chain", "draw", "test")
+    pp = _group(idata, "posterior_predictive")["y_test"].values
+    assert pp.shape == (1, 4000, 12)
+    # predictive draws have the exact predictive moments (within Monte Carlo error)
+    sd = np.sqrt(case["var_test"] + case["noise_var"])
+    np.testing.assert_allclose(
+        pp[0].mean(0), case["mean_test"], atol=5 * sd.max() / math.sqrt(4000)
+    )
+    # held-out lpd by draws equals the closed-form Gaussian predictive density
+    exact = stats.norm.logpdf(case["y_test"], case["mean_test"], sd)
+    np.testing.assert_allclose(dg.held_out_lpd(idata), exact, atol=0.02)
+    assert idata.attrs["model"] == "blr" and idata.attrs["x"] == "[1, 2]"
+
+
+def test_netcdf_roundtrip_is_atomic_and_refuses_overwrite(tmp_path):
+    idata = dg.from_gaussian(**_gaussian_case(), n_draws=200, posterior=None)
+    path = tmp_path / "model.nc"
+    dg.save_netcdf(idata, path)
+    assert sorted(os.listdir(tmp_path)) == ["model.nc"]  # no temporary left behind
+    back = dg.load_netcdf(path)
+    np.testing.assert_array_equal(
+        _group(back, "log_likelihood")["y"].values, _group(idata, "log_likelihood")["y"].values
+    )
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        dg.save_netcdf(idata, path)
+    dg.save_netcdf(idata, path, overwrite=True)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        dg.save_netcdf(idata, tmp_path / "missing" / "m.nc")
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    class Broken:
+        def to_netcdf(self, path):
+            with open(path, "w") as fh:
+                fh.write("partial")
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        dg.save_netcdf(Broken(), tmp_path / "m.nc")
+    assert os.listdir(tmp_path) == []
+
+
+def _mcmc_like(seed, C=2, D=300, shift=0.0):
+    """Two chains drawing the conjugate posterior of a normal mean."""
+    rng = np.random.default_rng(seed)
+    y = rng.normal(1.0, 1.0, size=25)
+    post_sd = 1.0 / math.sqrt(1 + len(y))
+    mu = (y.sum() / (1 + len(y))) + shift + post_sd * rng.standard_normal((C, D))
+    ll = stats.norm.logpdf(y[None, None], mu[..., None], 1.0)
+    return dg.to_inference_data(
+        posterior={"mu": mu},
+        log_likelihood={"y": ll},
+        observed_data={"y": y},
+        sample_stats={"diverging": np.zeros((C, D), bool)},
+    )
+
+
+def test_summary_convergence_loo_compare():
+    good = _mcmc_like(0)
+    conv = dg.convergence(good)
+    assert conv["max_rhat"] < 1.02 and conv["min_ess_bulk"] > 300 and conv["n_params"] == 1
+    s = dg.summary(good)
+    assert {"mean", "r_hat", "ess_bulk"} <= set(s.columns)
+    loo = dg.loo(good)
+    assert set(loo) == {"elpd", "se", "p", "max_pareto_k", "n_bad_k", "warning"}
+    assert 0.3 < loo["p"] < 3 and not loo["warning"]  # one effective parameter
+    bad = _mcmc_like(0, shift=1.5)  # a posterior centred in the wrong place
+    table = dg.compare({"good": good, "shifted": bad})
+    assert list(table.columns) == [
+        "rank",
+        "elpd",
+        "se",
+        "p",
+        "elpd_diff",
+        "dse",
+        "weight",
+        "warning",
+    ]
+    assert table.index[0] == "good" and table.loc["shifted", "elpd_diff"] > 5
+    # chains that disagree are caught by R-hat
+    split = _mcmc_like(0)
+    mu = _group(split, "posterior")["mu"].values.copy()
+    mu[1] += 1.0
+    split = dg.to_inference_data(posterior={"mu": mu})
+    assert dg.convergence(split)["max_rhat"] > 1.1
+
+
+def test_from_class_probs():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(3), size=(2, 50, 20))
+    y = rng.integers(0, 3, size=20)
+    idata = dg.from_class_probs(probs_train=p, y_train=y, probs_test=p[:, :, :5], y_test=y[:5])
+    ll = _group(idata, "log_likelihood")["y"].values
+    np.testing.assert_allclose(
+        ll, np.log(np.take_along_axis(p, y[None, None, :, None], -1)[..., 0])
+    )
+    draws = _group(idata, "posterior_predictive")["y_test"].values
+    assert draws.shape == (2, 50, 5) and draws.min() >= 0 and draws.max() <= 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({}, ValueError, "nothing to convert"),
+        ({"posterior": {"a": np.zeros(3)}}, ValueError, "leading \\(chain, draw\\)"),
+        ({"posterior": {"a": np.zeros((2, 3)), "b": np.zeros((1, 3))}}, ValueError, "share"),
+        (
+            {"log_likelihood": {"y": np.zeros((1, 3, 4))}, "observed_data": {"y": np.zeros(5)}},
+            ValueError,
+            "must agree",
+        ),
+        ({"posterior": [1, 2]}, TypeError, "dict of arrays"),
+        ({"posterior": {"net/W": np.zeros((1, 2))}}, ValueError, "containing '/'"),
+        ({"posterior": {"a": np.array([[object()]])}}, TypeError, "hold numbers"),
+    ],
+)
+def test_to_inference_data_errors(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        dg.to_inference_data(**kwargs)
+
+
+def test_from_gaussian_errors():
+    case = _gaussian_case()
+    with pytest.raises(ValueError, match=">= 0"):
+        dg.from_gaussian(**{**case, "var_test": -np.ones(12)})
+    with pytest.raises(ValueError, match="noise_std"):
+        dg.from_gaussian(**{**case, "noise_var": np.ones(3)})
+    with pytest.raises(ValueError, match="together"):
+        dg.from_latent_samples(
+            f_train=np.zeros((1, 2, 3)),
+            y_train=np.zeros(3),
+            f_test=np.zeros((1, 2, 3)),
+            noise_std=1.0,
+        )
