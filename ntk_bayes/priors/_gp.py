@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
+from numpyro.distributions.util import lazy_property
 
 from .._numerics import as_float_array, check_finite, is_concrete
 from ..gp._linalg import psd_cholesky, tri_solve
@@ -239,24 +240,27 @@ class ConditionedGP(_MVNBase):
     """A GP posterior (or any MVN given by mean and covariance) as a NumPyro distribution.
 
     ``mean`` is ``(M,)`` or ``(K, M)`` (one row per output column); ``covariance``
-    ``(M, M)`` is shared by the columns. With ``diag=True`` only the marginal
-    variances are kept (independent points), which avoids an M x M Cholesky.
+    ``(M, M)`` is shared by the columns. The Cholesky factor is computed only when
+    sampling or evaluating densities, so reading ``mean``/``variance`` of a posterior on
+    a dense grid (often numerically singular in float32) costs nothing extra. With
+    ``diag=True`` only the marginal variances are used (independent points).
     """
 
     pytree_data_fields = ("cov",)
-    pytree_aux_fields = ("diag",)
+    pytree_aux_fields = ("diag", "jitter")
 
     def __init__(self, mean, cov, jitter=None, diag: bool = False, *, validate_args=None):
         mean = jnp.asarray(mean)
-        cov = jnp.asarray(cov)
-        self.cov, self.diag = cov, diag
-        if diag:
-            var = jnp.maximum(jnp.diag(cov), 0.0)
-            L = jnp.diag(jnp.sqrt(var))
-        else:
-            L, _ = psd_cholesky(cov, jitter=jitter, name="posterior covariance")
-        num = mean.shape[0] if mean.ndim == 2 else None
-        self._setup(mean, L, num)
+        self.cov, self.diag, self.jitter = jnp.asarray(cov), diag, jitter
+        self.loc, self.num_outputs = mean, (mean.shape[0] if mean.ndim == 2 else None)
+        batch = () if self.num_outputs is None else (self.num_outputs,)
+        dist.Distribution.__init__(self, batch_shape=batch, event_shape=mean.shape[-1:])
+
+    @lazy_property
+    def scale_tril(self):
+        if self.diag:
+            return jnp.diag(jnp.sqrt(jnp.maximum(jnp.diag(self.cov), 0.0)))
+        return psd_cholesky(self.cov, jitter=self.jitter, name="posterior covariance")[0]
 
     @property
     def covariance(self):
