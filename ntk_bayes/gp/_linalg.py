@@ -20,7 +20,14 @@ import numpy as np
 
 from .._numerics import base_jitter, is_concrete
 
-__all__ = ["NotPSDError", "NumericalWarning", "psd_cholesky", "cho_solve", "tri_solve"]
+__all__ = [
+    "NotPSDError",
+    "NumericalWarning",
+    "psd_cholesky",
+    "safe_cholesky",
+    "cho_solve",
+    "tri_solve",
+]
 
 
 class NotPSDError(ValueError):
@@ -31,8 +38,33 @@ class NumericalWarning(UserWarning):
     """A numerical safeguard (jitter escalation) changed the computation."""
 
 
+@jax.custom_jvp
+def safe_cholesky(A):
+    """``jnp.linalg.cholesky`` whose derivative is zero, not NaN, where it fails.
+
+    A failed factor is all-NaN; the standard derivative rule would then turn even a
+    zero cotangent into NaN, and :func:`psd_cholesky` differentiates through a
+    ``lax.cond`` whose untaken branch may hold such a factor.
+    """
+    return jnp.linalg.cholesky(A)
+
+
+@safe_cholesky.defjvp
+def _safe_cholesky_jvp(primals, tangents):
+    (A,), (dA,) = primals, tangents
+    L = jnp.linalg.cholesky(A)
+    ok = jnp.all(jnp.isfinite(L))
+    Ls = jnp.where(ok, L, jnp.eye(A.shape[-1], dtype=A.dtype))
+    dA = 0.5 * (dA + jnp.swapaxes(dA, -1, -2))  # cholesky reads a symmetrised input
+    # dL = L Φ(L^{-1} dA L^{-T}), Φ: lower triangle with the diagonal halved
+    tmp = jsl.solve_triangular(Ls, dA, lower=True)
+    tmp = jnp.swapaxes(jsl.solve_triangular(Ls, jnp.swapaxes(tmp, -1, -2), lower=True), -1, -2)
+    phi = jnp.tril(tmp) - 0.5 * jnp.diag(jnp.diagonal(tmp))
+    return L, jnp.where(ok, Ls @ phi, 0.0)
+
+
 def _attempt(K, eye, scale, jitter):
-    return jnp.linalg.cholesky(K + (jitter * scale) * eye)
+    return safe_cholesky(K + (jitter * scale) * eye)
 
 
 def psd_cholesky(K, jitter=None, max_tries: int = 5, name: str = "kernel matrix"):
@@ -82,17 +114,30 @@ def psd_cholesky(K, jitter=None, max_tries: int = 5, name: str = "kernel matrix"
             "duplicate inputs."
         )
 
-    def cond(state):
-        i, _, L = state
-        return (i <= max_tries) & ~jnp.all(jnp.isfinite(L))
+    # Traced (jit/grad/vmap): one differentiable attempt at the first jitter; only if it
+    # fails, a while_loop searches the ladder on stop_gradient(K) and the factor is
+    # recomputed at the jitter found. while_loop is not reverse-differentiable, so it
+    # must never see K's tangents: the final factor is an ordinary (differentiable)
+    # Cholesky at a constant jitter.
+    j0 = jnp.asarray(j0, K.dtype)
+    L0 = _attempt(K, eye, scale, j0)
 
-    def body(state):
-        i, j, _ = state
-        return i + 1, j * 10.0, _attempt(K, eye, scale, j)
+    def ladder():
+        Ks, ss = jax.lax.stop_gradient(K), jax.lax.stop_gradient(scale)
 
-    L0 = jnp.full_like(K, jnp.nan)
-    _, j, L = jax.lax.while_loop(cond, body, (0, jnp.asarray(j0, K.dtype), L0))
-    return L, j / 10.0
+        def cond(state):
+            i, _, ok = state
+            return (i < max_tries) & ~ok
+
+        def body(state):
+            i, j, _ = state
+            j = jnp.maximum(j * 10.0, jnp.asarray(1e-12, K.dtype))
+            return i + 1, j, jnp.all(jnp.isfinite(_attempt(Ks, eye, ss, j)))
+
+        _, j, _ = jax.lax.while_loop(cond, body, (0, j0, jnp.asarray(False)))
+        return _attempt(K, eye, scale, j), j
+
+    return jax.lax.cond(jnp.all(jnp.isfinite(L0)), lambda: (L0, j0), ladder)
 
 
 def tri_solve(L, B, lower: bool = True, trans: bool = False):

@@ -60,6 +60,23 @@ def _safe_sqrt_jvp(primals, tangents):
     return y, jnp.where(ok, dx / (2 * jnp.where(ok, y, 1.0)), 0.0)
 
 
+@jax.custom_jvp
+def sin_root(prod, s12):
+    """sqrt(max(q1 q2 - Σ12², 0)) = sqrt(q1 q2) sin θ, with a derivative that is zero
+    where the difference is round-off (≤ 64 ulp of q1 q2), e.g. at coincident inputs:
+    the plain 1/(2 sqrt) derivative of rounding noise is huge and turns gradients NaN."""
+    return jnp.sqrt(jnp.maximum(prod - s12 * s12, 0.0))
+
+
+@sin_root.defjvp
+def _sin_root_jvp(primals, tangents):
+    (prod, s12), (dprod, ds12) = primals, tangents
+    r = sin_root(prod, s12)
+    tol = 64 * jnp.finfo(r.dtype).eps * jnp.abs(prod)
+    ok = r * r > tol
+    return r, jnp.where(ok, (dprod - 2 * s12 * ds12) / (2 * jnp.where(ok, r, 1.0)), 0.0)
+
+
 _TAN_PI_8 = math.sqrt(2.0) - 1.0
 
 
@@ -187,7 +204,7 @@ class ABRelu(Elementwise):
         return self.a * jnp.minimum(x, 0) + self.b * jnp.maximum(x, 0)
 
     def dual(self, s12, q1, q2, ntk):
-        root = safe_sqrt(q1 * q2 - s12 * s12)
+        root = sin_root(q1 * q2, s12)
         theta = safe_arctan2(root, s12)
         c = (self.a - self.b) ** 2 / (2 * jnp.pi)
         dot = (self.a**2 + self.b**2) / 2 - c * theta
@@ -348,7 +365,7 @@ class Sign(Elementwise):
         return jnp.sign(x)
 
     def dual(self, s12, q1, q2, ntk):
-        theta = safe_arctan2(safe_sqrt(q1 * q2 - s12 * s12), s12)
+        theta = safe_arctan2(sin_root(q1 * q2, s12), s12)
         return 1 - 2 * theta / jnp.pi, (None if ntk is None else jnp.zeros_like(ntk))
 
     def dual_diag(self, q):

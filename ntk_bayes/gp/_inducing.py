@@ -1,0 +1,125 @@
+r"""Inducing-input initialisation from the data.
+
+* :func:`kmeans_pp` — k-means++ seeding (Arthur & Vassilvitskii 2007): each new centre is
+  a data point drawn with probability :math:`\propto D(x)^2`, its squared distance to
+  the nearest centre so far; optional Lloyd iterations refine the centres.
+* :func:`greedy_variance` — greedy conditional-variance selection, i.e. a pivoted
+  Cholesky of :math:`K_{XX}` (Burt, Rasmussen & van der Wilk 2020): each step adds the
+  point with the largest residual variance :math:`d_n = k(x_n, x_n) - Q_{nn}`, which
+  greedily shrinks :math:`\operatorname{tr}(K_{XX} - Q_{XX})`, the term of the Titsias
+  bound that inducing points control. Costs O(N M) kernel evaluations and O(N M²).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from .._numerics import as_float_array, check_finite
+from ._kernels import as_kernel
+
+__all__ = ["kmeans_pp", "greedy_variance"]
+
+
+def _check(X, M, name="X"):
+    X = as_float_array(X, name)
+    if X.ndim < 2:
+        raise ValueError(f"`{name}` must be (N, features), got shape {X.shape}")
+    check_finite(X, name)
+    if isinstance(M, bool) or not isinstance(M, int) or M < 1:
+        raise ValueError(f"`M` must be a positive integer, got {M!r}")
+    if M > X.shape[0]:
+        raise ValueError(
+            f"asked for M={M} inducing points but `{name}` has only {X.shape[0]} points; "
+            "use M <= N (or an exact GP)"
+        )
+    return X
+
+
+def kmeans_pp(key, X, M: int, lloyd_iters: int = 0):
+    """``M`` inducing inputs by k-means++ seeding (plus ``lloyd_iters`` Lloyd steps).
+
+    Args:
+        key: PRNG key.
+        X: data ``(N, ...)`` (trailing axes are flattened for distances).
+        M: number of inducing points, ``M <= N``.
+        lloyd_iters: k-means refinement iterations after seeding (0: centres are data
+            points).
+
+    Returns:
+        ``Z`` of shape ``(M, ...)``.
+    """
+    X = _check(X, M)
+    shape = X.shape
+    F = X.reshape(shape[0], -1)
+    n = F.shape[0]
+    sq = jnp.sum(F * F, 1)
+
+    def dist2(c):
+        return jnp.maximum(sq - 2.0 * F @ c + jnp.dot(c, c), 0.0)
+
+    key, sub = jax.random.split(key)
+    first = jax.random.randint(sub, (), 0, n)
+    idx0 = jnp.zeros((M,), jnp.int32).at[0].set(first.astype(jnp.int32))
+
+    def body(i, state):
+        idx, d2, k = state
+        k, sub = jax.random.split(k)
+        total = jnp.sum(d2)
+        # All points coincide with chosen centres: fall back to uniform picks.
+        logits = jnp.where(total > 0, jnp.log(jnp.maximum(d2, 0.0)), jnp.zeros_like(d2))
+        j = jax.random.categorical(sub, logits)
+        return idx.at[i].set(j.astype(jnp.int32)), jnp.minimum(d2, dist2(F[j])), k
+
+    idx, _, _ = jax.lax.fori_loop(1, M, body, (idx0, dist2(F[first]), key))
+    C = F[idx]
+
+    def lloyd(_, C):
+        d = sq[:, None] - 2.0 * F @ C.T + jnp.sum(C * C, 1)[None]
+        a = jnp.argmin(d, 1)
+        sums = jax.ops.segment_sum(F, a, num_segments=M)
+        counts = jax.ops.segment_sum(jnp.ones((n,), F.dtype), a, num_segments=M)
+        return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1.0)[:, None], C)
+
+    if lloyd_iters:
+        C = jax.lax.fori_loop(0, int(lloyd_iters), lloyd, C)
+    return C.reshape((M,) + shape[1:])
+
+
+def greedy_variance(kernel, X, M: int, kind: str = "nngp", return_indices: bool = False):
+    """``M`` inducing inputs chosen from ``X`` by greedy conditional variance.
+
+    Args:
+        kernel: a stax network, :class:`GPKernel` or callable ``k(X1, X2)``.
+        X: data ``(N, ...)``; memory is O(N M), so subsample very large N first.
+        M: number of inducing points, ``M <= N``.
+        kind: ``"nngp"`` or ``"ntk"`` for a network kernel.
+        return_indices: also return the chosen row indices.
+
+    Returns:
+        ``Z`` ``(M, ...)`` (and the indices ``(M,)``).
+    """
+    X = _check(X, M)
+    k = as_kernel(kernel, kind)
+    n = X.shape[0]
+    d = k.diag(X)
+    dtype = d.dtype
+    L = jnp.zeros((n, M), dtype)
+    idx = jnp.zeros((M,), jnp.int32)
+
+    floor = jnp.finfo(dtype).eps * jnp.max(d)
+
+    def body(m, state):
+        L, d, idx = state
+        i = jnp.argmax(d)
+        col = k(X, X[i][None])[:, 0].astype(dtype)
+        # A residual at round-off level means X is exhausted (rank < M): add nothing.
+        piv = d[i]
+        e = jnp.where(piv > floor, (col - L @ L[i]) / jnp.sqrt(jnp.maximum(piv, floor)), 0.0)
+        # Chosen points have zero residual; clip round-off so they are never re-picked.
+        d = jnp.maximum(d - e * e, 0.0).at[i].set(-1.0)
+        return L.at[:, m].set(e), d, idx.at[m].set(i.astype(jnp.int32))
+
+    _, _, idx = jax.lax.fori_loop(0, M, body, (L, d, idx))
+    Z = X[idx]
+    return (Z, idx) if return_indices else Z
