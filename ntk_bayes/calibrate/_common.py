@@ -1,0 +1,168 @@
+"""Settings, the per-run context every model fit shares, and a model's result."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..datasets import Dataset
+from ._archs import Architecture
+
+__all__ = [
+    "Settings",
+    "Context",
+    "ModelResult",
+    "REGRESSION_MODELS",
+    "CLASSIFICATION_MODELS",
+    "MODEL_LABELS",
+    "grid_for",
+]
+
+REGRESSION_MODELS = ("nngp", "ntkgp", "sgpr", "ensemble", "bnn")
+CLASSIFICATION_MODELS = ("nngp", "ntkgp", "ensemble", "bnn")
+MODEL_LABELS = {
+    ("regression", "nngp"): "NNGP (exact GP)",
+    ("regression", "ntkgp"): "NTK-GP (exact GP)",
+    ("regression", "sgpr"): "sparse NNGP (SGPR)",
+    ("regression", "ensemble"): "GD ensemble (NTK, t=inf)",
+    ("regression", "bnn"): "finite BNN (NUTS)",
+    ("classification", "nngp"): "NNGP (SVGP)",
+    ("classification", "ntkgp"): "NTK-GP (SVGP)",
+    ("classification", "ensemble"): "GD ensemble (NTK vote share)",
+    ("classification", "bnn"): "finite BNN (NUTS)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Budgets of one ``calibrate`` run (``Settings.quick()`` for smoke tests).
+
+    Attributes:
+        width: hidden width of the finite BNN.
+        hyper: ``"ml"`` (type-II maximum likelihood) or ``"nuts"`` (hyperparameter
+            posterior) for the exact GPs.
+        gp_iters, gp_lr: Adam steps and learning rate of the type-II ML fits.
+        inducing: inducing points M of the sparse models (capped at n_train // 2).
+        svgp_epochs: epochs of the SVGP classifiers.
+        num_warmup, num_samples, num_chains, max_tree_depth: NUTS settings (BNN and
+            hyperparameter posteriors).
+        n_draws: predictive draws per point stored for models with Gaussian posteriors.
+        seed: seeds everything.
+        quiet: no progress output.
+    """
+
+    width: int = 16
+    hyper: str = "ml"
+    gp_iters: int = 300
+    gp_lr: float = 0.05
+    inducing: int = 32
+    svgp_epochs: int = 60
+    num_warmup: int = 250
+    num_samples: int = 250
+    num_chains: int = 2
+    max_tree_depth: int = 7
+    n_draws: int = 400
+    seed: int = 0
+    quiet: bool = False
+
+    @classmethod
+    def quick(cls, **changes) -> Settings:
+        """Tiny budgets: seconds per model after compilation (for tests and CI)."""
+        base = dict(
+            width=4,
+            gp_iters=40,
+            inducing=12,
+            svgp_epochs=5,
+            num_warmup=30,
+            num_samples=30,
+            max_tree_depth=4,
+            n_draws=100,
+        )
+        base.update(changes)
+        return cls(**base)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class ModelResult:
+    """One fitted model: its held-out predictive, ArviZ data and how it was obtained.
+
+    Attributes:
+        name: short name (``"nngp"``, ``"bnn"``, ...).
+        label: the name shown in tables.
+        task: ``"regression"`` or ``"classification"``.
+        fit_time: wall-clock seconds of this model's own steps (a shared
+            hyperparameter fit counts for the model that ran it first).
+        predictive: regression: a ``GaussianPredictive``/``SamplePredictive`` at the
+            test inputs (standardised units).
+        probs: classification: class probabilities ``(n_test, K)``.
+        grid_predictive: regression on 1-D inputs: the predictive on ``Context.x_grid``.
+        idata: ArviZ data (posterior, posterior_predictive, log_likelihood, observed_data).
+        info: hyperparameters, noise, sampler summary, settings (JSON-ready).
+        convergence: worst R-hat/ESS (MCMC models only).
+        loo_ok: whether PSIS-LOO of ``idata`` means something: False for models whose
+            draws are not a Bayesian posterior (the GD ensemble's Gaussian, a
+            deterministic predictive stored as repeated draws).
+    """
+
+    name: str
+    label: str
+    task: str
+    fit_time: float
+    predictive: Any = None
+    probs: np.ndarray | None = None
+    grid_predictive: Any = None
+    idata: Any = None
+    info: dict = dataclasses.field(default_factory=dict)
+    convergence: dict | None = None
+    loo_ok: bool = True
+
+
+@dataclasses.dataclass
+class Context:
+    """What the fits of one run share: data, architecture, settings, and a cache of
+    hyperparameter fits that several models reuse (the BNN takes the NNGP's prior, the
+    GD ensemble the NTK-GP's)."""
+
+    ds: Dataset
+    arch: Architecture
+    settings: Settings
+    x_grid: np.ndarray | None = None
+    log: Callable[[str], None] = dataclasses.field(default=lambda msg: None)
+    cache: dict = dataclasses.field(default_factory=dict)
+
+    def cached(self, key, build):
+        """``build()`` once per run; returns ``(value, seconds it took now)``."""
+        if key in self.cache:
+            return self.cache[key], 0.0
+        t0 = time.perf_counter()
+        self.cache[key] = build()
+        return self.cache[key], time.perf_counter() - t0
+
+
+def grid_for(ds: Dataset, n: int = 200) -> np.ndarray | None:
+    """An evaluation grid ``(n, 1)`` over the 1-D inputs (padded by 10%), else ``None``."""
+    if ds.task != "regression" or ds.input_shape != (1,):
+        return None
+    x = np.concatenate([ds.X_train[:, 0], ds.X_test[:, 0]]).astype(np.float64)
+    lo, hi = float(x.min()), float(x.max())
+    pad = 0.1 * (hi - lo)
+    return np.linspace(lo - pad, hi + pad, n)[:, None].astype(ds.X_train.dtype)
+
+
+def stderr_log(quiet: bool) -> Callable[[str], None]:
+    """A progress logger: one line per step on stderr, silent when ``quiet``."""
+    if quiet:
+        return lambda msg: None
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    return log

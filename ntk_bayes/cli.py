@@ -1,0 +1,429 @@
+"""The ``ntk-bayes`` command.
+
+Subcommands:
+
+* ``calibrate``: fit the NNGP and NTK-GP, a sparse NNGP, the GD-trained ensemble and a
+  finite BNN by NUTS on one train/test split; print a table of held-out calibration
+  scores and write ``report.md``, ``metrics.json``, figures and one ArviZ netCDF file
+  per model to ``--out``.
+* ``width-sweep``: the finite BNN's posterior approaching the NNGP posterior as its
+  width grows (table and plot of the distance).
+* ``regimes``: lazy against rich training and finite-width NTK corrections.
+
+Exit status: 0 success; 2 bad flags or data (``error: ...`` on stderr, nothing
+written); 1 the computation failed (nothing written); 3 some models failed but the
+report of the others was written; 130 interrupted (nothing written). Results go to a
+temporary directory renamed into place at the end. See ``docs/cli.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+_PROG = "ntk-bayes"
+_EMBEDDED = ("toy1d", "diabetes", "breast_cancer", "digits")
+_REGRESSION_EMBEDDED = ("toy1d", "diabetes")
+
+
+class UsageError(Exception):
+    """A bad flag combination or unusable data: reported as ``error: ...``, exit 2."""
+
+
+# ---- argument types --------------------------------------------------------------------
+def _int_at_least(lo: int):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        return v
+
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def _float_range(lo: float, *, strict: bool):
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if v != v or v in (float("inf"), float("-inf")) or v < lo or (strict and v == lo):
+            raise argparse.ArgumentTypeError(
+                f"must be {'>' if strict else '>='} {lo:g}, got {text}"
+            )
+        return v
+
+    return parse
+
+
+def _fraction(text):
+    v = _float_range(0.0, strict=True)(text)
+    if v >= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
+    return v
+
+
+def _arch(text):
+    from .calibrate import parse_arch
+
+    try:
+        return parse_arch(text).name
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _widths(text):
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if len(vals) < 2 or min(vals) < 1 or len(set(vals)) != len(vals):
+        raise argparse.ArgumentTypeError(
+            f"need at least two distinct positive widths, got {text!r}"
+        )
+    return sorted(vals)
+
+
+def _models(text):
+    names = [m.strip().lower() for m in text.split(",") if m.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated model names")
+    return names
+
+
+# ---- parser ----------------------------------------------------------------------------
+def _common_run_flags(p, *, quick_help: str):
+    p.add_argument(
+        "--arch",
+        type=_arch,
+        help="NONLINEARITY-DEPTHxWIDTH with NONLINEARITY relu, erf or gelu "
+        "(calibrate: relu-2x512, width-sweep: relu-1x512)",
+    )
+    p.add_argument(
+        "--W-std",
+        dest="W_std",
+        type=_float_range(0.0, strict=True),
+        help="initial weight std of every layer (default: the preset's)",
+    )
+    p.add_argument(
+        "--b-std",
+        dest="b_std",
+        type=_float_range(0.0, strict=False),
+        help="initial bias std of every layer (default: the preset's)",
+    )
+    p.add_argument(
+        "--num-warmup",
+        type=_int_at_least(1),
+        help="NUTS warmup steps per chain (calibrate 250, width-sweep 300)",
+    )
+    p.add_argument(
+        "--num-samples",
+        type=_int_at_least(2),
+        help="NUTS draws per chain (calibrate 250, width-sweep 150)",
+    )
+    p.add_argument("--num-chains", type=_int_at_least(1), help="NUTS chains (default 2)")
+    p.add_argument(
+        "--max-tree-depth",
+        type=_int_at_least(1),
+        help="NUTS maximum tree depth (calibrate 7, width-sweep 10)",
+    )
+    p.add_argument("--n-max", type=_int_at_least(4), help="use at most this many training points")
+    p.add_argument(
+        "--test-fraction",
+        type=_fraction,
+        default=0.25,
+        help="share of points held out (default: %(default)s)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output directory (default: a new timestamped one under ntk_bayes_out/)",
+    )
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="seeds split, fits, MCMC")
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--float32",
+        action="store_true",
+        help="compute in float32 (default float64: GP fits on small data need it)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ntk-bayes`` argument parser with its subcommands."""
+    from . import __version__
+    from .theory._cli import add_regimes_parser
+
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description="Infinite-width networks (NNGP/NTK) as Bayesian models: calibration "
+        "reports, finite-width comparisons and training regimes.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    cal = sub.add_parser(
+        "calibrate",
+        help="calibration of NNGP, NTK-GP, sparse GP, GD ensemble and a finite BNN",
+        description="Fit infinite-width models and a finite BNN by NUTS on a train/test "
+        "split; report held-out calibration (table, report.md, metrics.json, netCDF).",
+    )
+    data = cal.add_mutually_exclusive_group()
+    data.add_argument("--dataset", choices=_EMBEDDED, help="embedded dataset (default: toy1d)")
+    data.add_argument("--csv", type=Path, help="a CSV file with a header row")
+    cal.add_argument("--target", help="target column of --csv")
+    cal.add_argument(
+        "--task",
+        choices=("auto", "regression", "classification"),
+        default=None,
+        help="--csv target type (default: auto)",
+    )
+    cal.add_argument(
+        "--drop-missing", action="store_true", help="--csv: drop rows with missing values"
+    )
+    cal.add_argument(
+        "--models",
+        type=_models,
+        help="comma-separated subset of nngp,ntkgp,sgpr,ensemble,bnn "
+        "(classification: nngp,ntkgp,ensemble,bnn); default all",
+    )
+    cal.add_argument(
+        "--width", type=_int_at_least(1), help="hidden width of the finite BNN (default 16)"
+    )
+    cal.add_argument(
+        "--hyper",
+        choices=("ml", "nuts"),
+        default="ml",
+        help="exact GPs' hyperparameters: type-II ML or NUTS (default: ml)",
+    )
+    cal.add_argument(
+        "--inducing", type=_int_at_least(2), help="inducing points of sparse GPs (default 32)"
+    )
+    _common_run_flags(cal, quick_help="tiny budgets for a smoke test (seconds per model)")
+    cal.set_defaults(func=_run_calibrate, parser=cal)
+
+    sw = sub.add_parser(
+        "width-sweep",
+        help="finite BNN posterior approaching the NNGP posterior as width grows",
+        description="Fit the NNGP once, then the finite BNN of the same prior by NUTS at "
+        "each width; table and plot of their distance against width.",
+    )
+    sw.add_argument(
+        "--dataset",
+        choices=_REGRESSION_EMBEDDED,
+        default="toy1d",
+        help="regression dataset (default: %(default)s)",
+    )
+    sw.add_argument(
+        "--widths", type=_widths, help="comma-separated widths (default 4,16,64,256,512)"
+    )
+    _common_run_flags(sw, quick_help="widths 4,16 with tiny NUTS budgets (smoke test)")
+    sw.set_defaults(func=_run_sweep, parser=sw)
+
+    add_regimes_parser(sub)
+    return parser
+
+
+# ---- helpers ---------------------------------------------------------------------------
+def _default_out(kind: str, name: str) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("ntk_bayes_out") / f"{kind}-{name}-{stamp}"
+
+
+def _settings(args, *, width=None, hyper="ml", inducing=None, sweep=False):
+    from .calibrate import Settings, sweep_settings
+
+    changes = {"seed": args.seed, "quiet": args.quiet, "hyper": hyper}
+    for flag, field in (
+        ("num_warmup", "num_warmup"),
+        ("num_samples", "num_samples"),
+        ("num_chains", "num_chains"),
+        ("max_tree_depth", "max_tree_depth"),
+    ):
+        if getattr(args, flag) is not None:
+            changes[field] = getattr(args, flag)
+    if width is not None:
+        changes["width"] = width
+    if inducing is not None:
+        changes["inducing"] = inducing
+    if args.quick:
+        return Settings.quick(**changes)
+    return sweep_settings(**changes) if sweep else Settings(**changes)
+
+
+def _load_data(args, *, allow_csv: bool):
+    from . import datasets
+
+    opts = dict(seed=args.seed, test_fraction=args.test_fraction, n_max=args.n_max)
+    try:
+        if allow_csv and args.csv is not None:
+            return datasets.load_csv(
+                args.csv,
+                args.target,
+                task=args.task or "auto",
+                drop_missing=args.drop_missing,
+                **opts,
+            )
+        name = args.dataset or "toy1d"
+        if name == "digits":  # the presets are fully connected: flatten the 8x8 images
+            opts["flatten"] = True
+        return datasets.load(name, **opts)
+    except (ValueError, TypeError, FileNotFoundError, UnicodeDecodeError, OSError) as e:
+        raise UsageError(str(e)) from None
+
+
+def _check_out(args, kind: str, name: str) -> Path:
+    from ._io import output_problem
+
+    out = args.out if args.out is not None else _default_out(kind, name)
+    problem = output_problem(out, args.force)
+    if problem is not None:
+        raise UsageError(problem)
+    return out
+
+
+def _console():
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=150)
+
+
+# ---- calibrate -------------------------------------------------------------------------
+def _validate_calibrate(args) -> None:
+    if args.csv is not None and not args.target:
+        raise UsageError("--csv needs --target COLUMN (the column to predict)")
+    if args.csv is None:
+        for flag, given in (
+            ("--target", args.target),
+            ("--task", args.task),
+            ("--drop-missing", args.drop_missing),
+        ):
+            if given:
+                raise UsageError(f"{flag} only applies with --csv FILE")
+
+
+def _run_calibrate(args) -> int:
+    import jax
+
+    from ._io import atomic_output_dir, sigterm_as_exit
+    from .calibrate import parse_arch, results_table, run_calibration, write_report
+    from .calibrate._common import stderr_log
+    from .calibrate._pipeline import check_models
+
+    _validate_calibrate(args)
+    name = args.csv.stem if args.csv is not None else (args.dataset or "toy1d")
+    out = _check_out(args, "calibrate", name)
+    arch = parse_arch(args.arch or "relu-2x512", args.W_std, args.b_std)
+    log = stderr_log(args.quiet)
+    with jax.enable_x64(not args.float32), sigterm_as_exit():
+        ds = _load_data(args, allow_csv=True)
+        try:
+            models = check_models(args.models, ds.task)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if args.hyper == "nuts" and ds.task != "regression":
+            raise UsageError("--hyper nuts applies to the exact GPs of regression data")
+        settings = _settings(args, width=args.width, hyper=args.hyper, inducing=args.inducing)
+        log(f"{ds.summary()}; {arch.describe()}")
+        run = run_calibration(ds, arch, models, settings, log=log)
+        extra = {"argv": sys.argv[1:]}
+        with atomic_output_dir(out, force=args.force) as tmp:
+            summary = write_report(run, tmp, extra=extra)
+    _console().print(results_table(summary))
+    for m, err in run.failures.items():
+        print(f"warning: model {m} failed: {err}", file=sys.stderr)
+    print(f"report: {out / 'report.md'}")
+    return 3 if run.failures else 0
+
+
+# ---- width-sweep -----------------------------------------------------------------------
+def _run_sweep(args) -> int:
+    import jax
+
+    from ._io import atomic_output_dir, sigterm_as_exit, write_json
+    from .calibrate import DEFAULT_WIDTHS, parse_arch, sweep_figures, sweep_markdown, width_sweep
+    from .calibrate._common import stderr_log
+
+    out = _check_out(args, "width-sweep", args.dataset)
+    arch = parse_arch(args.arch or "relu-1x512", args.W_std, args.b_std)
+    widths = args.widths or ([4, 16] if args.quick else list(DEFAULT_WIDTHS))
+    log = stderr_log(args.quiet)
+    with jax.enable_x64(not args.float32), sigterm_as_exit():
+        ds = _load_data(args, allow_csv=False)
+        settings = _settings(args, sweep=True)
+        log(f"{ds.summary()}; {arch.describe()}; widths {widths}")
+        sweep = width_sweep(ds, arch, widths, settings, log=log)
+        report = sweep_markdown(sweep)
+        with atomic_output_dir(out, force=args.force) as tmp:
+            for fname, fig in sweep_figures(sweep).items():
+                fig.savefig(tmp / fname, dpi=110)
+            write_json(tmp / "metrics.json", {**sweep.summary(), "argv": sys.argv[1:]})
+            (tmp / "report.md").write_text(report)
+    _console().print(_sweep_table(sweep))
+    print(f"report: {out / 'report.md'}")
+    return 0
+
+
+def _sweep_table(sweep):
+    from rich.table import Table
+
+    t = Table(title=f"ntk-bayes width-sweep: {sweep.dataset.name} (distance to the NNGP)")
+    for h in ("width", "|Δ mean|", "|Δ log var|", "W2", "max R-hat", "time (s)"):
+        t.add_column(h, justify="right")
+    for r in sweep.rows:
+        t.add_row(
+            str(r["width"]),
+            f"{r['mean_abs_diff_mean']:.4f}",
+            f"{r['mean_abs_diff_log_var']:.4f}",
+            f"{r['w2']:.4f}",
+            f"{r['max_rhat']:.3f}",
+            f"{r['time_s']:.1f}",
+        )
+    f = sweep.floor
+    t.add_row(
+        "floor",
+        f"{f['mean_abs_diff_mean']:.4f}",
+        f"{f['mean_abs_diff_log_var']:.4f}",
+        f"{f['w2']:.4f}",
+        "",
+        "",
+    )
+    return t
+
+
+# ---- entry point -----------------------------------------------------------------------
+def main(argv=None) -> int:
+    """Run the ``ntk-bayes`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    sub = getattr(args, "parser", parser)
+    try:
+        return int(args.func(args))
+    except UsageError as e:
+        sub.print_usage(sys.stderr)
+        print(f"{sub.prog}: error: {e}", file=sys.stderr)
+        return 2
+    except FileExistsError as e:  # --out appeared while the run computed
+        print(f"{sub.prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{sub.prog}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except (FloatingPointError, ValueError) as e:
+        print(f"{sub.prog}: error: {type(e).__name__}: {e}; nothing was written", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

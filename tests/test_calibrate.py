@@ -1,0 +1,307 @@
+"""The calibrate pipeline without heavy fits: architectures, atomic output directories,
+and the report writer on planted (mis)calibrated predictives."""
+
+import dataclasses
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+from ntk_bayes import _io, datasets
+from ntk_bayes import diagnostics as dg
+from ntk_bayes.calibrate import (
+    CalibrationRun,
+    ModelResult,
+    Settings,
+    hyperparameters,
+    parse_arch,
+    write_report,
+)
+from ntk_bayes.calibrate._archs import as_floats
+from ntk_bayes.calibrate._pipeline import check_models
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", FutureWarning)
+    import arviz as az
+
+
+# ---- architectures ---------------------------------------------------------------------
+def test_parse_arch_presets_and_custom(dtype, tol):
+    a = parse_arch("relu-2x512")
+    assert (a.nonlinearity, a.depth, a.width, a.W_std, a.b_std) == ("relu", 2, 512, 1.5, 0.5)
+    b = parse_arch(" Erf-3x64 ", W_std=2.0, b_std=0.0)
+    assert (b.name, b.W_std, b.b_std) == ("erf-3x64", 2.0, 0.0)
+    net = a.build(W_std=1.2, b_std=0.3)
+    assert hyperparameters(net) == {
+        f"{w}_std_{i}": v for i in range(3) for w, v in (("W", 1.2), ("b", 0.3))
+    }
+    # the kernel of the preset is the ReLU NNGP recursion: check one entry by hand
+    x = np.array([[1.0, 0.0], [0.6, 0.8]], dtype)
+    k = np.asarray(parse_arch("relu-1x8", 1.0, 0.0).build().kernel_fn(x, None, "nngp"))
+    s = 0.5  # Σ = x·x'/d with d = 2 inputs
+    theta = np.arccos(0.6)
+    expect = (np.sqrt(s * s - (0.6 * s) ** 2) + (np.pi - theta) * 0.6 * s) / (2 * np.pi)
+    np.testing.assert_allclose(k[0, 1], expect, **tol)
+
+
+@pytest.mark.parametrize(
+    "text", ["relu", "tanh-2x512", "relu-0x512", "relu-2x0", "relu-2x", "relu-99x4"]
+)
+def test_parse_arch_rejects_bad_names(text):
+    with pytest.raises(ValueError, match="architecture"):
+        parse_arch(text)
+
+
+def test_parse_arch_rejects_bad_stds():
+    with pytest.raises(ValueError, match="W_std > 0"):
+        parse_arch("relu-1x8", W_std=0.0)
+    with pytest.raises(ValueError, match="b_std >= 0"):
+        parse_arch("relu-1x8", b_std=-1.0)
+
+
+def test_as_floats_makes_positive_python_floats():
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    net = parse_arch("relu-1x8").build(W_std=jnp.asarray(1.0), b_std=jnp.asarray(0.2))
+    # an unconstrained fit may flip the sign (only W_std^2 enters the kernel)
+    f = as_floats(eqx.tree_at(lambda n: n.layers[0].W_std, net, jnp.asarray(-1.3)))
+    assert f.layers[0].W_std == pytest.approx(1.3) and isinstance(f.layers[0].W_std, float)
+
+
+def test_check_models():
+    assert check_models(None, "regression")[0] == "nngp"
+    assert check_models(["BNN", "nngp"], "regression") == ("bnn", "nngp")
+    with pytest.raises(ValueError, match="choose from"):
+        check_models(["sgpr"], "classification")
+    with pytest.raises(ValueError, match="twice"):
+        check_models(["nngp", "nngp"], "regression")
+
+
+# ---- atomic output directories ---------------------------------------------------------
+def test_atomic_dir_appears_whole(tmp_path):
+    out = tmp_path / "a" / "b" / "run"
+    with _io.atomic_output_dir(out) as tmp:
+        assert tmp.parent == out.parent and not out.exists()
+        (tmp / "x.txt").write_text("1")
+    assert (out / "x.txt").read_text() == "1"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["run"]
+    assert oct(out.stat().st_mode & 0o777) == oct(0o777 & ~_io.current_umask())
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt(), SystemExit(143)])
+def test_atomic_dir_leaves_nothing_on_failure(tmp_path, exc):
+    out = tmp_path / "new" / "deeper" / "run"
+    with pytest.raises(type(exc)):
+        with _io.atomic_output_dir(out) as tmp:
+            (tmp / "half.txt").write_text("half")
+            raise exc
+    assert list(tmp_path.iterdir()) == []  # no temporary dir, no parents it created
+
+
+def test_atomic_dir_refuses_and_replaces(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    with _io.atomic_output_dir(out) as tmp:  # an empty directory may be reused
+        (tmp / "a").write_text("old")
+    with pytest.raises(_io.OutputExistsError, match="--force"):
+        with _io.atomic_output_dir(out):
+            pass  # pragma: no cover
+    with pytest.raises(ValueError):
+        with _io.atomic_output_dir(out, force=True) as tmp:
+            (tmp / "a").write_text("new")
+            raise ValueError("failed after writing")
+    assert (out / "a").read_text() == "old"  # the failed run did not touch the old results
+    with _io.atomic_output_dir(out, force=True) as tmp:
+        (tmp / "b").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_atomic_dir_rechecks_at_the_end(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(_io.OutputExistsError):
+        with _io.atomic_output_dir(out):
+            out.mkdir()  # someone else wrote results meanwhile
+            (out / "theirs").write_text("x")
+    assert sorted(p.name for p in out.iterdir()) == ["theirs"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_replace_dir_restores_the_old_results_if_the_swap_fails(tmp_path, monkeypatch):
+    out, tmp = tmp_path / "run", tmp_path / "tmp"
+    out.mkdir()
+    (out / "a").write_text("old")
+    tmp.mkdir()
+    (tmp / "a").write_text("new")
+    real = type(tmp).rename
+
+    def rename(self, target):
+        if self == tmp:
+            raise OSError("disk full")
+        return real(self, target)
+
+    monkeypatch.setattr(type(tmp), "rename", rename)
+    with pytest.raises(OSError, match="disk full"):
+        _io.replace_dir(tmp, out, force=True)
+    assert (out / "a").read_text() == "old"
+
+
+def test_output_problem(tmp_path, monkeypatch):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert "not a directory" in _io.output_problem(f, force=True)
+    assert _io.output_problem(tmp_path / "missing", force=False) is None
+    monkeypatch.chdir(tmp_path)
+    assert "working or home" in _io.output_problem(tmp_path, force=True)
+    assert "must name a directory" in _io.output_problem(".", force=True)
+
+
+def test_write_json_turns_non_finite_into_null(tmp_path):
+    _io.write_json(tmp_path / "m.json", {"a": float("nan"), "b": np.float32(2.5), "c": [np.inf]})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": None, "b": 2.5, "c": [None]}
+
+
+# ---- the report writer on planted cases --------------------------------------------------
+def _truth(ds):
+    """The generating predictive of toy1d at the test inputs (standardised units)."""
+    x = ds.unstandardize_x(ds.X_test)[:, 0]
+    mean = (datasets.toy1d_function(x) - ds.y_mean) / ds.y_std
+    return mean, np.full_like(mean, ds.extra["noise_std"] / ds.y_std)
+
+
+def _gaussian_model(ds, name, mean, std):
+    pred = dg.GaussianPredictive(mean, std)
+    idata = dg.from_gaussian(
+        mean_train=np.asarray(ds.y_train, np.float64),
+        var_train=np.full(ds.n_train, 1e-3),
+        y_train=ds.y_train,
+        noise_var=float(np.mean(std) ** 2),
+        mean_test=mean,
+        var_test=np.zeros_like(mean),
+        y_test=ds.y_test,
+        n_draws=50,
+        posterior={"noise_var": np.full((1, 50), float(np.mean(std) ** 2))},
+        attrs={"model": name},
+    )
+    return ModelResult(name, name, "regression", 0.1, predictive=pred, idata=idata)
+
+
+def _open(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return az.from_netcdf(path)
+
+
+def test_report_flags_planted_miscalibration(tmp_path):
+    ds = datasets.load("toy1d", seed=3, n=400)
+    mean, std = _truth(ds)
+    results = [
+        _gaussian_model(ds, "nngp", mean, std),  # the truth: calibrated
+        _gaussian_model(ds, "ntkgp", mean, 0.4 * std),  # over-confident
+        _gaussian_model(ds, "sgpr", mean + 1.0 * std, std),  # biased
+        _gaussian_model(ds, "ensemble", mean, 3.0 * std),  # under-confident
+    ]
+    run = CalibrationRun(ds, parse_arch("relu-2x512"), Settings(), results)
+    summary = write_report(run, tmp_path)
+    assert set(p.name for p in tmp_path.iterdir()) == {
+        "report.md", "metrics.json", "coverage.png", "pit_ecdf.png",
+        "nngp.nc", "ntkgp.nc", "sgpr.nc", "ensemble.nc",
+    }  # fmt: skip
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(m) == set(summary) and m["command"] == "calibrate"
+    assert list(m["models"]) == ["nngp", "ntkgp", "sgpr", "ensemble"]
+    v = {k: m["models"][k]["verdict"] for k in m["models"]}
+    assert v["nngp"] == "calibrated"
+    assert "over-confident" in v["ntkgp"] and "biased" not in v["ntkgp"]
+    assert "biased" in v["sgpr"]
+    assert "under-confident" in v["ensemble"]
+    cov = {k: m["models"][k]["metrics"]["coverage_90"] for k in m["models"]}
+    assert abs(cov["nngp"] - 0.9) < 0.06 and cov["ntkgp"] < 0.6 and cov["ensemble"] > 0.99
+    # scores are in raw units: the truth's RMSE is the noise level 0.15
+    assert m["models"]["nngp"]["metrics"]["rmse"] == pytest.approx(0.15, rel=0.15)
+    report = (tmp_path / "report.md").read_text()
+    assert "| nngp | calibrated" not in report  # the table shows labels, verdicts apart
+    for k in ("calibrated", "over-confident", "biased", "pit_too_dispersed", "![pit_ecdf]"):
+        assert k in report
+    # the gap of toy1d is summarised for every model
+    assert m["models"]["nngp"]["gap"]["n_gap"] > 0
+    assert m["loo_compare"][0]["model"] in m["models"]
+    for name in m["models"]:
+        idata = _open(tmp_path / f"{name}.nc")
+        ll = idata["log_likelihood"] if dg.ARVIZ_1 else idata.log_likelihood
+        assert ll["y_test"].shape[-1] == ds.n_test
+        assert idata.attrs["model"] == name
+
+
+def _classification_dataset(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 2))
+    logits = 2.0 * X[:, 0] - X[:, 1]
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-logits))).astype(np.int32)
+    half = n // 2
+    ds = datasets.Dataset(
+        name="planted",
+        task="classification",
+        X_train=X[:half],
+        y_train=y[:half],
+        X_test=X[half:],
+        y_test=y[half:],
+        feature_names=("a", "b"),
+        target_name="y",
+        classes=("0", "1"),
+        x_mean=np.zeros(2),
+        x_std=np.ones(2),
+    )
+    return ds, 1 / (1 + np.exp(-logits))
+
+
+def _class_model(ds, name, p1_train, p1_test):
+    def two(p):
+        return np.stack([1 - p, p], -1)
+
+    idata = dg.from_class_probs(
+        probs_train=np.broadcast_to(two(p1_train), (1, 4, len(p1_train), 2)),
+        y_train=ds.y_train,
+        probs_test=np.broadcast_to(two(p1_test), (1, 4, len(p1_test), 2)),
+        y_test=ds.y_test,
+        posterior={"p_test": np.broadcast_to(p1_test, (1, 4, len(p1_test)))},
+    )
+    return ModelResult(name, name, "classification", 0.2, probs=two(p1_test), idata=idata)
+
+
+def test_classification_report_flags_overconfidence(tmp_path):
+    ds, p = _classification_dataset()
+    half = ds.n_train
+    sharp = 1 / (1 + np.exp(-8.0 * np.log(p / (1 - p))))  # logits x 8
+    results = [
+        _class_model(ds, "nngp", p[:half], p[half:]),
+        _class_model(ds, "bnn", sharp[:half], sharp[half:]),
+    ]
+    run = CalibrationRun(ds, parse_arch("relu-1x8"), Settings(), results)
+    m = write_report(run, tmp_path)
+    assert {"reliability.png", "nngp.nc", "bnn.nc"} <= {p.name for p in tmp_path.iterdir()}
+    assert m["models"]["nngp"]["verdict"] == "calibrated"
+    assert "over-confident" in m["models"]["bnn"]["verdict"]
+    assert m["models"]["bnn"]["metrics"]["ece"] > m["models"]["nngp"]["metrics"]["ece"]
+    assert len(m["models"]["nngp"]["reliability"]["counts"]) == 10
+
+
+def test_report_lists_failed_models(tmp_path):
+    ds = datasets.load("toy1d", seed=0)
+    mean, std = _truth(ds)
+    run = CalibrationRun(
+        ds,
+        parse_arch("relu-2x512"),
+        dataclasses.replace(Settings(), width=7),
+        [_gaussian_model(ds, "nngp", mean, std)],
+        failures={"bnn": "FloatingPointError: the loss became non-finite"},
+    )
+    m = write_report(run, tmp_path)
+    assert m["failures"] == {"bnn": "FloatingPointError: the loss became non-finite"}
+    assert m["loo_compare"] is None  # a comparison needs two models
+    report = (tmp_path / "report.md").read_text()
+    assert "FAILED" in report and "BNN width 7" in report
+    assert os.access(tmp_path / "nngp.nc", os.R_OK)

@@ -1,0 +1,298 @@
+"""The ``ntk-bayes`` command end to end: outputs, refusal to overwrite, atomicity, errors.
+
+Fast tests fit only cheap models (``--quick``); the full model set, the BNN by NUTS,
+``--hyper nuts`` and ``width-sweep`` are marked slow (NUTS compilation alone takes
+20-40 s on a shared 2-core CPU).
+"""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import ntk_bayes.calibrate as calibrate_pkg
+from ntk_bayes import cli
+from ntk_bayes import diagnostics as dg
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", FutureWarning)
+    import arviz as az
+
+
+def _open(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return az.from_netcdf(path)
+
+
+def _group(idata, name):
+    return idata[name] if dg.ARVIZ_1 else getattr(idata, name)
+
+
+def _tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One quick calibrate run (cheap models) shared by the tests below; also captures
+    the fitted run so other tests can re-write it without fitting again."""
+    root = tmp_path_factory.mktemp("cli")
+    out = root / "res"
+    captured = {}
+    real = calibrate_pkg.run_calibration
+
+    def spy(*args, **kwargs):
+        captured["run"] = real(*args, **kwargs)
+        return captured["run"]
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(calibrate_pkg, "run_calibration", spy)
+    try:
+        code = cli.main(
+            ["calibrate", "--quick", "--quiet", "--models", "nngp,sgpr", "--out", str(out)]
+        )
+    finally:
+        mp.undo()
+    return code, out, captured["run"]
+
+
+def test_calibrate_writes_a_complete_report(quick_run, capsys):
+    code, out, run = quick_run
+    assert code == 0
+    assert _tree(out.parent) == ["res"] + [f"res/{n}" for n in _tree(out)]  # no temp dirs
+    assert set(_tree(out)) == {
+        "report.md", "metrics.json", "coverage.png", "pit_ecdf.png", "bands.png",
+        "nngp.nc", "sgpr.nc",
+    }  # fmt: skip
+    m = json.loads((out / "metrics.json").read_text())
+    assert list(m["models"]) == ["nngp", "sgpr"]
+    assert m["dataset"]["name"] == "toy1d" and m["settings"]["seed"] == 0
+    for name, entry in m["models"].items():
+        met = entry["metrics"]
+        assert met["n"] == m["dataset"]["n_test"]
+        assert np.isfinite([met["rmse"], met["nlpd"], met["crps"]]).all()
+        assert 0 <= met["coverage_90"] <= 1 and entry["fit_time_s"] > 0
+        assert entry["verdict"] and entry["gap"]["std_ratio"] > 1  # wider where no data
+        idata = _open(out / entry["netcdf"])
+        assert {"posterior", "log_likelihood", "observed_data"} <= set(
+            idata.children if dg.ARVIZ_1 else idata.groups()
+        )
+        obs = _group(idata, "observed_data")
+        np.testing.assert_allclose(obs["y_test"].values, run.dataset.y_test, rtol=1e-6)
+        assert idata.attrs["model"] == name
+    report = (out / "report.md").read_text()
+    assert "| NNGP (exact GP) |" in report and "![bands](bands.png)" in report
+
+
+def test_calibrate_refuses_to_overwrite_and_force_replaces(
+    quick_run, tmp_path, monkeypatch, capsys
+):
+    _, _, run = quick_run
+    monkeypatch.setattr(calibrate_pkg, "run_calibration", lambda *a, **k: run)
+    out = tmp_path / "res"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    argv = ["calibrate", "--quick", "--quiet", "--models", "nngp,sgpr", "--out", str(out)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "--force" in err
+    assert _tree(tmp_path) == ["res", "res/keep.txt"]
+    assert cli.main(argv + ["--force"]) == 0
+    assert "keep.txt" not in _tree(out) and "report.md" in _tree(out)
+    assert [p.name for p in tmp_path.iterdir()] == ["res"]
+    captured = capsys.readouterr()
+    assert "report:" in captured.out and "RMSE" in captured.out  # the table went to stdout
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("disk on fire"), KeyboardInterrupt()])
+def test_failure_while_writing_leaves_nothing(quick_run, tmp_path, monkeypatch, capsys, exc):
+    _, _, run = quick_run
+    monkeypatch.setattr(calibrate_pkg, "run_calibration", lambda *a, **k: run)
+    real = calibrate_pkg.write_report
+
+    def failing(run, out, **kw):
+        real(run, out, **kw)  # everything written, then the failure
+        raise exc
+
+    monkeypatch.setattr(calibrate_pkg, "write_report", failing)
+    out = tmp_path / "sub" / "res"
+    argv = ["calibrate", "--quick", "--quiet", "--out", str(out)]
+    if isinstance(exc, KeyboardInterrupt):
+        assert cli.main(argv) == 130
+        assert "nothing was written" in capsys.readouterr().err
+    else:
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            cli.main(argv)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_during_a_forced_rewrite_keeps_the_old_report(quick_run, monkeypatch):
+    _, out, run = quick_run
+    before = {p: (out / p).read_bytes() for p in _tree(out)}
+    monkeypatch.setattr(calibrate_pkg, "run_calibration", lambda *a, **k: run)
+
+    def failing(run, tmp, **kw):
+        (tmp / "report.md").write_text("half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(calibrate_pkg, "write_report", failing)
+    argv = ["calibrate", "--quick", "--quiet", "--force", "--out", str(out)]
+    assert cli.main(argv) == 130
+    assert {p: (out / p).read_bytes() for p in _tree(out)} == before
+    assert _tree(out.parent) == ["res"] + [f"res/{n}" for n in _tree(out)]
+
+
+# ---- bad CSV files and bad flags: clear errors, nothing written -------------------------
+def _csv(tmp_path, text, name="data.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+_GOOD_ROWS = "".join(f"{i},{i % 3},{2 * i + 1}\n" for i in range(12))
+
+
+@pytest.mark.parametrize(
+    "content, target, message",
+    [
+        ("a,b,y\n" + _GOOD_ROWS, "z", "target column 'z' is not in"),
+        ("a,b,y\n" + _GOOD_ROWS + "1,abc,3\n", "y", "non-numeric"),
+        ("a,b,y\n" + _GOOD_ROWS + "1,nan,3\n2,,4\n", "y", "missing values"),
+        ("", "y", "is empty"),
+        ("a,b,y\n", "y", "no data rows"),
+        ("a,b,y\n1,2\n" + _GOOD_ROWS, "y", "do not have 3 fields"),
+    ],
+    ids=["missing-column", "non-numeric", "nan-rows", "empty", "header-only", "ragged"],
+)
+def test_bad_csv_gives_a_clear_error_and_writes_nothing(tmp_path, capsys, content, target, message):
+    path = _csv(tmp_path, content)
+    out = tmp_path / "out"
+    code = cli.main(["calibrate", "--csv", str(path), "--target", target, "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and message in err
+    assert _tree(tmp_path) == ["data.csv"]
+
+
+def test_missing_csv_file(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["calibrate", "--csv", str(tmp_path / "no.csv"), "--target", "y",
+                     "--out", str(out)]) == 2  # fmt: skip
+    assert "does not exist" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--csv", "x.csv"], "--csv needs --target"),
+        (["--target", "y"], "--target only applies with --csv"),
+        (["--task", "regression"], "--task only applies with --csv"),
+        (["--models", "nngp,magic"], "unknown model(s) magic"),
+        (["--models", "nngp,nngp"], "given twice"),
+        (["--dataset", "breast_cancer", "--models", "sgpr"], "unknown model(s) sgpr"),
+        (["--dataset", "breast_cancer", "--hyper", "nuts"], "--hyper nuts applies"),
+    ],
+)
+def test_bad_flag_combinations(tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    assert cli.main(["calibrate", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "usage:" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["calibrate", "--width", "0"],
+        ["calibrate", "--arch", "tanh-2x8"],
+        ["calibrate", "--seed", "-1"],
+        ["calibrate", "--dataset", "mnist"],
+        ["calibrate", "--dataset", "toy1d", "--csv", "a.csv"],
+        ["calibrate", "--hyper", "mcmc"],
+        ["calibrate", "--W-std", "0"],
+        ["calibrate", "--test-fraction", "1.5"],
+        ["calibrate", "--num-samples", "1"],
+        ["width-sweep", "--widths", "4"],
+        ["width-sweep", "--widths", "4,x"],
+        ["width-sweep", "--dataset", "breast_cancer"],
+        ["frobnicate"],
+        [],
+    ],
+)
+def test_bad_flags_are_argparse_errors(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_out_must_be_a_directory(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert cli.main(["calibrate", "--out", str(f), "--force"]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    assert cli.main(["width-sweep", "--out", str(f)]) == 2
+    assert f.read_text() == "x"
+
+
+def test_regimes_is_wired(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert cli.main(["regimes", "--out", str(f), "--force"]) == 1
+    assert "not a directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0
+
+
+# ---- slow: every model, BNN by NUTS, hyperparameters by NUTS, the width sweep -----------
+@pytest.mark.slow
+def test_calibrate_all_models_with_bnn(tmp_path):
+    out = tmp_path / "all"
+    assert cli.main(["calibrate", "--quick", "--quiet", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert list(m["models"]) == ["nngp", "ntkgp", "sgpr", "ensemble", "bnn"]
+    bnn = m["models"]["bnn"]
+    assert bnn["convergence"]["max_rhat"] > 0 and "sampler_report" in bnn["info"]
+    idata = _open(out / "bnn.nc")
+    assert "diverging" in _group(idata, "sample_stats")
+    assert {r["model"] for r in m["loo_compare"]} == {"nngp", "ntkgp", "sgpr", "bnn"}
+
+
+@pytest.mark.slow
+def test_calibrate_hyperparameters_by_nuts(tmp_path):
+    out = tmp_path / "nuts"
+    argv = ["calibrate", "--quick", "--quiet", "--hyper", "nuts", "--models", "nngp"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())["models"]["nngp"]
+    assert m["convergence"]["n_params"] == 3
+    post = _group(_open(out / "nngp.nc"), "posterior")
+    assert post["W_std"].shape[:2] == (2, 30) and float(post["noise_var"].min()) > 0
+
+
+@pytest.mark.slow
+def test_calibrate_classification(tmp_path):
+    out = tmp_path / "bc"
+    argv = ["calibrate", "--quick", "--quiet", "--dataset", "breast_cancer", "--n-max", "120"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert list(m["models"]) == ["nngp", "ntkgp", "ensemble", "bnn"]
+    assert "reliability.png" in _tree(out)
+    for entry in m["models"].values():
+        assert entry["metrics"]["accuracy"] > 0.8  # breast cancer is nearly separable
+        _open(out / entry["netcdf"])
+
+
+@pytest.mark.slow
+def test_width_sweep_quick(tmp_path):
+    out = tmp_path / "sweep"
+    assert cli.main(["width-sweep", "--quick", "--quiet", "--out", str(out)]) == 0
+    assert set(_tree(out)) == {"report.md", "metrics.json", "distance.png", "bands.png"}
+    m = json.loads((out / "metrics.json").read_text())
+    assert [r["width"] for r in m["rows"]] == [4, 16]
+    assert m["floor"]["mean_abs_diff_mean"] >= 0 and "slopes" in m
+    assert "| 16 |" in (out / "report.md").read_text()
