@@ -23,6 +23,8 @@ import datetime
 import sys
 from pathlib import Path
 
+from .theory._cli import _int_list as _widths
+
 __all__ = ["main", "build_parser"]
 
 _PROG = "ntk-bayes"
@@ -78,20 +80,6 @@ def _arch(text):
         return parse_arch(text).name
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _widths(text):
-    try:
-        vals = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if len(vals) < 2 or min(vals) < 1 or len(set(vals)) != len(vals):
-        raise argparse.ArgumentTypeError(
-            f"need at least two distinct positive widths, got {text!r}"
-        )
-    return sorted(vals)
 
 
 def _models(text):
