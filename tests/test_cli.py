@@ -176,6 +176,23 @@ def test_bad_csv_gives_a_clear_error_and_writes_nothing(tmp_path, capsys, conten
     assert _tree(tmp_path) == ["data.csv"]
 
 
+def test_calibrate_on_a_csv_file_dropping_missing_rows(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.normal(size=40), rng.normal(size=40)
+    y = np.sin(x1) + 0.5 * x2 + 0.1 * rng.normal(size=40)
+    rows = [f"{a:.5f},{b:.5f},{c:.5f}" for a, b, c in zip(x1, x2, y, strict=True)]
+    rows[3] = "NA,0.1,0.2"
+    path = _csv(tmp_path, "u,v,target\n" + "\n".join(rows) + "\n", name="mine.csv")
+    out = tmp_path / "out"
+    argv = ["calibrate", "--csv", str(path), "--target", "target", "--drop-missing"]
+    assert cli.main([*argv, "--models", "nngp", "--quick", "--quiet", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["dataset"]["name"] == "mine" and m["dataset"]["task"] == "regression"
+    assert m["dataset"]["n_train"] + m["dataset"]["n_test"] == 39  # the NA row dropped
+    assert list(m["models"]) == ["nngp"] and "bands.png" not in _tree(out)  # 2-D inputs
+    assert m["models"]["nngp"]["metrics"]["rmse"] < np.std(y)  # it learned something
+
+
 def test_missing_csv_file(tmp_path, capsys):
     out = tmp_path / "out"
     assert cli.main(["calibrate", "--csv", str(tmp_path / "no.csv"), "--target", "y",
