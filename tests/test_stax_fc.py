@@ -204,6 +204,40 @@ def test_gradients_finite_at_coincident_inputs(name, dtype):
     assert bool(jnp.all(jnp.isfinite(gx)))
 
 
+def test_division_free_angle_matches_arctan2(dtype):
+    """unit_angle (the polynomial every arc-cosine-type kernel uses) equals atan2 over
+    the whole circle to round-off, including the axes and the (0, 0) convention."""
+    from ntk_bayes.stax._elementwise import rsqrt_pos, unit_angle
+
+    phi = np.linspace(-np.pi, np.pi, 20001)
+    phi = np.concatenate([phi, [0.0, np.pi / 2, -np.pi / 2, np.pi / 4, 3 * np.pi / 4]])
+    sn, cs = np.sin(phi).astype(dtype), np.cos(phi).astype(dtype)
+    got = np.asarray(unit_angle(jnp.asarray(sn), jnp.asarray(cs)), np.float64)
+    want = np.arctan2(sn.astype(np.float64), cs.astype(np.float64))
+    # ±π are the same angle; compare on the circle.
+    err = np.abs(np.angle(np.exp(1j * (got - want))))
+    assert err.max() < 8 * np.finfo(dtype).eps * np.pi, err.max()
+    assert float(unit_angle(jnp.zeros((), dtype), jnp.zeros((), dtype))) == np.float32(np.pi / 2)
+    # Derivatives along the circle are those of atan2: d/dφ = 1.
+    grad = jax.vmap(jax.grad(lambda p: unit_angle(jnp.sin(p), jnp.cos(p))))(
+        jnp.asarray(phi[:-5:97], dtype)
+    )
+    np.testing.assert_allclose(grad, 1.0, atol=1e-4 if dtype == np.float32 else 1e-10)
+    q = jnp.asarray([0.0, -1.0, 0.25, 4.0], dtype)
+    np.testing.assert_allclose(rsqrt_pos(q), [0.0, 0.0, 2.0, 0.5], rtol=4 * np.finfo(dtype).eps)
+    assert bool(jnp.all(jnp.isfinite(jax.grad(lambda q: rsqrt_pos(q).sum())(q))))
+
+
+def test_symmetric_tiles_mirror_into_the_full_kernel(tol):
+    """x2=None computes only the upper triangle of tiles and mirrors it in place."""
+    x = _x(45, seed=3)
+    sym = NET.kernel_fn(x, None, ("nngp", "ntk"), block_size=8)
+    full = NET.kernel_fn(x, x, ("nngp", "ntk"), block_size=8)
+    for a, b in ((sym.nngp, full.nngp), (sym.ntk, full.ntk)):
+        np.testing.assert_allclose(a, b, **tol)
+        np.testing.assert_allclose(a, np.asarray(a).T, **tol)
+
+
 def test_b_std_zero_and_zero_inputs_are_finite():
     x = jnp.zeros((2, 3)).at[1].set(1.0)
     net = stax.serial(stax.Dense(4, W_std=1.0), stax.Relu(), stax.Dense(1))
@@ -237,7 +271,7 @@ def test_get_semantics():
     init_fn, apply_fn, kernel_fn = NET
     out_shape, params = init_fn(KEY, x.shape)
     assert out_shape == (4, 1) and apply_fn(params, x).shape == (4, 1)
-    np.testing.assert_allclose(kernel_fn(x, None, "nngp"), both.nngp)
+    np.testing.assert_allclose(kernel_fn(x, None, "nngp"), both.nngp, rtol=1e-6)
 
 
 # ---- finite-width twins -----------------------------------------------------------------

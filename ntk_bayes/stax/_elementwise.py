@@ -80,22 +80,46 @@ def _sin_root_jvp(primals, tangents):
 _TAN_PI_8 = math.sqrt(2.0) - 1.0
 
 
+def _chebyshev_fit(g, deg, domain):
+    """Power-series coefficients of the Chebyshev interpolant of ``g`` (near-minimax),
+    in the variable mapped from ``domain`` to [-1, 1]: well conditioned up to high
+    degree, unlike the power series in the original variable."""
+    cheb = np.polynomial.Chebyshev.interpolate(g, deg, domain=domain)
+    poly = np.polynomial.Chebyshev(cheb.coef).convert(kind=np.polynomial.Polynomial)
+    return tuple(float(c) for c in poly.coef)
+
+
+def _horner(coef, x):
+    p = jnp.full_like(x, coef[-1])
+    for c in coef[-2::-1]:
+        p = p * x + c
+    return p
+
+
 @functools.cache
 def _atan_coefficients(dtype_name: str) -> tuple[float, ...]:
-    """Power-series coefficients c_k with atan(t) ≈ t Σ c_k t^(2k) on |t| <= tan(π/8).
-
-    A Chebyshev interpolant in s = t² (near-minimax); the degree gives round-off
-    accuracy for the dtype (8 terms: 1e-8 for float32, 14 terms: 1e-16 for float64).
-    """
+    """atan(t) ≈ t P(x), x = 2 t²/tan²(π/8) - 1, on |t| <= tan(π/8); the degree gives
+    round-off accuracy for the dtype (8 terms: 1e-8 for float32, 14: 1e-16 for float64)."""
     deg = 13 if dtype_name == "float64" else 7
-    a = _TAN_PI_8**2
 
     def g(s):
         t = np.sqrt(s)
         return np.where(s > 0, np.arctan(t) / np.where(t > 0, t, 1.0), 1.0)
 
-    cheb = np.polynomial.Chebyshev.interpolate(g, deg, domain=[0.0, a])
-    return tuple(float(c) for c in cheb.convert(kind=np.polynomial.Polynomial).coef)
+    return _chebyshev_fit(g, deg, [0.0, _TAN_PI_8**2])
+
+
+@functools.cache
+def _asin_coefficients(dtype_name: str) -> tuple[float, ...]:
+    """asin(m) ≈ m P(x), x = 4 m² - 1, on 0 <= m <= sin(π/4); the degree gives
+    round-off accuracy for the dtype (1.4e-8 for float32, ~1e-15 relative for float64)."""
+    deg = 19 if dtype_name == "float64" else 7
+
+    def g(s):
+        t = np.sqrt(s)
+        return np.where(s > 0, np.arcsin(t) / np.where(t > 0, t, 1.0), 1.0)
+
+    return _chebyshev_fit(g, deg, [0.0, 0.5])
 
 
 def _fast_arctan2(y, x):
@@ -109,16 +133,43 @@ def _fast_arctan2(y, x):
     t = mn / jnp.where(mx > 0, mx, 1.0)
     big = t > _TAN_PI_8
     u = jnp.where(big, (t - 1.0) / (t + 1.0), t)
-    s = u * u
     coef = _atan_coefficients(jnp.dtype(u.dtype).name)
-    p = jnp.full_like(s, coef[-1])
-    for c in coef[-2::-1]:
-        p = p * s + c
-    r = u * p + jnp.where(big, jnp.pi / 4, 0.0)
+    r = u * _horner(coef, u * u * (2 / _TAN_PI_8**2) - 1) + jnp.where(big, jnp.pi / 4, 0.0)
     r = jnp.where(ay > ax, jnp.pi / 2 - r, r)
     r = jnp.where(x < 0, jnp.pi - r, r)
     r = jnp.where(y < 0, -r, r)
     return jnp.where((mx == 0), jnp.pi / 2, r).astype(u.dtype)
+
+
+def unit_angle(sn, cs):
+    """atan2(sn, cs) for a point on the unit circle (sn² + cs² = 1 up to round-off),
+    with atan2(0, 0) = π/2, from a polynomial: no division and no libm call, so it
+    fuses into one cheap pass (the hot spot of every arc-cosine-type kernel).
+
+    With m = min(|sn|, |cs|) <= sin(π/4): the angle to the nearer axis is asin(m).
+    Derivatives follow by AD; they are those of atan2 along the circle, which is where
+    callers' (sn, cs) move when the kernel's inputs change.
+    """
+    asn, acs = jnp.abs(sn), jnp.abs(cs)
+    m = jnp.minimum(asn, acs)
+    coef = _asin_coefficients(jnp.dtype(m.dtype).name)
+    r = m * _horner(coef, 4 * m * m - 1)
+    r = jnp.where(asn > acs, jnp.pi / 2 - r, r)
+    r = jnp.where(cs < 0, jnp.pi - r, r)
+    r = jnp.where(sn < 0, -r, r)
+    return jnp.where((asn == 0) & (acs == 0), jnp.pi / 2, r).astype(m.dtype)
+
+
+def rsqrt(x):
+    """1/sqrt(x) as sqrt(1/x): XLA's CPU rsqrt (which 1/sqrt(x) is rewritten to) is not
+    vectorised and costs ~6x a division plus a square root, which fuse and vectorise."""
+    return jnp.sqrt(1 / x)
+
+
+def rsqrt_pos(q):
+    """1/sqrt(q) where q > 0 and 0 where q <= 0, with finite derivatives everywhere."""
+    ok = q > 0
+    return jnp.where(ok, rsqrt(jnp.where(ok, q, 1.0)), 0.0)
 
 
 @jax.custom_jvp
@@ -171,11 +222,18 @@ class Elementwise(Layer):
         return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
 
 
+def _angle_between(root, s12, q1, q2):
+    """θ = atan2(sqrt(q1 q2 - Σ12²), Σ12) (π/2 for a zero-variance input), from the
+    per-point 1/sqrt(q): the angle between two Gaussian inputs, division-free."""
+    rq = rsqrt_pos(q1) * rsqrt_pos(q2)
+    return unit_angle(root * rq, s12 * rq)
+
+
 def _cauchy_schwarz(s12, q1, q2):
     """Clip Σ12 to ±sqrt(q1 q2). Round-off lets |Σ12| drift past the bound in deep chaotic
     networks (by χ₁ per layer), which puts correlations above 1 and makes Erf's Σ̇ infinite.
     """
-    bound = safe_sqrt(q1 * q2)
+    bound = safe_sqrt(q1) * safe_sqrt(q2)  # per-point roots: no pairwise square root
     return jnp.clip(s12, -bound, bound)
 
 
@@ -205,7 +263,7 @@ class ABRelu(Elementwise):
 
     def dual(self, s12, q1, q2, ntk):
         root = sin_root(q1 * q2, s12)
-        theta = safe_arctan2(root, s12)
+        theta = _angle_between(root, s12, q1, q2)
         c = (self.a - self.b) ** 2 / (2 * jnp.pi)
         dot = (self.a**2 + self.b**2) / 2 - c * theta
         return c * root + dot * s12, (None if ntk is None else dot * ntk)
@@ -248,12 +306,18 @@ class Erf(Elementwise):
         return self.a * erf(self.b * x) + self.c
 
     def dual(self, s12, q1, q2, ntk):
+        # p1 p2 - (2b²Σ12)² = d = 1 + 2b²(q1 + q2) + 4b⁴(q1 q2 - Σ12²) >= 1: written this
+        # way it has no cancellation and no singularity, and its inverse root gives both
+        # the angle (with the per-point 1/sqrt(p1 p2)) and Σ̇, without a division.
         b2 = self.b**2
-        prod = (1 + 2 * b2 * q1) * (1 + 2 * b2 * q2)
-        root = safe_sqrt(prod - 4 * b2 * b2 * s12 * s12)
-        nngp = (2 * self.a**2 / jnp.pi) * safe_arctan2(2 * b2 * s12, root) + self.c**2
+        p1, p2 = 1 + 2 * b2 * q1, 1 + 2 * b2 * q2
+        d = p1 + p2 - 1 + 4 * b2 * b2 * jnp.maximum(q1 * q2 - s12 * s12, 0.0)
+        r = rsqrt(d)
+        rp = rsqrt(p1) * rsqrt(p2)
+        angle = unit_angle(2 * b2 * s12 * rp, d * r * rp)
+        nngp = (2 * self.a**2 / jnp.pi) * angle + self.c**2
         if ntk is not None:
-            ntk = ntk * (4 * self.a**2 * b2 / jnp.pi) / jnp.maximum(root, _TINY)
+            ntk = ntk * ((4 * self.a**2 * b2 / jnp.pi) * r)
         return nngp, ntk
 
     def dual_diag(self, q):
@@ -365,7 +429,7 @@ class Sign(Elementwise):
         return jnp.sign(x)
 
     def dual(self, s12, q1, q2, ntk):
-        theta = safe_arctan2(sin_root(q1 * q2, s12), s12)
+        theta = _angle_between(sin_root(q1 * q2, s12), s12, q1, q2)
         return 1 - 2 * theta / jnp.pi, (None if ntk is None else jnp.zeros_like(ntk))
 
     def dual_diag(self, q):
