@@ -281,3 +281,28 @@ def test_bad_input_is_rejected():
     assert np.all(np.asarray(v) > 0.1)
     with pytest.raises(ValueError, match="kernel returned"):
         gp.ExactGP(lambda a, b: jnp.ones((a.shape[0],)), x, y, 0.1)
+
+
+def test_kernels_and_solves_use_full_precision_matmuls():
+    """On GPUs JAX's default float32 matmul is TF32 (~1e-3 relative error), enough to
+    break a Cholesky; every matrix product of the kernels, the GP solves and the NumPyro
+    prior must ask for full precision. Checked on the traced program (CPU-independent)."""
+    import re
+
+    from ntk_bayes import GaussianProcess
+
+    X, y, Xt = _data()[:3]
+    net = _net()
+
+    def programs():
+        yield jax.make_jaxpr(lambda x: net.kernel_fn(x, None, ("nngp", "ntk")))(X)
+        yield jax.make_jaxpr(lambda x: net.kernel_fn(x, x[:5], "ntk", block_size=4))(X)
+        yield jax.make_jaxpr(lambda x: gp.ExactGP(net, x, y, 0.1).predict(Xt))(X)
+        yield jax.make_jaxpr(lambda x: gp.ExactGP(net, x, y, 0.1).log_marginal_likelihood())(X)
+        yield jax.make_jaxpr(lambda x: GaussianProcess(net, x, noise=0.1).log_prob(y))(X)
+
+    for jaxpr in programs():
+        text = str(jaxpr)
+        precisions = re.findall(r"dot_general\[.*?precision=(\S+)", text, re.DOTALL)
+        assert len(precisions) == text.count("dot_general["), "a product without precision"
+        assert precisions and all("HIGHEST" in p for p in precisions), precisions

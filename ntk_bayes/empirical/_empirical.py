@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from .._numerics import full_precision
+
 __all__ = ["empirical_ntk_fn", "empirical_nngp_fn", "empirical_kernel_fn"]
 
 _GETS = ("nngp", "ntk")
@@ -71,6 +73,7 @@ def empirical_nngp_fn(f: Callable, trace_axes: Sequence[int] = (-1,), diagonal_a
     fixed ``params``, averaged over ``trace_axes`` (shape ``(n1, n2)`` by default)."""
     _no_diagonal(diagonal_axes)
 
+    @full_precision
     def nngp_fn(x1, x2, params, **kwargs):
         f1 = f(params, x1, **kwargs)
         f2 = f1 if x2 is None else f(params, x2, **kwargs)
@@ -99,6 +102,7 @@ def empirical_ntk_fn(
     def jac(params, x, kwargs):
         return jax.jacrev(lambda p: f(p, x, **kwargs))(params)
 
+    @full_precision
     def ntk_fn(x1, x2, params, **kwargs):
         out_ndim = jax.eval_shape(lambda x: f(params, x, **kwargs), x1).ndim
         traced = _norm_axes(trace_axes, out_ndim, "trace_axes")
@@ -134,6 +138,7 @@ def empirical_kernel_fn(f: Callable, trace_axes: Sequence[int] = (-1,), diagonal
     nngp_fn = empirical_nngp_fn(f, trace_axes, diagonal_axes)
     ntk_fn = empirical_ntk_fn(f, trace_axes, diagonal_axes)
 
+    @full_precision
     def kernel_fn(x1, x2, get, params, **kwargs):
         names = (get,) if isinstance(get, str) else tuple(get or _GETS)
         for g in names:

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .._numerics import base_jitter, is_concrete
+from .._numerics import base_jitter, full_precision, is_concrete
 from ._checks import check_noise, check_X, check_y, mean_values
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
 from ._linalg import cho_solve, psd_cholesky, tri_solve
@@ -73,6 +73,7 @@ class ExactGP(eqx.Module):
     jitter_used: Array
     squeeze: bool = eqx.field(static=True)
 
+    @full_precision
     def __init__(self, kernel, X, y, noise, mean=0.0, jitter=None, kind: str = "nngp"):
         self.kernel = as_kernel(kernel, kind)
         self.X = check_X(X)
@@ -105,6 +106,7 @@ class ExactGP(eqx.Module):
     def _residual(self):
         return self.y - mean_values(self.mean, self.X, self.num_outputs, self.y.dtype)
 
+    @full_precision
     def log_marginal_likelihood(self) -> Float[Array, ""]:
         """``log p(y | X, θ)`` summed over the output columns."""
         n, k = self.y.shape
@@ -113,6 +115,7 @@ class ExactGP(eqx.Module):
         return -0.5 * quad - 0.5 * k * logdet - 0.5 * n * k * _LOG_2PI
 
     # -- posterior -----------------------------------------------------------------
+    @full_precision
     def predict(
         self,
         X_test,
@@ -162,6 +165,7 @@ class ExactGP(eqx.Module):
     def _shape(self, a):
         return a[:, 0] if self.squeeze else a
 
+    @full_precision
     def sample(self, key, X_test, n_samples: int = 1, include_noise: bool = False):
         """Joint posterior samples of f (or new y) at ``X_test``.
 
@@ -181,6 +185,7 @@ class ExactGP(eqx.Module):
     def _inverse_diag(self):
         return _inverse_diag(self.L)
 
+    @full_precision
     def loo_mean_var(self):
         """Leave-one-out predictive mean and variance of each observation ``y_i``.
 
@@ -192,6 +197,7 @@ class ExactGP(eqx.Module):
         var = jnp.broadcast_to(1.0 / d, mu.shape)
         return self._shape(mu), self._shape(var)
 
+    @full_precision
     def loo_log_predictive(self):
         """``log p(y_i | y_{-i})`` for each point (and column), R&W eq. 5.10.
 

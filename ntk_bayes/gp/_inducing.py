@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .._numerics import as_float_array, check_finite
+from .._numerics import as_float_array, check_finite, full_precision
 from ._kernels import as_kernel
 
 __all__ = ["kmeans_pp", "greedy_variance"]
@@ -36,6 +36,7 @@ def _check(X, M, name="X"):
     return X
 
 
+@full_precision
 def kmeans_pp(key, X, M: int, lloyd_iters: int = 0):
     """``M`` inducing inputs by k-means++ seeding (plus ``lloyd_iters`` Lloyd steps).
 
@@ -86,6 +87,7 @@ def kmeans_pp(key, X, M: int, lloyd_iters: int = 0):
     return C.reshape((M,) + shape[1:])
 
 
+@full_precision
 def greedy_variance(kernel, X, M: int, kind: str = "nngp", return_indices: bool = False):
     """``M`` inducing inputs chosen from ``X`` by greedy conditional variance.
 

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from .._numerics import full_precision
 from ._checks import check_noise, check_X, check_y, check_Z, mean_values
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
 from ._linalg import psd_cholesky, tri_solve
@@ -106,6 +107,7 @@ class SGPR(eqx.Module):
     stats: dict
     squeeze: bool = eqx.field(static=True)
 
+    @full_precision
     def __init__(self, kernel, X, y, Z, noise, mean=0.0, jitter=None, chunk_size=None, kind="nngp"):
         self.kernel = as_kernel(kernel, kind)
         self.X = check_X(X)
@@ -132,6 +134,7 @@ class SGPR(eqx.Module):
     def num_outputs(self) -> int:
         return self.y.shape[1]
 
+    @full_precision
     def elbo(self) -> Float[Array, ""]:
         """Titsias' collapsed evidence lower bound (summed over output columns)."""
         n, k = self.y.shape
@@ -145,12 +148,14 @@ class SGPR(eqx.Module):
             + 0.5 * k * jnp.trace(s["AAT"]) / sigma2
         )
 
+    @full_precision
     def optimal_qu(self):
         """Mean ``(M, K)`` (or ``(M,)``) and covariance ``(M, M)`` of the optimal q(u)."""
         W = tri_solve(self.LB, self.Luu.T).T  # (L_B^{-1} L^T)^T = L L_B^{-T}
         mu = W @ self.c
         return (mu[:, 0] if self.squeeze else mu), W @ W.T
 
+    @full_precision
     def predict(self, X_test, full_cov: bool = False, include_noise: bool = False):
         """Mean and variance (or ``(M, M)`` covariance) of f at ``X_test`` under q.
 

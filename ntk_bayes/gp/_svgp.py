@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from .._numerics import is_concrete
+from .._numerics import full_precision, is_concrete
 from ._checks import check_X, check_Z
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
 from ._likelihoods import Likelihood
@@ -76,6 +76,7 @@ class SVGP(eqx.Module):
     num_latent: int = eqx.field(static=True)
     jitter: float | None = eqx.field(static=True)
 
+    @full_precision
     def __init__(
         self,
         kernel,
@@ -121,6 +122,7 @@ class SVGP(eqx.Module):
     def num_inducing(self) -> int:
         return self.Z.shape[0]
 
+    @full_precision
     def init_params(self, q_sqrt_scale: float = 1.0, q_mu=None) -> SVGPParams:
         """q(u) at the prior (whitened: ``N(0, scale² I)``; else ``N(0, scale² K_ZZ)``)."""
         m, L, dtype = self.num_inducing, self.num_latent, self.Z.dtype
@@ -153,6 +155,7 @@ class SVGP(eqx.Module):
         )
         return mu, jnp.maximum(var, 0.0)
 
+    @full_precision
     def kl(self, params: SVGPParams, Luu=None) -> Float[Array, ""]:
         """``sum_l KL[q(u_l) || p(u_l)]``."""
         R = jnp.tril(params.q_sqrt)
@@ -168,11 +171,13 @@ class SVGP(eqx.Module):
             logdet_p = self.num_latent * 2.0 * jnp.sum(jnp.log(jnp.diag(Luu)))
         return 0.5 * (trace + quad - m * self.num_latent + logdet_p - logdet_s)
 
+    @full_precision
     def elbo(self, params: SVGPParams, X_batch, y_batch, key=None) -> Float[Array, ""]:
         """Unbiased minibatch estimate of the ELBO of the whole data set."""
         X, y = self._check_xy(X_batch, y_batch, "X_batch", "y_batch")
         return self._guard(_elbo_core(self, params, X, y, key), "ELBO")
 
+    @full_precision
     def predict(self, params: SVGPParams, X_test, full_cov: bool = False):
         """Latent mean and variance at ``X_test``: ``(M,)`` (one latent) or ``(M, L)``.
 
@@ -185,12 +190,14 @@ class SVGP(eqx.Module):
         mu, cov = self._guard(_full_cov_core(self, params, Xs), "prediction")
         return self._squeeze(mu), (cov[0] if self.num_latent == 1 else cov)
 
+    @full_precision
     def predict_y(self, params: SVGPParams, X_test, key=None):
         """Predictive mean and variance of y (class probabilities for Categorical)."""
         Xs = check_X(X_test, "X_test")
         mean, v = self._guard(_predict_y_core(self, params, Xs, key), "prediction")
         return self._squeeze(mean), self._squeeze(v)
 
+    @full_precision
     def predict_log_density(self, params: SVGPParams, X_test, y_test, key=None):
         """``log ∫ p(y_n | f) q(f) df`` per test point, ``(M,)``."""
         Xs, y = self._check_xy(X_test, y_test, "X_test", "y_test")

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._numerics import as_float_array, check_finite, is_concrete
+from .._numerics import as_float_array, check_finite, full_precision, is_concrete
 from ._common import (
     Gaussian,
     OutputLayout,
@@ -86,6 +86,7 @@ def _call_kernel(kernel_fn, x1, x2, names, kwargs):
     return res
 
 
+@full_precision
 def gradient_descent_mse_ensemble(
     kernel_fn,
     x_train,
@@ -163,6 +164,7 @@ def gradient_descent_mse_ensemble(
             k, y_flat.astype(_first(k).dtype), diag_reg, diag_reg_absolute_scale, trace_axes=(-1,)
         )
 
+    @full_precision
     def predict_fn(t=None, x_test=None, get=None, compute_cov: bool = False, **test_kwargs):
         """Mean (and covariance) of the ensemble on ``x_test`` at time(s) ``t``."""
         single, names = canonical_get(get, _MODES)

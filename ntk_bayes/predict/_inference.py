@@ -29,7 +29,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from .._numerics import as_float_array, check_finite
+from .._numerics import as_float_array, check_finite, full_precision
 from ..gp._linalg import cho_solve
 from ._common import (
     Gaussian,
@@ -47,6 +47,7 @@ __all__ = ["gp_inference"]
 _MODES = ("nngp", "ntk", "ntkgp")
 
 
+@full_precision
 def gp_inference(
     k_train_train,
     y_train,
@@ -94,6 +95,7 @@ def gp_inference(
         L = factor(g)
         return cho_solve(L, y_flat.astype(L.dtype))
 
+    @full_precision
     def predict_fn(get=None, k_test_train=None, k_test_test=None):
         """Test-set posterior (or the train-set one) for each mode in ``get``."""
         single, names = canonical_get(get, _MODES)

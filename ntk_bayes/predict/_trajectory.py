@@ -21,7 +21,7 @@ import functools
 import jax.numpy as jnp
 import numpy as np
 
-from .._numerics import as_float_array, check_finite, is_concrete
+from .._numerics import as_float_array, check_finite, full_precision, is_concrete
 from ..gp._linalg import cho_solve
 from ._common import (
     OutputLayout,
@@ -34,6 +34,7 @@ from ._ensemble import _check_time, neg_expm1, neg_inv_expm1
 __all__ = ["gradient_descent_mse", "max_learning_rate"]
 
 
+@full_precision
 def gradient_descent_mse(
     k_train_train,
     y_train,
@@ -77,6 +78,7 @@ def gradient_descent_mse(
     def eig():
         return jnp.linalg.eigh(k_reg)
 
+    @full_precision
     def predict_fn(t=None, fx_train_0=0.0, fx_test_0=None, k_test_train=None):
         """Outputs on the train [and test] set at time(s) ``t``."""
         if fx_train_0 is None and fx_test_0 is None:
@@ -128,6 +130,7 @@ def gradient_descent_mse(
     return predict_fn
 
 
+@full_precision
 def max_learning_rate(
     ntk_train_train, y_train_size: int | None = None, momentum: float = 0.0, eps: float = 1e-12
 ) -> float:

@@ -27,11 +27,12 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 from numpyro.distributions.util import lazy_property
 
-from .._numerics import as_float_array, check_finite, is_concrete
+from .._numerics import as_float_array, check_finite, full_precision, is_concrete
 from ..gp._linalg import psd_cholesky, tri_solve
 from ..stax import Layer
 
@@ -49,10 +50,11 @@ def _check_noise(noise):
     if noise is None:
         return
     if is_concrete(noise):
-        arr = jnp.asarray(noise)
+        # NumPy, not jnp: under an outer jit, jnp would stage even a Python float.
+        arr = np.asarray(noise)
         if arr.ndim > 1:
             raise ValueError(f"`noise` must be a scalar or a vector of length N, got {arr.shape}")
-        if bool(jnp.any(~jnp.isfinite(arr))) or bool(jnp.any(arr < 0)):
+        if not np.all(np.isfinite(arr)) or np.any(arr < 0):
             raise ValueError(
                 f"`noise` is the observation noise variance and must be finite and >= 0, got "
                 f"{noise}"
@@ -77,20 +79,24 @@ class _MVNBase(dist.Distribution):
         return jnp.broadcast_to(self.loc, self.batch_shape + self.event_shape)
 
     @property
+    @full_precision
     def covariance(self):
         c = self.scale_tril @ self.scale_tril.T
         return jnp.broadcast_to(c, self.batch_shape + self.event_shape * 2)
 
     @property
+    @full_precision
     def variance(self):
         v = jnp.sum(self.scale_tril**2, axis=-1)
         return jnp.broadcast_to(v, self.batch_shape + self.event_shape)
 
+    @full_precision
     def sample(self, key, sample_shape=()):
         shape = tuple(sample_shape) + self.batch_shape + self.event_shape
         eps = jax.random.normal(key, shape, dtype=self.scale_tril.dtype)
         return self.loc + jnp.einsum("ij,...j->...i", self.scale_tril, eps)
 
+    @full_precision
     def log_prob(self, value):
         value = jnp.asarray(value)
         n = self.event_shape[0]
@@ -125,6 +131,7 @@ class GaussianProcess(_MVNBase):
     pytree_data_fields = ("net", "X", "noise", "mean_value", "kxx")
     pytree_aux_fields = ("kernel", "jitter", "mean_fn", "mean_is_vector")
 
+    @full_precision
     def __init__(
         self,
         net,
@@ -188,6 +195,7 @@ class GaussianProcess(_MVNBase):
             raise ValueError(f"`y` has shape {y.shape}, expected {want}{hint}")
         return y
 
+    @full_precision
     def condition(self, y, X_test=None, *, include_noise: bool = False, diag: bool = False):
         """Posterior predictive of the latent function at ``X_test`` (default: ``X``).
 
@@ -222,6 +230,7 @@ class GaussianProcess(_MVNBase):
             cov = cov + noise * jnp.eye(cov.shape[0], dtype=cov.dtype)
         return ConditionedGP(mean, cov, jitter=self.jitter, diag=diag)
 
+    @full_precision
     def loo_log_likelihood(self, y):
         """Leave-one-out predictive log densities log p(y_i | y_-i), shape ``(N,)`` or
         ``(K, N)`` (Rasmussen & Williams 2006, eq. 5.10–5.12)."""
@@ -249,6 +258,7 @@ class ConditionedGP(_MVNBase):
     pytree_data_fields = ("cov",)
     pytree_aux_fields = ("diag", "jitter")
 
+    @full_precision
     def __init__(self, mean, cov, jitter=None, diag: bool = False, *, validate_args=None):
         mean = jnp.asarray(mean)
         self.cov, self.diag, self.jitter = jnp.asarray(cov), diag, jitter
@@ -257,16 +267,19 @@ class ConditionedGP(_MVNBase):
         dist.Distribution.__init__(self, batch_shape=batch, event_shape=mean.shape[-1:])
 
     @lazy_property
+    @full_precision
     def scale_tril(self):
         if self.diag:
             return jnp.diag(jnp.sqrt(jnp.maximum(jnp.diag(self.cov), 0.0)))
         return psd_cholesky(self.cov, jitter=self.jitter, name="posterior covariance")[0]
 
     @property
+    @full_precision
     def covariance(self):
         c = jnp.diag(jnp.diag(self.cov)) if self.diag else self.cov
         return jnp.broadcast_to(c, self.batch_shape + self.event_shape * 2)
 
     @property
+    @full_precision
     def variance(self):
         return jnp.broadcast_to(jnp.diag(self.cov), self.batch_shape + self.event_shape)

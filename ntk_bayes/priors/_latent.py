@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-from .._numerics import as_float_array, check_finite
+from .._numerics import as_float_array, check_finite, full_precision
 from ..gp._linalg import psd_cholesky, tri_solve
 from ._gp import _check_kernel_name
 
@@ -41,6 +41,7 @@ def _prep(net, X, kernel, name):
     return X
 
 
+@full_precision
 def latent_gp(name: str, net, X, kernel: str = "nngp", num_outputs: int = 1, mean=0.0, jitter=None):
     """Sample latent function values f at X under the network's GP prior.
 
@@ -59,6 +60,7 @@ def latent_gp(name: str, net, X, kernel: str = "nngp", num_outputs: int = 1, mea
     return numpyro.deterministic(name, f[:, 0] if num_outputs == 1 else f)
 
 
+@full_precision
 def sparse_latent_gp(
     name: str,
     net,

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._numerics import as_float_array, check_finite, is_concrete
+from .._numerics import as_float_array, check_finite, full_precision, is_concrete
 from . import _batching
 from ._kernel import Kernel
 
@@ -107,6 +107,7 @@ class Layer(eqx.Module):
     def __iter__(self):
         return iter((self.init_fn, self.apply_fn, self.kernel_fn))
 
+    @full_precision
     def kernel_fn(
         self,
         x1,

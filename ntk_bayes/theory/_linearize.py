@@ -24,7 +24,9 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from .._numerics import is_concrete
 from ..empirical import empirical_ntk_fn
 
 __all__ = ["linearize", "effective_ntk_fn", "check_lr_scales"]
@@ -84,8 +86,10 @@ def check_lr_scales(lr_scales, params):
             f"got a mismatch: {e}"
         ) from None
     for s in flat:
-        arr = jnp.asarray(s)
-        if arr.ndim != 0 or not bool(jnp.isfinite(arr)) or float(arr) <= 0:
+        if not is_concrete(s):
+            continue  # traced scales (inside jit) are the caller's responsibility
+        arr = np.asarray(s)
+        if arr.ndim != 0 or not np.isfinite(arr) or float(arr) <= 0:
             raise ValueError(f"`lr_scales` entries must be positive finite scalars, got {s!r}")
     return lr_scales
 
