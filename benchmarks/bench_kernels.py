@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import resource
 import statistics
 import time
 from functools import partial
@@ -49,6 +50,7 @@ def timeit(fn, repeats):
     return min(times), statistics.median(times)
 
 
+@jax.default_matmul_precision("highest")  # as the kernels use (TF32 on GPUs otherwise)
 def floor_fn(x, depth):
     """The issue's floor: one x @ x.T, then per layer one fused elementwise pass over the
     n x n matrices (a square root, products and sums: the memory traffic of a layer)."""
@@ -66,7 +68,18 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192])
     p.add_argument("--repeats", type=int, default=15)
+    p.add_argument(
+        "--nets", nargs="+", default=["relu", "erf", "erf-2layer"], help="networks to time"
+    )
+    p.add_argument(
+        "--memory",
+        action="store_true",
+        help="peak memory instead: one call per size and network, no floor; use one size "
+        "and one network per process (peak RSS is per process)",
+    )
     args = p.parse_args()
+    if args.memory:
+        return memory(args)
     print(
         f"# {platform.processor() or platform.machine()}, {jax.devices()[0].device_kind}, "
         f"jax {jax.__version__}, float32"
@@ -77,20 +90,44 @@ def main():
     )
     for n in args.sizes:
         x = jax.random.normal(jax.random.PRNGKey(0), (n, 128), dtype=jnp.float32)
-        floor = jax.jit(lambda x: floor_fn(x, 3))
-        t_floor = timeit(partial(floor, x), args.repeats)[0]
-        nets = {
-            "relu": network(stax.Relu),
-            "erf": network(stax.Erf),
-            "erf-2layer": network(stax.Erf, depth=2),
+        floors = {
+            depth: timeit(partial(jax.jit(partial(floor_fn, depth=depth)), x), args.repeats)[0]
+            for depth in (2, 3)
         }
-        for name, net in nets.items():
+        nets = {
+            "relu": (network(stax.Relu), 3),
+            "erf": (network(stax.Erf), 3),
+            "erf-2layer": (network(stax.Erf, depth=2), 2),
+        }
+        for name, (net, depth) in nets.items():
+            if name not in args.nets:
+                continue
+            t_floor = floors[depth]
             t, med = timeit(partial(_kernels, net, x), args.repeats)
             nt = NEURAL_TANGENTS.get((name, n))
             speedup = f"{nt / t:>5.1f}x" if nt else f"{'':>6}"
             print(
                 f"{name:<11} {n:>6} {t:>8.4f} {med:>9.4f} {t_floor:>8.4f} "
                 f"{t / t_floor:>6.2f} {speedup}"
+            )
+
+
+def memory(args):
+    """Peak resident memory of kernel_fn against its own output (issue 2: a few times)."""
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    nets = {"relu": network(stax.Relu), "erf": network(stax.Erf)}
+    for n in args.sizes:
+        x = jax.random.normal(jax.random.PRNGKey(0), (n, 128), dtype=jnp.float32)
+        for name in args.nets:
+            t = time.perf_counter()
+            out = jax.block_until_ready(_kernels(nets[name.split("-")[0]], x))
+            t = time.perf_counter() - t
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            out_mib = sum(a.nbytes for a in out) / 2**20
+            print(
+                f"{name} n={n}: {t:.1f} s (with compilation); output {out_mib:.0f} MiB, "
+                f"peak RSS {peak:.0f} MiB ({base:.0f} MiB before): "
+                f"{(peak - base) / out_mib:.2f}x the output"
             )
 
 

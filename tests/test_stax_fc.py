@@ -298,6 +298,13 @@ def test_standard_and_ntk_parameterizations_have_same_function_distribution():
 
 
 def test_empirical_kernels_of_an_equinox_model(tol):
+    # The empirical kernels run the model at full matmul precision (TF32 on a GPU would
+    # cost ~1e-3); the reference is computed likewise.
+    with jax.default_matmul_precision("highest"):
+        _check_empirical_kernels_of_an_equinox_model(tol)
+
+
+def _check_empirical_kernels_of_an_equinox_model(tol):
     mlp = eqx.nn.MLP(3, 1, 16, 2, key=KEY)
     params, static = eqx.partition(mlp, eqx.is_array)
     f = lambda p, x: jax.vmap(eqx.combine(p, static))(x)

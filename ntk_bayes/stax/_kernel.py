@@ -41,6 +41,18 @@ class Kernel(eqx.Module):
     def replace(self, **changes) -> Kernel:
         return dataclasses.replace(self, **changes)
 
+    def map_arrays(self, fn, **changes) -> Kernel:
+        """Apply ``fn(array, batch_ndim)`` to every kernel array (two batch axes for
+        ``nngp``/``ntk``, one for ``cov1``/``cov2``) and replace the fields in
+        ``changes``: the shape of every spatial reduction (pooling, flattening)."""
+        return self.replace(
+            nngp=fn(self.nngp, 2),
+            ntk=None if self.ntk is None else fn(self.ntk, 2),
+            cov1=fn(self.cov1, 1),
+            cov2=fn(self.cov2, 1),
+            **changes,
+        )
+
     @property
     def n_spatial(self) -> int:
         return len(self.shape1) - 2

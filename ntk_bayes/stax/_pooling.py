@@ -108,11 +108,8 @@ class _Pool(Layer):
             out = window_sum(x, batch_ndim, window, strides, self.padding, full=False)
             return out / jnp.asarray(div, out.dtype)
 
-        return k.replace(
-            nngp=pool(k.nngp, 2),
-            ntk=None if k.ntk is None else pool(k.ntk, 2),
-            cov1=pool(k.cov1, 1),
-            cov2=pool(k.cov2, 1),
+        return k.map_arrays(
+            pool,
             shape1=self.output_shape(k.shape1),
             shape2=self.output_shape(k.shape2),
             is_input=False,
@@ -204,11 +201,8 @@ class _GlobalPool(Layer):
         def pool(x, batch_ndim):
             return jnp.sum(x, axis=tuple(range(batch_ndim, x.ndim))) * scale
 
-        return k.replace(
-            nngp=pool(k.nngp, 2),
-            ntk=None if k.ntk is None else pool(k.ntk, 2),
-            cov1=pool(k.cov1, 1),
-            cov2=pool(k.cov2, 1),
+        return k.map_arrays(
+            pool,
             shape1=self.output_shape(k.shape1),
             shape2=self.output_shape(k.shape2),
             diagonal_spatial=True,
@@ -282,11 +276,8 @@ class Flatten(Layer):
                 x = jnp.trace(x, axis1=batch_ndim, axis2=batch_ndim + 1) / x.shape[batch_ndim]
             return x
 
-        return k.replace(
-            nngp=trace(k.nngp, 2),
-            ntk=None if k.ntk is None else trace(k.ntk, 2),
-            cov1=trace(k.cov1, 1),
-            cov2=trace(k.cov2, 1),
+        return k.map_arrays(
+            trace,
             shape1=self.output_shape(k.shape1),
             shape2=self.output_shape(k.shape2),
             diagonal_spatial=True,
