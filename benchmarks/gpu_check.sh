@@ -4,9 +4,10 @@
 # Runs from the repository root against the machine's own JAX (no install of
 # ntk_bayes: PYTHONPATH=.), with any extra wheels in .whl/ installed to /tmp/site.
 # Writes one log per step to $OUT (or ./gpu_out). Each step has its own time limit so
-# that one slow step cannot starve the rest.
+# that one slow step cannot starve the rest. Steps: kernels tests32 tests64 cnn gp
+# (default: all); TESTS32 / TESTS64 override the test files of the two test steps.
 #
-#     OUT=/tmp/gpu bash benchmarks/gpu_check.sh
+#     OUT=/tmp/gpu bash benchmarks/gpu_check.sh [STEP ...]
 set -u
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
@@ -15,6 +16,11 @@ if ls .whl/*.whl >/dev/null 2>&1; then
         --target /tmp/site .whl/*.whl
 fi
 export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1
+STEPS=${*:-kernels tests32 tests64 cnn gp}
+TESTS32=${TESTS32:-tests/test_reference_fc.py tests/test_stax_fc.py tests/test_stax_conv.py \
+tests/test_gp_exact.py tests/test_gp_sparse.py tests/test_predict.py}
+TESTS64=${TESTS64:-tests/test_reference_fc.py tests/test_stax_conv.py \
+tests/test_stax_attention.py tests/test_predict.py}
 
 step() {  # step NAME SECONDS COMMAND...
     local name=$1 limit=$2
@@ -23,7 +29,7 @@ step() {  # step NAME SECONDS COMMAND...
     timeout "$limit" "$@" >"$OUT/$name.txt" 2>&1
     local rc=$?
     echo "$name: rc=$rc $((SECONDS - t0)) s" | tee -a "$OUT/summary.txt"
-    tail -n 4 "$OUT/$name.txt"
+    tail -n 6 "$OUT/$name.txt"
 }
 
 {
@@ -33,11 +39,17 @@ step() {  # step NAME SECONDS COMMAND...
 } >"$OUT/summary.txt" 2>&1
 cat "$OUT/summary.txt"
 
-PYTEST=(python3 -m pytest -q -m "not slow" -p no:cacheprovider -p no:randomly)
-step bench_kernels 90 python3 benchmarks/bench_kernels.py --sizes 2048 8192 20000 --repeats 10
-step tests_f32 150 "${PYTEST[@]}" tests/test_reference_fc.py tests/test_stax_fc.py \
-    tests/test_stax_conv.py tests/test_gp_exact.py tests/test_gp_sparse.py tests/test_predict.py
-step tests_f64 90 env JAX_ENABLE_X64=1 "${PYTEST[@]}" tests/test_reference_fc.py \
-    tests/test_stax_conv.py tests/test_stax_attention.py tests/test_predict.py
-step bench_cnn 80 python3 benchmarks/bench_cnn.py
-step bench_gp 60 python3 benchmarks/bench_gp.py --repeats 2
+PYTEST=(python3 -m pytest -q -rf --tb=line -m "not slow" -p no:cacheprovider)
+for s in $STEPS; do
+    case $s in
+    kernels) step bench_kernels 90 python3 benchmarks/bench_kernels.py --sizes 2048 8192 20000 \
+        --repeats 10 ;;
+    # shellcheck disable=SC2086
+    tests32) step tests_f32 170 "${PYTEST[@]}" $TESTS32 ;;
+    # shellcheck disable=SC2086
+    tests64) step tests_f64 110 env JAX_ENABLE_X64=1 "${PYTEST[@]}" $TESTS64 ;;
+    cnn) step bench_cnn 80 python3 benchmarks/bench_cnn.py ;;
+    gp) step bench_gp 60 python3 benchmarks/bench_gp.py --repeats 2 ;;
+    *) echo "unknown step $s" ;;
+    esac
+done
