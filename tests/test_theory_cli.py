@@ -54,3 +54,18 @@ def test_regimes_rejects_bad_arguments(tmp_path, capsys):
     f.write_text("x")
     assert run_regimes(_parse(["--out", str(f), "--force"])) == 1
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_regimes_leaves_nothing_half_written_on_failure(tmp_path, monkeypatch):
+    import ntk_bayes.theory._cli as cli
+
+    def fail(path, rows):
+        path.write_text("partial")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(cli, "_write_csv", fail)
+    out = tmp_path / "new" / "res"
+    small = ["--widths", "16,32", "--steps", "5", "--seeds", "1", "--init-seeds", "2"]
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_regimes(_parse(["--out", str(out), "--n-train", "4", *small]))
+    assert list(tmp_path.iterdir()) == []  # neither the output, a temporary nor the parent

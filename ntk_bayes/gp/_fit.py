@@ -5,7 +5,10 @@ convergence stopping.
 ``lax.scan`` (an epoch of shuffled minibatches when ``data`` is given, else
 ``steps_per_round`` full-batch steps); after each round the mean loss is shown and
 the loop stops once the relative improvement of the best loss stays below ``tol``
-for ``patience`` rounds. A non-finite loss stops it with an explanation.
+for ``patience`` rounds. A non-finite loss *or gradient* stops it, the round discarded,
+with an explanation naming the step and the parameters: a finite loss with a NaN
+gradient turns the parameters NaN through the update, so checking losses alone reports
+it a step late, or, on the last step of the last round, returns NaN parameters silently.
 
 :func:`fit_exact`, :func:`fit_sgpr` and :func:`fit_svgp` build the trainable pytree
 (log noise variance, inducing inputs, kernel hyperparameters) and call it. Kernel
@@ -98,6 +101,10 @@ def optimize(
         patience: stalled rounds in a row that end the loop.
         quiet: no progress display.
         desc: label of the progress display.
+
+    Raises:
+        FloatingPointError: when a step's loss or gradient is not finite (the message
+            names the step and, for a gradient, the parameters concerned).
     """
     optimizer = optax.adam(1e-2) if optimizer is None else optimizer
     diff, static = eqx.partition(params, eqx.is_inexact_array)
@@ -118,6 +125,7 @@ def optimize(
     if steps < 1 or max_rounds < 1:
         raise ValueError("`steps_per_round` and `max_rounds` must be >= 1")
     opt_state = optimizer.init(diff)
+    names = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(diff)]
 
     @eqx.filter_jit
     def run_round(diff, opt_state, key, data):
@@ -138,11 +146,12 @@ def optimize(
             i, k = inp
             batch = None if data is None else tuple(a[i] for a in data)
             loss, g = eqx.filter_value_and_grad(loss_of)(d, batch, k)
+            grad_ok = jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(g)])
             updates, s = optimizer.update(g, s, d)
-            return (eqx.apply_updates(d, updates), s), loss
+            return (eqx.apply_updates(d, updates), s), (loss, grad_ok)
 
-        (diff, opt_state), losses = jax.lax.scan(step, (diff, opt_state), (idx, keys))
-        return diff, opt_state, losses
+        (diff, opt_state), (losses, grad_ok) = jax.lax.scan(step, (diff, opt_state), (idx, keys))
+        return diff, opt_state, losses, grad_ok
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -158,16 +167,15 @@ def optimize(
         for r in range(max_rounds):
             key, sub = jax.random.split(key)
             t0 = time.perf_counter()
-            new_diff, new_state, losses = run_round(diff, opt_state, sub, data)
-            losses = np.asarray(losses)
+            new_diff, new_state, losses, grad_ok = run_round(diff, opt_state, sub, data)
+            losses, grad_ok = np.asarray(losses), np.asarray(grad_ok)
             times.append(time.perf_counter() - t0)
-            if not np.all(np.isfinite(losses)):
-                bad = int(np.argmin(np.isfinite(losses)))
+            step_ok = np.isfinite(losses) & grad_ok.all(axis=1)
+            if not step_ok.all():
                 raise FloatingPointError(
-                    f"{desc}: the loss became non-finite at step {done + bad + 1} "
-                    f"(last finite round loss {history[-1] if history else 'n/a'}); lower the "
-                    "learning rate, use float64 (jax_enable_x64), or check the data for "
-                    "outliers and the initial hyperparameters"
+                    _non_finite_message(
+                        desc, done, losses, grad_ok, names, history[-1] if history else None
+                    )
                 )
             diff, opt_state = new_diff, new_state
             done += steps
@@ -182,6 +190,22 @@ def optimize(
                 break
     return FitResult(
         eqx.combine(diff, static), np.asarray(history), converged, done, np.asarray(times)
+    )
+
+
+def _non_finite_message(desc, done, losses, grad_ok, names, last) -> str:
+    bad = int(np.argmin(np.isfinite(losses) & grad_ok.all(axis=1)))
+    if np.isfinite(losses[bad]):
+        leaves = ", ".join(
+            n or "params" for n, ok in zip(names, grad_ok[bad], strict=True) if not ok
+        )
+        what = f"the gradient in {leaves} became non-finite (loss {losses[bad]:.6g})"
+    else:
+        what = "the loss became non-finite"
+    return (
+        f"{desc}: {what} at step {done + bad + 1} (last finite round loss "
+        f"{'n/a' if last is None else f'{last:.6g}'}); lower the learning rate, use float64 "
+        "(jax_enable_x64), or check the data for outliers and the initial hyperparameters"
     )
 
 

@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
+
+from .._io import atomic_output_dir, output_problem, sigterm_as_exit
 
 __all__ = ["add_regimes_parser", "run_regimes"]
 
@@ -101,18 +99,10 @@ def _nonlinearity(name: str):
     }[name]()
 
 
-def _check_out(out: Path, force: bool) -> str | None:
-    if out.exists() and not out.is_dir():
-        return f"--out {out} exists and is not a directory"
-    if out.exists() and not force:
-        return f"--out {out} already exists; pass --force to replace it"
-    return None
-
-
 def run_regimes(args: argparse.Namespace) -> int:
     """Run the experiments of ``ntk-bayes regimes``; returns the process exit code."""
     out = Path(args.out)
-    problem = _check_out(out, args.force)
+    problem = output_problem(out, args.force)
     if problem is None and args.init_seeds < 2:
         problem = f"--init-seeds must be >= 2, got {args.init_seeds}"
     if problem is not None:
@@ -174,41 +164,15 @@ def run_regimes(args: argparse.Namespace) -> int:
         "seconds": {"kernel_evolution": t1 - t0, "finite_width": t2 - t1},
     }
     rows = evo.rows() + fw.rows()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the output should not be
+    with sigterm_as_exit(), atomic_output_dir(out, force=args.force) as tmp:
         plot_kernel_evolution(evo).savefig(tmp / "kernel_evolution.png", dpi=120)
         plot_finite_width(fw).savefig(tmp / "finite_width.png", dpi=120)
         _write_csv(tmp / "regimes.csv", rows)
         (tmp / "regimes.md").write_text(_markdown(evo, fw, summary))
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        _replace_dir(tmp, out, args.force)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     print(_markdown(evo, fw, summary))
     print(f"wrote {out}/")
     return 0
-
-
-def _replace_dir(tmp: Path, out: Path, force: bool) -> None:
-    problem = _check_out(out, force)  # the world may have changed while we computed
-    if problem is not None:
-        raise FileExistsError(problem)
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
