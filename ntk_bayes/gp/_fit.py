@@ -213,6 +213,22 @@ def _positive(log_v):
     return jnp.exp(log_v)
 
 
+def _fit_full_batch(build, loss_of_model, theta, *, optimizer, max_iters, tol, quiet, desc):
+    """Minimise ``loss_of_model(build(theta))`` with :func:`optimize` (ten steps per
+    round) and return ``(build(fitted theta), FitResult)``: the shared tail of
+    :func:`fit_exact` and :func:`fit_sgpr`."""
+    res = optimize(
+        lambda th: loss_of_model(build(th)),
+        theta,
+        optimizer=optimizer,
+        max_rounds=max(1, max_iters // 10),
+        tol=tol,
+        quiet=quiet,
+        desc=desc,
+    )
+    return build(res.params), res
+
+
 def fit_exact(
     kernel,
     X,
@@ -248,19 +264,16 @@ def fit_exact(
         s2 = _positive(th["log_noise"]) if "log_noise" in th else noise
         return ExactGP(k, X, y, s2, mean=mean)
 
-    def loss(th):
-        return -build(th).log_marginal_likelihood() / n_out
-
-    res = optimize(
-        loss,
+    return _fit_full_batch(
+        build,
+        lambda gp: -gp.log_marginal_likelihood() / n_out,
         theta,
         optimizer=optimizer,
-        max_rounds=max(1, max_iters // 10),
+        max_iters=max_iters,
         tol=tol,
         quiet=quiet,
         desc="ExactGP",
     )
-    return build(res.params), res
 
 
 def fit_sgpr(
@@ -295,19 +308,16 @@ def fit_sgpr(
         s2 = _positive(th["log_noise"]) if "log_noise" in th else model.noise
         return SGPR(th.get("kernel", k0), model.X, y, th.get("Z", model.Z), s2, mean=model.mean)
 
-    def loss(th):
-        return -build(th).elbo() / model.y.size
-
-    res = optimize(
-        loss,
+    return _fit_full_batch(
+        build,
+        lambda gp: -gp.elbo() / model.y.size,
         theta,
         optimizer=optimizer,
-        max_rounds=max(1, max_iters // 10),
+        max_iters=max_iters,
         tol=tol,
         quiet=quiet,
         desc="SGPR",
     )
-    return build(res.params), res
 
 
 def fit_svgp(
