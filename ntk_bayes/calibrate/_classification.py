@@ -32,7 +32,7 @@ from scipy.special import expit, ndtr, softmax
 from .. import bnn, gp, predict
 from .. import diagnostics as dg
 from ._archs import hyperparameters
-from ._common import MODEL_LABELS, Context, ModelResult
+from ._common import MODEL_LABELS, Context, ModelResult, fit_bnn_nuts
 
 __all__ = ["FIT_CLASSIFICATION"]
 
@@ -177,16 +177,7 @@ def fit_bnn(ctx: Context) -> ModelResult:
     lik = "bernoulli" if K == 2 else "categorical"
     net = ctx.arch.build(out_dim=1 if K == 2 else K)
     model = bnn.BNN(net, width=s.width, likelihood=lik)
-    post = model.fit_nuts(
-        ds.X_train,
-        ds.y_train,
-        num_warmup=s.num_warmup,
-        num_samples=s.num_samples,
-        num_chains=s.num_chains,
-        max_tree_depth=s.max_tree_depth,
-        seed=s.seed,
-        progress_bar=not s.quiet,
-    )
+    post = fit_bnn_nuts(model, ctx)
     probs = post.predictive(ds.X_test)
     idata = post.to_inference_data(
         ds.X_test, ds.y_test, seed=s.seed, attrs=_attrs(ctx, "bnn", "NUTS")

@@ -14,6 +14,7 @@ from ..datasets import Dataset
 from ._archs import Architecture
 
 __all__ = [
+    "fit_bnn_nuts",
     "Settings",
     "Context",
     "ModelResult",
@@ -166,3 +167,19 @@ def stderr_log(quiet: bool) -> Callable[[str], None]:
         print(msg, file=sys.stderr, flush=True)
 
     return log
+
+
+def fit_bnn_nuts(model, ctx: Context):
+    """NUTS posterior of a finite network ``model`` on the training split, with this
+    run's sampler settings (shared by the regression and classification BNNs)."""
+    s, ds = ctx.settings, ctx.ds
+    return model.fit_nuts(
+        ds.X_train,
+        ds.y_train,
+        num_warmup=s.num_warmup,
+        num_samples=s.num_samples,
+        num_chains=s.num_chains,
+        max_tree_depth=s.max_tree_depth,
+        seed=s.seed,
+        progress_bar=not s.quiet,
+    )

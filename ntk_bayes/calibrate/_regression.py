@@ -32,7 +32,7 @@ import optax
 from .. import bnn, gp, predict
 from .. import diagnostics as dg
 from ._archs import as_floats, hyperparameters
-from ._common import MODEL_LABELS, Context, ModelResult
+from ._common import MODEL_LABELS, Context, ModelResult, fit_bnn_nuts
 
 __all__ = ["FIT_REGRESSION", "ml_fit"]
 
@@ -244,16 +244,7 @@ def fit_bnn(ctx: Context) -> ModelResult:
     net = as_floats(fit.net)
     noise_std = math.sqrt(fit.noise)
     model = bnn.BNN(net, width=s.width, likelihood="gaussian", noise=noise_std)
-    post = model.fit_nuts(
-        ds.X_train,
-        ds.y_train,
-        num_warmup=s.num_warmup,
-        num_samples=s.num_samples,
-        num_chains=s.num_chains,
-        max_tree_depth=s.max_tree_depth,
-        seed=s.seed,
-        progress_bar=not s.quiet,
-    )
+    post = fit_bnn_nuts(model, ctx)
     pred = post.predictive(ds.X_test)
     gpred = None if ctx.x_grid is None else post.predictive(ctx.x_grid)
     attrs = _attrs(ctx, "bnn", "NUTS")
