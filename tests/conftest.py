@@ -1,5 +1,6 @@
 """Shared test fixtures: dtype-keyed tolerances, reference data, seeds."""
 
+import gc
 import json
 import pathlib
 
@@ -50,3 +51,18 @@ def build_from_spec(stax, spec):
     if name in ("serial", "parallel"):
         return getattr(stax, name)(*[build_from_spec(stax, s) for s in arg])
     return getattr(stax, name)(**arg)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop each test module's compiled programs when it finishes.
+
+    Every XLA:CPU executable keeps a few memory mappings for its machine code. One pytest
+    process compiles thousands of programs, and without this the full float64 run with the
+    slow checks passes Linux's default limit of 65,530 mappings per process
+    (vm.max_map_count), after which LLVM's next allocation fails and the process segfaults.
+    Later modules rarely reuse an earlier module's programs, so recompiling costs little.
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()
