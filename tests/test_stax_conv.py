@@ -5,9 +5,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _mc import mc_z_scores
 from conftest import build_from_spec
 
-import ntk_bayes as nb
 from ntk_bayes import stax
 from ntk_bayes.stax import _batching
 
@@ -30,14 +30,8 @@ def _mc_z(net, x1, x2, n_samples=64):
     pre-activations are exactly Gaussian and the Monte Carlo mean is unbiased at any
     width: the tolerance is purely statistical and two-sided.
     """
-    k = net.kernel_fn(x1, x2, ("nngp", "ntk"))
-    mc = nb.monte_carlo_kernel_fn(net.init_fn, net.apply_fn, KEY, n_samples, batch_size=16)
-    mean, se = mc(x1, x2, ("nngp", "ntk"), with_stderr=True)
-    out = {}
-    for name in ("nngp", "ntk"):
-        a, m, s = (np.asarray(getattr(o, name), np.float64) for o in (k, mean, se))
-        out[name] = float(np.max(np.abs(m - a) / np.maximum(s, 1e-6 * np.abs(a).max())))
-    return out, k, mean, se
+    z, k, mean, se = mc_z_scores(net, x1, x2, n_samples, key=KEY)
+    return {name: float(v.max()) for name, v in z.items()}, k, mean, se
 
 
 # ---- rung 1: neural-tangents reference values ------------------------------------------

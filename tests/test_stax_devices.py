@@ -31,12 +31,15 @@ SCRIPT = textwrap.dedent(
         "cnn_gap": stax.serial(conv(), stax.Relu(), conv(), stax.Relu(), stax.GlobalAvgPool(),
                                stax.Dense(1)),
         "fc": stax.serial(stax.Dense(8, b_std=0.1), stax.Relu(), stax.Dense(1)),
+        "fc_dropout": stax.serial(stax.Dense(8, b_std=0.1), stax.Relu(), stax.Dropout(0.7),
+                                  stax.Dense(1)),
     }
     rng = np.random.default_rng(0)
     x1, x2 = rng.normal(size=(11, 5, 5, 2)), rng.normal(size=(6, 5, 5, 2))
     report = {}
     for name, net in nets.items():
-        a, b = (x1.reshape(11, -1), x2.reshape(6, -1)) if name == "fc" else (x1, x2)
+        flat = name.startswith("fc")
+        a, b = (x1.reshape(11, -1), x2.reshape(6, -1)) if flat else (x1, x2)
         for sym in (True, False):
             other = None if sym else b
             for kw in ({}, {"block_size": 3}):
@@ -69,7 +72,7 @@ def test_four_devices_equal_one_device(tmp_path):
     import json
 
     report = json.loads(done.stdout)
-    assert len(report) == 2 * 2 * 2 * 2
+    assert len(report) == 3 * 2 * 2 * 2
     eps = float(np.finfo(np.float64 if os.environ.get("JAX_ENABLE_X64") == "1" else np.float32).eps)
     for key, (diff, scale) in report.items():
         if key.split("/")[2] == "3":
@@ -105,3 +108,10 @@ def test_distributed_kernel_fn_on_one_process(tol):
     )
     with pytest.raises(TypeError, match="one kernel name"):
         stax.distributed_kernel_fn(net, x, None, ("nngp", "ntk"))
+
+
+def test_distributed_kernel_fn_refuses_train_dropout_across_processes(monkeypatch):
+    net = stax.serial(stax.Dense(4), stax.Relu(), stax.Dropout(0.5), stax.Dense(1))
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    with pytest.raises(NotImplementedError, match="Dropout"):
+        stax.distributed_kernel_fn(net, np.ones((3, 2)), None, "ntk")

@@ -75,8 +75,9 @@ def empirical_nngp_fn(f: Callable, trace_axes: Sequence[int] = (-1,), diagonal_a
 
     @full_precision
     def nngp_fn(x1, x2, params, **kwargs):
-        f1 = f(params, x1, **kwargs)
-        f2 = f1 if x2 is None else f(params, x2, **kwargs)
+        kw1, kw2 = _split_kwargs(kwargs, x1, x2)
+        f1 = f(params, x1, **kw1)
+        f2 = f1 if x2 is None else f(params, x2, **kw2)
         traced = _norm_axes(trace_axes, f1.ndim, "trace_axes")
         return _contract(f1, f2, f1.ndim, traced)
 
@@ -95,7 +96,8 @@ def empirical_ntk_fn(
     ``f`` at ``params``, averaged over ``trace_axes`` (as ``nt.empirical_ntk_fn``).
 
     Jacobians are formed per block of ``batch_size`` inputs (default: all at once), so
-    memory is ``batch_size x outputs x parameters``.
+    memory is ``batch_size x outputs x parameters``. A ``rng`` keyword (for Dropout) is
+    folded with each block's start, so blocks draw independent masks.
     """
     _no_diagonal(diagonal_axes)
 
@@ -106,8 +108,9 @@ def empirical_ntk_fn(
     def ntk_fn(x1, x2, params, **kwargs):
         out_ndim = jax.eval_shape(lambda x: f(params, x, **kwargs), x1).ndim
         traced = _norm_axes(trace_axes, out_ndim, "trace_axes")
-        j1 = _batched_jac(jac, params, x1, kwargs, batch_size)
-        j2 = j1 if x2 is None else _batched_jac(jac, params, x2, kwargs, batch_size)
+        kw1, kw2 = _split_kwargs(kwargs, x1, x2)
+        j1 = _batched_jac(jac, params, x1, kw1, batch_size)
+        j2 = j1 if x2 is None else _batched_jac(jac, params, x2, kw2, batch_size)
 
         def leaf(a, b):
             n1, n2 = a.shape[0], b.shape[0]
@@ -125,11 +128,29 @@ def empirical_ntk_fn(
     return ntk_fn
 
 
+def _split_kwargs(kwargs, x1, x2):
+    """Keyword arguments for ``f`` at ``x1`` and at ``x2``. A ``rng`` (Dropout's masks) is
+    shared when ``x2`` is omitted or is ``x1``, so a point paired with itself sees one
+    mask; otherwise it is split, so different points draw independent masks (as
+    neural-tangents does)."""
+    rng = kwargs.get("rng")
+    if rng is None or x2 is None or x2 is x1:
+        return kwargs, kwargs
+    r1, r2 = jax.random.split(rng)
+    return {**kwargs, "rng": r1}, {**kwargs, "rng": r2}
+
+
 def _batched_jac(jac, params, x, kwargs, batch_size):
     n = x.shape[0]
     if batch_size is None or batch_size >= n:
         return jac(params, x, kwargs)
-    parts = [jac(params, x[s : s + batch_size], kwargs) for s in range(0, n, batch_size)]
+
+    def at(s):
+        if kwargs.get("rng") is None:
+            return kwargs
+        return {**kwargs, "rng": jax.random.fold_in(kwargs["rng"], s)}
+
+    parts = [jac(params, x[s : s + batch_size], at(s)) for s in range(0, n, batch_size)]
     return jax.tree_util.tree_map(lambda *p: jnp.concatenate(p, axis=0), *parts)
 
 

@@ -14,6 +14,7 @@ compare analytic and Monte Carlo kernels with a tolerance derived from it.
 from __future__ import annotations
 
 import collections
+import inspect
 from collections.abc import Callable
 
 import jax
@@ -42,7 +43,10 @@ def monte_carlo_kernel_fn(
 
     Args:
         init_fn, apply_fn: the finite network (e.g. ``net.init_fn, net.apply_fn``).
-        key: PRNG key; sample s uses ``jax.random.split(key, n_samples)[s]``.
+        key: PRNG key; sample s initialises with ``k_s = jax.random.split(key,
+            n_samples)[s]`` and, when ``apply_fn`` takes an ``rng`` keyword (every stax
+            network does), applies with ``rng=jax.random.fold_in(k_s, 1)``: Dropout
+            draws fresh masks per sample, shared by a point paired with itself.
         n_samples: number of random networks averaged.
         batch_size: networks evaluated together (vmapped) per step.
 
@@ -59,12 +63,14 @@ def monte_carlo_kernel_fn(
     nngp_fn = empirical_nngp_fn(apply_fn, trace_axes, diagonal_axes)
     ntk_fn = empirical_ntk_fn(apply_fn, trace_axes, diagonal_axes)
     keys = jax.random.split(key, n_samples).reshape((n_samples // batch_size, batch_size, -1))
+    takes_rng = _takes_rng(apply_fn)
 
     def estimate(x1, x2, names):
         def one(k):
             _, params = init_fn(k, x1.shape)
             fns = {"nngp": nngp_fn, "ntk": ntk_fn}
-            return {g: fns[g](x1, x2, params) for g in names}
+            kw = {"rng": jax.random.fold_in(k, 1)} if takes_rng else {}
+            return {g: fns[g](x1, x2, params, **kw) for g in names}
 
         def step(carry, kb):
             vals = jax.vmap(one)(kb)
@@ -99,3 +105,11 @@ def monte_carlo_kernel_fn(
         return nt(**mean)
 
     return kernel_fn
+
+
+def _takes_rng(fn) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "rng" or p.kind is p.VAR_KEYWORD for p in params)

@@ -19,6 +19,7 @@ from ._core import serial as serial
 from ._dense import Dense as Dense
 from ._dense import Identity as Identity
 from ._devices import distributed_kernel_fn as distributed_kernel_fn
+from ._dropout import Dropout as Dropout
 from ._elementwise import ABRelu as ABRelu
 from ._elementwise import Abs as Abs
 from ._elementwise import Cos as Cos
@@ -46,6 +47,7 @@ __all__ = [
     "Conv",
     "Cos",
     "Dense",
+    "Dropout",
     "Elementwise",
     "ElementwiseNumerical",
     "Erf",

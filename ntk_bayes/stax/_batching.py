@@ -146,18 +146,18 @@ def _starts(n, b):
     return sorted({min(k * b, n - b) for k in range(math.ceil(n / b))})
 
 
-def _tile(one, net, a, b, true):
-    """``one(net, a, b)`` inside a conditional that is always taken (``true`` is a
+def _tile(one, net, a, b, same_points, true):
+    """``one(net, a, b, same_points)`` inside a conditional that is always taken (``true`` is a
     traced True), so that the tile is materialised by its own fusions, which XLA runs
     on all threads, instead of being fused into the in-place write of the output, which
     runs on one. Every path uses it, so tiles are bit-identical across device counts."""
-    shapes = jax.eval_shape(one, net, a, b)
+    shapes = jax.eval_shape(one, net, a, b, same_points)
     # The untaken branch's zeros derive from the inputs so that, inside shard_map,
     # both branches vary over the same mesh axes.
     zero = (a.reshape(-1)[0] * 0).astype(jnp.result_type(*jax.tree_util.tree_leaves(shapes)))
     return jax.lax.cond(
         true,
-        lambda: one(net, a, b),
+        lambda: one(net, a, b, same_points),
         lambda: jax.tree_util.tree_map(
             lambda s: jnp.broadcast_to(zero.astype(s.dtype), s.shape), shapes
         ),
@@ -204,36 +204,40 @@ def _put(out, tile, r, c):
 
 
 @partial(jax.jit, static_argnames=("names", "b1", "b2", "block_fn", "opts", "symmetric", "mesh"))
-def _run(net, x1, x2, names, b1, b2, block_fn, opts, symmetric=False, mesh=None):
+def _run(net, x1, x2, names, b1, b2, block_fn, opts, symmetric=False, mesh=None, same=None):
     """Tiles of ``b1 x b2`` pairs (only those on and above the diagonal when
     ``symmetric``), each written into the output in place: no padding and no stacked
     tiles to gather and transpose afterwards (that assembly cost a quarter of a fully
     connected kernel's time). With a mesh, the tiles are computed across its devices
-    first, then written by the same loop."""
+    first, then written by the same loop. ``same`` (``None`` or a boolean scalar) tells
+    each tile whether ``x2`` is ``x1``, with its offset from the diagonal."""
 
-    def one(net_, a, b):
-        return _outputs(block_fn(net_, a, b, *opts), names)
+    def one(net_, a, b, same_points):
+        return _outputs(block_fn(net_, a, b, same_points, *opts), names)
+
+    def same_at(same_, r, c):
+        return None if same_ is None else (same_, jnp.asarray(r - c, jnp.int32))
 
     n1, n2 = x1.shape[0], x2.shape[0]
     b1, b2 = min(b1, n1), min(b2, n2)
     if b1 == n1 and b2 == n2 and mesh is None:
-        return one(net, x1, x2)
+        return one(net, x1, x2, same_at(same, 0, 0))
     s1, s2 = _starts(n1, b1), _starts(n2, b2)
     pairs = [(r, c) for i, r in enumerate(s1) for j, c in enumerate(s2) if not symmetric or j >= i]
     R = jnp.asarray([r for r, _ in pairs], jnp.int32)
     C = jnp.asarray([c for _, c in pairs], jnp.int32)
 
-    def tile_at(net_, x1_, x2_, r, c):
+    def tile_at(net_, x1_, x2_, same_, r, c):
         a = jax.lax.dynamic_slice_in_dim(x1_, r, b1)
         b = jax.lax.dynamic_slice_in_dim(x2_, c, b2)
-        return _tile(one, net_, a, b, r >= 0)
+        return _tile(one, net_, a, b, same_at(same_, r, c), r >= 0)
 
-    shapes = jax.eval_shape(one, net, x1[:b1], x2[:b2])
+    shapes = jax.eval_shape(one, net, x1[:b1], x2[:b2], same_at(same, 0, 0))
     outs = jax.tree_util.tree_map(lambda s: jnp.zeros((n1, n2) + s.shape[2:], s.dtype), shapes)
     if mesh is None:
 
         def body(p, outs):
-            tile = tile_at(net, x1, x2, R[p], C[p])
+            tile = tile_at(net, x1, x2, same, R[p], C[p])
             return jax.tree_util.tree_map(lambda o, t: _put(o, t, R[p], C[p]), outs, tile)
 
     else:
@@ -242,13 +246,13 @@ def _run(net, x1, x2, names, b1, b2, block_fn, opts, symmetric=False, mesh=None)
         Rp = jnp.concatenate([R, jnp.zeros(pad, jnp.int32) + R[0]])
         Cp = jnp.concatenate([C, jnp.zeros(pad, jnp.int32) + C[0]])
 
-        def tiles_of(net_, x1_, x2_, R_, C_):
-            return jax.lax.map(lambda rc: tile_at(net_, x1_, x2_, rc[0], rc[1]), (R_, C_))
+        def tiles_of(net_, x1_, x2_, same_, R_, C_):
+            return jax.lax.map(lambda rc: tile_at(net_, x1_, x2_, same_, rc[0], rc[1]), (R_, C_))
 
         rep, split = PartitionSpec(), PartitionSpec(_devices.AXIS)
         tiles = jax.shard_map(
-            tiles_of, mesh=mesh, in_specs=(rep, rep, rep, split, split), out_specs=split
-        )(net, x1, x2, Rp, Cp)
+            tiles_of, mesh=mesh, in_specs=(rep, rep, rep, rep, split, split), out_specs=split
+        )(net, x1, x2, same, Rp, Cp)
 
         def body(p, outs):
             return jax.tree_util.tree_map(lambda o, t: _put(o, t[p], R[p], C[p]), outs, tiles)
@@ -270,8 +274,11 @@ def tiled_kernel(
     memory_budget=None,
     block_size=None,
     devices=None,
+    same=None,
 ):
-    """Evaluate ``block_fn(net, x1_tile, x2_tile, *opts)`` over tiles; return ``names``.
+    """Evaluate ``block_fn(net, x1_tile, x2_tile, pairs, *opts)`` over tiles; return
+    ``names``. ``same_points`` is ``None`` when ``same`` is, else ``(same, offset)``:
+    whether ``x2`` is ``x1`` and how far the tile lies from the diagonal.
 
     ``block_fn`` must be a module-level function and ``opts`` a hashable tuple (both
     are static jit arguments, so repeated calls reuse the compiled computation).
@@ -317,7 +324,7 @@ def tiled_kernel(
             b1 = _spread(b1, n1, math.ceil(n2 / b2), n_dev)
         # Equal tiles that just cover n (2000 rows: 4 x 500, not 4 x 512 with overlap).
         b1, b2 = _balanced(b1, n1), _balanced(b2, n2)
-        out.update(_run(net, x1, x2, pair, b1, b2, block_fn, opts, symmetric, mesh))
+        out.update(_run(net, x1, x2, pair, b1, b2, block_fn, opts, symmetric, mesh, same))
     return out
 
 
@@ -361,7 +368,7 @@ def _probe(net, block_fn, opts, a, b, names):
     if key not in _PROBES:
         a2 = jnp.broadcast_to(a[:1], (2,) + a.shape[1:])
         b3 = jnp.broadcast_to(b[:1], (3,) + b.shape[1:])
-        fn = lambda a_, b_: _outputs(block_fn(net, a_, b_, *opts), names)
+        fn = lambda a_, b_: _outputs(block_fn(net, a_, b_, None, *opts), names)
         jaxpr = jax.make_jaxpr(fn)(a2, b3)
         ndims = tuple(v.aval.ndim for v in jaxpr.jaxpr.outvars)
         if len(_PROBES) > 256:

@@ -10,7 +10,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._core import Layer
+from ._core import Layer, split_rng
 
 __all__ = ["FanOut", "FanInSum", "FanInConcat", "parallel", "Parallel"]
 
@@ -154,8 +154,10 @@ class Parallel(Layer):
 
     def apply(self, params, xs, **kwargs):
         xs = self._split(xs)
+        rngs = split_rng(kwargs, len(self.layers))
         return [
-            lay.apply(p, x, **kwargs) for lay, p, x in zip(self.layers, params, xs, strict=True)
+            lay.apply(p, x, **kwargs, rng=r)
+            for lay, p, x, r in zip(self.layers, params, xs, rngs, strict=True)
         ]
 
     def needs_full_spatial(self, out_full: bool) -> bool:

@@ -22,7 +22,7 @@ from .._numerics import as_float_array, check_finite, full_precision, is_concret
 from . import _batching
 from ._kernel import Kernel
 
-__all__ = ["Layer", "serial", "check_hyper", "KERNEL_GETS"]
+__all__ = ["Layer", "serial", "check_hyper", "split_rng", "KERNEL_GETS"]
 
 KERNEL_GETS = ("nngp", "ntk", "cov1", "cov2")
 _namedtuples: dict[tuple, type] = {}
@@ -95,6 +95,12 @@ class Layer(eqx.Module):
         over positions, which a user rarely means (see ``spatial_output``)."""
         return False
 
+    def needs_same_points(self) -> bool:
+        """Whether the kernel must know which pairs are one point twice (train-mode
+        ``Dropout``, whose masks are shared only by a point and itself); combinators
+        ask their layers."""
+        return any(lay.needs_same_points() for lay in getattr(self, "layers", ()))
+
     # ---- neural-tangents triple ---------------------------------------------------
     @property
     def init_fn(self):
@@ -146,10 +152,13 @@ class Layer(eqx.Module):
             Arrays of shape ``(n1, n2)`` (plus spatial axes if not read out).
         """
         names, want_all = _parse_get(get)
+        one_set = x2 is None or x2 is x1
         x1, x2, out_shape = _check_inputs(self, x1, x2)
+        same = _same_inputs(self, x1, x2, one_set)
         opts = (want_all or "ntk" in names, _needs_full(self, x1.shape, out_shape, spatial_output))
         if want_all:
-            return _block_all(self, x1, x1 if x2 is None else x2, opts)
+            pairs = None if same is None else (same, jnp.asarray(0, jnp.int32))
+            return _block_all(self, x1, x1 if x2 is None else x2, pairs, opts)
         out = _batching.tiled_kernel(
             self,
             _block,
@@ -157,6 +166,7 @@ class Layer(eqx.Module):
             x1,
             x2,
             names,
+            same=same,
             memory_budget=memory_budget,
             block_size=block_size,
             devices=devices,
@@ -166,8 +176,21 @@ class Layer(eqx.Module):
         return _kernel_tuple(names)(*(out[n] for n in names))
 
 
-def _block(net, x1, x2, need_ntk: bool, full: bool) -> Kernel:
-    k = net.kernel(_input_kernel(x1, x2, need_ntk, diagonal_spatial=not full))
+def _same_inputs(net, x1, x2, one_set: bool):
+    """``None`` unless the network needs to know which pairs are one point twice; then
+    whether ``x2`` is ``x1`` (omitted, the same array, or equal in value, as
+    neural-tangents decides), a boolean scalar."""
+    if not net.needs_same_points():
+        return None
+    if one_set:
+        return jnp.asarray(True)
+    if x1.shape != x2.shape:
+        return jnp.asarray(False)
+    return jnp.array_equal(x1, x2)
+
+
+def _block(net, x1, x2, same_points, need_ntk: bool, full: bool) -> Kernel:
+    k = net.kernel(_input_kernel(x1, x2, need_ntk, not full, same_points))
     if isinstance(k, list | tuple):
         raise ValueError(
             f"the network ends with {len(k)} parallel branches; close them with "
@@ -177,8 +200,8 @@ def _block(net, x1, x2, need_ntk: bool, full: bool) -> Kernel:
 
 
 @functools.partial(jax.jit, static_argnames=("opts",))
-def _block_all(net, x1, x2, opts):
-    return _block(net, x1, x2, *opts)
+def _block_all(net, x1, x2, same_points, opts):
+    return _block(net, x1, x2, same_points, *opts)
 
 
 def _parse_get(get):
@@ -246,7 +269,7 @@ def _needs_full(net, in_shape, out_shape, spatial_output) -> bool:
     return net.needs_full_spatial(out_full)
 
 
-def _input_kernel(x1, x2, need_ntk: bool, diagonal_spatial: bool) -> Kernel:
+def _input_kernel(x1, x2, need_ntk: bool, diagonal_spatial: bool, same_points=None) -> Kernel:
     """Kernel of the inputs themselves: Σ = x1·x2 / C over channels."""
     c = x1.shape[-1]
     n_sp = x1.ndim - 2
@@ -266,12 +289,20 @@ def _input_kernel(x1, x2, need_ntk: bool, diagonal_spatial: bool) -> Kernel:
         ntk=jnp.zeros_like(nngp) if need_ntk else None,
         cov1=cov1,
         cov2=cov2,
+        same_points=same_points,
         shape1=tuple(x1.shape),
         shape2=tuple(x2.shape),
         diagonal_spatial=diagonal_spatial or n_sp == 0,
         is_gaussian=False,
         is_input=True,
     )
+
+
+def split_rng(kwargs: dict, n: int) -> list:
+    """Pop ``rng`` from ``kwargs`` and give each of ``n`` sublayers its own key (or
+    ``None`` when no key was passed), as neural-tangents' combinators do."""
+    rng = kwargs.pop("rng", None)
+    return [None] * n if rng is None else list(jax.random.split(rng, n))
 
 
 class Serial(Layer):
@@ -298,8 +329,9 @@ class Serial(Layer):
                 f"`params` has {len(params)} entries but the network has {len(self.layers)} "
                 "layers; pass the params returned by this network's init_fn"
             )
-        for layer, p in zip(self.layers, params, strict=True):
-            x = layer.apply(p, x, **kwargs)
+        rngs = split_rng(kwargs, len(self.layers))
+        for layer, p, rng in zip(self.layers, params, rngs, strict=True):
+            x = layer.apply(p, x, **kwargs, rng=rng)
         return x
 
     def output_shape(self, input_shape):

@@ -83,6 +83,12 @@ def distributed_kernel_fn(net, x1, x2=None, get="ntk", **kwargs):
     n1 = np.shape(x1)[0]
     if jax.process_count() == 1:
         return net.kernel_fn(x1, x2, get, **kwargs)
+    if net.needs_same_points():
+        raise NotImplementedError(
+            "distributed_kernel_fn: a network with train-mode Dropout needs to know which "
+            "pairs are one point twice, which row blocks computed per process lose; use "
+            "net.kernel_fn on one process (it still spreads tiles over local devices)"
+        )
     from jax.experimental import multihost_utils
 
     start, stop = process_row_range(n1)

@@ -6,7 +6,11 @@ A layer maps a frozen :class:`Kernel` to a new one with :meth:`Kernel.replace`
 * ``nngp``  Σ(x1, x2): covariance of the layer's outputs, shape ``(n1, n2, *S)``;
 * ``ntk``   Θ(x1, x2): neural tangent kernel, same shape, or ``None`` when not requested;
 * ``cov1``  Σ(x1, x1) for each point of ``x1`` alone, shape ``(n1, *S1)``;
-* ``cov2``  Σ(x2, x2) likewise for ``x2``, shape ``(n2, *S1)``.
+* ``cov2``  Σ(x2, x2) likewise for ``x2``, shape ``(n2, *S1)``;
+* ``same_points``  ``None``, or ``(same, offset)`` when the layers need to know which
+  pairs are one point twice (train-mode ``Dropout``): ``x1[i]`` is ``x2[j]`` iff
+  ``same`` (a boolean scalar: ``x2`` was omitted or equals ``x1``) and
+  ``j - i == offset`` (non-zero inside an off-diagonal tile).
 
 ``S`` is ``()`` for (N, features) data. For spatial data with ``diagonal_spatial``
 it is ``(H, W, ...)`` (only same-position covariances are kept); otherwise it is
@@ -31,6 +35,7 @@ class Kernel(eqx.Module):
     ntk: Any
     cov1: Any
     cov2: Any
+    same_points: Any
     shape1: tuple = eqx.field(static=True)
     shape2: tuple = eqx.field(static=True)
     diagonal_spatial: bool = eqx.field(static=True, default=True)
@@ -75,6 +80,14 @@ class Kernel(eqx.Module):
         if self.diagonal_spatial:
             return d1[:, None], d2[None, :]
         return _interleave(d1, True)[:, None], _interleave(d2, False)[None, :]
+
+    def same_pair_mask(self):
+        """``(n1, n2)`` booleans: which pairs are one point twice (see ``same_points``)."""
+        n1, n2 = self.nngp.shape[:2]
+        if self.same_points is None:
+            return jnp.zeros((n1, n2), bool)
+        same, offset = self.same_points
+        return same & (jnp.arange(n2)[None, :] - jnp.arange(n1)[:, None] == offset)
 
     def self_vars(self, cov):
         """``(q_a, q_b)`` for a per-point covariance ``cov`` of full spatial layout."""
