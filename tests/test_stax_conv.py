@@ -78,6 +78,27 @@ MC_NETS = {
         stax.GlobalSumPool(),
         stax.Dense(8),
     ),
+    # Concatenation along a spatial axis: cross-branch blocks are 0 (GAP reads them).
+    "spatial_concat_gap": lambda: stax.serial(
+        _conv(64),
+        stax.Relu(),
+        stax.FanOut(2),
+        stax.parallel(
+            _conv(32), stax.serial(stax.AvgPool((2, 2), padding="SAME"), _conv(32, W_std=0.9))
+        ),
+        stax.FanInConcat(axis=1),
+        stax.GlobalAvgPool(),
+        stax.Dense(8),
+    ),
+    "spatial_concat_flatten": lambda: stax.serial(
+        _conv(64),
+        stax.Relu(),
+        stax.FanOut(2),
+        stax.parallel(_conv(16), _conv(16, filter_shape=(1, 1), b_std=0.5)),
+        stax.FanInConcat(axis=-2),
+        stax.Flatten(),
+        stax.Dense(8),
+    ),
     "conv_valid_standard": lambda: stax.serial(
         _conv(64, padding="VALID", parameterization="standard"),
         stax.Relu(),
@@ -277,6 +298,59 @@ def test_cov1_and_cov2_of_a_conv_net(tol):
 
 
 # ---- errors --------------------------------------------------------------------------
+
+
+def test_diagonal_output_after_pooling_keeps_same_positions(tol):
+    """Pooling inside makes the engine carry every pair of positions; the caller who
+    asked for spatial_output='diagonal' still gets (n1, n2, H, W)."""
+    net = stax.serial(_conv(8), stax.Relu(), stax.AvgPool((2, 2), padding="SAME"), _conv(8))
+    x1, x2 = _img(3), _img(2, seed=1)
+    full = net.kernel_fn(x1, x2, ("nngp", "ntk", "cov1"), spatial_output="full")
+    diag = net.kernel_fn(x1, x2, ("nngp", "ntk", "cov1"), spatial_output="diagonal")
+    assert diag.nngp.shape == (3, 2, 4, 4) and diag.cov1.shape == (3, 4, 4)
+    pick = lambda a: np.einsum("...aabb->...ab", np.asarray(a))
+    for g in ("nngp", "ntk", "cov1"):
+        np.testing.assert_allclose(getattr(diag, g), pick(getattr(full, g)), **tol)
+
+
+def test_spatial_concat_is_block_diagonal(tol):
+    """Along a spatial axis, each branch's covariances fill its own block (full layout)
+    or its own positions (diagonal layout); covariances across branches are 0."""
+    a = stax.serial(_conv(8), stax.Relu(), _conv(8))
+    b = stax.serial(stax.AvgPool((2, 1), padding="SAME"), _conv(8, filter_shape=(1, 2)))
+    x1, x2 = _img(3, (4, 3, 2)), _img(2, (4, 3, 2), seed=1)
+    joined = stax.serial(stax.FanOut(2), stax.parallel(a, b), stax.FanInConcat(axis=2))
+    assert joined.output_shape(x1.shape) == (3, 4, 6, 8)
+    for layout in ("full", "diagonal"):
+        get = ("nngp", "ntk", "cov1")
+        ka, kb, kj = (n.kernel_fn(x1, x2, get, spatial_output=layout) for n in (a, b, joined))
+        for g in get:
+            u, v, w = (np.asarray(getattr(k, g)) for k in (ka, kb, kj))
+            lead = 1 if g == "cov1" else 2
+            if layout == "diagonal":  # (.., H, W): W is concatenated
+                expect = np.concatenate([u, v], axis=lead + 1)
+            else:  # (.., H, H', W, W'): (W, W') is block diagonal
+                expect = np.zeros(u.shape[: lead + 2] + (6, 6))
+                expect[..., :3, :3], expect[..., 3:, 3:] = u, v
+            np.testing.assert_allclose(w, expect, **tol)
+    _, params = joined.init_fn(KEY, x1.shape)
+    out = joined.apply_fn(params, x1)
+    np.testing.assert_allclose(out[:, :, :3], a.apply_fn(params[1][0], x1), **tol)
+
+
+@pytest.mark.parametrize(
+    "axis, shapes, match",
+    [
+        (0, [(2, 4, 4, 3), (2, 4, 4, 3)], "batch axis"),
+        (4, [(2, 4, 4, 3), (2, 4, 4, 3)], "spatial or the channel axis"),
+        (1, [(2, 4, 4, 3), (2, 4, 5, 3)], "every axis but axis 1"),
+        (1, [(2, 4, 4, 3), (2, 4, 4, 5)], "every axis but axis 1"),
+        (-1, [(2, 4, 4, 3), (2, 4, 3)], "rank"),
+    ],
+)
+def test_concat_axis_errors_are_explained(axis, shapes, match):
+    with pytest.raises(ValueError, match=match):
+        stax.FanInConcat(axis=axis).output_shape(shapes)
 
 
 @pytest.mark.parametrize(

@@ -76,52 +76,91 @@ class FanInSum(Layer):
 
 
 class FanInConcat(Layer):
-    """Concatenation of the branches along the channel axis.
+    """Concatenation of the branches along ``axis`` (default: channels).
 
-    The kernel of a concatenation is the channel-weighted mean of the branch kernels,
-    Σ = Σ_i C_i Σ_i / Σ_i C_i, with C_i the branch widths.
+    Along the channel axis the kernel is the channel-weighted mean of the branch
+    kernels, Σ = Σ_i C_i Σ_i / Σ_i C_i, with C_i the branch widths. Along a spatial axis
+    each output position belongs to one branch: same-position covariances are
+    concatenated, and covariances between positions of different branches are 0
+    (independent branches: valid when at most one branch lacks fresh weights, as for
+    ``FanInSum``), so full-layout kernels are block diagonal along that axis.
     """
 
     axis: int = eqx.field(static=True, default=-1)
 
-    def _channel_axis(self, ndim):
-        if self.axis % ndim != ndim - 1:
+    def _spatial_axis(self, ndim) -> int | None:
+        """``None`` for the channel axis, else the 0-based spatial index of ``axis``."""
+        if not -ndim <= self.axis < ndim or self.axis % ndim == 0:
             raise ValueError(
-                "FanInConcat: only concatenation along the channel axis (axis=-1) is supported"
+                f"FanInConcat: `axis`={self.axis} must name a spatial or the channel axis of "
+                f"{ndim}-axis branches (not the batch axis 0)"
             )
+        a = self.axis % ndim
+        return None if a == ndim - 1 else a - 1
 
     def output_shape(self, input_shape):
-        shapes = _need_streams("FanInConcat", input_shape)
-        self._channel_axis(len(shapes[0]))
-        if any(tuple(s[:-1]) != tuple(shapes[0][:-1]) for s in shapes):
+        shapes = [tuple(s) for s in _need_streams("FanInConcat", input_shape)]
+        if len({len(s) for s in shapes}) > 1:
+            raise ValueError(f"FanInConcat: branches differ in rank: {shapes}")
+        ndim = len(shapes[0])
+        sp = self._spatial_axis(ndim)
+        a = ndim - 1 if sp is None else sp + 1
+        rest = {s[:a] + s[a + 1 :] for s in shapes}
+        if len(rest) > 1:
             raise ValueError(
-                f"FanInConcat: branches must agree on all axes but the channel axis, got {shapes}"
+                f"FanInConcat: branches must agree on every axis but axis {self.axis}, got {shapes}"
             )
-        return tuple(shapes[0][:-1]) + (sum(s[-1] for s in shapes),)
+        return shapes[0][:a] + (sum(s[a] for s in shapes),) + shapes[0][a + 1 :]
 
     def kernel(self, ks):
         ks = _need_streams("FanInConcat", ks)
         _check_same_layout("FanInConcat", ks)
-        widths = [k.shape1[-1] for k in ks]
-        total = sum(widths)
+        shape1 = self.output_shape([k.shape1 for k in ks])
+        shape2 = self.output_shape([k.shape2 for k in ks])
+        s = self._spatial_axis(len(ks[0].shape1))
+        if s is None:
+            widths = [k.shape1[-1] for k in ks]
+            total = sum(widths)
 
-        def mix(attr):
-            return sum(getattr(k, attr) * (w / total) for k, w in zip(ks, widths, strict=True))
+            def join(arrays, batch_ndim):
+                return sum(a * (w / total) for a, w in zip(arrays, widths, strict=True))
 
-        ntk = None if any(k.ntk is None for k in ks) else mix("ntk")
+        else:
+            sizes = [k.shape1[1 + s] for k in ks]
+
+            def join(arrays, batch_ndim):
+                return _concat_spatial(arrays, sizes, s, batch_ndim, ks[0].diagonal_spatial)
+
+        ntk = None if any(k.ntk is None for k in ks) else join([k.ntk for k in ks], 2)
         return ks[0].replace(
-            nngp=mix("nngp"),
+            nngp=join([k.nngp for k in ks], 2),
             ntk=ntk,
-            cov1=mix("cov1"),
-            cov2=mix("cov2"),
-            shape1=self.output_shape([k.shape1 for k in ks]),
-            shape2=self.output_shape([k.shape2 for k in ks]),
+            cov1=join([k.cov1 for k in ks], 1),
+            cov2=join([k.cov2 for k in ks], 1),
+            shape1=shape1,
+            shape2=shape2,
             is_gaussian=all(k.is_gaussian for k in ks),
             is_input=False,
         )
 
     def apply(self, params, xs, **kwargs):
         return jnp.concatenate(_need_streams("FanInConcat", xs), axis=self.axis)
+
+
+def _concat_spatial(arrays, sizes, s, batch_ndim, diagonal):
+    """Join branch covariances along spatial axis ``s``: concatenate same-position
+    entries (diagonal layout); place each branch's (p, p') block on the diagonal of the
+    pair of axes and leave 0 between branches (full layout)."""
+    if diagonal:
+        return jnp.concatenate(arrays, axis=batch_ndim + s)
+    first = batch_ndim + 2 * s  # the interleaved (p, p') axes of spatial axis s
+    total, out, start = sum(sizes), 0, 0
+    for a, size in zip(arrays, sizes, strict=True):
+        pad = [(0, 0)] * a.ndim
+        pad[first] = pad[first + 1] = (start, total - start - size)
+        out = out + jnp.pad(a, pad)
+        start += size
+    return out
 
 
 class Parallel(Layer):

@@ -155,7 +155,7 @@ class Layer(eqx.Module):
         one_set = x2 is None or x2 is x1
         x1, x2, out_shape = _check_inputs(self, x1, x2)
         same = _same_inputs(self, x1, x2, one_set)
-        opts = (want_all or "ntk" in names, _needs_full(self, x1.shape, out_shape, spatial_output))
+        opts = (want_all or "ntk" in names, *_layouts(self, x1.shape, out_shape, spatial_output))
         if want_all:
             pairs = None if same is None else (same, jnp.asarray(0, jnp.int32))
             return _block_all(self, x1, x1 if x2 is None else x2, pairs, opts)
@@ -189,13 +189,17 @@ def _same_inputs(net, x1, x2, one_set: bool):
     return jnp.array_equal(x1, x2)
 
 
-def _block(net, x1, x2, same_points, need_ntk: bool, full: bool) -> Kernel:
+def _block(net, x1, x2, same_points, need_ntk: bool, full: bool, out_full: bool) -> Kernel:
     k = net.kernel(_input_kernel(x1, x2, need_ntk, not full, same_points))
     if isinstance(k, list | tuple):
         raise ValueError(
             f"the network ends with {len(k)} parallel branches; close them with "
             "FanInSum() or FanInConcat() before the readout"
         )
+    if not out_full and not k.diagonal_spatial:
+        # Pooling/attention inside needed every pair of positions, but the caller asked
+        # for same-position covariances only.
+        k = k.to_diagonal()
     return k
 
 
@@ -246,14 +250,15 @@ def _check_inputs(net, x1, x2):
 SPATIAL_OUTPUTS = (None, "diagonal", "full")
 
 
-def _needs_full(net, in_shape, out_shape, spatial_output) -> bool:
-    """Whether the input kernel must keep cross-position covariances."""
+def _layouts(net, in_shape, out_shape, spatial_output) -> tuple[bool, bool]:
+    """Whether the input kernel must keep cross-position covariances, and whether the
+    output must (``spatial_output="full"`` for an output with spatial axes)."""
     if spatial_output not in SPATIAL_OUTPUTS:
         raise ValueError(
             f"`spatial_output` must be None, 'diagonal' or 'full', got {spatial_output!r}"
         )
     if len(in_shape) <= 2:
-        return False
+        return False, False
     out_full = False
     multi = isinstance(out_shape, list) and out_shape and not isinstance(out_shape[0], int)
     if not multi and len(out_shape) > 2:
@@ -266,7 +271,7 @@ def _needs_full(net, in_shape, out_shape, spatial_output) -> bool:
                 "spatial_output='diagonal' or 'full'"
             )
         out_full = spatial_output == "full"
-    return net.needs_full_spatial(out_full)
+    return net.needs_full_spatial(out_full), out_full
 
 
 def _input_kernel(x1, x2, need_ntk: bool, diagonal_spatial: bool, same_points=None) -> Kernel:

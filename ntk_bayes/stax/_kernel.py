@@ -66,13 +66,7 @@ class Kernel(eqx.Module):
 
     def _diag(self, cov):
         """Same-position variances (n, *spatial) of a per-point covariance ``cov``."""
-        if self.diagonal_spatial:
-            return cov
-        out = cov
-        for _ in range(self.n_spatial):
-            # jnp.diagonal moves the paired axis to the end, so the spatial order is kept.
-            out = jnp.diagonal(out, axis1=1, axis2=2)
-        return out
+        return cov if self.diagonal_spatial else _same_positions(cov, 1, self.n_spatial)
 
     def pair_vars(self):
         """``(q1, q2)``: Σ(x1,x1) and Σ(x2,x2) broadcastable to ``nngp``'s shape."""
@@ -80,6 +74,13 @@ class Kernel(eqx.Module):
         if self.diagonal_spatial:
             return d1[:, None], d2[None, :]
         return _interleave(d1, True)[:, None], _interleave(d2, False)[None, :]
+
+    def to_diagonal(self) -> Kernel:
+        """The same kernel with only same-position covariances (the diagonal layout)."""
+        if self.diagonal_spatial:
+            return self
+        diag = lambda a, batch_ndim: _same_positions(a, batch_ndim, self.n_spatial)
+        return self.map_arrays(diag, diagonal_spatial=True)
 
     def same_pair_mask(self):
         """``(n1, n2)`` booleans: which pairs are one point twice (see ``same_points``)."""
@@ -93,6 +94,14 @@ class Kernel(eqx.Module):
         """``(q_a, q_b)`` for a per-point covariance ``cov`` of full spatial layout."""
         d = self._diag(cov)
         return _interleave(d, True), _interleave(d, False)
+
+
+def _same_positions(a, batch_ndim: int, n_spatial: int):
+    """(*batch, X, X', Y, Y', ...) -> (*batch, X, Y, ...): the entries of equal positions."""
+    for _ in range(n_spatial):
+        # jnp.diagonal moves the paired axis to the end, so the spatial order is kept.
+        a = jnp.diagonal(a, axis1=batch_ndim, axis2=batch_ndim + 1)
+    return a
 
 
 def _interleave(d, first: bool):
