@@ -147,8 +147,8 @@ def _starts(n, b):
 
 
 def _tile(one, net, a, b, same_points, true):
-    """``one(net, a, b, same_points)`` inside a conditional that is always taken (``true`` is a
-    traced True), so that the tile is materialised by its own fusions, which XLA runs
+    """``one(net, a, b, same_points)`` inside a conditional that is always taken
+    (``true`` is a traced True), so that the tile is materialised by its own fusions, which XLA runs
     on all threads, instead of being fused into the in-place write of the output, which
     runs on one. Every path uses it, so tiles are bit-identical across device counts."""
     shapes = jax.eval_shape(one, net, a, b, same_points)
@@ -276,9 +276,10 @@ def tiled_kernel(
     devices=None,
     same=None,
 ):
-    """Evaluate ``block_fn(net, x1_tile, x2_tile, pairs, *opts)`` over tiles; return
-    ``names``. ``same_points`` is ``None`` when ``same`` is, else ``(same, offset)``:
-    whether ``x2`` is ``x1`` and how far the tile lies from the diagonal.
+    """Evaluate ``block_fn(net, x1_tile, x2_tile, same_points, *opts)`` over tiles;
+    return ``names``. ``same_points`` is ``None`` when ``same`` is, else
+    ``(same, offset)``: whether ``x2`` is ``x1`` and how far the tile lies from the
+    diagonal (``x1[i]`` is ``x2[j]`` iff ``j - i == offset``).
 
     ``block_fn`` must be a module-level function and ``opts`` a hashable tuple (both
     are static jit arguments, so repeated calls reuse the compiled computation).
