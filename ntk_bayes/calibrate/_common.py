@@ -171,7 +171,8 @@ def stderr_log(quiet: bool) -> Callable[[str], None]:
 
 def fit_bnn_nuts(model, ctx: Context):
     """NUTS posterior of a finite network ``model`` on the training split, with this
-    run's sampler settings (shared by the regression and classification BNNs)."""
+    run's sampler settings (shared by the regression and classification BNNs and the
+    width sweep)."""
     s, ds = ctx.settings, ctx.ds
     return model.fit_nuts(
         ds.X_train,

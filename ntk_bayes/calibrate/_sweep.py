@@ -31,7 +31,7 @@ from .. import bnn
 from .. import diagnostics as dg
 from ..datasets import Dataset
 from ._archs import Architecture, as_floats, hyperparameters
-from ._common import Context, Settings, grid_for
+from ._common import Context, Settings, fit_bnn_nuts, grid_for
 from ._regression import ml_fit
 
 __all__ = ["WidthSweep", "width_sweep", "sweep_settings", "DEFAULT_WIDTHS"]
@@ -141,16 +141,7 @@ def width_sweep(
     for i, w in enumerate(widths, 1):
         log(f"[{i}/{len(widths)}] BNN width {w} by NUTS")
         t0 = time.perf_counter()
-        post = bnn.BNN(net, width=w, noise=noise_std).fit_nuts(
-            ds.X_train,
-            ds.y_train,
-            num_warmup=settings.num_warmup,
-            num_samples=settings.num_samples,
-            num_chains=settings.num_chains,
-            max_tree_depth=settings.max_tree_depth,
-            seed=settings.seed,
-            progress_bar=not settings.quiet,
-        )
+        post = fit_bnn_nuts(bnn.BNN(net, width=w, noise=noise_std), ctx)
         f = post.latent(x_eval)
         pred = dg.SamplePredictive(f.reshape(-1, f.shape[-1]))
         idata = post.to_inference_data(ds.X_test, ds.y_test)
