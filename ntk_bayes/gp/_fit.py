@@ -174,7 +174,13 @@ def optimize(
             if not step_ok.all():
                 raise FloatingPointError(
                     _non_finite_message(
-                        desc, done, losses, grad_ok, names, history[-1] if history else None
+                        desc,
+                        done,
+                        step_ok,
+                        losses,
+                        grad_ok,
+                        names,
+                        history[-1] if history else None,
                     )
                 )
             diff, opt_state = new_diff, new_state
@@ -193,8 +199,8 @@ def optimize(
     )
 
 
-def _non_finite_message(desc, done, losses, grad_ok, names, last) -> str:
-    bad = int(np.argmin(np.isfinite(losses) & grad_ok.all(axis=1)))
+def _non_finite_message(desc, done, step_ok, losses, grad_ok, names, last) -> str:
+    bad = int(np.argmin(step_ok))  # the first step whose loss or gradient failed
     if np.isfinite(losses[bad]):
         leaves = ", ".join(
             n or "params" for n, ok in zip(names, grad_ok[bad], strict=True) if not ok
