@@ -5,7 +5,7 @@
 source "$(dirname "$0")/_venv.sh"
 OUT="ntk_bayes_out/calibrate-$(date +%Y%m%d-%H%M%S)"
 status=0
-"$ROOT/.venv/bin/ntk-bayes" calibrate --out "$OUT" "$@" || status=$?
+"$VENV/bin/ntk-bayes" calibrate --out "$OUT" "$@" || status=$?
 if [ -f "$OUT/report.md" ]; then
     echo "report written to $ROOT/$OUT/report.md (metrics.json, figures and one ArviZ netCDF per model beside it)"
 fi

@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Lint, then the test suite in float32 and in float64 (creates .venv on first use).
-# The long statistical checks (marked slow) are skipped unless --slow is given; with it
-# they run once, in the float64 pass. Other arguments go to pytest, e.g. `-k priors`.
+# Lint, then the tests by tier (creates .venv on first use). Tests whose result depends on
+# the precision run in float32 and float64 inside one process (the `dtype` fixture).
+#   bash scripts/test.sh          lint + tests/unit, tests/stat, tests/e2e
+#   bash scripts/test.sh --fast   lint + tests/unit (the edit-test loop)
+#   bash scripts/test.sh --slow   the default tiers plus tests/slow and slow grid points
+#   bash scripts/test.sh --only-slow   tests/slow and slow grid points alone
+# Other arguments go to pytest, e.g. `-k priors` or `-n 0` (no worker processes).
+# Compiled XLA programs are kept in $NTK_BAYES_JAX_CACHE (default .venv/jax-cache), so a
+# second run skips most compilation; delete the folder to measure a cold run.
 source "$(dirname "$0")/_venv.sh"
-SLOW=0
+TIERS=(tests/unit tests/stat tests/e2e)
+MARK="not slow"
 ARGS=()
 for a in "$@"; do
-    if [ "$a" = "--slow" ]; then SLOW=1; else ARGS+=("$a"); fi
+    case "$a" in
+        --fast) TIERS=(tests/unit) ;;
+        --slow) TIERS=(tests); MARK="" ;;
+        --only-slow) TIERS=(tests); MARK="slow" ;;
+        *) ARGS+=("$a") ;;
+    esac
 done
-"$ROOT/.venv/bin/ruff" check ntk_bayes tests examples benchmarks
-echo "== pytest, float32 (JAX_ENABLE_X64=0)"
-JAX_ENABLE_X64=0 "$PY" -m pytest -q -p no:cacheprovider -m "not slow" "${ARGS[@]}"
-echo "== pytest, float64 (JAX_ENABLE_X64=1)"
-if [ "$SLOW" = 1 ]; then
-    JAX_ENABLE_X64=1 "$PY" -m pytest -q -p no:cacheprovider "${ARGS[@]}"
-else
-    JAX_ENABLE_X64=1 "$PY" -m pytest -q -p no:cacheprovider -m "not slow" "${ARGS[@]}"
-fi
+export NTK_BAYES_JAX_CACHE="${NTK_BAYES_JAX_CACHE:-$VENV/jax-cache}"
+"$VENV/bin/ruff" check ntk_bayes tests examples benchmarks
+"$VENV/bin/ruff" format --check --quiet ntk_bayes tests examples benchmarks || {
+    echo "ruff format would change the files above: run .venv/bin/ruff format" >&2; exit 1; }
+echo "== pytest ${TIERS[*]} ${MARK:+(-m \"$MARK\")}"
+"$PY" -m pytest -q -p no:cacheprovider -n 2 --durations=15 ${MARK:+-m "$MARK"} "${TIERS[@]}" "${ARGS[@]}"

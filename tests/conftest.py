@@ -5,19 +5,39 @@ import json
 import pathlib
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from ntk_bayes._numerics import tolerance
 
+try:  # jax >= 0.7 has the context at the top level
+    enable_x64 = jax.enable_x64
+except AttributeError:  # pragma: no cover
+    from jax.experimental import enable_x64
+
 DATA = pathlib.Path(__file__).parent / "data"
 
 
-@pytest.fixture
-def dtype():
-    """The float dtype under test (float64 when JAX_ENABLE_X64=1)."""
-    return np.dtype(jnp.result_type(float))
+TIERS = ("unit", "stat", "e2e", "slow")
+
+
+def pytest_collection_modifyitems(items):
+    """The tier of a test is the folder it lives in (tests/unit, stat, e2e, slow)."""
+    for item in items:
+        tier = item.path.parent.name
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request):
+    """The float dtype under test: each test that asks for it runs in both precisions.
+
+    float64 runs inside ``jax.enable_x64``, so one process covers both and a test that
+    does not ask for a dtype runs once, in JAX's default float32.
+    """
+    with enable_x64(request.param == "float64"):
+        yield np.dtype(request.param)
 
 
 @pytest.fixture
@@ -26,8 +46,8 @@ def tol(dtype):
 
 
 @pytest.fixture
-def x64():
-    return bool(jax.config.jax_enable_x64)
+def x64(dtype):
+    return dtype == np.float64
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +86,13 @@ def _release_compiled_programs():
     yield
     jax.clear_caches()
     gc.collect()
+
+
+def pytest_configure(config):
+    import os
+
+    cache = os.environ.get("NTK_BAYES_JAX_CACHE")
+    if cache:
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)

@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
+from _cli_helpers import file_tree, idata_group, open_idata
 
 import ntk_bayes.calibrate as calibrate_pkg
 from ntk_bayes import cli
@@ -17,21 +18,6 @@ from ntk_bayes import diagnostics as dg
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
-    import arviz as az
-
-
-def _open(path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return az.from_netcdf(path)
-
-
-def _group(idata, name):
-    return idata[name] if dg.ARVIZ_1 else getattr(idata, name)
-
-
-def _tree(root):
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +47,8 @@ def quick_run(tmp_path_factory):
 def test_calibrate_writes_a_complete_report(quick_run, capsys):
     code, out, run = quick_run
     assert code == 0
-    assert _tree(out.parent) == ["res"] + [f"res/{n}" for n in _tree(out)]  # no temp dirs
-    assert set(_tree(out)) == {
+    assert file_tree(out.parent) == ["res"] + [f"res/{n}" for n in file_tree(out)]  # no temp dirs
+    assert set(file_tree(out)) == {
         "report.md", "metrics.json", "coverage.png", "pit_ecdf.png", "bands.png",
         "nngp.nc", "sgpr.nc",
     }  # fmt: skip
@@ -75,11 +61,11 @@ def test_calibrate_writes_a_complete_report(quick_run, capsys):
         assert np.isfinite([met["rmse"], met["nlpd"], met["crps"]]).all()
         assert 0 <= met["coverage_90"] <= 1 and entry["fit_time_s"] > 0
         assert entry["verdict"] and entry["gap"]["std_ratio"] > 1  # wider where no data
-        idata = _open(out / entry["netcdf"])
+        idata = open_idata(out / entry["netcdf"])
         assert {"posterior", "log_likelihood", "observed_data"} <= set(
             idata.children if dg.ARVIZ_1 else idata.groups()
         )
-        obs = _group(idata, "observed_data")
+        obs = idata_group(idata, "observed_data")
         np.testing.assert_allclose(obs["y_test"].values, run.dataset.y_test, rtol=1e-6)
         assert idata.attrs["model"] == name
     report = (out / "report.md").read_text()
@@ -98,9 +84,9 @@ def test_calibrate_refuses_to_overwrite_and_force_replaces(
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "--force" in err
-    assert _tree(tmp_path) == ["res", "res/keep.txt"]
+    assert file_tree(tmp_path) == ["res", "res/keep.txt"]
     assert cli.main(argv + ["--force"]) == 0
-    assert "keep.txt" not in _tree(out) and "report.md" in _tree(out)
+    assert "keep.txt" not in file_tree(out) and "report.md" in file_tree(out)
     assert [p.name for p in tmp_path.iterdir()] == ["res"]
     captured = capsys.readouterr()
     assert "report:" in captured.out and "RMSE" in captured.out  # the table went to stdout
@@ -130,7 +116,7 @@ def test_failure_while_writing_leaves_nothing(quick_run, tmp_path, monkeypatch, 
 
 def test_failure_during_a_forced_rewrite_keeps_the_old_report(quick_run, monkeypatch):
     _, out, run = quick_run
-    before = {p: (out / p).read_bytes() for p in _tree(out)}
+    before = {p: (out / p).read_bytes() for p in file_tree(out)}
     monkeypatch.setattr(calibrate_pkg, "run_calibration", lambda *a, **k: run)
 
     def failing(run, tmp, **kw):
@@ -140,8 +126,8 @@ def test_failure_during_a_forced_rewrite_keeps_the_old_report(quick_run, monkeyp
     monkeypatch.setattr(calibrate_pkg, "write_report", failing)
     argv = ["calibrate", "--quick", "--quiet", "--force", "--out", str(out)]
     assert cli.main(argv) == 130
-    assert {p: (out / p).read_bytes() for p in _tree(out)} == before
-    assert _tree(out.parent) == ["res"] + [f"res/{n}" for n in _tree(out)]
+    assert {p: (out / p).read_bytes() for p in file_tree(out)} == before
+    assert file_tree(out.parent) == ["res"] + [f"res/{n}" for n in file_tree(out)]
 
 
 # ---- bad CSV files and bad flags: clear errors, nothing written -------------------------
@@ -173,7 +159,7 @@ def test_bad_csv_gives_a_clear_error_and_writes_nothing(tmp_path, capsys, conten
     assert code == 2
     err = capsys.readouterr().err
     assert "error:" in err and message in err
-    assert _tree(tmp_path) == ["data.csv"]
+    assert file_tree(tmp_path) == ["data.csv"]
 
 
 def test_calibrate_on_a_csv_file_dropping_missing_rows(tmp_path, capsys):
@@ -189,7 +175,7 @@ def test_calibrate_on_a_csv_file_dropping_missing_rows(tmp_path, capsys):
     m = json.loads((out / "metrics.json").read_text())
     assert m["dataset"]["name"] == "mine" and m["dataset"]["task"] == "regression"
     assert m["dataset"]["n_train"] + m["dataset"]["n_test"] == 39  # the NA row dropped
-    assert list(m["models"]) == ["nngp"] and "bands.png" not in _tree(out)  # 2-D inputs
+    assert list(m["models"]) == ["nngp"] and "bands.png" not in file_tree(out)  # 2-D inputs
     assert m["models"]["nngp"]["metrics"]["rmse"] < np.std(y)  # it learned something
 
 
@@ -267,49 +253,3 @@ def test_regimes_is_wired(tmp_path, capsys):
 
 
 # ---- slow: every model, BNN by NUTS, hyperparameters by NUTS, the width sweep -----------
-@pytest.mark.slow
-def test_calibrate_all_models_with_bnn(tmp_path):
-    out = tmp_path / "all"
-    assert cli.main(["calibrate", "--quick", "--quiet", "--out", str(out)]) == 0
-    m = json.loads((out / "metrics.json").read_text())
-    assert list(m["models"]) == ["nngp", "ntkgp", "sgpr", "ensemble", "bnn"]
-    bnn = m["models"]["bnn"]
-    assert bnn["convergence"]["max_rhat"] > 0 and "sampler_report" in bnn["info"]
-    idata = _open(out / "bnn.nc")
-    assert "diverging" in _group(idata, "sample_stats")
-    assert {r["model"] for r in m["loo_compare"]} == {"nngp", "ntkgp", "sgpr", "bnn"}
-
-
-@pytest.mark.slow
-def test_calibrate_hyperparameters_by_nuts(tmp_path):
-    out = tmp_path / "nuts"
-    argv = ["calibrate", "--quick", "--quiet", "--hyper", "nuts", "--models", "nngp"]
-    assert cli.main([*argv, "--out", str(out)]) == 0
-    m = json.loads((out / "metrics.json").read_text())["models"]["nngp"]
-    assert m["convergence"]["n_params"] == 3
-    post = _group(_open(out / "nngp.nc"), "posterior")
-    assert post["W_std"].shape[:2] == (2, 30) and float(post["noise_var"].min()) > 0
-
-
-@pytest.mark.slow
-def test_calibrate_classification(tmp_path):
-    out = tmp_path / "bc"
-    argv = ["calibrate", "--quick", "--quiet", "--dataset", "breast_cancer", "--n-max", "120"]
-    assert cli.main([*argv, "--out", str(out)]) == 0
-    m = json.loads((out / "metrics.json").read_text())
-    assert list(m["models"]) == ["nngp", "ntkgp", "ensemble", "bnn"]
-    assert "reliability.png" in _tree(out)
-    for entry in m["models"].values():
-        assert entry["metrics"]["accuracy"] > 0.8  # breast cancer is nearly separable
-        _open(out / entry["netcdf"])
-
-
-@pytest.mark.slow
-def test_width_sweep_quick(tmp_path):
-    out = tmp_path / "sweep"
-    assert cli.main(["width-sweep", "--quick", "--quiet", "--out", str(out)]) == 0
-    assert set(_tree(out)) == {"report.md", "metrics.json", "distance.png", "bands.png"}
-    m = json.loads((out / "metrics.json").read_text())
-    assert [r["width"] for r in m["rows"]] == [4, 16]
-    assert m["floor"]["mean_abs_diff_mean"] >= 0 and "slopes" in m
-    assert "| 16 |" in (out / "report.md").read_text()

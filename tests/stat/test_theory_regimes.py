@@ -54,20 +54,6 @@ def test_finite_width_spread_falls_as_inverse_sqrt_width(data):
     assert plot_finite_width(res).axes
 
 
-@pytest.mark.slow
-def test_finite_width_slope_deep_erf_64_to_2048(data):
-    x, _ = data
-    res = finite_width_corrections(
-        lambda n: scaled_mlp(n, 2, stax.Erf(), W_std=1.5, b_std=0.1).lazy_net,
-        x,
-        [64, 128, 256, 512, 1024, 2048],
-        key=jax.random.key(0),
-        n_seeds=16,
-    )
-    assert abs(res.fit("spread").slope + 0.5) < 0.15
-    assert abs(res.fit("deviation").slope + 0.5) < 0.15
-
-
 def test_lazy_kernel_change_falls_with_width_rich_does_not(data):
     x, y = data
     res = kernel_evolution(
@@ -85,16 +71,6 @@ def test_lazy_kernel_change_falls_with_width_rich_does_not(data):
     rows = res.rows()
     assert {r["parameterization"] for r in rows} == {"ntk", "mup"} and len(rows) == 6
     assert plot_kernel_evolution(res).axes
-
-
-@pytest.mark.slow
-def test_kernel_evolution_slopes_64_to_2048(data):
-    x, y = data
-    res = kernel_evolution(
-        x, y, [64, 256, 1024, 2048], key=jax.random.key(1), steps=200, n_seeds=3, b_std=0.1
-    )
-    assert res.fit("ntk").slope < -0.4
-    assert abs(res.fit("mup").slope) < 0.15
 
 
 def test_regime_functions_validate_arguments(data):

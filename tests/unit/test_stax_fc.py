@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _mc import mc_z_scores
+from _nets import NONLINEARITIES, fc_inputs
 
 import ntk_bayes as nb
 from ntk_bayes import stax
@@ -15,73 +15,8 @@ from ntk_bayes import stax
 KEY = jax.random.PRNGKey(0)
 
 
-def _x(n, d=3, seed=0):
-    return jax.random.normal(jax.random.PRNGKey(seed), (n, d))
-
-
-NONLINEARITIES = {
-    "relu": stax.Relu(),
-    "leaky": stax.LeakyRelu(0.2),
-    "abrelu": stax.ABRelu(-0.5, 1.5),
-    "abs": stax.Abs(),
-    "erf": stax.Erf(a=1.3, b=0.7, c=0.2),
-    "gelu": stax.Gelu(),
-    "sin": stax.Sin(a=1.2, b=0.8, c=0.3),
-    "cos": stax.Cos(),
-    "rbf": stax.Rbf(gamma=0.6),
-    "sign": stax.Sign(),
-    "identity": stax.Identity(),
-    # Saturating tanh with q ~ 3 needs many nodes: sech^2 is narrow against N(0, q).
-    "numerical_tanh": stax.ElementwiseNumerical(jnp.tanh, deg=100),
-}
-
-
-def _assert_mc_agrees(net, x1, x2, n_samples=256, z_max=4.5):
-    """Analytic kernel within z_max Monte Carlo standard errors of the estimate.
-
-    One-hidden-layer networks have exactly Gaussian pre-activations, so the Monte Carlo
-    mean is unbiased at any width and the tolerance is purely statistical.
-    """
-    z, k, mean, _ = mc_z_scores(net, x1, x2, n_samples, batch_size=32, key=KEY)
-    for name in ("nngp", "ntk"):
-        assert z[name].max() < z_max, (name, z[name].max(), getattr(k, name), getattr(mean, name))
-
-
-@pytest.mark.parametrize("name", sorted(NONLINEARITIES))
-def test_nonlinearity_matches_monte_carlo(name):
-    phi = NONLINEARITIES[name]
-    net = stax.serial(
-        stax.Dense(256, W_std=1.3, b_std=0.3), phi, stax.Dense(8, W_std=1.1, b_std=0.2)
-    )
-    _assert_mc_agrees(net, _x(4), _x(3, seed=1))
-
-
-@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
-def test_branching_and_parameterizations_match_monte_carlo(parameterization):
-    dense = lambda n, w: stax.Dense(n, W_std=w, b_std=0.2, parameterization=parameterization)
-    net = stax.serial(
-        dense(128, 1.2),
-        stax.FanOut(3),
-        stax.parallel(stax.serial(stax.Relu(), dense(128, 1.4)), stax.Identity(), stax.Erf()),
-        stax.FanInConcat(),
-        stax.FanOut(2),
-        # FanInSum adds kernels: valid when at most one branch lacks fresh weights.
-        stax.parallel(stax.Identity(), stax.serial(dense(256, 0.8), stax.Gelu(), dense(384, 1.1))),
-        stax.FanInSum(),
-        dense(8, 1.0),
-    )
-    # The concat branch mixes a second hidden layer; compare at a width where the O(1/n)
-    # finite-width bias is far below the Monte Carlo error.
-    k = net.kernel_fn(_x(3), None, ("nngp", "ntk"))
-    mc = nb.monte_carlo_kernel_fn(net.init_fn, net.apply_fn, KEY, 256, batch_size=32)
-    mean, se = mc(_x(3), None, ("nngp", "ntk"), with_stderr=True)
-    for name in ("nngp", "ntk"):
-        a, m, s = (np.asarray(getattr(o, name), np.float64) for o in (k, mean, se))
-        assert np.all(np.abs(m - a) < 4.5 * s + 0.02 * np.abs(a)), name
-
-
 def test_relu_nngp_is_arccos_kernel_of_order_one(dtype):
-    x = np.asarray(_x(5, d=4, seed=3), dtype)
+    x = np.asarray(fc_inputs(5, d=4, seed=3), dtype)
     w, b = 1.7, 0.0
     net = stax.serial(stax.Dense(1, W_std=w), stax.Relu(), stax.Dense(1, W_std=1.0))
     got = np.asarray(net.kernel_fn(x, None, "nngp"), np.float64)
@@ -96,7 +31,7 @@ def test_relu_nngp_is_arccos_kernel_of_order_one(dtype):
 
 
 def test_numerical_matches_closed_forms(dtype):
-    x1, x2 = _x(4, seed=4), _x(5, seed=5)
+    x1, x2 = fc_inputs(4, seed=4), fc_inputs(5, seed=5)
 
     def kern(phi):
         net = stax.serial(stax.Dense(1, W_std=1.5, b_std=0.1), phi, stax.Dense(1, b_std=0.1))
@@ -128,7 +63,7 @@ def test_numerical_matches_closed_forms(dtype):
 
 
 def test_rbf_layer_gives_rbf_kernel(dtype):
-    x = np.asarray(_x(4, d=3, seed=6), dtype)
+    x = np.asarray(fc_inputs(4, d=3, seed=6), dtype)
     gamma, w = 0.4, 1.3
     net = stax.serial(stax.Dense(1, W_std=w), stax.Rbf(gamma))
     got = net.kernel_fn(x, None, "nngp")
@@ -153,7 +88,7 @@ def test_network_is_pytree_with_hyperparameter_leaves():
     leaves, treedef = jax.tree_util.tree_flatten(NET)
     assert 1.5 in leaves and 0.05 in leaves
     rebuilt = jax.tree_util.tree_unflatten(treedef, leaves)
-    x = _x(3)
+    x = fc_inputs(3)
     np.testing.assert_array_equal(rebuilt.kernel_fn(x, None, "ntk"), NET.kernel_fn(x, None, "ntk"))
     assert rebuilt == NET
 
@@ -161,7 +96,7 @@ def test_network_is_pytree_with_hyperparameter_leaves():
 def test_jit_grad_vmap_over_hyperparameters(dtype):
     # Distinct x1, x2: at coincident points the kernel's angle is pure round-off, which
     # finite differences amplify (the gradient there is checked for finiteness below).
-    x, x2 = _x(5), _x(4, seed=1)
+    x, x2 = fc_inputs(5), fc_inputs(4, seed=1)
 
     def loss(w, b):
         net = stax.serial(
@@ -181,7 +116,7 @@ def test_jit_grad_vmap_over_hyperparameters(dtype):
 @pytest.mark.parametrize("name", sorted(NONLINEARITIES))
 def test_gradients_finite_at_coincident_inputs(name, dtype):
     """x1 == x2 puts every angle at 0: arccos/sqrt derivatives must not blow up."""
-    x = jnp.concatenate([_x(2), _x(2)]).astype(dtype)  # duplicate rows too
+    x = jnp.concatenate([fc_inputs(2), fc_inputs(2)]).astype(dtype)  # duplicate rows too
 
     def loss(w, b):
         net = stax.serial(
@@ -226,7 +161,7 @@ def test_division_free_angle_matches_arctan2(dtype):
 
 def test_symmetric_tiles_mirror_into_the_full_kernel(tol):
     """x2=None computes only the upper triangle of tiles and mirrors it in place."""
-    x = _x(45, seed=3)
+    x = fc_inputs(45, seed=3)
     sym = NET.kernel_fn(x, None, ("nngp", "ntk"), block_size=8)
     full = NET.kernel_fn(x, x, ("nngp", "ntk"), block_size=8)
     for a, b in ((sym.nngp, full.nngp), (sym.ntk, full.ntk)):
@@ -246,7 +181,7 @@ def test_b_std_zero_and_zero_inputs_are_finite():
 
 
 def test_tiles_equal_single_block(tol):
-    x1, x2 = _x(37, seed=7), _x(23, seed=8)
+    x1, x2 = fc_inputs(37, seed=7), fc_inputs(23, seed=8)
     full = NET.kernel_fn(x1, x2, ("nngp", "ntk"))
     rows = NET.kernel_fn(x1, x2, ("nngp", "ntk"), block_size=8)
     tiny = NET.kernel_fn(x1, x2, ("nngp", "ntk", "cov1", "cov2"), memory_budget=4000)
@@ -258,7 +193,7 @@ def test_tiles_equal_single_block(tol):
 
 
 def test_get_semantics():
-    x = _x(4)
+    x = fc_inputs(4)
     assert NET.kernel_fn(x, None, "nngp").shape == (4, 4)
     both = NET.kernel_fn(x, None, ("ntk", "nngp"))
     assert both._fields == ("ntk", "nngp")
@@ -274,7 +209,7 @@ def test_get_semantics():
 
 
 def test_standard_and_ntk_parameterizations_have_same_function_distribution():
-    x = _x(3)
+    x = fc_inputs(3)
     nets = [
         stax.serial(
             stax.Dense(2048, W_std=1.4, b_std=0.3, parameterization=p),
@@ -304,7 +239,7 @@ def _check_empirical_kernels_of_an_equinox_model(tol):
     mlp = eqx.nn.MLP(3, 1, 16, 2, key=KEY)
     params, static = eqx.partition(mlp, eqx.is_array)
     f = lambda p, x: jax.vmap(eqx.combine(p, static))(x)
-    x1, x2 = _x(4), _x(2, seed=2)
+    x1, x2 = fc_inputs(4), fc_inputs(2, seed=2)
     ntk = nb.empirical_ntk_fn(f)(x1, x2, params)
     flat = lambda p, x: f(jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), p), x)
     J1 = jax.jacobian(lambda p: flat(p, x1))(jax.tree_util.tree_leaves(params))
@@ -357,16 +292,16 @@ def test_bad_kernel_fn_inputs(x1, x2, get, match):
 
 def test_nonlinearity_without_affine_layer_is_explained():
     with pytest.raises(ValueError, match="Dense or Conv"):
-        stax.serial(stax.Relu(), stax.Dense(1)).kernel_fn(_x(2), None, "nngp")
+        stax.serial(stax.Relu(), stax.Dense(1)).kernel_fn(fc_inputs(2), None, "nngp")
 
 
 def test_unclosed_branches_are_explained():
     net = stax.serial(stax.Dense(4), stax.FanOut(2))
     with pytest.raises(ValueError, match="FanInSum"):
-        net.kernel_fn(_x(2), None, "nngp")
+        net.kernel_fn(fc_inputs(2), None, "nngp")
     with pytest.raises(ValueError, match="parallel has 2 layers but receives 3"):
         stax.serial(stax.FanOut(3), stax.parallel(stax.Identity(), stax.Identity())).kernel_fn(
-            _x(2), None, "nngp"
+            fc_inputs(2), None, "nngp"
         )
 
 
@@ -376,7 +311,7 @@ def test_deep_chaotic_network_stays_finite_in_float32():
     # Without the clip, float32 gives an infinite NTK here (depth 16, W_std=4).
     for _ in range(16):
         layers += [stax.Dense(8, W_std=4.0, b_std=0.1), stax.Erf()]
-    k = stax.serial(*layers, stax.Dense(1)).kernel_fn(_x(4), None, ("nngp", "ntk"))
+    k = stax.serial(*layers, stax.Dense(1)).kernel_fn(fc_inputs(4), None, ("nngp", "ntk"))
     assert np.all(np.isfinite(k.nngp)) and np.all(np.isfinite(k.ntk))
     c = np.asarray(k.nngp) / np.sqrt(np.outer(np.diag(k.nngp), np.diag(k.nngp)))
     assert np.all(np.abs(c) <= 1 + 1e-6)

@@ -6,33 +6,18 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from _nets import bnn_mlp
 from numpyro.infer import Predictive
 from numpyro.infer.util import log_likelihood
 
 from ntk_bayes import bnn, stax
 from ntk_bayes import diagnostics as dg
 
-
-def _mlp(width=512, depth=1, out=1, act=stax.Relu, W_std=1.5, b_std=0.1):
-    layers = []
-    for _ in range(depth):
-        layers += [stax.Dense(width, W_std=W_std, b_std=b_std), act()]
-    return stax.serial(*layers, stax.Dense(out, W_std=W_std, b_std=b_std))
-
-
-def _z_scores(f, K):
-    """(empirical second moment - K) / its Monte Carlo standard error, upper triangle."""
-    f = np.asarray(f, np.float64)
-    prods = f[:, :, None] * f[:, None, :]
-    z = (prods.mean(0) - K) / (prods.std(0) / np.sqrt(len(f)))
-    return z[np.triu_indices(len(K))]
-
-
 # ---- architecture ---------------------------------------------------------------
 
 
 def test_finite_network_replaces_hidden_widths_only():
-    net = _mlp(512, depth=2, out=3)
+    net = bnn_mlp(512, depth=2, out=3)
     fin = bnn.finite_network(net, 7)
     dims = [lay.out_dim for lay in fin.layers if isinstance(lay, stax.Dense)]
     assert dims == [7, 7, 3]
@@ -72,11 +57,11 @@ def test_finite_network_with_branches_and_conv():
     "make, exc, match",
     [
         (lambda: bnn.BNN(stax.serial(stax.Relu()), 4), ValueError, "no weighted layer"),
-        (lambda: bnn.BNN(_mlp(), 0), ValueError, "`width`"),
-        (lambda: bnn.BNN(_mlp(), 4, likelihood="poisson"), ValueError, "likelihood"),
-        (lambda: bnn.BNN(_mlp(), 4, noise=-1.0), ValueError, "positive float"),
-        (lambda: bnn.BNN(_mlp(), 4, noise=dist.HalfNormal(jnp.ones(2))), ValueError, "scalar"),
-        (lambda: bnn.BNN(_mlp(), 4, likelihood="bernoulli", noise=0.1), ValueError, "gaussian"),
+        (lambda: bnn.BNN(bnn_mlp(), 0), ValueError, "`width`"),
+        (lambda: bnn.BNN(bnn_mlp(), 4, likelihood="poisson"), ValueError, "likelihood"),
+        (lambda: bnn.BNN(bnn_mlp(), 4, noise=-1.0), ValueError, "positive float"),
+        (lambda: bnn.BNN(bnn_mlp(), 4, noise=dist.HalfNormal(jnp.ones(2))), ValueError, "scalar"),
+        (lambda: bnn.BNN(bnn_mlp(), 4, likelihood="bernoulli", noise=0.1), ValueError, "gaussian"),
         (lambda: bnn.BNN("mlp", 4), TypeError, "stax network"),
     ],
 )
@@ -88,26 +73,26 @@ def test_construction_errors(make, exc, match):
 @pytest.mark.parametrize(
     "model, X, y, exc, match",
     [
-        (bnn.BNN(_mlp(out=3), 4), np.zeros((5, 2)), np.zeros(5), ValueError, "1 output"),
+        (bnn.BNN(bnn_mlp(out=3), 4), np.zeros((5, 2)), np.zeros(5), ValueError, "1 output"),
         (
-            bnn.BNN(_mlp(out=1), 4, likelihood="categorical"),
+            bnn.BNN(bnn_mlp(out=1), 4, likelihood="categorical"),
             np.zeros((5, 2)),
             None,
             ValueError,
             "K >= 2",
         ),
-        (bnn.BNN(_mlp(), 4), np.zeros(5), None, ValueError, r"\(n, features"),
-        (bnn.BNN(_mlp(), 4), np.zeros((5, 2)), np.zeros(4), ValueError, "vector of 5"),
-        (bnn.BNN(_mlp(), 4), np.full((5, 2), np.nan), None, ValueError, "non-finite"),
+        (bnn.BNN(bnn_mlp(), 4), np.zeros(5), None, ValueError, r"\(n, features"),
+        (bnn.BNN(bnn_mlp(), 4), np.zeros((5, 2)), np.zeros(4), ValueError, "vector of 5"),
+        (bnn.BNN(bnn_mlp(), 4), np.full((5, 2), np.nan), None, ValueError, "non-finite"),
         (
-            bnn.BNN(_mlp(out=3), 4, likelihood="categorical"),
+            bnn.BNN(bnn_mlp(out=3), 4, likelihood="categorical"),
             np.zeros((3, 2)),
             [0, 1, 3],
             ValueError,
             "0..2",
         ),
         (
-            bnn.BNN(_mlp(), 4, likelihood="bernoulli"),
+            bnn.BNN(bnn_mlp(), 4, likelihood="bernoulli"),
             np.zeros((2, 2)),
             [0.5, 1],
             ValueError,
@@ -136,7 +121,7 @@ def test_data_errors(model, X, y, exc, match):
 
 
 def test_model_sites_and_shapes():
-    model = bnn.BNN(_mlp(512, depth=2), width=6, name="net")
+    model = bnn.BNN(bnn_mlp(512, depth=2), width=6, name="net")
     X = jnp.ones((5, 3))
     tr = numpyro.handlers.trace(numpyro.handlers.seed(model.model, 0)).get_trace(X, jnp.zeros(5))
     shapes = {k: v["value"].shape for k, v in tr.items() if v["type"] == "sample"}
@@ -163,60 +148,6 @@ def test_model_sites_and_shapes():
 # ---- rung 2: the prior is the NNGP ----------------------------------------------
 
 
-def test_one_hidden_layer_prior_covariance_is_nngp_at_any_width():
-    """With one hidden layer E[f f'] = K_nngp exactly, even at width 3."""
-    net = _mlp(512, depth=1)
-    X = np.random.default_rng(0).normal(size=(4, 3))
-    K = np.asarray(net.kernel_fn(X, X, "nngp"), np.float64)
-    f = bnn.BNN(net, width=3).sample_prior(jax.random.PRNGKey(0), X, 4000)[..., 0]
-    z = _z_scores(f, K)
-    assert np.max(np.abs(z)) < 4.0, z
-
-
-@pytest.mark.parametrize("depth, act", [(2, stax.Relu), (3, stax.Erf)])
-def test_wide_prior_covariance_matches_nngp(depth, act):
-    """Two-sided: the discrepancy is within Monte Carlo error, and a 25% wrong kernel is not."""
-    net = _mlp(512, depth=depth, act=act)
-    X = np.random.default_rng(1).normal(size=(4, 3))
-    K = np.asarray(net.kernel_fn(X, X, "nngp"), np.float64)
-    f = bnn.BNN(net, width=64).sample_prior(jax.random.PRNGKey(1), X, 2000)[..., 0]
-    z = _z_scores(f, K)
-    assert np.max(np.abs(z)) < 4.0, z
-    assert np.mean(z**2) > 0.05  # the standard errors are not absurdly loose
-    assert np.max(np.abs(_z_scores(f, 1.25 * K))) > 4.0
-
-
-def test_branching_prior_matches_nngp():
-    net = stax.serial(
-        stax.Dense(512, W_std=1.2, b_std=0.2),
-        stax.FanOut(2),
-        stax.parallel(
-            stax.serial(stax.Relu(), stax.Dense(512, W_std=1.3)),
-            stax.serial(stax.Erf(), stax.Dense(512, W_std=0.9, b_std=0.3)),
-        ),
-        stax.FanInConcat(),
-        stax.Relu(),
-        stax.Dense(1, W_std=1.4, b_std=0.1),
-    )
-    X = np.random.default_rng(2).normal(size=(3, 2))
-    K = np.asarray(net.kernel_fn(X, X, "nngp"), np.float64)
-    f = bnn.BNN(net, width=64).sample_prior(jax.random.PRNGKey(2), X, 2000)[..., 0]
-    assert np.max(np.abs(_z_scores(f, K))) < 4.0
-
-
-def test_conv_prior_matches_nngp():
-    net = stax.serial(
-        stax.Conv(512, (3, 3), padding="SAME", W_std=1.4, b_std=0.1),
-        stax.Relu(),
-        stax.Flatten(),
-        stax.Dense(1, W_std=1.2, b_std=0.1),
-    )
-    X = np.random.default_rng(3).normal(size=(3, 4, 4, 1))
-    K = np.asarray(net.kernel_fn(X, X, "nngp"), np.float64)
-    f = bnn.BNN(net, width=4).sample_prior(jax.random.PRNGKey(3), X, 3000)[..., 0]
-    assert np.max(np.abs(_z_scores(f, K))) < 4.0
-
-
 # ---- posterior objects ------------------------------------------------------------
 
 
@@ -236,7 +167,7 @@ def test_log_likelihood_agrees_with_numpyro(likelihood, out, tol):
     rng = np.random.default_rng(0)
     X = jnp.asarray(rng.normal(size=(7, 2)))
     y = rng.normal(size=7) if likelihood == "gaussian" else rng.integers(0, max(out, 2), size=7)
-    model = bnn.BNN(_mlp(5, out=out), width=5, likelihood=likelihood)
+    model = bnn.BNN(bnn_mlp(5, out=out), width=5, likelihood=likelihood)
     post = _prior_posterior(model, X, y)
     ours = post.log_likelihood(X, y)
     flat = {k: jnp.asarray(v.reshape((-1,) + v.shape[2:])) for k, v in post.samples.items()}
@@ -253,7 +184,7 @@ def test_log_likelihood_agrees_with_numpyro(likelihood, out, tol):
 
 def test_weights_left_out_of_arviz_for_wide_networks():
     X, y = np.zeros((3, 2)), np.zeros(3)
-    model = bnn.BNN(_mlp(5, depth=2), width=150, noise=0.5)
+    model = bnn.BNN(bnn_mlp(5, depth=2), width=150, noise=0.5)
     shapes = {"0_W": (2, 150), "0_b": (150,), "2_W": (150, 150), "2_b": (150,)}
     shapes.update({"4_W": (150, 1), "4_b": (1,)})
     samples = {f"bnn_{k}": np.zeros((1, 4) + v) for k, v in shapes.items()}

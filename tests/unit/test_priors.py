@@ -7,11 +7,9 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 import scipy.stats
-from _recovery import assert_recovered
+from _nets import priors_data, relu_net
 from numpyro import handlers
 from numpyro.distributions.gof import auto_goodness_of_fit
-from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO
-from numpyro.infer.autoguide import AutoNormal
 
 import ntk_bayes as nb
 from ntk_bayes import stax
@@ -19,21 +17,8 @@ from ntk_bayes import stax
 KEY = jax.random.PRNGKey(0)
 
 
-def relu_net(w=1.5, b=0.1, depth=2):
-    layers = []
-    for _ in range(depth):
-        layers += [stax.Dense(512, W_std=w, b_std=b), stax.Relu()]
-    return stax.serial(*layers, stax.Dense(1, W_std=w, b_std=b))
-
-
-def data(n=12, d=2, seed=0):
-    X = jax.random.normal(jax.random.PRNGKey(seed), (n, d))
-    y = jnp.sin(X[:, 0]) + 0.3 * X[:, 1]
-    return X, y
-
-
 def test_log_prob_equals_scipy(dtype):
-    X, y = data()
+    X, y = priors_data()
     net = relu_net()
     gp = nb.GaussianProcess(net, X, kernel="ntk", noise=0.05, mean=0.2)
     K = np.asarray(net.kernel_fn(X, None, "ntk"), np.float64) + 0.05 * np.eye(12)
@@ -48,7 +33,7 @@ def test_log_prob_equals_scipy(dtype):
 
 
 def test_multiple_outputs_share_the_kernel():
-    X, y = data()
+    X, y = priors_data()
     Y = jnp.stack([y, 2 * y, -y])  # (K, N)
     gp = nb.GaussianProcess(relu_net(), X, noise=0.1, num_outputs=3)
     assert gp.batch_shape == (3,)
@@ -61,7 +46,7 @@ def test_multiple_outputs_share_the_kernel():
 
 
 def test_samples_agree_with_log_prob():
-    X, _ = data(n=3)
+    X, _ = priors_data(n=3)
     gp = nb.GaussianProcess(relu_net(), X, noise=0.3)
     s = gp.sample(KEY, (20000,))
     gof = auto_goodness_of_fit(
@@ -72,7 +57,7 @@ def test_samples_agree_with_log_prob():
 
 
 def test_condition_is_the_gp_posterior(tol):
-    X, y = data()
+    X, y = priors_data()
     Xs = jax.random.normal(jax.random.PRNGKey(3), (5, 2))
     net = relu_net()
     gp = nb.GaussianProcess(net, X, noise=0.1, jitter=0.0)
@@ -91,7 +76,7 @@ def test_condition_is_the_gp_posterior(tol):
 
 
 def test_loo_matches_brute_force():
-    X, y = data(n=8)
+    X, y = priors_data(n=8)
     net = relu_net()
     gp = nb.GaussianProcess(net, X, noise=0.2, jitter=0.0)
     loo = np.asarray(gp.loo_log_likelihood(y))
@@ -106,7 +91,7 @@ def test_loo_matches_brute_force():
 
 
 def test_pytree_jit_vmap_and_handlers():
-    X, y = data()
+    X, y = priors_data()
     gp = nb.GaussianProcess(relu_net(), X, noise=0.1)
     leaves, tdef = jax.tree_util.tree_flatten(gp)
     gp2 = jax.tree_util.tree_unflatten(tdef, leaves)
@@ -131,52 +116,8 @@ def test_pytree_jit_vmap_and_handlers():
     assert cond["w"]["is_observed"] and float(cond["w"]["value"]) == 2.0
 
 
-def _hyper_model(X, y=None, num_outputs=None):
-    w = numpyro.sample("W_std", dist.LogNormal(0.3, 0.4))
-    b = numpyro.sample("b_std", dist.HalfNormal(0.5))
-    noise = numpyro.sample("noise", dist.HalfNormal(0.5))
-    net = relu_net(w=w, b=b)
-    numpyro.sample("y", nb.GaussianProcess(net, X, noise=noise, num_outputs=num_outputs), obs=y)
-
-
-def test_nuts_and_svi_over_network_hyperparameters():
-    X, y = data(n=20)
-    pe = numpyro.infer.util.initialize_model(KEY, _hyper_model, model_args=(X, y))[0]
-    grads = jax.grad(lambda p: numpyro.infer.util.potential_energy(_hyper_model, (X, y), {}, p))(
-        pe.z
-    )
-    assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads.values())
-    mcmc = MCMC(NUTS(_hyper_model), num_warmup=100, num_samples=100, progress_bar=False)
-    mcmc.run(KEY, X, y)
-    s = mcmc.get_samples()
-    assert s["W_std"].shape == (100,) and bool(jnp.all(jnp.isfinite(s["noise"])))
-    assert int(mcmc.get_extra_fields()["diverging"].sum()) < 10
-    svi = SVI(_hyper_model, AutoNormal(_hyper_model), numpyro.optim.Adam(0.05), Trace_ELBO())
-    res = svi.run(KEY, 200, X, y, progress_bar=False)
-    assert bool(jnp.isfinite(res.losses[-1])) and res.losses[-1] < res.losses[0]
-
-    # Posterior predictive integrating over hyperparameters, two ways that must agree.
-    Xs = jnp.linspace(-2, 2, 7)[:, None] * jnp.ones((1, 2))
-    draws = nb.priors.posterior_predictive(_hyper_model, mcmc, KEY, Xs, X, y)
-    assert draws.shape == (1, 100, 7)
-
-    def pred_model(X, y, Xs):
-        w = numpyro.sample("W_std", dist.LogNormal(0.3, 0.4))
-        b = numpyro.sample("b_std", dist.HalfNormal(0.5))
-        noise = numpyro.sample("noise", dist.HalfNormal(0.5))
-        gp = nb.GaussianProcess(relu_net(w=w, b=b), X, noise=noise)
-        numpyro.sample("y", gp, obs=y)
-        numpyro.sample("f_test", gp.condition(y, Xs))
-
-    pp = Predictive(pred_model, posterior_samples=s)(KEY, X, y, Xs)["f_test"]
-    assert pp.shape == (100, 7)
-    np.testing.assert_allclose(pp.mean(0), draws[0].mean(0), atol=0.25)
-    loo = nb.priors.loo_log_likelihood(_hyper_model, mcmc, X, y)
-    assert loo.shape == (1, 100, 20) and bool(jnp.all(jnp.isfinite(loo)))
-
-
 def test_latent_gp_whitened_and_sparse_agree_when_z_is_x():
-    X, _ = data(n=10)
+    X, _ = priors_data(n=10)
     net = relu_net()
 
     def exact():
@@ -193,32 +134,6 @@ def test_latent_gp_whitened_and_sparse_agree_when_z_is_x():
     assert set(tr) == {"f_whitened", "f"}
 
 
-def test_latent_gp_bernoulli_classification_by_svi():
-    X = jax.random.normal(KEY, (60, 2))
-    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(jnp.int32)
-    net = stax.serial(stax.Dense(64, W_std=1.5, b_std=0.1), stax.Erf(), stax.Dense(1, W_std=2.0))
-
-    def model(X, y=None):
-        Z = X[::3]
-        f, plate, idx = nb.priors.sparse_latent_gp("f", net, X, Z, subsample_size=30)
-        with plate:
-            numpyro.sample("y", dist.Bernoulli(logits=f), obs=None if y is None else y[idx])
-
-    svi = SVI(model, AutoNormal(model), numpyro.optim.Adam(0.05), Trace_ELBO())
-    res = svi.run(KEY, 600, X, y, progress_bar=False)
-    params = res.params
-    post = Predictive(
-        model, guide=svi.guide, params=params, num_samples=50, return_sites=["f_u_whitened"]
-    )(KEY, X)
-    u = post["f_u_whitened"].mean(0)
-    f = handlers.substitute(
-        handlers.seed(lambda: nb.priors.sparse_latent_gp("f", net, X, X[::3]), 0),
-        data={"f_u_whitened": u},
-    )()
-    acc = float(jnp.mean((f > 0) == (y == 1)))
-    assert acc > 0.85, acc
-
-
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -231,7 +146,7 @@ def test_latent_gp_bernoulli_classification_by_svi():
     ],
 )
 def test_bad_input_at_construction(kwargs, match):
-    X, _ = data()
+    X, _ = priors_data()
     args = dict(net=relu_net(), X=X)
     args.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=match):
@@ -239,7 +154,7 @@ def test_bad_input_at_construction(kwargs, match):
 
 
 def test_bad_observations():
-    X, y = data()
+    X, y = priors_data()
     gp = nb.GaussianProcess(relu_net(), X, noise=0.1)
     with pytest.raises(ValueError, match="shape"):
         gp.condition(y[:5], X)
@@ -247,29 +162,3 @@ def test_bad_observations():
         gp.condition(y.at[0].set(jnp.nan), X)
     with pytest.raises(ValueError, match="network"):
         nb.GaussianProcess(stax.serial(stax.Dense(3)), X)
-
-
-def _simulate(key, w, b, noise, n=40, k=6):
-    X = jax.random.uniform(key, (n, 2), minval=-2, maxval=2)
-    gp = nb.GaussianProcess(relu_net(w=w, b=b), X, noise=noise, num_outputs=k)
-    return X, gp.sample(jax.random.fold_in(key, 1))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("truth", [(1.2, 0.3, 0.05), (1.6, 0.1, 0.2), (2.0, 0.5, 0.1)])
-def test_hyperparameter_recovery_from_prior_simulations(truth):
-    # An independent dataset per truth (one key for all made their errors alike).
-    X, Y = _simulate(jax.random.fold_in(jax.random.PRNGKey(7), int(1000 * truth[0])), *truth)
-    mcmc = MCMC(
-        NUTS(_hyper_model),
-        num_warmup=300,
-        num_samples=400,
-        num_chains=2,
-        progress_bar=False,
-        chain_method="sequential",
-    )
-    mcmc.run(jax.random.PRNGKey(1), X, Y, num_outputs=Y.shape[0])
-    s = mcmc.get_samples(group_by_chain=True)
-    assert int(mcmc.get_extra_fields()["diverging"].sum()) == 0
-    for name, t in zip(("W_std", "b_std", "noise"), truth, strict=True):
-        assert_recovered(name, t, s[name])

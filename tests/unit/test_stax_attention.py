@@ -4,16 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _nets import tokens
 from conftest import build_from_spec
 
-import ntk_bayes as nb
 from ntk_bayes import stax
 
 KEY = jax.random.PRNGKey(0)
-
-
-def _tokens(n, t=4, c=3, seed=0):
-    return jax.random.normal(jax.random.PRNGKey(seed), (n, t, c))
 
 
 def test_attention_matches_neural_tangents(nt_reference, nt_spec, tol, dtype):
@@ -30,39 +26,9 @@ def test_attention_matches_neural_tangents(nt_reference, nt_spec, tol, dtype):
         assert rel <= (1e-9 if dtype == np.float64 else tol["rtol"]), (name, rel)
 
 
-@pytest.mark.parametrize("mechanism", ["SOFTMAX", pytest.param("RELU", marks=pytest.mark.slow)])
-def test_attention_matches_monte_carlo(mechanism):
-    """Wide heads, keys and values: the logits concentrate at QK·Σ(x, x), a bias of
-    O(1/(C_in n_chan_key)) that is far below the Monte Carlo error here."""
-    net = stax.serial(
-        stax.Dense(128, W_std=1.2, b_std=0.1),
-        stax.GlobalSelfAttention(
-            n_chan_out=4,
-            n_chan_key=128,
-            n_chan_val=64,
-            n_heads=8,
-            W_key_std=0.9,
-            W_query_std=1.1,
-            W_value_std=1.2,
-            W_out_std=0.8,
-            b_std=0.2,
-            attention_mechanism=mechanism,
-        ),
-        stax.GlobalAvgPool(),
-    )
-    x1, x2 = _tokens(3), _tokens(2, seed=1)
-    k = net.kernel_fn(x1, x2, ("nngp", "ntk"))
-    mc = nb.monte_carlo_kernel_fn(net.init_fn, net.apply_fn, KEY, 64, batch_size=16)
-    mean, se = mc(x1, x2, ("nngp", "ntk"), with_stderr=True)
-    for name in ("nngp", "ntk"):
-        a, m, s = (np.asarray(getattr(o, name), np.float64) for o in (k, mean, se))
-        z = np.abs(m - a) / np.maximum(s, 1e-6 * np.abs(a).max())
-        assert z.max() < 4.5, (name, z.max(), a, m)
-
-
 def test_attention_weights_do_depend_on_the_input(tol):
     """A softmax of the covariance differs from uniform averaging (IDENTITY of ones)."""
-    x1 = _tokens(3)
+    x1 = tokens(3)
     base = dict(n_chan_out=8, n_chan_key=8, n_chan_val=8, n_heads=2)
     soft = stax.serial(stax.Dense(8), stax.GlobalSelfAttention(**base), stax.GlobalAvgPool())
     k = np.asarray(soft.kernel_fn(x1, None, "nngp"))
@@ -79,7 +45,7 @@ def test_attention_weights_do_depend_on_the_input(tol):
 
 def test_finite_twin_shapes_and_jit_grad(dtype):
     layer = stax.GlobalSelfAttention(5, 6, 7, 3, b_std=0.1)
-    x = _tokens(2, 4, 3).astype(dtype)
+    x = tokens(2, 4, 3).astype(dtype)
     out_shape, params = layer.init_fn(KEY, x.shape)
     assert out_shape == (2, 4, 5) and layer.apply_fn(params, x).shape == out_shape
     unscaled = stax.GlobalSelfAttention(5, 6, 7, 3, linear_scaling=False)
@@ -117,6 +83,6 @@ def test_attention_errors():
         stax.GlobalSelfAttention(4, 4, 4, 1, linear_scaling=False), stax.GlobalAvgPool()
     )
     with pytest.raises(NotImplementedError, match="linear_scaling=True"):
-        net.kernel_fn(_tokens(2), None, "nngp")
+        net.kernel_fn(tokens(2), None, "nngp")
     with pytest.raises(ValueError, match="readout"):
-        stax.GlobalSelfAttention(4, 4, 4, 1).kernel_fn(_tokens(2), None, "nngp")
+        stax.GlobalSelfAttention(4, 4, 4, 1).kernel_fn(tokens(2), None, "nngp")

@@ -5,33 +5,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _mc import mc_z_scores
+from _nets import conv_net, images
 from conftest import build_from_spec
 
 from ntk_bayes import stax
 from ntk_bayes.stax import _batching
 
 KEY = jax.random.PRNGKey(0)
-
-
-def _img(n, shape=(4, 4, 2), seed=0):
-    return jax.random.normal(jax.random.PRNGKey(seed), (n,) + shape)
-
-
-def _conv(width=128, **kw):
-    kw = {"padding": "SAME", "W_std": 1.3, "b_std": 0.2} | kw
-    return stax.Conv(width, kw.pop("filter_shape", (3, 3)), **kw)
-
-
-def _mc_z(net, x1, x2, n_samples=64):
-    """Largest |analytic - MC| / (MC standard error) over the entries of each kernel.
-
-    Every network below has one nonlinearity after its first affine layer, so its
-    pre-activations are exactly Gaussian and the Monte Carlo mean is unbiased at any
-    width: the tolerance is purely statistical and two-sided.
-    """
-    z, k, mean, se = mc_z_scores(net, x1, x2, n_samples, key=KEY)
-    return {name: float(v.max()) for name, v in z.items()}, k, mean, se
 
 
 # ---- rung 1: neural-tangents reference values ------------------------------------------
@@ -55,121 +35,24 @@ def test_conv_relu_gap_matches_neural_tangents(nt_reference, nt_spec, tol, dtype
 # ---- rung 2: Monte Carlo against wide finite networks ------------------------------
 
 
-MC_NETS = {
-    "conv_strides_circular_gap": lambda: stax.serial(
-        _conv(64, strides=(2, 1)),
-        stax.Relu(),
-        _conv(8, filter_shape=(2, 3), padding="CIRCULAR", W_std=1.1, b_std=0.1),
-        stax.GlobalAvgPool(),
-    ),
-    "avgpool_sumpool_flatten": lambda: stax.serial(
-        _conv(64),
-        stax.Relu(),
-        stax.AvgPool((3, 2), padding="SAME", normalize_edges=True),
-        stax.SumPool((2, 2), strides=(2, 1), padding="CIRCULAR"),
-        stax.Flatten(),
-        stax.Dense(8, W_std=1.2, b_std=0.1),
-    ),
-    "residual_concat": lambda: stax.serial(
-        _conv(32),
-        stax.FanOut(2),
-        stax.parallel(stax.serial(stax.Relu(), _conv(32)), stax.AvgPool((2, 2), padding="SAME")),
-        stax.FanInConcat(),
-        stax.GlobalSumPool(),
-        stax.Dense(8),
-    ),
-    # Concatenation along a spatial axis: cross-branch blocks are 0 (GAP reads them).
-    "spatial_concat_gap": lambda: stax.serial(
-        _conv(64),
-        stax.Relu(),
-        stax.FanOut(2),
-        stax.parallel(
-            _conv(32), stax.serial(stax.AvgPool((2, 2), padding="SAME"), _conv(32, W_std=0.9))
-        ),
-        stax.FanInConcat(axis=1),
-        stax.GlobalAvgPool(),
-        stax.Dense(8),
-    ),
-    "spatial_concat_flatten": lambda: stax.serial(
-        _conv(64),
-        stax.Relu(),
-        stax.FanOut(2),
-        stax.parallel(_conv(16), _conv(16, filter_shape=(1, 1), b_std=0.5)),
-        stax.FanInConcat(axis=-2),
-        stax.Flatten(),
-        stax.Dense(8),
-    ),
-    "conv_valid_standard": lambda: stax.serial(
-        _conv(64, padding="VALID", parameterization="standard"),
-        stax.Relu(),
-        _conv(8, filter_shape=(2, 2), W_std=0.9, b_std=0.3, parameterization="standard"),
-        stax.GlobalSumPool(),
-    ),
-}
-SLOW_MC = {"conv_valid_standard"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_MC else n for n in sorted(MC_NETS)],
-)
-def test_layers_match_monte_carlo(name):
-    x1, x2 = _img(3), _img(2, seed=1)
-    z, _, mean, se = _mc_z(MC_NETS[name](), x1, x2)
-    assert max(z.values()) < 4.5, z
-    if name == "conv_strides_circular_gap":
-        # The same estimate has the power to reject a plausible wrong kernel: SAME
-        # instead of CIRCULAR padding in the last convolution.
-        wrong = stax.serial(
-            _conv(strides=(2, 1)),
-            stax.Relu(),
-            _conv(8, filter_shape=(2, 3), padding="SAME", W_std=1.1, b_std=0.1),
-            stax.GlobalAvgPool(),
-        ).kernel_fn(x1, x2, "ntk")
-        z_wrong = np.max(np.abs(np.asarray(mean.ntk) - np.asarray(wrong)) / np.asarray(se.ntk))
-        assert z_wrong > 10, z_wrong
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("axis", [-1, (1, 2, 3)])
-def test_layer_norm_matches_monte_carlo(axis):
-    # LayerNorm divides by a finite-width variance estimate: a bias of O(1/width).
-    net = stax.serial(
-        _conv(256), stax.LayerNorm(axis=axis), stax.Relu(), stax.Flatten(), stax.Dense(8)
-    )
-    z, *_ = _mc_z(net, _img(3), _img(2, seed=1))
-    assert max(z.values()) < 4.5, z
-
-
-@pytest.mark.slow
-def test_residual_sum_and_conv1d_match_monte_carlo():
-    net = stax.serial(
-        _conv(64, filter_shape=(3,)),
-        stax.FanOut(2),
-        stax.parallel(stax.serial(stax.Relu(), _conv(64, filter_shape=(3,))), stax.Identity()),
-        stax.FanInSum(),
-        stax.GlobalAvgPool(),
-        stax.Dense(8),
-    )
-    z, *_ = _mc_z(net, _img(3, (5, 2)), _img(2, (5, 2), seed=1))
-    assert max(z.values()) < 4.5, z
-
-
 # ---- identities ----------------------------------------------------------------------
 
 
 def test_conv_1d_and_3d_agree_with_2d(tol):
-    x = _img(3, (5, 2))
+    x = images(3, (5, 2))
     net1 = stax.serial(
-        _conv(filter_shape=(3,)), stax.Relu(), _conv(filter_shape=(2,)), stax.GlobalAvgPool()
+        conv_net(filter_shape=(3,)), stax.Relu(), conv_net(filter_shape=(2,)), stax.GlobalAvgPool()
     )
     net2 = stax.serial(
-        _conv(filter_shape=(3, 1)), stax.Relu(), _conv(filter_shape=(2, 1)), stax.GlobalAvgPool()
+        conv_net(filter_shape=(3, 1)),
+        stax.Relu(),
+        conv_net(filter_shape=(2, 1)),
+        stax.GlobalAvgPool(),
     )
     net3 = stax.serial(
-        _conv(filter_shape=(3, 1, 1)),
+        conv_net(filter_shape=(3, 1, 1)),
         stax.Relu(),
-        _conv(filter_shape=(2, 1, 1)),
+        conv_net(filter_shape=(2, 1, 1)),
         stax.GlobalAvgPool(),
     )
     k1 = net1.kernel_fn(x, None, "ntk")
@@ -180,7 +63,7 @@ def test_conv_1d_and_3d_agree_with_2d(tol):
 
 
 def test_one_by_one_conv_is_dense_per_position(tol):
-    x = _img(4)
+    x = images(4)
     conv = stax.serial(stax.Conv(64, (1, 1), W_std=1.4, b_std=0.3), stax.Relu(), stax.Flatten())
     dense = stax.serial(stax.Dense(64, W_std=1.4, b_std=0.3), stax.Relu(), stax.Flatten())
     for get in ("nngp", "ntk"):
@@ -190,10 +73,10 @@ def test_one_by_one_conv_is_dense_per_position(tol):
 
 
 def test_flatten_keeps_the_diagonal_layout_and_equals_the_full_one(tol):
-    body = stax.serial(_conv(), stax.Relu(), _conv(padding="CIRCULAR", strides=(1, 2)))
+    body = stax.serial(conv_net(), stax.Relu(), conv_net(padding="CIRCULAR", strides=(1, 2)))
     assert not stax.serial(body, stax.Flatten()).needs_full_spatial(False)
     assert stax.serial(body, stax.GlobalAvgPool()).needs_full_spatial(False)
-    x1, x2 = _img(3), _img(2, seed=1)
+    x1, x2 = images(3), images(2, seed=1)
     diag = body.kernel_fn(x1, x2, "ntk", spatial_output="diagonal")
     full = body.kernel_fn(x1, x2, "ntk", spatial_output="full")
     assert diag.shape == (3, 2, 4, 2) and full.shape == (3, 2, 4, 4, 2, 2)
@@ -203,8 +86,8 @@ def test_flatten_keeps_the_diagonal_layout_and_equals_the_full_one(tol):
 
 
 def test_readout_decides_the_memory_per_pair():
-    x = _img(1, (6, 6, 1))
-    body = [_conv(), stax.Relu(), _conv(), stax.Relu()]
+    x = images(1, (6, 6, 1))
+    body = [conv_net(), stax.Relu(), conv_net(), stax.Relu()]
     per_pair = {}
     for name, readout in (("flatten", stax.Flatten()), ("gap", stax.GlobalAvgPool())):
         net = stax.serial(*body, readout, stax.Dense(1))
@@ -221,8 +104,8 @@ def test_readout_decides_the_memory_per_pair():
 
 
 def test_global_pools_and_pools_of_ones(tol):
-    x1, x2 = _img(3), _img(2, seed=1)
-    body = stax.serial(_conv(), stax.Relu(), _conv())
+    x1, x2 = images(3), images(2, seed=1)
+    body = stax.serial(conv_net(), stax.Relu(), conv_net())
     gap = stax.serial(body, stax.GlobalAvgPool()).kernel_fn(x1, x2, "nngp")
     gsp = stax.serial(body, stax.GlobalSumPool()).kernel_fn(x1, x2, "nngp")
     np.testing.assert_allclose(gsp, 16**2 * np.asarray(gap), **tol)
@@ -234,7 +117,7 @@ def test_global_pools_and_pools_of_ones(tol):
 
 
 def test_finite_twins_have_the_declared_shapes():
-    x = _img(2, (6, 5, 3))
+    x = images(2, (6, 5, 3))
     net = stax.serial(
         stax.Conv(7, (3, 2), strides=(2, 1), padding="SAME"),
         stax.Relu(),
@@ -254,7 +137,7 @@ def test_finite_twins_have_the_declared_shapes():
 
 
 def test_jit_and_grad_through_conv_hyperparameters(dtype):
-    x = _img(3).astype(dtype)
+    x = images(3).astype(dtype)
 
     def loss(w, b):
         net = stax.serial(
@@ -277,8 +160,8 @@ def test_jit_and_grad_through_conv_hyperparameters(dtype):
 
 @pytest.mark.parametrize("x2_none", [True, False])
 def test_tiles_equal_one_block(x2_none, tol):
-    net = stax.serial(_conv(), stax.Relu(), _conv(), stax.GlobalAvgPool())
-    x1, x2 = _img(7), (None if x2_none else _img(5, seed=1))
+    net = stax.serial(conv_net(), stax.Relu(), conv_net(), stax.GlobalAvgPool())
+    x1, x2 = images(7), (None if x2_none else images(5, seed=1))
     one = net.kernel_fn(x1, x2, ("nngp", "ntk"))
     for kw in ({"block_size": 3}, {"memory_budget": 100_000}):
         tiled = net.kernel_fn(x1, x2, ("nngp", "ntk"), **kw)
@@ -289,8 +172,8 @@ def test_tiles_equal_one_block(x2_none, tol):
 
 
 def test_cov1_and_cov2_of_a_conv_net(tol):
-    net = stax.serial(_conv(), stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1))
-    x1, x2 = _img(3), _img(2, seed=1)
+    net = stax.serial(conv_net(), stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1))
+    x1, x2 = images(3), images(2, seed=1)
     k = net.kernel_fn(x1, x2, ("cov1", "cov2", "nngp"))
     own1 = np.diag(np.asarray(net.kernel_fn(x1, None, "nngp")))
     np.testing.assert_allclose(k.cov1, own1, **tol)
@@ -303,8 +186,8 @@ def test_cov1_and_cov2_of_a_conv_net(tol):
 def test_diagonal_output_after_pooling_keeps_same_positions(tol):
     """Pooling inside makes the engine carry every pair of positions; the caller who
     asked for spatial_output='diagonal' still gets (n1, n2, H, W)."""
-    net = stax.serial(_conv(8), stax.Relu(), stax.AvgPool((2, 2), padding="SAME"), _conv(8))
-    x1, x2 = _img(3), _img(2, seed=1)
+    net = stax.serial(conv_net(8), stax.Relu(), stax.AvgPool((2, 2), padding="SAME"), conv_net(8))
+    x1, x2 = images(3), images(2, seed=1)
     full = net.kernel_fn(x1, x2, ("nngp", "ntk", "cov1"), spatial_output="full")
     diag = net.kernel_fn(x1, x2, ("nngp", "ntk", "cov1"), spatial_output="diagonal")
     assert diag.nngp.shape == (3, 2, 4, 4) and diag.cov1.shape == (3, 4, 4)
@@ -316,9 +199,9 @@ def test_diagonal_output_after_pooling_keeps_same_positions(tol):
 def test_spatial_concat_is_block_diagonal(tol):
     """Along a spatial axis, each branch's covariances fill its own block (full layout)
     or its own positions (diagonal layout); covariances across branches are 0."""
-    a = stax.serial(_conv(8), stax.Relu(), _conv(8))
-    b = stax.serial(stax.AvgPool((2, 1), padding="SAME"), _conv(8, filter_shape=(1, 2)))
-    x1, x2 = _img(3, (4, 3, 2)), _img(2, (4, 3, 2), seed=1)
+    a = stax.serial(conv_net(8), stax.Relu(), conv_net(8))
+    b = stax.serial(stax.AvgPool((2, 1), padding="SAME"), conv_net(8, filter_shape=(1, 2)))
+    x1, x2 = images(3, (4, 3, 2)), images(2, (4, 3, 2), seed=1)
     joined = stax.serial(stax.FanOut(2), stax.parallel(a, b), stax.FanInConcat(axis=2))
     assert joined.output_shape(x1.shape) == (3, 4, 6, 8)
     for layout in ("full", "diagonal"):
@@ -397,25 +280,25 @@ def test_bad_layer_arguments(make, error, match):
 
 
 def test_missing_readout_after_conv_is_explained():
-    net = stax.serial(_conv(), stax.Relu(), _conv())
+    net = stax.serial(conv_net(), stax.Relu(), conv_net())
     with pytest.raises(ValueError, match=r"GlobalAvgPool\(\) or stax.Flatten\(\)"):
-        net.kernel_fn(_img(2), None, "ntk")
+        net.kernel_fn(images(2), None, "ntk")
     with pytest.raises(ValueError, match="spatial_output"):
-        net.kernel_fn(_img(2), None, "ntk", spatial_output="all")
+        net.kernel_fn(images(2), None, "ntk", spatial_output="all")
     # Pointwise networks on images keep returning same-position kernels.
     pointwise = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
-    assert pointwise.kernel_fn(_img(2), None, "ntk").shape == (2, 2, 4, 4)
+    assert pointwise.kernel_fn(images(2), None, "ntk").shape == (2, 2, 4, 4)
 
 
 def test_non_finite_images_are_rejected():
-    x = np.array(_img(2))
+    x = np.array(images(2))
     x[1, 2, 3, 0] = np.nan
-    net = stax.serial(_conv(), stax.Relu(), stax.GlobalAvgPool())
+    net = stax.serial(conv_net(), stax.Relu(), stax.GlobalAvgPool())
     with pytest.raises(ValueError, match=r"non-finite.*\(1, 2, 3, 0\)"):
         net.kernel_fn(x, None, "ntk")
 
 
 def test_layer_norm_needs_gaussian_inputs():
-    net = stax.serial(_conv(), stax.Relu(), stax.LayerNorm(), stax.GlobalAvgPool())
+    net = stax.serial(conv_net(), stax.Relu(), stax.LayerNorm(), stax.GlobalAvgPool())
     with pytest.raises(ValueError, match="Gaussian"):
-        net.kernel_fn(_img(2), None, "ntk")
+        net.kernel_fn(images(2), None, "ntk")

@@ -1,0 +1,44 @@
+"""Finite BNNs by NUTS and SVI: reproducibility and mixing over longer runs."""
+
+import numpy as np
+import numpyro.distributions as dist
+from _nets import erf_mlp, toy_data
+
+from ntk_bayes import bnn, stax
+from ntk_bayes import diagnostics as dg
+
+
+def test_nuts_is_reproducible_and_well_mixed():
+    """A sampled noise and a near-linear target: one mode in function space."""
+    rng = np.random.default_rng(0)
+    X = np.linspace(-1.5, 1.5, 10)[:, None]
+    y = 0.5 * X[:, 0] + 0.3 * rng.normal(size=10)
+    Xt = np.linspace(-2, 2, 5)[:, None]
+    model = bnn.BNN(erf_mlp(4), width=4, noise=dist.HalfNormal(0.5))
+    kw = dict(num_warmup=400, num_samples=400, num_chains=2, seed=5, progress_bar=False)
+    a, b = model.fit_nuts(X, y, **kw), model.fit_nuts(X, y, **kw)
+    for k in a.samples:
+        np.testing.assert_array_equal(a.samples[k], b.samples[k])
+    idata = a.to_inference_data(Xt, 0.5 * Xt[:, 0])
+    conv = dg.convergence(idata, var_names=["f_test", "bnn_noise"])
+    assert conv["max_rhat"] < 1.03 and conv["min_ess_bulk"] > 150, conv
+
+
+def test_svi_is_reproducible():
+    X, y, *_ = toy_data(n=20)
+    model = bnn.BNN(erf_mlp(8), width=8, noise=dist.HalfNormal(0.5))
+    kw = dict(num_steps=300, learning_rate=0.02, num_draws=50, seed=3, progress_bar=False)
+    a, b = model.fit_svi(X, y, **kw), model.fit_svi(X, y, **kw)
+    for k in a.samples:
+        np.testing.assert_array_equal(a.samples[k], b.samples[k])
+
+
+def test_bernoulli_svi_separates_classes():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    model = bnn.BNN(erf_mlp(8, act=stax.Relu, b_std=0.1), width=8, likelihood="bernoulli")
+    post = model.fit_svi(X, y, num_steps=600, learning_rate=0.03, num_draws=50, progress_bar=False)
+    assert dg.accuracy(y, post.predictive(X)) > 0.9
+    idata = post.to_inference_data(X[:10], y[:10])
+    assert dg.held_out_lpd(idata).shape == (10,)

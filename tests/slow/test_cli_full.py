@@ -1,0 +1,51 @@
+"""The CLI with every model: BNN by NUTS, hyperparameters by NUTS, classification, width sweep."""
+
+import json
+
+from _cli_helpers import file_tree, idata_group, open_idata
+
+from ntk_bayes import cli
+
+
+def test_calibrate_all_models_with_bnn(tmp_path):
+    out = tmp_path / "all"
+    assert cli.main(["calibrate", "--quick", "--quiet", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert list(m["models"]) == ["nngp", "ntkgp", "sgpr", "ensemble", "bnn"]
+    bnn = m["models"]["bnn"]
+    assert bnn["convergence"]["max_rhat"] > 0 and "sampler_report" in bnn["info"]
+    idata = open_idata(out / "bnn.nc")
+    assert "diverging" in idata_group(idata, "sample_stats")
+    assert {r["model"] for r in m["loo_compare"]} == {"nngp", "ntkgp", "sgpr", "bnn"}
+
+
+def test_calibrate_hyperparameters_by_nuts(tmp_path):
+    out = tmp_path / "nuts"
+    argv = ["calibrate", "--quick", "--quiet", "--hyper", "nuts", "--models", "nngp"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())["models"]["nngp"]
+    assert m["convergence"]["n_params"] == 3
+    post = idata_group(open_idata(out / "nngp.nc"), "posterior")
+    assert post["W_std"].shape[:2] == (2, 30) and float(post["noise_var"].min()) > 0
+
+
+def test_calibrate_classification(tmp_path):
+    out = tmp_path / "bc"
+    argv = ["calibrate", "--quick", "--quiet", "--dataset", "breast_cancer", "--n-max", "120"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert list(m["models"]) == ["nngp", "ntkgp", "ensemble", "bnn"]
+    assert "reliability.png" in file_tree(out)
+    for entry in m["models"].values():
+        assert entry["metrics"]["accuracy"] > 0.8  # breast cancer is nearly separable
+        open_idata(out / entry["netcdf"])
+
+
+def test_width_sweep_quick(tmp_path):
+    out = tmp_path / "sweep"
+    assert cli.main(["width-sweep", "--quick", "--quiet", "--out", str(out)]) == 0
+    assert set(file_tree(out)) == {"report.md", "metrics.json", "distance.png", "bands.png"}
+    m = json.loads((out / "metrics.json").read_text())
+    assert [r["width"] for r in m["rows"]] == [4, 16]
+    assert m["floor"]["mean_abs_diff_mean"] >= 0 and "slopes" in m
+    assert "| 16 |" in (out / "report.md").read_text()

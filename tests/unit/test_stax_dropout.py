@@ -1,0 +1,111 @@
+"""Dropout: kernels against Monte Carlo networks that draw masks, tiling, modes, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _nets import dropout_fc, dropout_inputs
+
+import ntk_bayes as nb
+from ntk_bayes import stax
+
+KEY = jax.random.PRNGKey(3)
+
+
+def test_tiles_find_the_pairs_that_are_one_point(tol):
+    """Off-diagonal and overlapping tiles locate the same-point pairs by their offset;
+    x2 equal in value to x1 counts as the same points, as in neural-tangents."""
+    net = dropout_fc(0.4)
+    x = dropout_inputs(11, seed=5)
+    one = net.kernel_fn(x, None, ("nngp", "ntk"))
+    for x2, bs in ((None, 3), (None, 4), (x + 0.0, 3), (jnp.array(x), 5)):
+        tiled = net.kernel_fn(x, x2, ("nngp", "ntk"), block_size=bs)
+        np.testing.assert_allclose(tiled.nngp, one.nngp, **tol)
+        np.testing.assert_allclose(tiled.ntk, one.ntk, **tol)
+    whole = net.kernel_fn(x, x + 0.0)  # get=None: the whole Kernel state
+    np.testing.assert_allclose(whole.nngp, one.nngp, **tol)
+    other = net.kernel_fn(x, x.at[0, 0].add(1.0), "nngp")
+    assert not np.allclose(np.diag(other)[1:], np.diag(one.nngp)[1:])
+    # Per-point variances always include the gain.
+    np.testing.assert_allclose(net.kernel_fn(x, None, "cov1"), np.diag(one.nngp), **tol)
+
+
+def test_test_mode_and_rate_one_are_the_identity(tol):
+    x = dropout_inputs(4)
+    plain = stax.serial(*dropout_fc(0.5).layers[:2], dropout_fc(0.5).layers[3])
+    for net in (dropout_fc(0.5, "test"), dropout_fc(1.0)):
+        a, b = net.kernel_fn(x, None, ("nngp", "ntk")), plain.kernel_fn(x, None, ("nngp", "ntk"))
+        np.testing.assert_allclose(a.nngp, b.nngp, **tol)
+        np.testing.assert_allclose(a.ntk, b.ntk, **tol)
+    _, params = dropout_fc(0.5, "test").init_fn(KEY, x.shape)
+    np.testing.assert_allclose(
+        dropout_fc(0.5, "test").apply_fn(params, x),
+        plain.apply_fn(params[:2] + params[3:], x),
+        **tol,
+    )
+
+
+def test_finite_dropout_keeps_rate_and_rescales():
+    x = jnp.ones((200, 50))
+    y = stax.Dropout(0.3).apply((), x, rng=KEY)
+    kept = np.asarray(y) != 0
+    assert abs(kept.mean() - 0.3) < 4 * np.sqrt(0.3 * 0.7 / kept.size)
+    np.testing.assert_allclose(np.asarray(y)[kept], 1 / 0.3, rtol=1e-6)
+    # serial gives each Dropout its own key: two layers draw different masks.
+    net = stax.serial(stax.Dropout(0.5), stax.Dropout(0.5))
+    _, params = net.init_fn(KEY, x.shape)
+    z = np.asarray(net.apply_fn(params, x, rng=KEY))
+    assert 0.2 < (z != 0).mean() < 0.3
+
+
+def test_rate_is_a_differentiable_hyperparameter():
+    x = dropout_inputs(4)
+
+    def total(rate):
+        return dropout_fc(rate, width=4).kernel_fn(x, None, "ntk").sum()
+
+    g = jax.grad(total)(0.5)
+    eps = 1e-3
+    fd = (total(0.5 + eps) - total(0.5 - eps)) / (2 * eps)
+    np.testing.assert_allclose(g, fd, rtol=1e-2)
+    rates = jnp.asarray([0.3, 0.6, 0.9])
+    diag = jax.vmap(lambda r: jnp.diag(dropout_fc(r, width=4).kernel_fn(x, None, "nngp")))(rates)
+    assert np.all(np.diff(np.asarray(diag), axis=0) < 0)  # more kept units, less gain
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: stax.Dropout(0.0), "rate"),
+        (lambda: stax.Dropout(1.5), "keep probability"),
+        (lambda: stax.Dropout(-0.1), "rate"),
+        (lambda: stax.Dropout(0.5, mode="eval"), "mode"),
+    ],
+)
+def test_bad_arguments_are_named(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_misplaced_dropout_and_missing_key_are_explained():
+    x = dropout_inputs(3)
+    with pytest.raises(ValueError, match="first layer"):
+        stax.serial(stax.Dropout(0.5), stax.Dense(1)).kernel_fn(x, None, "nngp")
+    after = stax.serial(stax.Dense(8), stax.Dropout(0.5), stax.Relu(), stax.Dense(1))
+    with pytest.raises(ValueError, match="Gaussian"):
+        after.kernel_fn(x, None, "nngp")
+    net = dropout_fc(0.5)
+    _, params = net.init_fn(KEY, x.shape)
+    with pytest.raises(ValueError, match="rng=key"):
+        net.apply_fn(params, x)
+
+
+def test_empirical_ntk_blocks_draw_their_own_masks():
+    """Jacobian blocks fold their start into the key: without that, point 0 of every
+    block would reuse one mask, and equal inputs in different blocks would coincide."""
+    net = dropout_fc(0.5, width=16)
+    x = jnp.broadcast_to(dropout_inputs(1), (4, 3))
+    _, params = net.init_fn(KEY, x.shape)
+    ntk = np.asarray(nb.empirical_ntk_fn(net.apply_fn, batch_size=2)(x, None, params, rng=KEY))
+    assert not np.isclose(ntk[0, 0], ntk[2, 2]) and not np.isclose(ntk[0, 2], ntk[0, 0])
+    np.testing.assert_allclose(ntk, ntk.T, rtol=1e-5)
