@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-__all__ = ["tile_mesh", "resolve_devices", "process_row_range", "distributed_kernel_fn"]
+__all__ = ["in_mapped_context", "tile_mesh", "resolve_devices", "process_row_range", "distributed_kernel_fn"]
 
 AXIS = "tiles"
 
@@ -53,8 +53,35 @@ def resolve_devices(devices=None) -> list:
     raise TypeError(f"`devices` must be None, an int or a sequence of jax devices, got {devices!r}")
 
 
+def in_mapped_context() -> bool:
+    """True inside ``pmap``, ``shard_map`` or a named ``vmap`` axis.
+
+    There the devices belong to the outer map (NumPyro's parallel chains pmap one chain
+    per device): each mapped instance must compute its kernel on the device it runs on,
+    and a nested ``shard_map`` over all local devices is refused by JAX ("context mesh
+    ... should match the mesh passed to shard_map").
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh is not None and not getattr(mesh, "empty", True):
+        return True
+    try:  # named axes of pmap / vmap(axis_name=...) (private API: best effort)
+        from jax._src import core
+
+        return bool(core.unsafe_get_axis_names())
+    except Exception:  # pragma: no cover - JAX moved it; the mesh check above remains
+        return False
+
+
 def tile_mesh(devices=None) -> Mesh | None:
-    """A one-axis mesh over the chosen devices, or ``None`` for a single device."""
+    """A one-axis mesh over the chosen devices, or ``None`` for a single device.
+
+    With ``devices=None`` inside a mapped context (:func:`in_mapped_context`) the tiles
+    run on the current device: the outer map already spreads the work over devices.
+    An explicit ``devices`` is honoured, so asking for a mesh there is the caller's
+    choice (and JAX's error).
+    """
+    if devices is None and in_mapped_context():
+        return None
     devs = resolve_devices(devices)
     if len(devs) == 1:
         return None
