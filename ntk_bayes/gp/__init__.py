@@ -11,6 +11,11 @@
 * :func:`psd_cholesky` and friends — the jitter policy shared by all of them.
 """
 
+from .._linalg import NotPSDError as NotPSDError
+from .._linalg import NumericalWarning as NumericalWarning
+from .._linalg import cho_solve as cho_solve
+from .._linalg import psd_cholesky as psd_cholesky
+from .._linalg import tri_solve as tri_solve
 from ._exact import ExactGP as ExactGP
 from ._fit import FitResult as FitResult
 from ._fit import fit_exact as fit_exact
@@ -29,11 +34,6 @@ from ._likelihoods import Categorical as Categorical
 from ._likelihoods import Gaussian as Gaussian
 from ._likelihoods import Likelihood as Likelihood
 from ._likelihoods import Poisson as Poisson
-from ._linalg import NotPSDError as NotPSDError
-from ._linalg import NumericalWarning as NumericalWarning
-from ._linalg import cho_solve as cho_solve
-from ._linalg import psd_cholesky as psd_cholesky
-from ._linalg import tri_solve as tri_solve
 from ._sgpr import SGPR as SGPR
 from ._svgp import SVGP as SVGP
 from ._svgp import SVGPParams as SVGPParams

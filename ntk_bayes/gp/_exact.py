@@ -34,10 +34,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from .._linalg import cho_solve, psd_cholesky, tri_solve
 from .._numerics import base_jitter, full_precision, is_concrete
 from ._checks import check_noise, check_X, check_y, mean_values
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
-from ._linalg import cho_solve, psd_cholesky, tri_solve
 
 __all__ = ["ExactGP"]
 

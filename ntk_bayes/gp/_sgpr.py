@@ -34,10 +34,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from .._linalg import psd_cholesky, tri_solve
 from .._numerics import full_precision
 from ._checks import check_noise, check_X, check_y, check_Z, mean_values
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
-from ._linalg import psd_cholesky, tri_solve
 
 __all__ = ["SGPR", "chunked_sum"]
 

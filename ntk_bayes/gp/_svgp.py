@@ -34,11 +34,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from .._linalg import psd_cholesky, tri_solve
 from .._numerics import full_precision, is_concrete
 from ._checks import check_X, check_Z
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
 from ._likelihoods import Likelihood
-from ._linalg import psd_cholesky, tri_solve
 
 __all__ = ["SVGP", "SVGPParams"]
 

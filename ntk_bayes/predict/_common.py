@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._linalg import NotPSDError, psd_cholesky, safe_cholesky
 from .._numerics import as_float_array, check_finite, is_concrete
-from ..gp._linalg import NotPSDError, psd_cholesky, safe_cholesky
 
 __all__ = [
     "Gaussian",

@@ -29,8 +29,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from .._linalg import cho_solve
 from .._numerics import as_float_array, check_finite, full_precision
-from ..gp._linalg import cho_solve
 from ._common import (
     Gaussian,
     OutputLayout,

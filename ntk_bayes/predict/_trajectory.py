@@ -21,8 +21,8 @@ import functools
 import jax.numpy as jnp
 import numpy as np
 
+from .._linalg import cho_solve
 from .._numerics import as_float_array, check_finite, full_precision, is_concrete
-from ..gp._linalg import cho_solve
 from ._common import (
     OutputLayout,
     add_diagonal_regularizer,

@@ -32,8 +32,8 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 from numpyro.distributions.util import lazy_property
 
+from .._linalg import psd_cholesky, tri_solve
 from .._numerics import as_float_array, check_finite, full_precision, is_concrete
-from ..gp._linalg import psd_cholesky, tri_solve
 from ..stax import Layer
 
 __all__ = ["GaussianProcess", "ConditionedGP", "KERNELS"]

@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
+from .._linalg import psd_cholesky, tri_solve
 from .._numerics import as_float_array, check_finite, full_precision
-from ..gp._linalg import psd_cholesky, tri_solve
 from ._gp import _check_kernel_name
 
 __all__ = ["latent_gp", "sparse_latent_gp"]

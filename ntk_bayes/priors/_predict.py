@@ -9,6 +9,8 @@ points instead of one multivariate normal.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from numpyro import handlers
@@ -25,6 +27,20 @@ def _draws(samples):
     if not isinstance(samples, dict) or not samples:
         raise TypeError("`samples` must be an MCMC object or a non-empty dict of arrays")
     return {k: jnp.asarray(v) for k, v in samples.items()}, False
+
+
+def _as_key(key):
+    """A single PRNG key, typed (``jax.random.key``) or legacy (``PRNGKey``)."""
+    if isinstance(key, int):
+        raise TypeError("`key` must be a PRNG key: jax.random.key(0) or jax.random.PRNGKey(0)")
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if (typed and key.shape != ()) or (not typed and key.shape != (2,)):
+        raise ValueError(
+            f"`key` must be one PRNG key (a typed key of shape () or a legacy uint32 key of "
+            f"shape (2,)), got shape {key.shape}; split it first"
+        )
+    return key
 
 
 def _gp_site(model, sample, args, kwargs, site):
@@ -77,7 +93,9 @@ def posterior_predictive(
     """
     draws, grouped = _draws(samples)
     leading = jax.tree_util.tree_leaves(draws)[0].shape[: 2 if grouped else 1]
-    keys = jax.random.split(key, int(jnp.prod(jnp.asarray(leading)))).reshape(leading + (-1,))
+    keys = jax.random.split(_as_key(key), math.prod(leading))
+    # typed keys are (S,), legacy uint32 keys (S, 2): keep whatever trails the draw axis
+    keys = keys.reshape(leading + keys.shape[1:])
     draws = dict(draws, _key=keys)
 
     def one(d):

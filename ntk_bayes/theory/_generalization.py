@@ -27,8 +27,8 @@ import dataclasses
 import numpy as np
 
 from .. import stax
+from .._linalg import NotPSDError
 from .._numerics import as_float_array, check_finite
-from ..gp._linalg import NotPSDError
 
 __all__ = ["arora_gram", "arora_bound", "GeneralizationReport", "generalization_report"]
 

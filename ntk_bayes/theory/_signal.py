@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import stax
-from ..gp._linalg import NumericalWarning
+from .._linalg import NumericalWarning
 
 __all__ = [
     "SignalPropagation",

@@ -5,7 +5,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from ntk_bayes import stax
-from ntk_bayes.gp._linalg import NotPSDError
+from ntk_bayes._linalg import NotPSDError
 from ntk_bayes.theory import arora_bound, arora_gram, generalization_report
 
 

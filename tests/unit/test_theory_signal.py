@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ntk_bayes import stax
-from ntk_bayes.gp._linalg import NumericalWarning
+from ntk_bayes._linalg import NumericalWarning
 from ntk_bayes.theory import (
     chi_1,
     correlation_map,

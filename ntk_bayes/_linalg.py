@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
-from .._numerics import base_jitter, is_concrete
+from ._numerics import base_jitter, is_concrete
 
 __all__ = [
     "NotPSDError",
