@@ -275,7 +275,7 @@ def _check_out(args, kind: str, name: str) -> Path:
     from ._io import output_problem
 
     out = args.out if args.out is not None else _default_out(kind, name)
-    problem = output_problem(out, args.force)
+    problem = output_problem(out, args.force, inputs=[getattr(args, "csv", None)])
     if problem is not None:
         raise UsageError(problem)
     return out
