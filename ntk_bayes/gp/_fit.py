@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ._checks import check_X, check_y
 from ._exact import ExactGP
 from ._likelihoods import Gaussian
 from ._sgpr import SGPR
@@ -257,6 +258,8 @@ def fit_exact(
     """
     from ._kernels import as_kernel
 
+    # ExactGP's own checks run inside the traced loss, where they cannot see values
+    check_y(y, check_X(X, "X").shape[0], "y")
     k0 = trainable_floats(as_kernel(kernel, kind))
     theta = {}
     if optimize_noise:
@@ -369,6 +372,10 @@ def fit_svgp(
         )
     if y.shape[0] != X.shape[0]:
         raise ValueError(f"`y` has {y.shape[0]} rows but `X` has {X.shape[0]}")
+    # the model's own checks, on the whole data set and before the first compile:
+    # inside the compiled loop they see only traced minibatches and cannot run
+    check_X(X, "X")
+    model.likelihood.check_y(y, model.num_latent)
     params = model.init_params() if params is None else params
     base = eqx.tree_at(lambda m: m.kernel, model, trainable_floats(model.kernel, model.Z.dtype))
     theta: dict[str, Any] = {"q": params}

@@ -32,6 +32,20 @@ def gauss_hermite(n: int, dtype):
     return jnp.asarray(x, dtype), jnp.asarray(w / np.sqrt(np.pi), dtype)
 
 
+def _reject(bad, v, what: str, fix: str):
+    """Raise naming how many targets are bad, the first rows and values, and the fix."""
+    rows = np.flatnonzero(np.any(bad.reshape(bad.shape[0], -1), axis=1))
+    if rows.size == 0:
+        return
+    first = rows[:5]
+    vals = [np.asarray(v).reshape(v.shape[0], -1)[r][0].item() for r in first]
+    shown = ", ".join(f"row {r}: {x!r}" for r, x in zip(first, vals, strict=True))
+    raise ValueError(
+        f"{rows.size} target(s) `y` are not {what} ({shown}{' ...' if rows.size > 5 else ''}); "
+        f"{fix}"
+    )
+
+
 def _gh_expect(g, mu, var, n):
     """E_{N(mu, var)}[g(f)] elementwise by n-point Gauss–Hermite."""
     x, w = gauss_hermite(n, mu.dtype)
@@ -54,6 +68,9 @@ class Likelihood(eqx.Module):
         return 1
 
     def check_y(self, y, n_latent: int):
+        """Targets as ``(B, n_latent)``; concrete values that this likelihood cannot
+        have produced (NaN, inf, and each subclass's own domain) raise ``ValueError``
+        naming the rows, before any compilation."""
         y = as_float_array(y, "y")
         if y.ndim == 1:
             y = y[:, None]
@@ -61,6 +78,9 @@ class Likelihood(eqx.Module):
             raise ValueError(
                 f"`y` must be (B,) or (B, {n_latent}) for {type(self).__name__}, got {y.shape}"
             )
+        if is_concrete(y):
+            v = np.asarray(y)
+            _reject(~np.isfinite(v), v, "finite", "remove or impute NaN/inf targets")
         return y
 
     def variational_expectation(self, y, mu, var, key=None):  # pragma: no cover
@@ -107,8 +127,14 @@ class Bernoulli(Likelihood):
 
     def check_y(self, y, n_latent):
         y = super().check_y(y, n_latent)
-        if is_concrete(y) and not np.all(np.isin(np.asarray(y), (0.0, 1.0))):
-            raise ValueError("Bernoulli targets `y` must be 0 or 1")
+        if is_concrete(y):
+            v = np.asarray(y)
+            _reject(
+                ~np.isin(v, (0.0, 1.0)),
+                v,
+                "0 or 1 (Bernoulli labels)",
+                "map the two classes to 0 and 1 (e.g. y = (y > 0) for labels -1/1)",
+            )
         return y
 
     def _logp(self, y, f):
@@ -143,8 +169,12 @@ class Poisson(Likelihood):
         y = super().check_y(y, n_latent)
         if is_concrete(y):
             v = np.asarray(y)
-            if np.any(v < 0) or np.any(v != np.round(v)):
-                raise ValueError("Poisson targets `y` must be non-negative integer counts")
+            _reject(
+                (v < 0) | (v != np.round(v)),
+                v,
+                "non-negative integer counts (Poisson)",
+                "pass counts 0, 1, 2, ... (use a Gaussian likelihood for real-valued targets)",
+            )
         return y
 
     def variational_expectation(self, y, mu, var, key=None):
@@ -201,10 +231,12 @@ class Categorical(Likelihood):
             raise ValueError(f"Categorical targets `y` must be (B,) class labels, got {y.shape}")
         if is_concrete(y):
             v = np.asarray(y)
-            if np.any(v != np.round(v)) or np.any(v < 0) or np.any(v >= self.num_classes):
-                raise ValueError(
-                    f"Categorical targets `y` must be integers in [0, {self.num_classes})"
-                )
+            _reject(
+                ~np.isfinite(v) | (v != np.round(v)) | (v < 0) | (v >= self.num_classes),
+                v,
+                f"class labels 0..{self.num_classes - 1} (Categorical({self.num_classes}))",
+                "encode the classes as 0..C-1, or raise num_classes to cover every label",
+            )
         return y.astype(jnp.int32)
 
     def _points(self, mu, var, key):
