@@ -198,14 +198,17 @@ def pit_ecdf_bands(
     *,
     alpha: float = 0.05,
     n_eval: int = 100,
-    n_sim: int = 1000,
+    n_sim: int = 4000,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Simultaneous ``1 - alpha`` bands for the ECDF of ``n`` i.i.d. uniform values.
 
     Pointwise bands are binomial quantiles at an adjusted level γ, chosen by simulation
     so that the ECDFs of ``n_sim`` uniform samples stay inside at all ``n_eval``
-    points with probability ``1 - alpha`` (Säilynoja et al. 2022).
+    points with probability ``1 - alpha`` (Säilynoja et al. 2022). The simulated ECDF
+    counts are drawn directly (one multinomial over the cells between evaluation
+    points), so time and memory are O(``n_sim * n_eval``) whatever ``n``; the
+    ``n_sim`` default keeps the tuning noise of the coverage near 0.005.
 
     Returns:
         ``(z, lower, upper)``: evaluation points in (0, 1) and the band of the ECDF.
@@ -216,8 +219,10 @@ def pit_ecdf_bands(
     n, k = int(n), int(min(n_eval, max(n, 2)))
     z = np.arange(1, k + 1) / (k + 1)
     rng = np.random.default_rng(seed)
-    u = np.sort(rng.uniform(size=(n_sim, n)), axis=1)
-    counts = np.stack([np.searchsorted(row, z, side="right") for row in u])  # n_sim x k
+    # how many of n uniforms fall below each z: the cumulated cell counts of one
+    # multinomial draw per simulation, O(n_sim k) memory and time whatever n
+    cells = np.diff(np.concatenate([[0.0], z, [1.0]]))
+    counts = np.cumsum(rng.multinomial(n, cells, size=n_sim), axis=1)[:, :k]  # n_sim x k
     cdf = stats.binom.cdf(counts, n, z[None])
     cdf_below = stats.binom.cdf(counts - 1, n, z[None])
     tail = 2.0 * np.minimum(cdf, 1.0 - cdf_below)
