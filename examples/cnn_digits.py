@@ -8,6 +8,7 @@ the pixels as an unordered vector).
 
     python examples/cnn_digits.py             # 600 train / 300 test images
     python examples/cnn_digits.py --n-train 1200 --n-test 597 --depth 5
+    python examples/cnn_digits.py --quick     # 120 train / 60 test images, depth 2 (CI)
 """
 
 from __future__ import annotations
@@ -66,5 +67,8 @@ if __name__ == "__main__":
     parser.add_argument("--n-train", type=int, default=600)
     parser.add_argument("--n-test", type=int, default=300)
     parser.add_argument("--depth", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="120 / 60 images, depth 2 (CI)")
     args = parser.parse_args()
+    if args.quick:
+        args.n_train, args.n_test, args.depth = 120, 60, 2
     main(args.n_train, args.n_test, args.depth)

@@ -7,6 +7,7 @@ NTK-GP posteriors on held-out points and inside the gap (where uncertainty must 
 Writes a plot of both predictive bands to --out (default: quickstart.png).
 
     python examples/quickstart.py [--out quickstart.png]
+    python examples/quickstart.py --quick    # 40 optimiser steps instead of 300 (CI)
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawTextHelpFormatter)  # fmt: skip
     parser.add_argument("--out", default="quickstart.png")
+    parser.add_argument("--quick", action="store_true", help="40 optimiser steps (CI)")
     args = parser.parse_args()
+    steps = 40 if args.quick else 300
     ds = datasets.load("toy1d", seed=0)
     X, y, Xt, yt = (jnp.asarray(a) for a in (ds.X_train, ds.y_train, ds.X_test, ds.y_test))
     grid = jnp.linspace(X.min() - 0.5, X.max() + 0.5, 200)[:, None]
@@ -66,7 +69,7 @@ def main():
           f"{'test NLPD':>10} {'95% cov.':>9} {'sd gap/data':>12}")  # fmt: skip
     bands = {}
     for kernel in ("nngp", "ntk"):
-        (w, b, noise), _ = fit(X, y, kernel)
+        (w, b, noise), _ = fit(X, y, kernel, steps)
         gp = nb.GaussianProcess(network(w, b), X, kernel=kernel, noise=noise)
         pred = gp.condition(y, Xt, include_noise=True)
         mu, var = pred.mean, pred.variance

@@ -7,6 +7,7 @@
 
     python examples/sparse_gp.py            # N = 5,000 (seconds)
     python examples/sparse_gp.py --n 100000 --m 256
+    python examples/sparse_gp.py --quick      # N = 600, M = 16, 2,000 test points (CI)
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ def main():
     p.add_argument("--m", type=int, default=64)
     p.add_argument("--iters", type=int, default=60)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quick", action="store_true", help="N = 600, M = 16, 20 steps, quiet (CI)")
     a = p.parse_args()
+    if a.quick:
+        a.n, a.m, a.iters, a.quiet = 600, 16, 20, True
 
     net = stax.serial(
         stax.Dense(512, W_std=1.5, b_std=0.1),

@@ -8,15 +8,17 @@ analytic infinite-width mean.
    (``predict.gradient_descent_mse_ensemble``) against centred one-hidden-layer networks
    of widths 64..16384 trained by GD at a small step, as curves over t.
 
-Writes docs/img/theory_linearization.png and docs/img/theory_dynamics.png (or --out).
+Writes theory_linearization.png and theory_dynamics.png into --out (default: a new
+timestamped directory under ntk_bayes_out/; `--out docs/img` refreshes the docs' figures).
 
-    python examples/theory_dynamics.py [--quick] [--out docs/img]
+    python examples/theory_dynamics.py [--quick] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import pathlib
+import time
 
 import jax
 import jax.numpy as jnp
@@ -98,6 +100,13 @@ def main(quick: bool, out: pathlib.Path) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (CI)")
-    ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("docs/img"))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    ap.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=pathlib.Path(f"ntk_bayes_out/theory_dynamics-{stamp}"),
+        help="figure directory (default: a new timestamped one; docs/img refreshes the docs)",
+    )
     a = ap.parse_args()
     main(a.quick, a.out)
+    print(f"figures written to {a.out}")

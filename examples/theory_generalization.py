@@ -6,15 +6,17 @@ two-layer ReLU Gram matrix H^∞ of Arora et al. and for the NTK of a 3-layer Re
 the bound sqrt(2 yᵀ K⁻¹ y / n) and the test error of the kernel regressor. Both grow
 together with the label noise (their Fig. 1).
 
-Writes docs/img/theory_generalization.png (or --out).
+Writes theory_generalization.png into --out (default: a new timestamped directory under
+ntk_bayes_out/; `--out docs/img` refreshes the docs' figure).
 
-    python examples/theory_generalization.py [--quick] [--out docs/img]
+    python examples/theory_generalization.py [--quick] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import pathlib
+import time
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -86,6 +88,13 @@ def main(quick: bool, out: pathlib.Path) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (CI)")
-    ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("docs/img"))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    ap.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=pathlib.Path(f"ntk_bayes_out/theory_generalization-{stamp}"),
+        help="figure directory (default: a new timestamped one; docs/img refreshes the docs)",
+    )
     a = ap.parse_args()
     main(a.quick, a.out)
+    print(f"figures written to {a.out}")

@@ -7,10 +7,11 @@
    deviation and bias of the empirical NTK around the analytic one, against width,
    with the fitted log-log slope (theory: -1/2 for the spread).
 
-Writes docs/img/theory_kernel_evolution.png and docs/img/theory_finite_width.png (or
---out) and prints the tables.
+Writes theory_kernel_evolution.png and theory_finite_width.png into --out (default: a new
+timestamped directory under ntk_bayes_out/; `--out docs/img` refreshes the docs' figures)
+and prints the tables.
 
-    python examples/theory_regimes.py [--quick] [--out docs/img]
+    python examples/theory_regimes.py [--quick] [--out DIR]
 """
 
 from __future__ import annotations
@@ -85,6 +86,13 @@ def main(quick: bool, out: pathlib.Path) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (CI)")
-    ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("docs/img"))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    ap.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=pathlib.Path(f"ntk_bayes_out/theory_regimes-{stamp}"),
+        help="figure directory (default: a new timestamped one; docs/img refreshes the docs)",
+    )
     a = ap.parse_args()
     main(a.quick, a.out)
+    print(f"figures written to {a.out}")

@@ -5,16 +5,18 @@
 2. The condition number of the NTK on 16 random inputs against depth, in the ordered
    phase, on the critical line and in the chaotic phase (Erf, σ_b = 0.3).
 
-Writes docs/img/theory_phase_erf.png, docs/img/theory_phase_relu.png and
-docs/img/theory_ntk_spectrum.png (or --out).
+Writes theory_phase_erf.png, theory_phase_relu.png and theory_ntk_spectrum.png into --out
+(default: a new timestamped directory under ntk_bayes_out/; `--out docs/img` refreshes the
+docs' figures).
 
-    python examples/theory_signal.py [--quick] [--out docs/img]
+    python examples/theory_signal.py [--quick] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import pathlib
+import time
 
 import jax
 import jax.numpy as jnp
@@ -64,6 +66,13 @@ def main(quick: bool, out: pathlib.Path) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (CI)")
-    ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("docs/img"))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    ap.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=pathlib.Path(f"ntk_bayes_out/theory_signal-{stamp}"),
+        help="figure directory (default: a new timestamped one; docs/img refreshes the docs)",
+    )
     a = ap.parse_args()
     main(a.quick, a.out)
+    print(f"figures written to {a.out}")
