@@ -24,6 +24,7 @@ __all__ = [
     "NotPSDError",
     "NumericalWarning",
     "psd_cholesky",
+    "batched_psd_cholesky",
     "safe_cholesky",
     "cho_solve",
     "tri_solve",
@@ -67,6 +68,10 @@ def _attempt(K, eye, scale, jitter):
     return safe_cholesky(K + (jitter * scale) * eye)
 
 
+# Eagerly, one compiled attempt instead of a handful of op-by-op dispatches.
+_attempt_jit = jax.jit(_attempt)
+
+
 def psd_cholesky(K, jitter=None, max_tries: int = 5, name: str = "kernel matrix"):
     """Lower Cholesky factor of a symmetric PSD matrix, escalating jitter if needed.
 
@@ -94,7 +99,7 @@ def psd_cholesky(K, jitter=None, max_tries: int = 5, name: str = "kernel matrix"
             raise NotPSDError(f"{name} contains NaN or inf; check the inputs and hyperparameters")
         j = j0
         for i in range(max_tries + 1):
-            L = _attempt(K, eye, scale, j)
+            L = _attempt_jit(K, eye, scale, jnp.asarray(j, K.dtype))
             if bool(jnp.all(jnp.isfinite(L))):
                 if i > 0:
                     warnings.warn(
@@ -138,6 +143,32 @@ def psd_cholesky(K, jitter=None, max_tries: int = 5, name: str = "kernel matrix"
         return _attempt(K, eye, scale, j), j
 
     return jax.lax.cond(jnp.all(jnp.isfinite(L0)), lambda: (L0, j0), ladder)
+
+
+def batched_psd_cholesky(K, jitter=None, name: str = "kernel matrix"):
+    """:func:`psd_cholesky` over leading batch axes ``(..., n, n)``.
+
+    Each matrix gets its own jitter ladder (vmapped, so the traced policy). When ``K``
+    is concrete a factor that stays non-finite raises :class:`NotPSDError` naming the
+    batch index, as the unbatched eager path does.
+    """
+    K = jnp.asarray(K)
+    if K.ndim == 2:
+        return psd_cholesky(K, jitter, name=name)
+    if K.ndim < 2 or K.shape[-1] != K.shape[-2]:
+        raise ValueError(f"{name} must be (..., n, n) square matrices, got shape {K.shape}")
+    batch = K.shape[:-2]
+    flat = K.reshape((-1,) + K.shape[-2:])
+    if is_concrete(flat) and not np.all(np.isfinite(np.asarray(flat))):
+        raise NotPSDError(f"{name} contains NaN or inf; check the inputs and hyperparameters")
+    L, j = jax.vmap(lambda k: psd_cholesky(k, jitter, name=name))(flat)
+    if is_concrete(L):
+        bad = ~np.all(np.isfinite(np.asarray(L)), axis=(-1, -2))
+        if bad.any():
+            g = np.unravel_index(int(np.argmax(bad)), batch)
+            psd_cholesky(K[g], jitter, name=f"{name} of group {g}")  # raises, with eigenvalue
+            raise NotPSDError(f"{name} of group {g} is not positive definite")  # pragma: no cover
+    return L.reshape(K.shape), j.reshape(batch)
 
 
 def tri_solve(L, B, lower: bool = True, trans: bool = False):

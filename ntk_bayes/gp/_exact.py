@@ -34,12 +34,20 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .._linalg import cho_solve, psd_cholesky, tri_solve
-from .._numerics import base_jitter, full_precision, is_concrete
+from .._linalg import batched_psd_cholesky, cho_solve, psd_cholesky, tri_solve
+from .._numerics import full_precision
 from ._checks import check_noise, check_X, check_y, mean_values
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
 
-__all__ = ["ExactGP"]
+__all__ = [
+    "ExactGP",
+    "cholesky_factor",
+    "condition_on",
+    "log_density",
+    "loo_log_predictive",
+    "posterior_moments",
+    "solve_alpha",
+]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -86,16 +94,7 @@ class ExactGP(eqx.Module):
         self.y = y2.astype(dtype)
         r = self.y - mean_values(mean, self.X, self.y.shape[1], dtype)
         Ky = K + jnp.diag(jnp.broadcast_to(self.noise.astype(dtype), (n,)))
-        name = "k(X, X) + noise"
-        if is_concrete(Ky):
-            # One compiled attempt at the base jitter; the eager ladder (which warns, or
-            # raises naming the smallest eigenvalue) runs only if it fails.
-            j0 = base_jitter(dtype) if jitter is None else float(jitter)
-            L, alpha = _factor_solve(Ky, r, jnp.asarray(j0, dtype))
-            if bool(jnp.all(jnp.isfinite(L))):
-                self.L, self.alpha, self.jitter_used = L, alpha, jnp.asarray(j0, dtype)
-                return
-        self.L, self.jitter_used = psd_cholesky(Ky, jitter, name=name)
+        self.L, self.jitter_used = cholesky_factor(Ky, jitter, "k(X, X) + noise")
         self.alpha = cho_solve(self.L, r)
 
     # -- evidence ------------------------------------------------------------------
@@ -109,10 +108,7 @@ class ExactGP(eqx.Module):
     @full_precision
     def log_marginal_likelihood(self) -> Float[Array, ""]:
         """``log p(y | X, θ)`` summed over the output columns."""
-        n, k = self.y.shape
-        quad = jnp.sum(self._residual() * self.alpha)
-        logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(self.L)))
-        return -0.5 * quad - 0.5 * k * logdet - 0.5 * n * k * _LOG_2PI
+        return jnp.sum(log_density(self.L, self._residual().T, self.alpha.T))
 
     # -- posterior -----------------------------------------------------------------
     @full_precision
@@ -142,7 +138,7 @@ class ExactGP(eqx.Module):
                 f"`X_test` has per-point shape {Xs.shape[1:]} but X has {self.X.shape[1:]}"
             )
         m = Xs.shape[0]
-        mean, var = _predict_core(self.kernel, self.X, Xs, self.L, self.alpha, full_cov)
+        mean, var = posterior_moments(self.kernel, self.X, Xs, self.L, self.alpha, full_cov)
         mean = mean + mean_values(self.mean, Xs, self.num_outputs, self.L.dtype)
         extra = self._test_noise(include_noise, noise_test, m) if include_noise else 0.0
         if full_cov:
@@ -204,28 +200,75 @@ class ExactGP(eqx.Module):
         Returns:
             An array shaped like ``y``; its sum is the LOO log predictive probability.
         """
-        d = self._inverse_diag()[:, None]
-        lp = -0.5 * _LOG_2PI + 0.5 * jnp.log(d) - 0.5 * self.alpha**2 / d
-        return self._shape(lp)
+        return self._shape(loo_log_predictive(self.L, self.alpha.T).T)
 
 
-@jax.jit
-def _factor_solve(Ky, r, j):
-    scale = jnp.maximum(jnp.mean(jnp.diag(Ky)), jnp.finfo(Ky.dtype).tiny)
-    L = jnp.linalg.cholesky(Ky + (j * scale) * jnp.eye(Ky.shape[0], dtype=Ky.dtype))
-    return L, cho_solve(L, r)
+# -- the exact-GP core: ExactGP and priors.GaussianProcess both run on these -------------
+def cholesky_factor(Ky, jitter=None, name: str = "k(X, X) + noise"):
+    """``(L, jitter_used)`` of ``K_y`` (or a batch ``(..., n, n)``) by the jitter policy of
+    :func:`~ntk_bayes._linalg.psd_cholesky`."""
+    return batched_psd_cholesky(Ky, jitter, name=name)
+
+
+def log_density(L, r, alpha=None):
+    """``log N(r | 0, L L^T)`` for residuals ``r`` ``(..., n)`` (R&W eq. 2.30).
+
+    ``alpha = K_y^{-1} r`` is reused when the caller has it (shape of ``r``).
+    """
+    n = L.shape[-1]
+    if alpha is None:
+        z = _solve_rows(L, r)
+        quad = jnp.sum(z * z, axis=-1)
+    else:
+        quad = jnp.sum(r * alpha, axis=-1)
+    logdet = jnp.sum(jnp.log(jnp.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
+    return -0.5 * quad - logdet - 0.5 * n * _LOG_2PI
+
+
+def solve_alpha(L, r):
+    """``K_y^{-1} r`` for residual rows ``r`` ``(..., n)`` given ``L`` ``(n, n)``."""
+    flat = r.reshape((-1, r.shape[-1]))
+    return cho_solve(L, flat.T).T.reshape(r.shape)
+
+
+def loo_log_predictive(L, alpha):
+    """``log p(y_i | y_{-i})`` from ``L`` ``(n, n)`` and ``alpha = K_y^{-1} r`` ``(..., n)``
+    (R&W eqs. 5.10-5.12)."""
+    d = _inverse_diag(L)
+    return -0.5 * _LOG_2PI + 0.5 * jnp.log(d) - 0.5 * alpha**2 / d
+
+
+def posterior_moments(kernel, X, Xs, L, alpha, full_cov: bool):
+    """Latent posterior at ``Xs`` without the prior mean: ``(K_{*X} alpha, Σ_*)``
+    (R&W eqs. 2.23-2.24); ``alpha`` is ``(N, K)``."""
+    return _predict_core(kernel, X, Xs, L, alpha, full_cov)
+
+
+def _solve_rows(L, r):
+    flat = r.reshape((-1, r.shape[-1]))
+    return tri_solve(L, flat.T).T.reshape(r.shape)
 
 
 @eqx.filter_jit
 def _predict_core(kernel, X, Xs, L, alpha, full_cov):
     n, m = X.shape[0], Xs.shape[0]
     Kxs = check_kernel_matrix(kernel(X, Xs), (n, m), "k(X, X_test)").astype(L.dtype)
-    V = tri_solve(L, Kxs)
     if full_cov:
         Kss = check_kernel_matrix(kernel(Xs, None), (m, m), "k(X_test, X_test)")
-        return Kxs.T @ alpha, Kss.astype(L.dtype) - V.T @ V
-    var = kernel.diag(Xs).astype(L.dtype) - jnp.sum(V * V, axis=0)
-    return Kxs.T @ alpha, jnp.maximum(var, 0.0)
+    else:
+        Kss = kernel.diag(Xs)
+    return condition_on(Kxs, Kss.astype(L.dtype), L, alpha)
+
+
+def condition_on(Kxs, Kss, L, alpha):
+    """Conditioning given the kernel blocks: ``(K_{*X} alpha, K_** - V^T V)`` with
+    ``V = L^{-1} K_{X*}``; ``Kss`` ``(m, m)`` gives the covariance, ``(m,)`` the marginal
+    variances (clipped at 0)."""
+    V = tri_solve(L, Kxs)
+    mean = Kxs.T @ alpha
+    if Kss.ndim == 2:
+        return mean, Kss - V.T @ V
+    return mean, jnp.maximum(Kss - jnp.sum(V * V, axis=0), 0.0)
 
 
 @jax.jit

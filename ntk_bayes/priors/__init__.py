@@ -2,6 +2,7 @@
 
 from ._gp import ConditionedGP as ConditionedGP
 from ._gp import GaussianProcess as GaussianProcess
+from ._gp import pad_groups as pad_groups
 from ._hierarchical import group_log_normal as group_log_normal
 from ._latent import latent_gp as latent_gp
 from ._latent import sparse_latent_gp as sparse_latent_gp
@@ -14,6 +15,7 @@ __all__ = [
     "group_log_normal",
     "latent_gp",
     "loo_log_likelihood",
+    "pad_groups",
     "posterior_predictive",
     "sparse_latent_gp",
 ]
