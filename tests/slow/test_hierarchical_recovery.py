@@ -3,6 +3,7 @@
 import jax
 from _examples import load_example
 from _recovery import assert_recovered
+from _stats import binomial_upper
 
 hierarchical = load_example("hierarchical")
 
@@ -13,7 +14,10 @@ def test_nuts_recovers_group_and_shared_hyperparameters():
     mcmc = hierarchical.fit(
         X, Y, jax.random.fold_in(key, 1), 500, 500, chains=2, progress_bar=False
     )
-    assert int(mcmc.get_extra_fields()["diverging"].sum()) == 0
+    # A working sampler diverges on at most 1% of transitions; 2 x 500 draws (taken as
+    # independent) then give at most Binomial(1000, 0.01) divergences: false alarm < 1e-3.
+    divergences = int(mcmc.get_extra_fields()["diverging"].sum())
+    assert divergences <= binomial_upper(1000, 0.01, 1e-3), divergences
     s = mcmc.get_samples(group_by_chain=True)
     truth = dict(hierarchical.TRUTH)
     checks = [(k, truth[k], s[k]) for k in ("W_std_mu", "W_std_tau", "b_std", "noise")]

@@ -4,6 +4,7 @@ import jax
 import pytest
 from _nets import hyper_model, relu_net
 from _recovery import assert_recovered
+from _stats import binomial_upper
 from numpyro.infer import MCMC, NUTS
 
 import ntk_bayes as nb
@@ -29,6 +30,9 @@ def test_hyperparameter_recovery_from_prior_simulations(truth):
     )
     mcmc.run(jax.random.PRNGKey(1), X, Y, num_outputs=Y.shape[0])
     s = mcmc.get_samples(group_by_chain=True)
-    assert int(mcmc.get_extra_fields()["diverging"].sum()) == 0
+    # A working sampler diverges on at most 1% of transitions; 2 x 400 draws (taken as
+    # independent) then give at most Binomial(800, 0.01) divergences: false alarm < 1e-3.
+    divergences = int(mcmc.get_extra_fields()["diverging"].sum())
+    assert divergences <= binomial_upper(800, 0.01, 1e-3), divergences
     for name, t in zip(("W_std", "b_std", "noise"), truth, strict=True):
         assert_recovered(name, t, s[name])
