@@ -199,8 +199,12 @@ def kernel_evolution(
     check_finite(y, "y_train")
     spec = dict(depth=depth, nonlinearity=nonlinearity, W_std=W_std, b_std=b_std)
     spec["out_dim"] = y.shape[1]
+    lazy0 = scaled_mlp(ws[0], **spec).lazy_net
+    _check_output_scale(lazy0, x, y, spec)
     if learning_rate is None:
-        learning_rate = default_learning_rate(scaled_mlp(ws[0], **spec).lazy_net, x, y.shape[1])
+        learning_rate = default_learning_rate(lazy0, x, y.shape[1])
+    if not np.isfinite(learning_rate) or learning_rate <= 0:
+        raise ValueError(f"`learning_rate` must be a positive finite number, got {learning_rate}")
     change = {p: np.zeros((n_seeds, len(ws))) for p in ps}
     final = {p: np.zeros((n_seeds, len(ws))) for p in ps}
     initial = {p: np.zeros((n_seeds, len(ws))) for p in ps}
@@ -224,7 +228,45 @@ def kernel_evolution(
                 change[p][s, j] = h.kernel_change[-1]
                 initial[p][s, j] = h.loss[0]
                 final[p][s, j] = h.loss[-1]
+    _check_moved(initial, final, float(learning_rate), steps)
     return KernelEvolution(np.asarray(ws), change, final, initial, float(learning_rate), steps)
+
+
+#: the prior output variance may exceed the targets' second moment at most this much
+MAX_OUTPUT_SCALE = 1e6
+#: a run "moved" when its loss fell by at least this fraction
+MIN_LOSS_DROP = 1e-3
+
+
+def _check_output_scale(net, x, y, spec) -> None:
+    """Refuse an architecture whose initial outputs dwarf the targets.
+
+    Then the stable learning rate underflows (~1/λ_max(Θ)) and training only shrinks
+    the random initial function: the kernel change measures that collapse, the same for
+    every parameterisation, and says nothing about lazy or rich learning.
+    """
+    prior = float(np.mean(np.diag(np.asarray(net.kernel_fn(x, None, "nngp")))))
+    scale = max(float(np.mean(np.asarray(y) ** 2)), np.finfo(np.float32).tiny)
+    if not np.isfinite(prior) or prior > MAX_OUTPUT_SCALE * scale:
+        raise ValueError(
+            f"the network's initial outputs have variance {prior:.3g}, {prior / scale:.3g} "
+            f"times the targets' mean square (W_std={spec['W_std']}, depth {spec['depth']}): "
+            "the stable learning rate underflows and training would only shrink the random "
+            "initial function, so the lazy/rich comparison would be meaningless. Lower W_std "
+            "(sqrt(2) is critical for ReLU) or the depth"
+        )
+
+
+def _check_moved(initial, final, lr, steps) -> None:
+    """Refuse results of training runs that did not reduce their loss."""
+    stuck = [p for p in initial if np.all(final[p] > (1.0 - MIN_LOSS_DROP) * initial[p])]
+    if stuck:
+        raise ValueError(
+            f"training did not move in the {', '.join(stuck)} parameterisation(s): after "
+            f"{steps} steps at learning rate {lr:.3g} no run reduced its loss by "
+            f"{MIN_LOSS_DROP:.0%}; the kernel change would be noise. Raise the learning "
+            "rate or the number of steps"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
