@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import __version__
 from .. import diagnostics as dg
-from .._io import current_umask, write_json
+from .._io import current_umask, escape_markdown, write_json
 from ._pipeline import CalibrationRun
 
 __all__ = ["Evaluation", "evaluate", "write_report", "results_table", "markdown_table"]
@@ -320,9 +320,9 @@ def _markdown(run: CalibrationRun, summary: dict, figures: list[str]) -> str:
     ds, s = run.dataset, run.settings
     units = " Regression scores are in the target's raw units." if ds.task == "regression" else ""
     lines = [
-        f"# ntk-bayes calibrate: {ds.name}",
+        f"# ntk-bayes calibrate: {escape_markdown(ds.name)}",
         "",
-        f"{ds.description}  ",
+        f"{escape_markdown(ds.description)}  ",  # file and column names are untrusted
         f"{ds.task}, {ds.n_train} training / {ds.n_test} test points, inputs {ds.input_shape}.  ",
         f"Architecture {run.arch.describe()}; BNN width {s.width}; hyperparameters of the "
         f"exact GPs by {'NUTS' if s.hyper == 'nuts' else 'type-II maximum likelihood'}; "
