@@ -95,7 +95,7 @@ def _walk(root: Path) -> list[str]:
         rel = Path(dirpath).relative_to(root)
         for d in dirnames:
             p = Path(dirpath) / d
-            if p.is_symlink() or not any(True for _ in os.scandir(p)):
+            if p.is_symlink() or not _is_nonempty_dir(p):
                 found.append(str(rel / d))
         found += [str(rel / f) for f in filenames]
     return sorted(f for f in found if f != MANIFEST)
