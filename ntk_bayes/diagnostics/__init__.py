@@ -15,6 +15,7 @@ from ._arviz import ARVIZ_1 as ARVIZ_1
 from ._arviz import from_class_probs as from_class_probs
 from ._arviz import from_gaussian as from_gaussian
 from ._arviz import from_latent_samples as from_latent_samples
+from ._arviz import from_numpyro as from_numpyro
 from ._arviz import to_inference_data as to_inference_data
 from ._arviz_tools import compare as compare
 from ._arviz_tools import convergence as convergence
@@ -69,6 +70,7 @@ __all__ = [
     "from_class_probs",
     "from_gaussian",
     "from_latent_samples",
+    "from_numpyro",
     "held_out_lpd",
     "interval_width",
     "load_netcdf",

@@ -362,3 +362,106 @@ def from_class_probs(
         sample_stats=_flat_stats(sample_stats),
         attrs=attrs,
     )
+
+
+def from_numpyro(mcmc, *, gp_sites=None, **kwargs):
+    """``az.from_numpyro(mcmc)`` with N pointwise terms for every GaussianProcess site.
+
+    A GP site's log-density is one number per draw (the joint multivariate normal), so
+    plain ArviZ sees one data point. Here its ``log_likelihood`` holds, per draw θ, the
+    exact leave-one-out conditionals log p(y_i | y_-i, θ) (Rasmussen & Williams 2006,
+    eq. 5.12); PSIS over the hyperparameter draws then estimates LOO with N points::
+
+        idata = nb.diagnostics.from_numpyro(mcmc)
+        az.loo(idata, var_name="y")            # n_data_points == N
+
+    Args:
+        mcmc: a NumPyro ``MCMC`` object after ``run`` (the model and its arguments are
+            taken from it).
+        gp_sites: names of the GP sites to convert (default: every observed
+            :class:`~ntk_bayes.GaussianProcess` site).
+        **kwargs: passed to ``az.from_numpyro`` (``coords``, ``dims``, ...).
+
+    Returns:
+        ``az.InferenceData`` on ArviZ 0.x, ``xarray.DataTree`` on ArviZ 1.x. Masked
+        (padded) points of batched GPs are dropped: the site's points are then the
+        flattened real points, dimension ``{site}_point``.
+    """
+    import jax
+    import xarray as xr
+    from numpyro import handlers
+
+    from ..priors import GaussianProcess, loo_log_likelihood
+
+    if not hasattr(mcmc, "get_samples") or not hasattr(mcmc, "sampler"):
+        raise TypeError(f"`mcmc` must be a numpyro MCMC object, got {type(mcmc).__name__}")
+    model = mcmc.sampler.model
+    args, kw = getattr(mcmc, "_args", ()), getattr(mcmc, "_kwargs", {})
+    first = jax.tree_util.tree_map(lambda x: x[0], mcmc.get_samples())
+    tr = handlers.trace(handlers.substitute(handlers.seed(model, 0), data=first)).get_trace(
+        *args, **kw
+    )
+    found = {
+        k: s
+        for k, s in tr.items()
+        if s["type"] == "sample" and s.get("is_observed") and isinstance(s["fn"], GaussianProcess)
+    }
+    sites = list(found) if gp_sites is None else list(gp_sites)
+    for name in sites:
+        if name not in found:
+            raise ValueError(
+                f"{name!r} is not an observed GaussianProcess site; GP sites: {sorted(found)}"
+            )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        idata = az.from_numpyro(mcmc, **kwargs)
+    for name in sites:
+        ll = np.asarray(loo_log_likelihood(model, mcmc, *args, site=name, **kw), np.float64)
+        y = np.asarray(found[name]["value"])
+        mask = found[name]["fn"].mask
+        if mask is not None:
+            keep = np.asarray(mask)
+            ll, y, dims = ll[..., keep], y[keep], [f"{name}_point"]
+        else:
+            obs = _get_group(idata, "observed_data")
+            dims = (
+                list(obs[name].dims)
+                if obs is not None and name in obs and obs[name].shape == y.shape
+                else [f"{name}_dim_{i}" for i in range(y.ndim)]
+            )
+        idata = _set_var(
+            idata, "log_likelihood", name, xr.DataArray(ll, dims=["chain", "draw"] + dims)
+        )
+        if mask is not None:
+            idata = _set_var(idata, "observed_data", name, xr.DataArray(y, dims=dims))
+    return idata
+
+
+def _get_group(idata, group):
+    if ARVIZ_1:
+        return idata[group].to_dataset() if group in idata.children else None
+    return getattr(idata, group, None)
+
+
+def _set_var(idata, group, name, da):
+    """Replace (or add) ``group[name]``, dropping coordinates no variable uses any more."""
+    import xarray as xr
+
+    ds = _get_group(idata, group)
+    ds = xr.Dataset() if ds is None else ds.drop_vars(name, errors="ignore")
+    ds = ds.drop_dims([d for d in ds.dims if d.startswith(f"{name}_dim") and d not in da.dims])
+    ds = ds.assign(
+        {
+            name: da.assign_coords(
+                {d: np.arange(n) for d, n in da.sizes.items() if d not in ds.coords}
+            )
+        }
+    )
+    if ARVIZ_1:
+        idata[group] = xr.DataTree(ds)
+        return idata
+    if group in idata.groups():
+        setattr(idata, group, ds)
+    else:
+        idata.add_groups({group: ds})
+    return idata
