@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from _stats import binomial_lower, binomial_upper
 from scipy import integrate, stats
 
 from ntk_bayes import diagnostics as dg
@@ -162,6 +163,8 @@ def test_planted_calibrated_passes(form):
     assert check.passed, check.describe()
     assert not (check.overconfident or check.underconfident or check.biased)
     m = dg.regression_metrics(y, pred)
+    # Under calibration the coverages are those of 400 uniform PITs; simulated (2e5 sets):
+    # P(mean coverage error >= 0.05) = 4e-4, so false alarm < 1e-3.
     assert m["mean_coverage_error"] < 0.05
 
 
@@ -171,6 +174,8 @@ def test_planted_overconfident_is_flagged(form):
     check = dg.calibration_check(y, pred)
     assert {"under_coverage", "pit_too_dispersed", "pit_not_uniform"} <= set(check.flags)
     assert check.overconfident and not check.biased and not check.underconfident
+    # sd halved: the 90% interval covers P(|Z| < 0.82) = 0.589; 0.7 is 4.5 binomial sd
+    # above it at n = 400: false alarm < 2e-6.
     assert dg.coverage(y, pred)[0.9] < 0.7
 
 
@@ -194,11 +199,15 @@ def test_calibration_check_false_alarm_rate_and_power():
     alarms = sum(
         not dg.calibration_check(*_planted("calibrated", 100, s)).passed for s in range(200)
     )
-    assert alarms / 200 <= 0.08
+    # Four tests at alpha = 0.01 each: a calibrated draw alarms with probability <= 0.04,
+    # so alarms <= Binomial(200, 0.04) and the bound (18) fails with probability < 1e-3.
+    assert alarms <= binomial_upper(200, 0.04, 1e-3), alarms
     caught = sum(
         dg.calibration_check(*_planted("overconfident", 100, s)).overconfident for s in range(50)
     )
-    assert caught / 50 >= 0.9
+    # If the check catches a 2x over-confident predictive (n = 100) with probability
+    # >= 0.98, fewer than 45 of 50 catches has probability < 1e-3.
+    assert caught >= binomial_lower(50, 0.98, 1e-3), caught
 
 
 def test_pit_ecdf_bands_have_simultaneous_coverage():
@@ -210,7 +219,7 @@ def test_pit_ecdf_bands_have_simultaneous_coverage():
     for _ in range(400):
         e = np.searchsorted(np.sort(rng.uniform(size=n)), z, side="right") / n
         inside += bool(np.all((lo <= e) & (e <= hi)))
-    # 400 trials: 3 standard errors of a 0.9 proportion is 0.045
+    # 400 trials: 3 standard errors of a 0.9 proportion is 0.045: false alarm < 0.3%
     assert abs(inside / 400 - 0.9) < 0.045
     # and bands are wider than pointwise ones (the adjustment goes the right way)
     point_lo = stats.binom.ppf(0.05, n, z) / n
