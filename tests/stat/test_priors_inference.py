@@ -6,6 +6,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from _nets import hyper_model, priors_data, relu_net
+from _stats import binomial_upper
 from numpyro import handlers
 from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO
 from numpyro.infer.autoguide import AutoNormal
@@ -27,7 +28,10 @@ def test_nuts_and_svi_over_network_hyperparameters():
     mcmc.run(KEY, X, y)
     s = mcmc.get_samples()
     assert s["W_std"].shape == (100,) and bool(jnp.all(jnp.isfinite(s["noise"])))
-    assert int(mcmc.get_extra_fields()["diverging"].sum()) < 10
+    # A working sampler diverges on at most 1% of transitions; 100 draws (taken as
+    # independent) then give at most Binomial(100, 0.01) divergences: false alarm < 1e-3.
+    divergences = int(mcmc.get_extra_fields()["diverging"].sum())
+    assert divergences <= binomial_upper(100, 0.01, 1e-3), divergences
     svi = SVI(hyper_model, AutoNormal(hyper_model), numpyro.optim.Adam(0.05), Trace_ELBO())
     res = svi.run(KEY, 200, X, y, progress_bar=False)
     assert bool(jnp.isfinite(res.losses[-1])) and res.losses[-1] < res.losses[0]
