@@ -24,13 +24,14 @@ __all__ = [
     "grid_for",
 ]
 
-REGRESSION_MODELS = ("nngp", "ntkgp", "sgpr", "ensemble", "bnn")
+REGRESSION_MODELS = ("nngp", "ntkgp", "sgpr", "ensemble", "ntkgp_ensemble", "bnn")
 CLASSIFICATION_MODELS = ("nngp", "ntkgp", "ensemble", "bnn")
 MODEL_LABELS = {
     ("regression", "nngp"): "NNGP (exact GP)",
     ("regression", "ntkgp"): "NTK-GP (exact GP)",
     ("regression", "sgpr"): "sparse NNGP (SGPR)",
-    ("regression", "ensemble"): "GD ensemble (NTK, t=inf)",
+    ("regression", "ensemble"): "GD ensemble (NTK, t=inf; not a posterior)",
+    ("regression", "ntkgp_ensemble"): "NTKGP ensemble (He et al. 2020, t=inf)",
     ("regression", "bnn"): "finite BNN (NUTS)",
     ("classification", "nngp"): "NNGP (SVGP)",
     ("classification", "ntkgp"): "NTK-GP (SVGP)",
@@ -53,6 +54,8 @@ class Settings:
         num_warmup, num_samples, num_chains, max_tree_depth: NUTS settings (BNN and
             hyperparameter posteriors).
         n_draws: predictive draws per point stored for models with Gaussian posteriors.
+        splits: random train/test splits R; scores are means ± standard errors over
+            them (split r uses seed ``seed + r``).
         seed: seeds everything.
         quiet: no progress output.
     """
@@ -68,6 +71,7 @@ class Settings:
     num_chains: int = 2
     max_tree_depth: int = 7
     n_draws: int = 400
+    splits: int = 1
     seed: int = 0
     quiet: bool = False
 
@@ -108,9 +112,13 @@ class ModelResult:
         idata: ArviZ data (posterior, posterior_predictive, log_likelihood, observed_data).
         info: hyperparameters, noise, sampler summary, settings (JSON-ready).
         convergence: worst R-hat/ESS (MCMC models only).
-        loo_ok: whether PSIS-LOO of ``idata`` means something: False for models whose
-            draws are not a Bayesian posterior (the GD ensemble's Gaussian, a
-            deterministic predictive stored as repeated draws).
+        loo_ok: whether the model is a posterior given the training data (False for
+            the plain GD ensemble: it takes no part in LOO comparisons).
+        status: MCMC models: the convergence gate (R-hat, ESS, divergences); a model
+            that fails it gets no calibration verdict.
+        loo: leave-one-out on the training data by the method right for the model.
+        test_cov: joint predictive covariance of the test targets (noise included,
+            standardised units), for calibration tests that respect correlation.
     """
 
     name: str
@@ -124,6 +132,9 @@ class ModelResult:
     info: dict = dataclasses.field(default_factory=dict)
     convergence: dict | None = None
     loo_ok: bool = True
+    status: Any = None
+    loo: Any = None
+    test_cov: np.ndarray | None = None
 
 
 @dataclasses.dataclass

@@ -28,7 +28,8 @@ from numpyro.infer import MCMC, NUTS
 
 from .. import diagnostics as dg
 from ..priors import GaussianProcess
-from ._common import Context
+from ._common import MODEL_LABELS, Context, ModelResult
+from ._scoring import convergence_status, psis_loo
 
 __all__ = ["fit_exact_nuts"]
 
@@ -42,8 +43,21 @@ def _model(arch, kind, X, y):
     numpyro.sample("y", GaussianProcess(arch.build(W, b), X, kernel=kind, noise=s2), obs=y)
 
 
-def fit_exact_nuts(ctx: Context, name: str, kind: str, make_result):
+def _loo_terms(K, y, noise):
+    """log p(y_i | y_{-i}, θ) for every i (R&W eq. 5.10): the pointwise terms of a
+    non-factorised Gaussian model, for PSIS over hyperparameter draws."""
+    n = y.shape[0]
+    L = jnp.linalg.cholesky(K + noise * jnp.eye(n, dtype=K.dtype))
+    Linv = jax.scipy.linalg.solve_triangular(L, jnp.eye(n, dtype=K.dtype), lower=True)
+    d = jnp.sum(Linv * Linv, axis=0)
+    alpha = Linv.T @ (Linv @ y)
+    return -0.5 * jnp.log(2 * jnp.pi) + 0.5 * jnp.log(d) - 0.5 * alpha**2 / d
+
+
+def fit_exact_nuts(ctx: Context, name: str, kind: str):
     """NUTS over (W_std, b_std, σ²) of the exact GP, then per-draw exact conditionals."""
+    from ._regression import _attrs, _divergences, sampled_idata
+
     t0 = time.perf_counter()
     s, ds = ctx.settings, ctx.ds
     X, y = jnp.asarray(ds.X_train), jnp.asarray(ds.y_train)
@@ -59,25 +73,51 @@ def fit_exact_nuts(ctx: Context, name: str, kind: str, make_result):
     draws = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     lead = draws["W_std"].shape
     theta = jnp.stack([jnp.asarray(draws[k]).reshape(-1) for k in _SITES], axis=1)
-    targets = [X, jnp.asarray(ds.X_test)] + ([] if ctx.x_grid is None else [ctx.x_grid])
+    Xs = jnp.asarray(ds.X_test)
 
     def conditionals(th):
-        g = GaussianProcess(ctx.arch.build(th[0], th[1]), X, kernel=kind, noise=th[2])
-        out = []
-        for Xs in targets:
-            c = g.condition(y, Xs, diag=True)
-            out += [c.mean, c.variance]
+        net = ctx.arch.build(th[0], th[1])
+        g = GaussianProcess(net, X, kernel=kind, noise=th[2])
+        tr, te = g.condition(y, X, diag=True), g.condition(y, Xs)
+        out = [tr.mean, tr.variance, te.mean, te.covariance]
+        out.append(_loo_terms(net.kernel_fn(X, None, kind), y, th[2]))
+        if ctx.x_grid is not None:
+            gr = g.condition(y, ctx.x_grid, diag=True)
+            out += [gr.mean, gr.variance]
         return tuple(out)
 
-    moments = jax.lax.map(jax.jit(conditionals), theta)
-    moments = [np.asarray(a, np.float64).reshape(lead + a.shape[1:]) for a in moments]
-    pairs = [(moments[i], moments[i + 1]) for i in range(0, len(moments), 2)]
-    grid = pairs[2] if ctx.x_grid is not None else None
+    mom = jax.lax.map(jax.jit(conditionals), theta)
+    mom = [np.asarray(a, np.float64).reshape(lead + a.shape[1:]) for a in mom]
+    noise = draws["noise_var"]
+    sd = np.sqrt(noise)[..., None]
+    rng = np.random.default_rng(s.seed)
+    f_tr = mom[0] + np.sqrt(np.maximum(mom[1], 0.0)) * rng.standard_normal(mom[0].shape)
+    cov_te = mom[3]
+    sd_te = np.sqrt(np.maximum(np.diagonal(cov_te, axis1=-2, axis2=-1), 0.0))
+    f_te = mom[2] + sd_te * rng.standard_normal(mom[2].shape)
+    posterior = {k: draws[k] for k in _SITES}
+    attrs = {**_attrs(ctx, name, "NUTS over hyperparameters"), "loo_method": "psis"}
+    idata = sampled_idata(f_tr, f_te, sd, ds, seed=s.seed, attrs=attrs, log_lik=mom[4])
+    # function values for R-hat/ESS: the conditional means, one per hyperparameter draw
+    conv_idata = dg.to_inference_data(posterior={**posterior, "f_test": mom[2]})
+    conv = dg.convergence(conv_idata)
     diverging = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
+    status = convergence_status(conv, _divergences({"divergences_per_chain": diverging.sum(1)}))
+    nv = noise.reshape(-1, 1)
+    flat = lambda a: a.reshape((-1,) + a.shape[2:])  # noqa: E731
+    m_te, v_te = flat(mom[2]), np.maximum(np.diagonal(flat(cov_te), axis1=-2, axis2=-1), 0.0)
+    pred = dg.SamplePredictive(m_te, np.sqrt(v_te + nv))
+    # the mixture's joint covariance: spread of the means + mean covariance + mean noise
+    test_cov = np.cov(m_te, rowvar=False) + flat(cov_te).mean(0) + nv.mean() * np.eye(m_te.shape[1])
+    gpred = None
+    if ctx.x_grid is not None:
+        gpred = dg.SamplePredictive(flat(mom[5]), np.sqrt(np.maximum(flat(mom[6]), 0.0) + nv))
+    summ = {k: np.quantile(draws[k], [0.05, 0.5, 0.95]).tolist() for k in _SITES}
     info = {
-        "hyper": "NUTS over W_std, b_std, noise_var (log-normal priors)",
-        "posterior_mean": {k: float(draws[k].mean()) for k in _SITES},
-        "noise_var": float(draws["noise_var"].mean()),
+        "hyper": "NUTS over W_std, b_std, noise_var (log-normal priors; one W_std and one "
+        "b_std shared by all layers)",
+        "posterior_5_50_95": summ,
+        "noise_var": float(np.median(noise)),
         "sampler": {
             "num_warmup": s.num_warmup,
             "num_samples": s.num_samples,
@@ -85,16 +125,17 @@ def fit_exact_nuts(ctx: Context, name: str, kind: str, make_result):
             "divergences_per_chain": diverging.sum(axis=1).tolist(),
         },
     }
-    res = make_result(
-        ctx,
-        name,
-        t0,
-        (pairs[0], pairs[1], grid),
-        draws["noise_var"],
-        info,
-        posterior={k: draws[k] for k in _SITES},
-        inference="NUTS over hyperparameters",
+    return ModelResult(
+        name=name,
+        label=MODEL_LABELS[("regression", name)],
+        task="regression",
+        fit_time=time.perf_counter() - t0,
+        predictive=pred,
+        grid_predictive=gpred,
+        idata=idata,
+        info=info,
+        convergence=conv,
+        status=status,
+        loo=psis_loo(idata),
+        test_cov=test_cov,
     )
-    res.convergence = dg.convergence(res.idata, var_names=list(_SITES))
-    res.fit_time = time.perf_counter() - t0
-    return res

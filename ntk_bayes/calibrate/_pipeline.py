@@ -49,6 +49,12 @@ class CalibrationRun:
     failures: dict[str, str] = dataclasses.field(default_factory=dict)
     x_grid: np.ndarray | None = None
     total_time: float = 0.0
+    more_splits: list[CalibrationRun] = dataclasses.field(default_factory=list)
+
+    @property
+    def splits(self) -> list[CalibrationRun]:
+        """This split and the further ones (``Settings.splits`` in all)."""
+        return [self, *self.more_splits]
 
 
 def available_models(task: str) -> tuple[str, ...]:
@@ -100,12 +106,57 @@ def run_calibration(
         ``failures`` and the others still run; if every model fails the first error
         is raised.
     """
+    settings = Settings() if settings is None else settings
+    names = check_models(models, ds.task)
+    if isinstance(settings.splits, bool) or not isinstance(settings.splits, int):
+        raise TypeError(f"`settings.splits` must be an integer, got {settings.splits!r}")
+    if settings.splits < 1:
+        raise ValueError(f"`settings.splits` must be >= 1, got {settings.splits}")
+    log = log or (lambda msg: None)
+    run = _one_split(ds, arch, names, settings, log)
+    for r in range(1, settings.splits):
+        log(f"split {r + 1}/{settings.splits}")
+        s_r = dataclasses.replace(settings, seed=settings.seed + r, quiet=True)
+        run.more_splits.append(_one_split(resplit(ds, settings.seed + r), arch, names, s_r, log))
+    return run
+
+
+def resplit(ds: Dataset, seed: int) -> Dataset:
+    """Another random train/test split of ``ds``'s data with the same test size,
+    standardised on its own training part. ``toy1d`` is drawn afresh (its gap points
+    always go to test)."""
+    from .. import datasets
+    from ..datasets._base import finalize
+
+    if ds.name == "toy1d" and "gap" in ds.extra:
+        kw = {k: ds.extra[k] for k in ("gap", "domain", "noise_std") if k in ds.extra}
+        kw["noise"] = kw.pop("noise_std", 0.15)
+        return datasets.load("toy1d", seed=seed, n=ds.n_train + ds.n_test, **kw)
+    X = np.concatenate([ds.unstandardize_x(ds.X_train), ds.unstandardize_x(ds.X_test)])
+    y = np.concatenate([ds.y_train, ds.y_test])
+    if ds.task == "regression":
+        y = ds.unstandardize_y(y)
+    perm = np.random.default_rng(seed).permutation(len(y))
+    test, train = np.sort(perm[: ds.n_test]), np.sort(perm[ds.n_test :])
+    return finalize(
+        name=ds.name,
+        task=ds.task,
+        X=X,
+        y=y,
+        train=train,
+        test=test,
+        feature_names=ds.feature_names,
+        target_name=ds.target_name,
+        classes=ds.classes,
+        dtype=ds.X_train.dtype,
+        description=ds.description,
+    )
+
+
+def _one_split(ds, arch, names, settings, log) -> CalibrationRun:
     from ._classification import FIT_CLASSIFICATION
     from ._regression import FIT_REGRESSION
 
-    settings = Settings() if settings is None else settings
-    names = check_models(models, ds.task)
-    log = log or (lambda msg: None)
     ctx = Context(ds, arch, settings, x_grid=grid_for(ds), log=log)
     fitters = FIT_REGRESSION if ds.task == "regression" else FIT_CLASSIFICATION
     results, failures, first_error = [], {}, None

@@ -29,10 +29,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .. import bnn, gp, predict
+from .. import bnn, gp
 from .. import diagnostics as dg
 from ._archs import as_floats, hyperparameters
 from ._common import MODEL_LABELS, Context, ModelResult, fit_bnn_nuts
+from ._ensembles import gd_ensemble, ntkgp_ensemble
+from ._scoring import LooResult, convergence_status, gaussian_loo, psis_loo
 
 __all__ = ["FIT_REGRESSION", "ml_fit"]
 
@@ -84,38 +86,36 @@ def _np(a) -> np.ndarray:
     return np.asarray(a, np.float64)
 
 
-def _gaussian_result(ctx, name, t0, latent, noise_var, info, *, posterior=None, inference):
-    """A result from latent (mean, var) at train, test and grid inputs."""
+def _point_result(ctx, name, t0, fitted, noise, info, *, loo, inference, loo_ok=True):
+    """A result of a model with fixed hyperparameters from its latent moments.
+
+    ``fitted`` is ``(train (mean, var), test (mean, cov), grid (mean, var) or None)``.
+    """
     s, ds = ctx.settings, ctx.ds
-    (m_tr, v_tr), (m_te, v_te), grid = latent
+    (m_tr, v_tr), (m_te, c_te), grid = fitted
+    v_te = np.maximum(np.diag(c_te), 0.0)
+    attrs = {**_attrs(ctx, name, inference), "hyperparameters": info.get("hyperparameters")}
+    attrs["noise_var"] = float(noise)
+    attrs["loo_method"] = loo.method
+    if loo.pointwise is not None:
+        attrs["elpd_loo"] = loo.elpd
+        attrs["elpd_loo_se"] = loo.se
     idata = dg.from_gaussian(
         mean_train=m_tr,
         var_train=v_tr,
         y_train=ds.y_train,
-        noise_var=noise_var,
+        noise_var=noise,
         mean_test=m_te,
         var_test=v_te,
         y_test=ds.y_test,
         n_draws=s.n_draws,
         seed=s.seed,
-        posterior=posterior,
-        attrs=_attrs(ctx, name, inference),
+        attrs=attrs,
     )
-    if m_te.ndim == 1:  # fixed hyperparameters: one Gaussian per point
-        sd = np.sqrt(np.maximum(v_te, 0.0) + noise_var)
-        pred = dg.GaussianPredictive(m_te, sd)
-        gpred = None
-        if grid is not None:
-            gpred = dg.GaussianPredictive(grid[0], np.sqrt(np.maximum(grid[1], 0.0) + noise_var))
-    else:  # hyperparameter draws: the mixture over draws, exactly
-        nv = np.asarray(noise_var).reshape(-1, 1)
-
-        def mixture(m, v):
-            m2 = m.reshape(-1, m.shape[-1])
-            return dg.SamplePredictive(m2, np.sqrt(np.maximum(v.reshape(m2.shape), 0.0) + nv))
-
-        pred = mixture(m_te, v_te)
-        gpred = None if grid is None else mixture(*grid)
+    pred = dg.GaussianPredictive(m_te, np.sqrt(v_te + noise))
+    gpred = None
+    if grid is not None:
+        gpred = dg.GaussianPredictive(grid[0], np.sqrt(np.maximum(grid[1], 0.0) + noise))
     return ModelResult(
         name=name,
         label=MODEL_LABELS[("regression", name)],
@@ -125,11 +125,18 @@ def _gaussian_result(ctx, name, t0, latent, noise_var, info, *, posterior=None, 
         grid_predictive=gpred,
         idata=idata,
         info=info,
+        loo_ok=loo_ok,
+        loo=loo,
+        test_cov=c_te + noise * np.eye(len(m_te)),
     )
 
 
-def _constant_posterior(values: dict, n_draws: int) -> dict:
-    return {k: np.full((1, n_draws), float(v)) for k, v in values.items()}
+def _moments(model, ds, x_grid):
+    """Latent (mean, var) at train and grid inputs and (mean, cov) at the test inputs."""
+    tr = tuple(_np(a) for a in model.predict(ds.X_train))
+    te = tuple(_np(a) for a in model.predict(ds.X_test, full_cov=True))
+    grid = None if x_grid is None else tuple(_np(a) for a in model.predict(x_grid))
+    return tr, te, grid
 
 
 def fit_exact(ctx: Context, name: str) -> ModelResult:
@@ -137,25 +144,31 @@ def fit_exact(ctx: Context, name: str) -> ModelResult:
     if ctx.settings.hyper == "nuts":
         from ._hyper import fit_exact_nuts
 
-        return fit_exact_nuts(ctx, name, kind, _gaussian_result)
+        return fit_exact_nuts(ctx, name, kind)
     t0 = time.perf_counter()
     fit, _ = ml_fit(ctx, kind)
-    m, ds = fit.model, ctx.ds
-    latent = [tuple(_np(a) for a in m.predict(X)) for X in (ds.X_train, ds.X_test)]
-    grid = None if ctx.x_grid is None else tuple(_np(a) for a in m.predict(ctx.x_grid))
-    hyp = hyperparameters(fit.net)
+    m = fit.model
     info = {
         "hyper": "type-II maximum likelihood (Adam)",
         "noise_var": fit.noise,
-        "hyperparameters": hyp,
+        "hyperparameters": hyperparameters(fit.net),
         "log_marginal_likelihood": float(m.log_marginal_likelihood()),
         "optimizer_steps": fit.steps,
         "converged": bool(fit.converged),
     }
-    post = _constant_posterior({**hyp, "noise_var": fit.noise}, ctx.settings.n_draws)
-    return _gaussian_result(
-        ctx, name, t0, (*latent, grid), fit.noise, info, posterior=post, inference="type-II ML"
-    )
+    loo = LooResult("exact", _np(m.loo_log_predictive()).reshape(-1))
+    return _point_result(
+        ctx, name, t0, _moments(m, ctx.ds, ctx.x_grid), fit.noise, info,
+        loo=loo, inference="type-II ML",
+    )  # fmt: skip
+
+
+def _sgpr_loo(model, noise: float) -> LooResult:
+    """Closed-form LOO under the SGPR's own marginal y ~ N(0, Q + σ²I), Q = K_xz K_zz^-1 K_zx."""
+    A = np.linalg.solve(_np(model.Luu), _np(model.kernel(model.Z, model.X)))
+    C = A.T @ A + noise * np.eye(A.shape[1])
+    y = _np(model.y).reshape(-1)
+    return LooResult("sgpr", gaussian_loo(C, y), note="closed form under N(0, Q + noise I)")
 
 
 def fit_sgpr(ctx: Context) -> ModelResult:
@@ -177,64 +190,110 @@ def fit_sgpr(ctx: Context) -> ModelResult:
         quiet=s.quiet,
     )
     noise = float(fitted.noise)
-    latent = [tuple(_np(a) for a in fitted.predict(X)) for X in (ds.X_train, ds.X_test)]
-    grid = None if ctx.x_grid is None else tuple(_np(a) for a in fitted.predict(ctx.x_grid))
-    hyp = hyperparameters(fitted.kernel.net)
     info = dict(
         inducing_points=M,
         inducing="greedy variance at the initial kernel (fixed)",
         hyper="Titsias bound (Adam)",
         noise_var=noise,
-        hyperparameters=hyp,
+        hyperparameters=hyperparameters(fitted.kernel.net),
         elbo=float(fitted.elbo()),
         optimizer_steps=res.num_steps,
         converged=bool(res.converged),
     )
-    post = _constant_posterior({**hyp, "noise_var": noise}, s.n_draws)
-    return _gaussian_result(
-        ctx, "sgpr", t0, (*latent, grid), noise, info, posterior=post, inference="SGPR bound"
-    )
+    return _point_result(
+        ctx, "sgpr", t0, _moments(fitted, ds, ctx.x_grid), noise, info,
+        loo=_sgpr_loo(fitted, noise), inference="SGPR bound",
+    )  # fmt: skip
+
+
+def _ensemble_moments(ctx, predictor, kernel_fn, noise):
+    ds = ctx.ds
+    X, y = ds.X_train, ds.y_train
+
+    def diag(mc):
+        return mc[0], np.maximum(np.diag(mc[1]), 0.0)
+
+    tr = diag(predictor(kernel_fn, X, y, ds.X_train, noise))
+    te = predictor(kernel_fn, X, y, ds.X_test, noise)
+    grid = None if ctx.x_grid is None else diag(predictor(kernel_fn, X, y, ctx.x_grid, noise))
+    return tr, te, grid
+
+
+def _loo_residual_var(kernel_fn, X, y, ridge: float) -> float:
+    """Mean squared leave-one-out residual of kernel ridge regression with the NTK:
+    e_i = [(Θ + λI)^{-1} y]_i / [(Θ + λI)^{-1}]_ii (the held-out error of the mean)."""
+    T = kernel_fn(jnp.asarray(X), None, "ntk")
+    T = _np(getattr(T, "ntk", T))
+    Kinv = np.linalg.inv(T + ridge * np.eye(T.shape[0]))
+    e = (Kinv @ _np(y)) / np.diag(Kinv)
+    return float(np.mean(e**2))
 
 
 def fit_ensemble(ctx: Context) -> ModelResult:
     t0 = time.perf_counter()
     fit, _ = ml_fit(ctx, "ntk")
-    ds = ctx.ds
-    predict_fn = predict.gradient_descent_mse_ensemble(
-        fit.net.kernel_fn,
-        jnp.asarray(ds.X_train),
-        jnp.asarray(ds.y_train)[:, None],
-        diag_reg=fit.noise,
-        diag_reg_absolute_scale=True,
-    )
+    kfn = fit.net.kernel_fn
+    noise = _loo_residual_var(kfn, ctx.ds.X_train, ctx.ds.y_train, fit.noise)
+    latent = _ensemble_moments(ctx, gd_ensemble, kfn, fit.noise)
+    info = {
+        "hyper": "NTK-GP's type-II ML fit; ridge = its noise variance",
+        "noise_var": noise,
+        "noise_var_from": "mean squared LOO residual of the ensemble mean (training data)",
+        "diag_reg": fit.noise,
+        "training_time": "infinite (t=None)",
+        "hyperparameters": hyperparameters(fit.net),
+        "posterior": False,
+    }
+    loo = LooResult("none", note="not a posterior: no LOO comparison")
+    return _point_result(
+        ctx, "ensemble", t0, latent, noise, info,
+        loo=loo, inference="closed-form GD ensemble (not a posterior)", loo_ok=False,
+    )  # fmt: skip
 
-    def at(X):
-        g = predict_fn(t=None, x_test=jnp.asarray(X), get="ntk", compute_cov=True)
-        return _np(g.mean)[:, 0], np.maximum(np.diag(_np(g.covariance)), 0.0)
 
-    latent = [at(X) for X in (ds.X_train, ds.X_test)]
-    grid = None if ctx.x_grid is None else at(ctx.x_grid)
-    hyp = hyperparameters(fit.net)
+def fit_ntkgp_ensemble(ctx: Context) -> ModelResult:
+    t0 = time.perf_counter()
+    fit, _ = ml_fit(ctx, "ntk")
+    latent = _ensemble_moments(ctx, ntkgp_ensemble, fit.net.kernel_fn, fit.noise)
     info = {
         "hyper": "NTK-GP's type-II ML fit",
         "noise_var": fit.noise,
-        "diag_reg": fit.noise,
         "training_time": "infinite (t=None)",
-        "hyperparameters": hyp,
+        "hyperparameters": hyperparameters(fit.net),
+        "note": "t=inf predictive equals the NTK-GP posterior (He et al. 2020)",
     }
-    post = _constant_posterior({**hyp, "noise_var": fit.noise}, ctx.settings.n_draws)
-    res = _gaussian_result(
-        ctx,
-        "ensemble",
-        t0,
-        (*latent, grid),
-        fit.noise,
-        info,
-        posterior=post,
-        inference="closed-form GD ensemble",
+    loo = LooResult("exact", _np(fit.model.loo_log_predictive()).reshape(-1))
+    return _point_result(
+        ctx, "ntkgp_ensemble", t0, latent, fit.noise, info,
+        loo=loo, inference="closed-form NTKGP ensemble",
+    )  # fmt: skip
+
+
+def _divergences(info: dict) -> int:
+    return int(sum(info.get("divergences_per_chain", []) or [0]))
+
+
+def sampled_idata(f_tr, f_te, sd, ds, *, seed, attrs, sample_stats=None, log_lik=None):
+    """The file layout of a sampled regression model: ``posterior.f_test`` (function
+    values, for convergence), predictive draws of y at train and test inputs, one
+    ``log_likelihood`` variable ``y`` (default ``az.loo`` works) and observed data.
+
+    ``sd`` is the noise standard deviation per draw, ``(chain, draw, 1)``."""
+    if log_lik is None:
+        z = (_np(ds.y_train) - f_tr) / sd
+        log_lik = -0.5 * z * z - np.log(sd) - 0.5 * math.log(2 * math.pi)
+    rng = np.random.default_rng(seed)
+    return dg.to_inference_data(
+        posterior={"f_test": f_te},
+        posterior_predictive={
+            "y": f_tr + sd * rng.standard_normal(f_tr.shape),
+            "y_test": f_te + sd * rng.standard_normal(f_te.shape),
+        },
+        log_likelihood={"y": log_lik},
+        observed_data={"y": _np(ds.y_train), "y_test": _np(ds.y_test)},
+        sample_stats=sample_stats or None,
+        attrs=attrs,
     )
-    res.loo_ok = False  # the ensemble's Gaussian is not a posterior given the training data
-    return res
 
 
 def fit_bnn(ctx: Context) -> ModelResult:
@@ -242,17 +301,27 @@ def fit_bnn(ctx: Context) -> ModelResult:
     s, ds = ctx.settings, ctx.ds
     fit, _ = ml_fit(ctx, "nngp")
     net = as_floats(fit.net)
-    noise_std = math.sqrt(fit.noise)
-    model = bnn.BNN(net, width=s.width, likelihood="gaussian", noise=noise_std)
+    model = bnn.BNN(net, width=s.width, likelihood="gaussian", noise=fit.noise)  # a variance
     post = fit_bnn_nuts(model, ctx)
     pred = post.predictive(ds.X_test)
     gpred = None if ctx.x_grid is None else post.predictive(ctx.x_grid)
-    attrs = _attrs(ctx, "bnn", "NUTS")
-    idata = post.to_inference_data(ds.X_test, ds.y_test, seed=s.seed, attrs=attrs)
+    f_tr, f_te = _np(post.latent(ds.X_train)), _np(post.latent(ds.X_test))
+    sd = _np(post.noise_std()).reshape(f_tr.shape[:2])[..., None]
+    attrs = {**_attrs(ctx, "bnn", "NUTS"), "loo_method": "psis"}
+    idata = sampled_idata(
+        f_tr, f_te, sd, ds, seed=s.seed, attrs=attrs, sample_stats=post.sample_stats
+    )
     conv = dg.convergence(idata, var_names=["f_test"])
+    status = convergence_status(conv, _divergences(post.info))
+    if status.converged and getattr(post, "converged", True) is False:
+        # the sampler's own check (tree-depth saturation among others) failed
+        status = dataclasses.replace(status, reasons=("the BNN sampler's own check failed",))
+    ff = f_te.reshape(-1, f_te.shape[-1])
+    test_cov = np.cov(ff, rowvar=False) + float(np.mean(sd**2)) * np.eye(ff.shape[1])
     info = {
         "width": s.width,
-        "prior": "NNGP's type-II ML W_std/b_std (standard parameterisation)",
+        "prior": "W_std/b_std of every layer = the NNGP's type-II ML values on the same "
+        "training split (standard parameterisation; no held-out data used)",
         "noise_var": fit.noise,
         "hyperparameters": hyperparameters(net),
         "sampler": {k: v for k, v in post.info.items() if k != "method"},
@@ -268,6 +337,9 @@ def fit_bnn(ctx: Context) -> ModelResult:
         idata=idata,
         info=info,
         convergence=conv,
+        status=status,
+        loo=psis_loo(idata),
+        test_cov=test_cov,
     )
 
 
@@ -276,5 +348,6 @@ FIT_REGRESSION = {
     "ntkgp": lambda ctx: fit_exact(ctx, "ntkgp"),
     "sgpr": fit_sgpr,
     "ensemble": fit_ensemble,
+    "ntkgp_ensemble": fit_ntkgp_ensemble,
     "bnn": fit_bnn,
 }

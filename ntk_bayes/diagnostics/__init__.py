@@ -24,9 +24,11 @@ from ._arviz_tools import load_netcdf as load_netcdf
 from ._arviz_tools import loo as loo
 from ._arviz_tools import save_netcdf as save_netcdf
 from ._arviz_tools import summary as summary
+from ._calibration import ALPHA as ALPHA
 from ._calibration import CalibrationCheck as CalibrationCheck
 from ._calibration import calibration_check as calibration_check
 from ._calibration import classification_check as classification_check
+from ._calibration import joint_calibration_check as joint_calibration_check
 from ._calibration import pit_ecdf_bands as pit_ecdf_bands
 from ._classification import Reliability as Reliability
 from ._classification import accuracy as accuracy
@@ -52,6 +54,7 @@ from ._regression import regression_metrics as regression_metrics
 from ._regression import rmse as rmse
 
 __all__ = [
+    "ALPHA",
     "ARVIZ_1",
     "CalibrationCheck",
     "GaussianPredictive",
@@ -73,6 +76,7 @@ __all__ = [
     "from_numpyro",
     "held_out_lpd",
     "interval_width",
+    "joint_calibration_check",
     "load_netcdf",
     "loo",
     "mean_coverage_error",

@@ -260,33 +260,51 @@ def from_gaussian(
     n_draws: int = 1000,
     seed: int = 0,
     posterior: Mapping | None = None,
+    log_likelihood=None,
     sample_stats: Mapping | None = None,
     attrs: Mapping | None = None,
 ):
-    """ArviZ data for a Gaussian posterior over the latent function (GPs, GD ensembles).
+    """ArviZ data for a Gaussian predictive N(mean_i, var_i + σ²) (GPs, GD ensembles).
 
-    Latent values are drawn from their marginals N(mean_i, var_i); pointwise
-    log-likelihoods only involve one point each, so marginals suffice for PSIS-LOO.
+    Point estimates are not dressed as draws: with fixed hyperparameters (``(n,)``
+    moments) the data hold only ``posterior_predictive`` (``n_draws`` genuine draws of
+    y at the training and test inputs, for ``az.plot_ppc``) and ``observed_data``; no
+    ``posterior`` and no ``log_likelihood``, so PSIS-LOO cannot be run on them by
+    mistake (their LOO is closed-form: pass it in ``attrs``). With ``(chain, draw, n)``
+    moments, one per posterior draw of the hyperparameters, the predictive draw s comes
+    from draw s, ``posterior`` holds the hyperparameter draws and ``log_likelihood``
+    the pointwise terms given (e.g. log p(y_i | y_{-i}, θ_s), for PSIS of a
+    non-factorised model, Bürkner, Gabry & Vehtari 2021).
 
     Args:
-        mean_train, var_train: latent posterior mean and variance at the training
-            inputs: ``(n,)`` for fixed hyperparameters (``n_draws`` draws in one chain),
-            or ``(chain, draw, n)``, one per hyperparameter draw.
+        mean_train, var_train: latent mean and variance at the training inputs:
+            ``(n,)`` or ``(chain, draw, n)``.
         y_train: training targets.
         noise_var: observation-noise variance: scalar or ``(chain, draw)``.
         mean_test, var_test, y_test: the same at the test inputs (optional).
-        n_draws: draws per point when the moments have no sample axes.
+        n_draws: predictive draws per point for fixed moments.
         seed: seeds the draws.
-        posterior: hyperparameter draws ``{name: (chain, draw)}`` (optional).
+        posterior: hyperparameter draws ``{name: (chain, draw)}`` (sampled moments only).
+        log_likelihood: ``(chain, draw, n)`` pointwise log-likelihood of ``y_train``
+            (sampled moments only); stored as the one variable ``y``, so that
+            ``az.loo(idata)`` needs no arguments.
+        sample_stats: sampler statistics ``{name: (chain, draw)}``.
+        attrs: global attributes.
     """
     rng = np.random.default_rng(seed)
     m = np.asarray(mean_train, np.float64)
     if m.ndim == 1:
+        if posterior is not None or log_likelihood is not None or sample_stats is not None:
+            raise ValueError(
+                "fixed (n,) moments are a point estimate: pass its hyperparameters and "
+                "closed-form LOO in `attrs`, not as `posterior`/`log_likelihood` draws"
+            )
         lead = (1, int(n_draws))
     elif m.ndim == 3:
         lead = m.shape[:2]
     else:
         raise ValueError(f"`mean_train` must be (n,) or (chain, draw, n), got {m.shape}")
+    sd_noise = _noise(np.sqrt(np.asarray(noise_var, np.float64)), lead)
 
     def draw(mean, var, name):
         mean = np.asarray(mean, np.float64)
@@ -296,23 +314,33 @@ def from_gaussian(
         if np.any(var < -1e-9 * np.max(np.abs(var), initial=1.0)) or not np.all(np.isfinite(var)):
             raise ValueError(f"`var_{name}` must be finite and >= 0 (a posterior variance)")
         mean = np.broadcast_to(mean, lead + mean.shape[-1:])
-        sd = np.sqrt(np.broadcast_to(np.maximum(var, 0.0), mean.shape))
+        sd = np.sqrt(np.broadcast_to(np.maximum(var, 0.0), mean.shape) + sd_noise**2)
         return mean + sd * rng.standard_normal(mean.shape)
 
-    nv = np.asarray(noise_var, np.float64)
-    noise_std = np.sqrt(nv) if nv.ndim else float(np.sqrt(nv))
-    f_test = None
+    y_train = np.asarray(y_train, np.float64).reshape(-1)
+    pp = {"y": draw(m, var_train, "train")}
+    if pp["y"].shape[-1] != y_train.shape[0]:
+        raise ValueError(f"`mean_train` has {m.shape[-1]} points but `y_train` {y_train.size}")
+    obs = {"y": y_train}
+    if (mean_test is None) != (y_test is None):
+        raise ValueError("pass `mean_test`, `var_test` and `y_test` together (or none)")
     if mean_test is not None:
-        f_test = draw(mean_test, var_test, "test")
-    return from_latent_samples(
-        f_train=draw(m, var_train, "train"),
-        y_train=y_train,
-        f_test=f_test,
-        y_test=y_test,
-        noise_std=noise_std,
+        pp["y_test"] = draw(mean_test, var_test, "test")
+        obs["y_test"] = np.asarray(y_test, np.float64).reshape(-1)
+    ll = None
+    if log_likelihood is not None:
+        ll = {"y": np.asarray(log_likelihood, np.float64)}
+        if ll["y"].shape != lead + y_train.shape:
+            raise ValueError(
+                f"`log_likelihood` must be (chain, draw, n) = {lead + y_train.shape}, "
+                f"got {ll['y'].shape}"
+            )
+    return to_inference_data(
         posterior=posterior,
-        sample_stats=sample_stats,
-        seed=int(rng.integers(2**31)),
+        posterior_predictive=pp,
+        log_likelihood=ll,
+        observed_data=obs,
+        sample_stats=_flat_stats(sample_stats),
         attrs=attrs,
     )
 

@@ -18,6 +18,21 @@ under calibration: significantly negative → ``overconfident``, positive →
 ``underconfident``; the per-bin statistic Σ_b (O_b - E_b)^2 / V_b is χ^2 with B'
 (non-empty bins) degrees of freedom → ``miscalibrated_bins`` (a Hosmer–Lemeshow test).
 
+Joint checks (:func:`joint_calibration_check`): test points that share one training set
+have correlated errors (a posterior mean wrong across a whole gap), so counts of PIT
+values are not binomial. Under a calibrated joint Gaussian predictive N(m, C) of the
+test targets y, r = y - m is N(0, C): with w = C^{-1} 1 / sqrt(1' C^{-1} 1),
+
+- b = w' r ~ N(0, 1) (the generalised-least-squares mean of the residuals);
+- q = r' C^{-1} r - b^2 ~ χ²_{n-1}, independent of b: too large → ``overconfident``,
+  too small → ``underconfident``;
+- b / sqrt(q / (n-1)) ~ t_{n-1} whatever the scale of C → ``biased`` (so a wrong
+  spread is not mistaken for bias);
+- z = L^{-1} r (C = L L') is i.i.d. N(0, 1): a KS test of Φ(z) → ``not_gaussian``.
+
+Several splits (dependent through shared data) are combined by Bonferroni, and so are
+the four tests: the whole family has false-alarm rate at most ``alpha``.
+
 Bands (:func:`pit_ecdf_bands`): simultaneous 1-α bands for the ECDF of n uniform
 values, by the simulation method of Säilynoja, Bürkner & Vehtari (2022).
 """
@@ -29,16 +44,23 @@ import math
 
 import numpy as np
 from scipy import stats
+from scipy.linalg import solve_triangular
 
 from ._classification import as_probs, reliability
 from ._regression import LEVELS, _check, _intervals, _pct
 
 __all__ = [
+    "ALPHA",
     "CalibrationCheck",
+    "joint_calibration_check",
     "calibration_check",
     "classification_check",
     "pit_ecdf_bands",
 ]
+
+
+ALPHA = 0.05
+"""The one significance level of the calibration study: tests and figure bands."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +187,86 @@ def calibration_check(y, pred, levels=LEVELS, *, alpha: float = 0.01) -> Calibra
         if pvals[name] < alpha:
             flags.append(name)
     return CalibrationCheck(tuple(flags), pvals, st, float(alpha))
+
+
+_JOINT_TESTS = ("biased", "overconfident", "underconfident", "not_gaussian")
+
+
+def _joint_stats(r: np.ndarray, C: np.ndarray) -> tuple[float, float, np.ndarray]:
+    n = r.shape[0]
+    C = 0.5 * (C + C.T)
+    try:
+        L = np.linalg.cholesky(C)
+    except np.linalg.LinAlgError:
+        raise ValueError(
+            "`cov` is not positive definite; pass the predictive covariance of the test "
+            "targets, observation noise included"
+        ) from None
+    z = solve_triangular(L, r, lower=True)
+    u = solve_triangular(L, np.ones(n), lower=True)
+    b = float(u @ z) / math.sqrt(float(u @ u))
+    return b, float(z @ z) - b * b, z
+
+
+def joint_calibration_check(y, mean, cov, *, alpha: float = ALPHA) -> CalibrationCheck:
+    """Test a joint Gaussian predictive of correlated held-out targets.
+
+    Args:
+        y, mean: held-out targets and predictive means: ``(n,)``, or lists of them, one
+            per train/test split.
+        cov: predictive covariance of the targets ``(n, n)`` (noise included), or a
+            list, one per split.
+        alpha: family-wise false-alarm rate over all tests and splits (Bonferroni).
+
+    Returns:
+        A :class:`CalibrationCheck` with flags among ``biased``, ``overconfident``,
+        ``underconfident``, ``not_gaussian``; ``stats`` holds the pooled whitened PIT
+        values Φ(z) under ``"pit"`` (i.i.d. uniform within a split when calibrated).
+    """
+    _check_alpha(alpha)
+    ys, ms, cs = (list(a) if isinstance(a, list | tuple) else [a] for a in (y, mean, cov))
+    if not (len(ys) == len(ms) == len(cs)) or not ys:
+        raise ValueError("`y`, `mean` and `cov` must be lists of the same length (one per split)")
+    p = {k: [] for k in _JOINT_TESTS}
+    zs, bs, qs, dofs = [], [], [], []
+    for i, (yi, mi, ci) in enumerate(zip(ys, ms, cs, strict=True)):
+        yi = np.asarray(yi, np.float64).reshape(-1)
+        mi = np.asarray(mi, np.float64).reshape(-1)
+        ci = np.asarray(ci, np.float64)
+        n = yi.shape[0]
+        if mi.shape != (n,) or ci.shape != (n, n):
+            raise ValueError(
+                f"split {i}: `mean` {mi.shape} and `cov` {ci.shape} must match `y` ({n},)"
+            )
+        if n < 10:
+            raise ValueError(f"calibration tests need at least 10 held-out points, got {n}")
+        if not (np.all(np.isfinite(yi)) and np.all(np.isfinite(mi)) and np.all(np.isfinite(ci))):
+            raise ValueError(f"split {i}: `y`, `mean` and `cov` must be finite")
+        b, q, z = _joint_stats(yi - mi, ci)
+        # a t statistic: its null holds whatever the scale of C, so an over- or
+        # under-confident model is not called biased
+        t = b / math.sqrt(max(q, 1e-300) / (n - 1))
+        p["biased"].append(float(2.0 * stats.t.sf(abs(t), n - 1)))
+        p["overconfident"].append(float(stats.chi2.sf(q, n - 1)))
+        p["underconfident"].append(float(stats.chi2.cdf(q, n - 1)))
+        p["not_gaussian"].append(float(stats.kstest(stats.norm.cdf(z), "uniform").pvalue))
+        zs.append(z)
+        bs.append(b)
+        qs.append(q)
+        dofs.append(n - 1)
+    k = len(ys) * len(_JOINT_TESTS)
+    pvals = {t: min(1.0, k * min(v)) for t, v in p.items()}
+    flags = tuple(t for t in _JOINT_TESTS if pvals[t] < alpha)
+    z = np.concatenate(zs)
+    st = {
+        "gls_bias_z": bs,
+        "chi2_over_dof": [q / d for q, d in zip(qs, dofs, strict=True)],
+        "whitened_var": float(np.var(z)),
+        "n_splits": len(ys),
+        "n_points": int(z.size),
+        "pit": stats.norm.cdf(z).tolist(),
+    }
+    return CalibrationCheck(flags, pvals, st, float(alpha))
 
 
 def classification_check(y, probs, *, n_bins: int = 10, alpha: float = 0.01) -> CalibrationCheck:

@@ -192,7 +192,9 @@ def _truth(ds):
     return mean, np.full_like(mean, ds.extra["noise_std"] / ds.y_std)
 
 
-def _gaussian_model(ds, name, mean, std):
+def _gaussian_model(ds, name, mean, std, status=None):
+    from ntk_bayes.calibrate._scoring import LooResult
+
     pred = dg.GaussianPredictive(mean, std)
     idata = dg.from_gaussian(
         mean_train=np.asarray(ds.y_train, np.float64),
@@ -203,10 +205,15 @@ def _gaussian_model(ds, name, mean, std):
         var_test=np.zeros_like(mean),
         y_test=ds.y_test,
         n_draws=50,
-        posterior={"noise_var": np.full((1, 50), float(np.mean(std) ** 2))},
         attrs={"model": name},
     )
-    return ModelResult(name, name, "regression", 0.1, predictive=pred, idata=idata)
+    # a planted LOO: pointwise N(y_i | y_i, s^2) densities, one per training point
+    s2 = float(np.mean(std) ** 2)
+    loo = LooResult("exact", np.full(ds.n_train, -0.5 * np.log(2 * np.pi * s2)))
+    return ModelResult(
+        name, name, "regression", 0.1, predictive=pred, idata=idata, loo=loo,
+        test_cov=np.diag(np.asarray(std, np.float64) ** 2), status=status,
+    )  # fmt: skip
 
 
 def _open(path):
@@ -218,23 +225,29 @@ def _open(path):
 def test_report_flags_planted_miscalibration(tmp_path):
     ds = datasets.load("toy1d", seed=3, n=400)
     mean, std = _truth(ds)
+    from ntk_bayes.calibrate._scoring import convergence_status
+
+    stuck = convergence_status({"max_rhat": 1.263, "min_ess_bulk": 6, "min_ess_tail": 9}, 0)
     results = [
         _gaussian_model(ds, "nngp", mean, std),  # the truth: calibrated
         _gaussian_model(ds, "ntkgp", mean, 0.4 * std),  # over-confident
         _gaussian_model(ds, "sgpr", mean + 1.0 * std, std),  # biased
         _gaussian_model(ds, "ensemble", mean, 3.0 * std),  # under-confident
+        _gaussian_model(ds, "bnn", mean, std, status=stuck),  # calibrated but not converged
     ]
     run = CalibrationRun(ds, parse_arch("relu-2x512"), Settings(), results)
     summary = write_report(run, tmp_path)
-    assert set(p.name for p in tmp_path.iterdir()) == {
+    assert {p.name for p in tmp_path.iterdir() if p.suffix in (".md", ".json", ".png", ".nc")} == {
         "report.md", "metrics.json", "coverage.png", "pit_ecdf.png",
-        "nngp.nc", "ntkgp.nc", "sgpr.nc", "ensemble.nc",
+        "nngp.nc", "ntkgp.nc", "sgpr.nc", "ensemble.nc", "bnn.nc",
     }  # fmt: skip
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert set(m) == set(summary) and m["command"] == "calibrate"
-    assert list(m["models"]) == ["nngp", "ntkgp", "sgpr", "ensemble"]
+    assert list(m["models"]) == ["nngp", "ntkgp", "sgpr", "ensemble", "bnn"]
     v = {k: m["models"][k]["verdict"] for k in m["models"]}
+    # family-wise alpha 0.05 over 4 joint tests: the truth is flagged with probability 0.05
     assert v["nngp"] == "calibrated"
+    assert v["bnn"] == "not converged" and m["models"]["bnn"]["calibration"] is None
     assert "over-confident" in v["ntkgp"] and "biased" not in v["ntkgp"]
     assert "biased" in v["sgpr"]
     assert "under-confident" in v["ensemble"]
@@ -244,15 +257,16 @@ def test_report_flags_planted_miscalibration(tmp_path):
     assert m["models"]["nngp"]["metrics"]["rmse"] == pytest.approx(0.15, rel=0.15)
     report = (tmp_path / "report.md").read_text()
     assert "| nngp | calibrated" not in report  # the table shows labels, verdicts apart
-    for k in ("calibrated", "over-confident", "biased", "pit_too_dispersed", "![pit_ecdf]"):
+    for k in ("calibrated", "over-confident", "biased", "overconfident (p=", "![pit_ecdf]"):
         assert k in report
     # the gap of toy1d is summarised for every model
     assert m["models"]["nngp"]["gap"]["n_gap"] > 0
-    assert m["loo_compare"][0]["model"] in m["models"]
+    assert m["loo"][0]["model"] == "nngp" and m["loo"][0]["method"] == "exact"
+    assert "not converged" in report and "R-hat 1.263" in report
     for name in m["models"]:
         idata = _open(tmp_path / f"{name}.nc")
-        ll = idata["log_likelihood"] if dg.ARVIZ_1 else idata.log_likelihood
-        assert ll["y_test"].shape[-1] == ds.n_test
+        pp = idata["posterior_predictive"] if dg.ARVIZ_1 else idata.posterior_predictive
+        assert pp["y_test"].shape[-1] == ds.n_test
         assert idata.attrs["model"] == name
 
 
@@ -321,7 +335,7 @@ def test_report_lists_failed_models(tmp_path):
     )
     m = write_report(run, tmp_path)
     assert m["failures"] == {"bnn": "FloatingPointError: the loss became non-finite"}
-    assert m["loo_compare"] is None  # a comparison needs two models
+    assert m["paired_nlpd"] is None  # a comparison needs two models
     report = (tmp_path / "report.md").read_text()
     assert "FAILED" in report and "BNN width 7" in report
     assert os.access(tmp_path / "nngp.nc", os.R_OK)

@@ -37,24 +37,46 @@ def _gaussian_case(seed=0, n=30, m=12, noise=0.3):
     )
 
 
-def test_from_gaussian_layout_and_held_out_density():
+def test_from_gaussian_point_estimate_is_not_dressed_as_draws():
     case = _gaussian_case()
     idata = dg.from_gaussian(**case, n_draws=4000, seed=1, attrs={"model": "blr", "x": [1, 2]})
-    assert {"posterior_predictive", "log_likelihood", "observed_data"} <= _groups(idata)
-    ll = _group(idata, "log_likelihood")
-    assert ll["y"].shape == (1, 4000, 30) and ll["y"].dims == ("chain", "draw", "obs")
-    assert ll["y_test"].dims == ("chain", "draw", "test")
-    pp = _group(idata, "posterior_predictive")["y_test"].values
-    assert pp.shape == (1, 4000, 12)
+    # predictive draws and data only: no fake posterior, no log-likelihood for PSIS
+    assert _groups(idata) == {"posterior_predictive", "observed_data"}
+    pp = _group(idata, "posterior_predictive")
+    assert pp["y"].shape == (1, 4000, 30) and pp["y_test"].dims == ("chain", "draw", "test")
     # predictive draws have the exact predictive moments (within Monte Carlo error)
     sd = np.sqrt(case["var_test"] + case["noise_var"])
+    draws = pp["y_test"].values[0]
+    # 5 sd of a mean of 4000 draws: false alarm < 1e-5 per point
     np.testing.assert_allclose(
-        pp[0].mean(0), case["mean_test"], atol=5 * sd.max() / math.sqrt(4000)
+        draws.mean(0), case["mean_test"], atol=5 * sd.max() / math.sqrt(4000)
     )
-    # held-out lpd by draws equals the closed-form Gaussian predictive density
-    exact = stats.norm.logpdf(case["y_test"], case["mean_test"], sd)
-    np.testing.assert_allclose(dg.held_out_lpd(idata), exact, atol=0.02)
     assert idata.attrs["model"] == "blr" and idata.attrs["x"] == "[1, 2]"
+    with pytest.raises(ValueError, match="point estimate"):
+        dg.from_gaussian(**case, posterior={"s": np.ones((1, 4000))})
+
+
+def test_from_gaussian_sampled_moments_feed_default_loo():
+    import warnings
+
+    import arviz as az
+
+    case = _gaussian_case()
+    S = 200
+    lead = (2, S // 2)
+    tile = lambda a: np.broadcast_to(a, lead + a.shape)  # noqa: E731
+    y = case["y_train"]
+    ll = stats.norm.logpdf(y, case["mean_train"], np.sqrt(case["var_train"] + case["noise_var"]))
+    idata = dg.from_gaussian(
+        **{k: tile(v) if k.startswith(("mean", "var")) else v for k, v in case.items()},
+        posterior={"s": np.ones(lead)},
+        log_likelihood=tile(ll),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = az.loo(idata)  # no var_name needed: one log-likelihood variable
+    elpd = res.elpd if dg.ARVIZ_1 else res["elpd_loo"]
+    assert float(elpd) == pytest.approx(ll.sum(), abs=1e-8)  # equal weights: exact
 
 
 def test_netcdf_roundtrip_is_atomic_and_refuses_overwrite(tmp_path):
@@ -64,7 +86,8 @@ def test_netcdf_roundtrip_is_atomic_and_refuses_overwrite(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["model.nc"]  # no temporary left behind
     back = dg.load_netcdf(path)
     np.testing.assert_array_equal(
-        _group(back, "log_likelihood")["y"].values, _group(idata, "log_likelihood")["y"].values
+        _group(back, "posterior_predictive")["y"].values,
+        _group(idata, "posterior_predictive")["y"].values,
     )
     with pytest.raises(FileExistsError, match="overwrite=True"):
         dg.save_netcdf(idata, path)

@@ -1,0 +1,130 @@
+"""Joint calibration checks on correlated held-out points, exact LOO against refits,
+the NTKGP ensemble against the NTK-GP posterior, and the convergence gate."""
+
+import jax
+import numpy as np
+import pytest
+
+from ntk_bayes import diagnostics as dg
+from ntk_bayes.calibrate._scoring import (
+    ConvergenceStatus,
+    convergence_status,
+    gaussian_loo,
+    verdict,
+)
+
+
+def _cov(n, rng):
+    """A strongly correlated predictive covariance: smooth RBF part plus noise."""
+    x = np.sort(rng.uniform(-2, 2, n))
+    K = np.exp(-0.5 * (x[:, None] - x[None]) ** 2 / 0.5**2)
+    return K + 0.1 * np.eye(n)
+
+
+def _splits(kind, seed, R=3, n=60):
+    """R splits of targets drawn from a planted truth against a predictive N(0, C)."""
+    rng = np.random.default_rng(seed)
+    ys, ms, cs = [], [], []
+    for _ in range(R):
+        C = _cov(n, rng)
+        scale = {"calibrated": 1.0, "over": 3.0, "under": 1 / 3, "biased": 1.0}[kind]
+        shift = 3.0 if kind == "biased" else 0.0
+        L = np.linalg.cholesky(scale**2 * C)
+        ys.append(shift + L @ rng.standard_normal(n))
+        ms.append(np.zeros(n))
+        cs.append(C)
+    return ys, ms, cs
+
+
+def test_joint_check_planted_cases():
+    ys, ms, cs = _splits("calibrated", 0)
+    # family-wise alpha 1e-3: the calibrated case flags with probability < 1e-3
+    assert dg.joint_calibration_check(ys, ms, cs, alpha=1e-3).passed
+    over = dg.joint_calibration_check(*_splits("over", 1))
+    assert over.overconfident and not over.biased and not over.underconfident
+    under = dg.joint_calibration_check(*_splits("under", 2))
+    assert under.underconfident and not under.overconfident and not under.biased
+    biased = dg.joint_calibration_check(*_splits("biased", 3))
+    # a 3-sd shift shared by 60 correlated points: 1'C^-1 1 ~ 4, so GLS z ~ 6 per split
+    assert biased.biased and not biased.overconfident
+    assert len(over.stats["pit"]) == 180 and over.stats["n_splits"] == 3
+
+
+def test_joint_check_independent_case_matches_marginal_intuition():
+    rng = np.random.default_rng(5)
+    n = 200
+    y = rng.standard_normal(n)
+    # identity covariance: a true N(0, 1) predictive is calibrated (false alarm < 1e-3)
+    assert dg.joint_calibration_check(y, np.zeros(n), np.eye(n), alpha=1e-3).passed
+
+
+def test_joint_check_errors():
+    with pytest.raises(ValueError, match="at least 10"):
+        dg.joint_calibration_check(np.zeros(5), np.zeros(5), np.eye(5))
+    with pytest.raises(ValueError, match="must match"):
+        dg.joint_calibration_check(np.zeros(12), np.zeros(11), np.eye(12))
+    with pytest.raises(ValueError, match="positive definite"):
+        dg.joint_calibration_check(np.ones(12), np.zeros(12), -np.eye(12))
+    with pytest.raises(ValueError, match="alpha"):
+        dg.joint_calibration_check(np.ones(12), np.zeros(12), np.eye(12), alpha=2.0)
+
+
+def test_exact_loo_equals_brute_force_refits():
+    from ntk_bayes import gp, stax
+
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(15, 2))
+        y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=15)
+        net = stax.serial(
+            stax.Dense(8, W_std=1.3, b_std=0.2), stax.Relu(), stax.Dense(1, W_std=1.3, b_std=0.2)
+        )
+        noise = 0.05
+        closed = np.asarray(gp.ExactGP(net, X, y, noise, jitter=0.0).loo_log_predictive())
+        brute = []
+        for i in range(len(y)):
+            keep = np.arange(len(y)) != i
+            m, v = gp.ExactGP(net, X[keep], y[keep], noise, jitter=0.0).predict(X[i : i + 1])
+            s2 = float(v[0]) + noise
+            brute.append(-0.5 * np.log(2 * np.pi * s2) - 0.5 * (y[i] - float(m[0])) ** 2 / s2)
+        np.testing.assert_allclose(closed.reshape(-1), brute, rtol=0, atol=1e-8)
+        K = np.asarray(net.kernel_fn(X, None, "nngp")) + noise * np.eye(len(y))
+        np.testing.assert_allclose(gaussian_loo(K, y), brute, rtol=0, atol=1e-8)
+
+
+def test_ntkgp_ensemble_equals_ntk_gp_posterior_in_float64():
+    from ntk_bayes import gp, stax
+    from ntk_bayes.calibrate._ensembles import gd_ensemble, ntkgp_ensemble
+
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(1)
+        X, Xs = rng.normal(size=(20, 3)), rng.normal(size=(6, 3))
+        y = np.cos(X[:, 1])
+        net = stax.serial(
+            stax.Dense(8, W_std=1.5, b_std=0.3), stax.Relu(), stax.Dense(1, W_std=1.5, b_std=0.3)
+        )
+        m, c = ntkgp_ensemble(net.kernel_fn, X, y, Xs, 0.05)
+        gm, gc = gp.ExactGP(net, X, y, 0.05, kind="ntk", jitter=0.0).predict(Xs, full_cov=True)
+        assert m.dtype == np.float64
+        np.testing.assert_allclose(m, np.asarray(gm), rtol=0, atol=1e-8)
+        np.testing.assert_allclose(c, np.asarray(gc), rtol=0, atol=1e-8)
+        # the plain GD ensemble shares the mean but not the covariance: not a posterior
+        pm, pc = gd_ensemble(net.kernel_fn, X, y, Xs, 0.05)
+        np.testing.assert_allclose(pm, m, rtol=0, atol=1e-8)
+        assert np.max(np.abs(pc - c)) > 1e-3
+
+
+class _Passing:
+    passed, flags = True, ()
+
+
+def test_not_converged_gets_no_verdict():
+    bad = convergence_status({"max_rhat": 1.263, "min_ess_bulk": 6, "min_ess_tail": 10}, 0)
+    assert not bad.converged and "R-hat" in bad.reasons[0] and "ESS" in bad.reasons[1]
+    assert verdict(_Passing(), bad) == "not converged"
+    div = convergence_status({"max_rhat": 1.0, "min_ess_bulk": 900, "min_ess_tail": 900}, 3)
+    assert verdict(_Passing(), div) == "not converged" and "divergent" in div.reasons[0]
+    nan = convergence_status({"max_rhat": float("nan"), "min_ess_bulk": 500}, 0)
+    assert not nan.converged  # convergence not shown is not convergence
+    ok = ConvergenceStatus(1.002, 800, 700, 0, ())
+    assert verdict(_Passing(), ok) == "calibrated" and verdict(_Passing(), None) == "calibrated"
