@@ -1,7 +1,13 @@
-"""Embedded datasets: a generated 1-D toy problem and sklearn's bundled copies.
+"""Embedded datasets: a generated 1-D toy problem, real tables shipped as CSV in
+``ntk_bayes/datasets/data/`` (each with a ``.NOTICE.txt`` of provenance and licence), and
+sklearn's bundled copies.
 
-Nothing here touches the network: ``toy1d`` is generated from a seed, the others are
-the copies that scikit-learn installs with itself.
+Nothing here touches the network: ``toy1d`` is generated from a seed, the CSVs are part
+of the package, the others are the copies that scikit-learn installs with itself.
+
+The UCI regression sets (``concrete``, ``boston``) hold out 10% by default: the protocol of
+Hernández-Lobato & Adams (2015), 20 random 90/10 splits, standardised on the training
+part (``calibrate`` with ``Settings(splits=20)``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,37 @@ class _Entry:
     task: str
     description: str
     build: Callable
+    test_fraction: float = 0.25
+
+
+def _packaged_csv(name: str, target: str, drop: tuple[str, ...] = (), file: str | None = None):
+    """A regression table shipped as ``data/<file>.csv`` (all columns numeric)."""
+
+    def build(seed, test_fraction, **kw):
+        from importlib import resources
+
+        path = resources.files("ntk_bayes.datasets") / "data" / f"{file or name}.csv"
+        with path.open() as fh:
+            header = fh.readline().strip().split(",")
+            table = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=2)
+        cols = [c for c in header if c != target and c not in drop]
+        X = table[:, [header.index(c) for c in cols]]
+        y = table[:, header.index(target)]
+        train, test = split_indices(len(y), test_fraction, seed)
+        return finalize(
+            name=name,
+            task="regression",
+            X=X,
+            y=y,
+            train=train,
+            test=test,
+            feature_names=cols,
+            target_name=target,
+            description=_REGISTRY[name].description,
+            **kw,
+        )
+
+    return build
 
 
 def toy1d_function(x) -> np.ndarray:
@@ -134,6 +171,33 @@ _REGISTRY: dict[str, _Entry] = {
         "the gap (-1, 1), where a good posterior's uncertainty must grow",
         _toy1d,
     ),
+    "concrete": _Entry(
+        "regression",
+        "UCI concrete compressive strength (Yeh 1998): 1,030 mixtures, 8 inputs, strength in "
+        "MPa (CC BY 4.0; copy from R modeldata)",
+        _packaged_csv("concrete", "compressive_strength"),
+        0.1,
+    ),
+    "boston": _Entry(
+        "regression",
+        "Boston housing (Harrison & Rubinfeld 1978): 506 tracts, 13 inputs, median value "
+        "medv; its input `black` encodes a racial-segregation assumption (see "
+        "data/boston.NOTICE.txt); copy from R MASS",
+        _packaged_csv("boston", "medv"),
+        0.1,
+    ),
+    "boston_nob": _Entry(
+        "regression",
+        "Boston housing without the controversial `black` input: 506 tracts, 12 inputs",
+        _packaged_csv("boston_nob", "medv", drop=("black",), file="boston"),
+        0.1,
+    ),
+    "mcycle": _Entry(
+        "regression",
+        "motorcycle impact data (Silverman 1985): 133 head accelerations (g) against time "
+        "(ms); strongly heteroscedastic; copy from R MASS",
+        _packaged_csv("mcycle", "accel"),
+    ),
     "diabetes": _Entry(
         "regression",
         "sklearn's diabetes data (Efron et al. 2004): 442 patients, 10 features, disease "
@@ -162,7 +226,7 @@ def load(
     name: str,
     *,
     seed: int = 0,
-    test_fraction: float = 0.25,
+    test_fraction: float | None = None,
     n_max: int | None = None,
     standardize: bool = True,
     dtype=None,
@@ -171,11 +235,14 @@ def load(
     """Load an embedded dataset as a seeded, standardised train/test split.
 
     Args:
-        name: one of :func:`available` (``"toy1d"``, ``"diabetes"``,
-            ``"breast_cancer"``, ``"digits"``).
+        name: one of :func:`available` (``"toy1d"``, ``"concrete"``, ``"boston"``,
+            ``"boston_nob"``, ``"mcycle"``, ``"diabetes"``, ``"breast_cancer"``,
+            ``"digits"``).
         seed: seeds the split (and the data themselves for ``toy1d``).
         test_fraction: share of points held out (stratified by class for
-            classification). ``toy1d`` always adds the points of its gap to the test set.
+            classification); default 0.1 for the UCI sets ``concrete``, ``boston`` and
+            ``boston_nob`` (their benchmark protocol), 0.25 otherwise. ``toy1d`` always
+            adds the points of its gap to the test set.
         n_max: keep at most this many training points (a seeded subsample), for
             quick runs of O(n^3) models.
         standardize: centre and scale inputs (and regression targets) with statistics
@@ -197,6 +264,8 @@ def load(
         )
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"`seed` must be a non-negative integer, got {seed!r}")
+    if test_fraction is None:
+        test_fraction = _REGISTRY[key].test_fraction
     check_fraction(test_fraction)
     ds = _REGISTRY[key].build(
         int(seed), float(test_fraction), standardize=standardize, dtype=dtype, **options

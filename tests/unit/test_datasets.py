@@ -192,3 +192,43 @@ def test_csv_missing_file_and_directory(tmp_path):
         datasets.load_csv(tmp_path / "nope.csv", target="y")
     with pytest.raises(ValueError, match="not a file"):
         datasets.load_csv(tmp_path, target="y")
+
+
+@pytest.mark.parametrize(
+    "name, n, d, target, frac",
+    [
+        ("concrete", 1030, 8, "compressive_strength", 0.1),
+        ("boston", 506, 13, "medv", 0.1),
+        ("boston_nob", 506, 12, "medv", 0.1),
+        ("mcycle", 133, 1, "accel", 0.25),
+    ],
+)
+def test_packaged_real_datasets(name, n, d, target, frac):
+    from importlib import resources
+
+    ds = datasets.load(name, seed=1)
+    assert ds.n_train + ds.n_test == n and ds.input_shape == (d,)
+    assert ds.target_name == target and ds.task == "regression"
+    assert ds.n_test == pytest.approx(frac * n, abs=1)  # UCI protocol: 90/10
+    # standardised on the training part only
+    np.testing.assert_allclose(ds.X_train.mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(ds.y_train.std(), 1.0, atol=1e-5)
+    assert np.all(np.isfinite(ds.X_test)) and np.all(np.isfinite(ds.y_test))
+    raw = ds.unstandardize_y(np.concatenate([ds.y_train, ds.y_test]))
+    assert np.all(np.isfinite(raw))
+    if name == "boston_nob":
+        assert "black" not in ds.feature_names
+    stem = "boston" if name.startswith("boston") else name
+    notice = resources.files("ntk_bayes.datasets") / "data" / f"{stem}.NOTICE.txt"
+    assert "licence" in notice.read_text().lower() or "GPL" in notice.read_text()
+    # another seed gives another split of the same rows
+    other = datasets.load(name, seed=2)
+    assert not np.array_equal(other.y_test, ds.y_test)
+
+
+def test_concrete_raw_values_are_the_published_table():
+    ds = datasets.load("concrete", seed=0, standardize=False, test_fraction=0.1)
+    y = np.sort(np.concatenate([ds.y_train, ds.y_test]).astype(np.float64))
+    # compressive strength ranges 2.33-82.6 MPa with mean 35.82 in Yeh's data
+    assert y[0] == pytest.approx(2.33, abs=1e-3) and y[-1] == pytest.approx(82.6, abs=1e-2)
+    assert y.mean() == pytest.approx(35.818, abs=1e-2)
