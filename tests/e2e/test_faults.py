@@ -220,3 +220,35 @@ def test_regimes_refuses_training_that_does_not_move():
         kernel_evolution(
             x, y, [8, 16], key=jax.random.key(0), learning_rate=1e-20, steps=3, n_seeds=1
         )
+
+
+# ---- the real command: hostile column names, and a kill during a forced rewrite --------
+def test_calibrate_escapes_names_and_survives_a_kill(tmp_path):
+    name = '=HYPERLINK("http://x")|<script>'
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=40)
+    quoted = '"' + name.replace('"', '""') + '"'
+    rows = "".join(f"{a:.5f},{np.sin(2 * a):.5f}\n" for a in x)
+    data = tmp_path / "data.csv"
+    data.write_text(f"x,{quoted}\n" + rows)
+    out = tmp_path / "res"
+    argv = ["calibrate", "--csv", str(data), "--target", name, "--quick", "--quiet"]
+    argv += ["--models", "nngp", "--out", str(out)]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    cmd = [sys.executable, "-m", "ntk_bayes.cli", *argv]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = (out / "report.md").read_text()
+    assert "<script>" not in report and '=HYPERLINK("' not in report
+    assert "&lt;script&gt;" in report
+    before = _snapshot(out)
+    env["NTK_BAYES_FAULT"] = "written:SIGKILL"  # all files written, not yet swapped
+    r = subprocess.run([*cmd, "--force"], env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == -signal.SIGKILL
+    assert _snapshot(out) == before  # the previous report, byte for byte
+    assert data.exists()
+    left = _io.stale_temporaries(out)  # the killed run's directory, found by name
+    assert len(left) == 1 and left[0][0].name.startswith(".res.tmp-")
+    messages = []
+    assert _io.clean_stale(out, messages.append) == [left[0][0]] and "removed" in messages[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv", "res"]
