@@ -19,17 +19,23 @@ temporary directory renamed into place at the end. See ``docs/cli.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import io
+import json
 import sys
 from pathlib import Path
 
-from .theory._cli import _int_list as _widths
+# Only the standard library at module level: ``ntk-bayes --help`` and ``--version`` must
+# not import JAX, NumPyro, Equinox or ArviZ (seconds); each command imports what it needs.
 
 __all__ = ["main", "build_parser"]
 
 _PROG = "ntk-bayes"
 _EMBEDDED = ("toy1d", "diabetes", "breast_cancer", "digits")
 _REGRESSION_EMBEDDED = ("toy1d", "diabetes")
+_NONLINEARITIES = ("relu", "erf", "gelu", "tanh")
+_OUT_HELP = "output directory (default: a new ntk_bayes_out/{kind}-NAME-YYYYmmdd-HHMMSS)"
 
 
 class UsageError(Exception):
@@ -73,6 +79,20 @@ def _fraction(text):
     return v
 
 
+def _widths(text: str) -> list[int]:
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if len(vals) < 2 or min(vals) < 1 or len(set(vals)) != len(vals):
+        raise argparse.ArgumentTypeError(
+            f"need at least two distinct positive widths, got {text!r}"
+        )
+    return sorted(vals)
+
+
 def _arch(text):
     from .calibrate import parse_arch
 
@@ -82,100 +102,121 @@ def _arch(text):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _models(text):
-    names = [m.strip().lower() for m in text.split(",") if m.strip()]
+def _names(text):
+    names = [m.strip() for m in text.split(",") if m.strip()]
     if not names:
-        raise argparse.ArgumentTypeError("expected comma-separated model names")
+        raise argparse.ArgumentTypeError("expected comma-separated names")
     return names
 
 
+def _models(text):
+    return [m.lower() for m in _names(text)]
+
+
 # ---- parser ----------------------------------------------------------------------------
-def _common_run_flags(p, *, quick_help: str):
+def _add_parser(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    # allow_abbrev=False: `--model nngp` is an error, not a silent `--models nngp`
+    return sub.add_parser(name, allow_abbrev=False, **kwargs)
+
+
+def _output_flags(p, kind: str, *, quick_help: str) -> None:
+    """Flags every command shares: where results go, and how much it says."""
+    p.add_argument("--out", type=Path, help=_OUT_HELP.format(kind=kind))
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.add_argument(
+        "--seed", type=_int_at_least(0), default=0, help="PRNG seed (default: %(default)s)"
+    )
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress on stderr (results still on stdout)"
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as one JSON object on stdout instead of a table",
+    )
+
+
+def _common_run_flags(p, kind: str, *, quick_help: str) -> None:
     p.add_argument(
         "--arch",
         type=_arch,
         help="NONLINEARITY-DEPTHxWIDTH with NONLINEARITY relu, erf or gelu "
-        "(calibrate: relu-2x512, width-sweep: relu-1x512)",
+        "(default: calibrate relu-2x512, width-sweep relu-1x512)",
     )
     p.add_argument(
         "--W-std",
         dest="W_std",
         type=_float_range(0.0, strict=True),
-        help="initial weight std of every layer (default: the preset's)",
+        help="initial weight std of every layer (default: the --arch preset's, 1.5)",
     )
     p.add_argument(
         "--b-std",
         dest="b_std",
         type=_float_range(0.0, strict=False),
-        help="initial bias std of every layer (default: the preset's)",
+        help="initial bias std of every layer (default: the --arch preset's, 0.5)",
     )
     p.add_argument(
         "--num-warmup",
         type=_int_at_least(1),
-        help="NUTS warmup steps per chain (calibrate 250, width-sweep 300)",
+        help="NUTS warmup steps per chain (default: calibrate 250, width-sweep 300)",
     )
     p.add_argument(
         "--num-samples",
         type=_int_at_least(2),
-        help="NUTS draws per chain (calibrate 250, width-sweep 150)",
+        help="NUTS draws per chain (default: calibrate 250, width-sweep 150)",
     )
-    p.add_argument("--num-chains", type=_int_at_least(1), help="NUTS chains (default 2)")
+    p.add_argument("--num-chains", type=_int_at_least(1), help="NUTS chains (default: 2)")
     p.add_argument(
         "--max-tree-depth",
         type=_int_at_least(1),
-        help="NUTS maximum tree depth (calibrate 7, width-sweep 10)",
+        help="NUTS maximum tree depth (default: calibrate 7, width-sweep 10)",
     )
-    p.add_argument("--n-max", type=_int_at_least(4), help="use at most this many training points")
+    p.add_argument(
+        "--n-max",
+        type=_int_at_least(4),
+        help="use at most this many training points (default: all)",
+    )
     p.add_argument(
         "--test-fraction",
         type=_fraction,
         default=0.25,
         help="share of points held out (default: %(default)s)",
     )
-    p.add_argument(
-        "--out",
-        type=Path,
-        help="output directory (default: a new timestamped one under ntk_bayes_out/)",
-    )
-    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
-    p.add_argument("--seed", type=_int_at_least(0), default=0, help="seeds split, fits, MCMC")
-    p.add_argument("--quick", action="store_true", help=quick_help)
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _output_flags(p, kind, quick_help=quick_help)
     p.add_argument(
         "--float32",
         action="store_true",
-        help="compute in float32 (default float64: GP fits on small data need it)",
+        help="compute in float32 (default: float64, which GP fits on small data need)",
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``ntk-bayes`` argument parser with its subcommands."""
-    from . import __version__
-    from .theory._cli import add_regimes_parser
-
-    parser = argparse.ArgumentParser(
-        prog=_PROG,
-        description="Infinite-width networks (NNGP/NTK) as Bayesian models: calibration "
-        "reports, finite-width comparisons and training regimes.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    cal = sub.add_parser(
+def _add_calibrate(sub) -> None:
+    cal = _add_parser(
+        sub,
         "calibrate",
         help="calibration of NNGP, NTK-GP, sparse GP, GD ensemble and a finite BNN",
         description="Fit infinite-width models and a finite BNN by NUTS on a train/test "
         "split; report held-out calibration (table, report.md, metrics.json, netCDF).",
     )
     data = cal.add_mutually_exclusive_group()
-    data.add_argument("--dataset", choices=_EMBEDDED, help="embedded dataset (default: toy1d)")
-    data.add_argument("--csv", type=Path, help="a CSV file with a header row")
-    cal.add_argument("--target", help="target column of --csv")
+    data.add_argument(
+        "--dataset", choices=_EMBEDDED, help="embedded dataset (default: toy1d unless --csv)"
+    )
+    data.add_argument("--csv", type=Path, help="a CSV file with a header row (default: none)")
+    cal.add_argument(
+        "--target", help="--csv: the column to predict (no default: required with --csv)"
+    )
+    cal.add_argument(
+        "--features",
+        type=_names,
+        help="--csv: comma-separated input columns (default: every column but --target)",
+    )
     cal.add_argument(
         "--task",
         choices=("auto", "regression", "classification"),
         default=None,
-        help="--csv target type (default: auto)",
+        help="--csv: target type (default: auto, classes for few-valued integer targets)",
     )
     cal.add_argument(
         "--drop-missing", action="store_true", help="--csv: drop rows with missing values"
@@ -184,24 +225,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--models",
         type=_models,
         help="comma-separated subset of nngp,ntkgp,sgpr,ensemble,bnn "
-        "(classification: nngp,ntkgp,ensemble,bnn); default all",
+        "(classification: nngp,ntkgp,ensemble,bnn; default: all)",
     )
     cal.add_argument(
-        "--width", type=_int_at_least(1), help="hidden width of the finite BNN (default 16)"
+        "--width", type=_int_at_least(1), help="hidden width of the finite BNN (default: 16)"
     )
     cal.add_argument(
         "--hyper",
         choices=("ml", "nuts"),
         default="ml",
-        help="exact GPs' hyperparameters: type-II ML or NUTS (default: ml)",
+        help="exact GPs' hyperparameters: type-II ML or NUTS (default: %(default)s)",
     )
     cal.add_argument(
-        "--inducing", type=_int_at_least(2), help="inducing points of sparse GPs (default 32)"
+        "--inducing",
+        type=_int_at_least(2),
+        help="inducing points of sparse GPs (default: 32, at most half the training points)",
     )
-    _common_run_flags(cal, quick_help="tiny budgets for a smoke test (seconds per model)")
+    _common_run_flags(cal, "calibrate", quick_help="tiny budgets for a smoke test")
     cal.set_defaults(func=_run_calibrate, parser=cal)
 
-    sw = sub.add_parser(
+
+def _add_sweep(sub) -> None:
+    sw = _add_parser(
+        sub,
         "width-sweep",
         help="finite BNN posterior approaching the NNGP posterior as width grows",
         description="Fit the NNGP once, then the finite BNN of the same prior by NUTS at "
@@ -214,12 +260,108 @@ def build_parser() -> argparse.ArgumentParser:
         help="regression dataset (default: %(default)s)",
     )
     sw.add_argument(
-        "--widths", type=_widths, help="comma-separated widths (default 4,16,64,256,512)"
+        "--widths",
+        type=_widths,
+        help="comma-separated BNN widths (default: 4,16,64,256,512; --quick: 4,16)",
     )
-    _common_run_flags(sw, quick_help="widths 4,16 with tiny NUTS budgets (smoke test)")
+    _common_run_flags(
+        sw, "width-sweep", quick_help="widths 4,16 with tiny NUTS budgets (smoke test)"
+    )
     sw.set_defaults(func=_run_sweep, parser=sw)
 
-    add_regimes_parser(sub)
+
+def _add_regimes(sub) -> None:
+    p = _add_parser(
+        sub,
+        "regimes",
+        help="lazy vs rich training and finite-width NTK corrections (plots + table)",
+        description="Train wide MLPs in the NTK (lazy) and maximal-update (rich) scalings "
+        "and measure how far their NTK moves, and measure the spread of the empirical NTK "
+        "at initialisation around the analytic one, both against width.",
+    )
+    p.add_argument(
+        "--widths",
+        type=_widths,
+        default=[64, 128, 256, 512],
+        help="comma-separated widths (default: 64,128,256,512; --quick: 32,64,128)",
+    )
+    p.add_argument(
+        "--depth", type=_int_at_least(1), default=1, help="hidden layers (default: %(default)s)"
+    )
+    p.add_argument(
+        "--nonlinearity",
+        choices=_NONLINEARITIES,
+        default="relu",
+        help="activation of every hidden layer (default: %(default)s)",
+    )
+    p.add_argument(
+        "--W-std",
+        dest="W_std",
+        type=_float_range(0.0, strict=True),
+        default=1.5,
+        help="initial weight std (default: %(default)s)",
+    )
+    p.add_argument(
+        "--b-std",
+        dest="b_std",
+        type=_float_range(0.0, strict=False),
+        default=0.1,
+        help="initial bias std (default: %(default)s)",
+    )
+    p.add_argument(
+        "--n-train",
+        dest="n_train",
+        type=_int_at_least(1),
+        default=16,
+        help="training points (default: %(default)s)",
+    )
+    p.add_argument(
+        "--input-dim",
+        dest="input_dim",
+        type=_int_at_least(1),
+        default=4,
+        help="input dimension of the synthetic data (default: %(default)s)",
+    )
+    p.add_argument(
+        "--steps",
+        type=_int_at_least(1),
+        default=200,
+        help="gradient-descent steps (default: %(default)s; --quick: 30)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=_int_at_least(1),
+        default=2,
+        help="trainings per (scaling, width) (default: %(default)s; --quick: 1)",
+    )
+    p.add_argument(
+        "--init-seeds",
+        dest="init_seeds",
+        type=_int_at_least(2),
+        default=16,
+        help="random networks per width for the finite-width spread (default: %(default)s; "
+        "--quick: 4)",
+    )
+    _output_flags(p, "regimes", quick_help="tiny sizes for a smoke test")
+    p.set_defaults(func=_run_regimes, parser=p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ntk-bayes`` argument parser with its subcommands (imports nothing heavy)."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        allow_abbrev=False,
+        description="Infinite-width networks (NNGP/NTK) as Bayesian models: calibration "
+        "reports, finite-width comparisons and training regimes. Results go to stdout, "
+        "progress and logs to stderr.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_calibrate(sub)
+    _add_sweep(sub)
+    _add_regimes(sub)
     return parser
 
 
@@ -259,6 +401,7 @@ def _load_data(args, *, allow_csv: bool):
             return datasets.load_csv(
                 args.csv,
                 args.target,
+                features=args.features,
                 task=args.task or "auto",
                 drop_missing=args.drop_missing,
                 **opts,
@@ -287,6 +430,20 @@ def _console():
     return Console() if sys.stdout.isatty() else Console(width=150)
 
 
+@contextlib.contextmanager
+def _progress_to_stderr():
+    """Send whatever the computation prints (rich progress bars, NUTS reports) to stderr,
+    so that stdout carries only the results."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def _print_json(obj) -> None:
+    from ._io import _finite
+
+    print(json.dumps(_finite(obj), indent=2, default=str))
+
+
 # ---- calibrate -------------------------------------------------------------------------
 def _validate_calibrate(args) -> None:
     if args.csv is not None and not args.target:
@@ -294,6 +451,7 @@ def _validate_calibrate(args) -> None:
     if args.csv is None:
         for flag, given in (
             ("--target", args.target),
+            ("--features", args.features),
             ("--task", args.task),
             ("--drop-missing", args.drop_missing),
         ):
@@ -314,7 +472,7 @@ def _run_calibrate(args) -> int:
     out = _check_out(args, "calibrate", name)
     arch = parse_arch(args.arch or "relu-2x512", args.W_std, args.b_std)
     log = stderr_log(args.quiet)
-    with jax.enable_x64(not args.float32), sigterm_as_exit():
+    with jax.enable_x64(not args.float32), sigterm_as_exit(), _progress_to_stderr():
         ds = _load_data(args, allow_csv=True)
         try:
             models = check_models(args.models, ds.task)
@@ -328,10 +486,24 @@ def _run_calibrate(args) -> int:
         extra = {"argv": sys.argv[1:]}
         with atomic_output_dir(out, force=args.force) as tmp:
             summary = write_report(run, tmp, extra=extra)
-    _console().print(results_table(summary))
     for m, err in run.failures.items():
         print(f"warning: model {m} failed: {err}", file=sys.stderr)
-    print(f"report: {out / 'report.md'}")
+    report = out / "report.md"
+    if args.json:
+        keep = ("label", "metrics", "verdict", "fit_time_s")
+        models = {k: {f: m.get(f) for f in keep} for k, m in summary["models"].items()}
+        _print_json(
+            {
+                "command": "calibrate",
+                "dataset": summary["dataset"],
+                "models": models,
+                "failures": summary.get("failures", {}),
+                "report": str(report),
+            }
+        )
+    else:
+        _console().print(results_table(summary))
+        print(f"report: {report}")
     return 3 if run.failures else 0
 
 
@@ -347,7 +519,7 @@ def _run_sweep(args) -> int:
     arch = parse_arch(args.arch or "relu-1x512", args.W_std, args.b_std)
     widths = args.widths or ([4, 16] if args.quick else list(DEFAULT_WIDTHS))
     log = stderr_log(args.quiet)
-    with jax.enable_x64(not args.float32), sigterm_as_exit():
+    with jax.enable_x64(not args.float32), sigterm_as_exit(), _progress_to_stderr():
         ds = _load_data(args, allow_csv=False)
         settings = _settings(args, sweep=True)
         log(f"{ds.summary()}; {arch.describe()}; widths {widths}")
@@ -358,8 +530,11 @@ def _run_sweep(args) -> int:
                 fig.savefig(tmp / fname, dpi=110)
             write_json(tmp / "metrics.json", {**sweep.summary(), "argv": sys.argv[1:]})
             (tmp / "report.md").write_text(report)
-    _console().print(_sweep_table(sweep))
-    print(f"report: {out / 'report.md'}")
+    if args.json:
+        _print_json({"command": "width-sweep", **sweep.summary(), "report": str(out / "report.md")})
+    else:
+        _console().print(_sweep_table(sweep))
+        print(f"report: {out / 'report.md'}")
     return 0
 
 
@@ -388,6 +563,23 @@ def _sweep_table(sweep):
         "",
     )
     return t
+
+
+# ---- regimes ---------------------------------------------------------------------------
+def _run_regimes(args) -> int:
+    from .theory._cli import run_regimes
+
+    args.out = _check_out(args, "regimes", args.nonlinearity)
+    # run_regimes prints its Markdown tables to stdout; with --json only the JSON goes there
+    target = sys.stdout
+    if args.json:
+        target = io.StringIO() if args.quiet else sys.stderr
+    with contextlib.redirect_stdout(target):
+        code = run_regimes(args)
+    if code == 0 and args.json:
+        summary = json.loads((args.out / "summary.json").read_text())
+        _print_json({"command": "regimes", **summary, "report": str(args.out / "regimes.md")})
+    return code
 
 
 # ---- entry point -----------------------------------------------------------------------

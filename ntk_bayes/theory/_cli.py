@@ -1,5 +1,8 @@
 """``ntk-bayes regimes``: kernel evolution and finite-width experiments at small sizes.
 
+The flags are parsed in :mod:`ntk_bayes.cli` (which imports this module only when the
+command runs).
+
 Writes to ``--out`` (atomically: everything goes to a temporary sibling directory that
 is renamed into place at the end, so an interrupted run leaves nothing half-written):
 
@@ -20,70 +23,7 @@ from pathlib import Path
 
 from .._io import atomic_output_dir, output_problem, sigterm_as_exit
 
-__all__ = ["add_regimes_parser", "run_regimes"]
-
-_NONLINEARITIES = ("relu", "erf", "gelu", "tanh")
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        vals = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if len(vals) < 2 or min(vals) < 1 or len(set(vals)) != len(vals):
-        raise argparse.ArgumentTypeError(
-            f"need at least two distinct positive widths, got {text!r}"
-        )
-    return sorted(vals)
-
-
-def _positive(kind, allow_zero=False):
-    def parse(text):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if v < 0 or (v == 0 and not allow_zero) or v != v:
-            raise argparse.ArgumentTypeError(f"must be {'>=' if allow_zero else '>'} 0, got {text}")
-        return v
-
-    return parse
-
-
-def add_regimes_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``regimes`` subcommand on an ``argparse`` subparsers object."""
-    p = subparsers.add_parser(
-        "regimes",
-        help="lazy vs rich training and finite-width NTK corrections (plots + table)",
-        description=(
-            "Train wide MLPs in the NTK (lazy) and maximal-update (rich) scalings and "
-            "measure how far their NTK moves, and measure the spread of the empirical NTK "
-            "at initialisation around the analytic one, both against width."
-        ),
-    )
-    p.add_argument("--out", type=Path, default=Path("ntk_bayes_out/regimes"),
-                   help="output directory (default: %(default)s)")  # fmt: skip
-    p.add_argument("--force", action="store_true", help="replace an existing --out")
-    p.add_argument("--widths", type=_int_list, default=[64, 128, 256, 512],
-                   help="comma-separated widths (default: 64,128,256,512)")  # fmt: skip
-    p.add_argument("--depth", type=_positive(int), default=1, help="hidden layers")
-    p.add_argument("--nonlinearity", choices=_NONLINEARITIES, default="relu")
-    p.add_argument("--W-std", dest="W_std", type=_positive(float), default=1.5)
-    p.add_argument("--b-std", dest="b_std", type=_positive(float, allow_zero=True), default=0.1)
-    p.add_argument("--n-train", dest="n_train", type=_positive(int), default=16)
-    p.add_argument("--input-dim", dest="input_dim", type=_positive(int), default=4)
-    p.add_argument("--steps", type=_positive(int), default=200, help="GD steps")
-    p.add_argument("--seeds", type=_positive(int), default=2,
-                   help="trainings per (scaling, width)")  # fmt: skip
-    p.add_argument("--init-seeds", dest="init_seeds", type=int, default=16,
-                   help="random networks per width for the finite-width spread (>= 2)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed of data and networks")
-    p.add_argument("--quick", action="store_true",
-                   help="tiny sizes for a smoke test (widths 32,64,128; 30 steps)")  # fmt: skip
-    p.set_defaults(func=run_regimes)
-    return p
+__all__ = ["run_regimes"]
 
 
 def _nonlinearity(name: str):
@@ -215,15 +155,3 @@ def _markdown(evo, fw, summary) -> str:
         )
     lines += ["", f"Fitted log-log slope of the spread: {s['init_spread']:+.2f}.", ""]
     return "\n".join(lines)
-
-
-def _main(argv=None) -> int:  # standalone entry point until the lead wires ntk_bayes.cli
-    parser = argparse.ArgumentParser(prog="ntk-bayes")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_regimes_parser(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(_main())

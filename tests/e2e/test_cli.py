@@ -54,7 +54,7 @@ def test_calibrate_writes_a_complete_report(quick_run, capsys):
     code, out, run = quick_run
     assert code == 0
     assert file_tree(out.parent) == ["res"] + [f"res/{n}" for n in file_tree(out)]  # no temp dirs
-    assert set(file_tree(out)) == {
+    assert {f for f in file_tree(out) if not f.startswith(".ntk-bayes")} == {
         "report.md", "metrics.json", "coverage.png", "pit_ecdf.png", "bands.png",
         "nngp.nc", "sgpr.nc",
     }  # fmt: skip
@@ -326,8 +326,8 @@ def test_no_prefix_abbreviations(argv, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(argv)
     assert e.value.code == 2
-    err = capsys.readouterr().err
-    assert "unrecognized arguments" in err or "invalid choice" in err
+    captured = capsys.readouterr()
+    assert "error:" in captured.err and captured.out == ""  # `--vers` is not --version
 
 
 def _subparsers(parser):
