@@ -7,6 +7,7 @@ Every layer and composition is an immutable pytree network::
 """
 
 from ._attention import GlobalSelfAttention as GlobalSelfAttention
+from ._batching import batch as batch
 from ._branching import FanInConcat as FanInConcat
 from ._branching import FanInSum as FanInSum
 from ._branching import FanOut as FanOut
@@ -39,6 +40,8 @@ from ._pooling import Flatten as Flatten
 from ._pooling import GlobalAvgPool as GlobalAvgPool
 from ._pooling import GlobalSumPool as GlobalSumPool
 from ._pooling import SumPool as SumPool
+from ._repeat import Repeat as Repeat
+from ._repeat import repeat as repeat
 
 __all__ = [
     "ABRelu",
@@ -67,11 +70,14 @@ __all__ = [
     "Parallel",
     "Rbf",
     "Relu",
+    "Repeat",
     "Serial",
     "Sign",
     "Sin",
     "SumPool",
+    "batch",
     "distributed_kernel_fn",
     "parallel",
+    "repeat",
     "serial",
 ]

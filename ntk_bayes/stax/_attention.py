@@ -32,7 +32,8 @@ def _positive_int(value, name: str) -> int:
 
 
 class GlobalSelfAttention(Layer):
-    r"""Self-attention over the tokens of ``(N, T, C)`` inputs, with ``n_heads`` heads.
+    r"""Self-attention over the tokens of ``(N, T, C)`` inputs (or the H·W positions of
+    ``(N, H, W, C)`` images, as in neural-tangents), with ``n_heads`` heads.
 
     With QK = ``W_query_std`` · ``W_key_std``, OV = ``W_out_std`` · ``W_value_std``,
     σ_b = ``b_std`` (0 when ``None``), φ the ``attention_mechanism`` (softmax over the
@@ -123,16 +124,13 @@ class GlobalSelfAttention(Layer):
             raise ValueError(
                 "GlobalSelfAttention got several branches; close them with a fan-in first"
             )
-        if len(shape) != 3:
-            hint = (
-                "; for images (N, H, W, C) make tokens first with x.reshape(N, H * W, C)"
-                if len(shape) > 3
-                else "; for (N, features) data add a token axis, e.g. x[:, None, :]"
-            )
+        if len(shape) < 3:
             raise ValueError(
-                f"GlobalSelfAttention expects token sequences (N, T, C), got shape {shape}{hint}"
+                f"GlobalSelfAttention expects token sequences (N, T, C) or images "
+                f"(N, H, W, C), got shape {shape}; for (N, features) data add a token axis, "
+                "e.g. x[:, None, :]"
             )
-        return shape[:2] + (self.n_chan_out,)
+        return shape[:-1] + (self.n_chan_out,)
 
     def needs_full_spatial(self, out_full: bool) -> bool:
         return True
@@ -151,6 +149,27 @@ class GlobalSelfAttention(Layer):
         return jnp.maximum(logits, 0.0)
 
     def kernel(self, k):
+        if k.n_spatial == 1:
+            return self._token_kernel(k)
+        # Images: every position is a token (neural-tangents' convention).
+        if k.diagonal_spatial:
+            raise ValueError(  # pragma: no cover - the engine chooses the full layout
+                "GlobalSelfAttention needs cross-token covariances (the full spatial layout)"
+            )
+        spatial = k.shape1[1:-1]
+        tokens = k.map_arrays(
+            lambda a, b: _to_tokens(a, b, spatial),
+            shape1=(k.shape1[0], math.prod(spatial), k.shape1[-1]),
+            shape2=(k.shape2[0], math.prod(spatial), k.shape2[-1]),
+        )
+        out = self._token_kernel(tokens)
+        return out.map_arrays(
+            lambda a, b: _from_tokens(a, b, spatial),
+            shape1=self.output_shape(k.shape1),
+            shape2=self.output_shape(k.shape2),
+        )
+
+    def _token_kernel(self, k):
         if not self.linear_scaling:
             raise NotImplementedError(
                 "GlobalSelfAttention(linear_scaling=False) has no closed-form kernel (its "
@@ -184,6 +203,7 @@ class GlobalSelfAttention(Layer):
             shape1=self.output_shape(k.shape1),
             shape2=self.output_shape(k.shape2),
             is_gaussian=True,
+            independent=True,
             is_input=False,
         )
 
@@ -204,7 +224,10 @@ class GlobalSelfAttention(Layer):
 
     def apply(self, params, x, **kwargs):
         queries, keys, values, w_out, b = params
-        self.output_shape(x.shape)
+        out_shape = self.output_shape(x.shape)
+        if x.ndim > 3:  # images: positions are tokens
+            out = self.apply(params, x.reshape(x.shape[0], -1, x.shape[-1]), **kwargs)
+            return out.reshape(out_shape)
         n, t, c_in = x.shape
         if keys.shape[1] != c_in:
             raise ValueError(
@@ -222,3 +245,21 @@ class GlobalSelfAttention(Layer):
         if b is not None:
             out = out + self.b_std * b
         return out
+
+
+def _to_tokens(a, batch_ndim: int, spatial: tuple):
+    """(*batch, X, X', Y, Y', ...) -> (*batch, XY..., X'Y'...): positions as tokens."""
+    n = len(spatial)
+    lead = tuple(range(batch_ndim))
+    first = tuple(batch_ndim + 2 * i for i in range(n))
+    a = a.transpose(lead + first + tuple(f + 1 for f in first))
+    t = math.prod(spatial)
+    return a.reshape(a.shape[:batch_ndim] + (t, t))
+
+
+def _from_tokens(a, batch_ndim: int, spatial: tuple):
+    """Inverse of :func:`_to_tokens`."""
+    n = len(spatial)
+    a = a.reshape(a.shape[:batch_ndim] + tuple(spatial) * 2)
+    order = [i for p in range(n) for i in (batch_ndim + p, batch_ndim + n + p)]
+    return a.transpose(tuple(range(batch_ndim)) + tuple(order))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from functools import partial
 
 import jax
@@ -27,7 +28,15 @@ from jax.sharding import PartitionSpec
 
 from . import _devices
 
-__all__ = ["default_memory_budget", "plan_tiles", "tiled_kernel"]
+__all__ = [
+    "batch",
+    "check_output_fits",
+    "default_memory_budget",
+    "free_bytes",
+    "parse_bytes",
+    "plan_tiles",
+    "tiled_kernel",
+]
 
 # Live temporaries per output entry while one layer of the recursion runs: nngp, ntk,
 # their updates, and the variances and angles of the nonlinearity.
@@ -39,12 +48,51 @@ _GPU_FRACTION = 0.5
 _CPU_TILE_BYTES = 1 << 20
 
 
-def _parse_bytes(text: str) -> int:
-    units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-    t = text.strip().lower().rstrip("ib").rstrip("b")
-    if t and t[-1] in units:
-        return int(float(t[:-1]) * units[t[-1]])
-    return int(float(t))
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+_IEC = {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
+
+
+def parse_bytes(value, name: str):
+    """A byte count from an int or a string such as ``"1GB"`` (10⁹), ``"512MiB"``
+    (2²⁰ each) or ``"2e9"``; ``None`` passes through. Errors name the argument."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        m = _SIZE.match(value)
+        if not m:
+            raise ValueError(
+                f"`{name}`={value!r} is not a size; use bytes (an int) or a string such as "
+                "'2GB', '512MiB' or '1e9'"
+            )
+        unit = (m.group(2) or "").lower()
+        nbytes = float(m.group(1)) * (_IEC[unit] if unit in _IEC else _UNITS[unit])
+    elif isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(
+            f"`{name}` must be a number of bytes or a string such as '2GB', got "
+            f"{type(value).__name__}"
+        )
+    else:
+        nbytes = float(value)
+    if not nbytes >= 1 or nbytes == float("inf"):
+        raise ValueError(f"`{name}` must be a positive, finite number of bytes, got {value!r}")
+    return int(nbytes)
+
+
+def free_bytes(device=None) -> int:
+    """Memory free on ``device`` now: available host RAM for CPUs, the allocator's
+    remaining limit for accelerators."""
+    device = device or jax.devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if "bytes_limit" in stats:
+            return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):  # pragma: no cover - non-Linux hosts
+        return 8 << 30
 
 
 def default_memory_budget(device=None) -> int:
@@ -52,25 +100,40 @@ def default_memory_budget(device=None) -> int:
     fraction of the free memory of ``device`` (host RAM for CPUs)."""
     env = os.environ.get("NTK_BAYES_MEMORY_BUDGET")
     if env:
-        try:
-            return max(_parse_bytes(env), 1 << 20)
-        except ValueError:
-            raise ValueError(
-                f"NTK_BAYES_MEMORY_BUDGET={env!r} is not a size; use e.g. 2GB or 500MB"
-            ) from None
+        return max(parse_bytes(env, "NTK_BAYES_MEMORY_BUDGET"), 1 << 20)
     device = device or jax.devices()[0]
+    free = free_bytes(device)
     if device.platform != "cpu":
-        stats = device.memory_stats() or {}
-        if "bytes_limit" in stats:
-            free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
-            return int(max(free, 1 << 28) * _GPU_FRACTION)
-    try:
-        with open("/proc/meminfo") as f:
-            info = dict(line.split(":", 1) for line in f)
-        free = int(info["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):  # pragma: no cover - non-Linux hosts
-        free = 8 << 30
+        return int(max(free, 1 << 28) * _GPU_FRACTION)
     return int(free * _CPU_FRACTION)
+
+
+def check_output_fits(net, block_fn, opts, x1, x2, names, devices=None) -> None:
+    """Refuse, before any work, an output larger than the memory free for it."""
+    x2 = x1 if x2 is None else x2
+    pair = tuple(n for n in names if n not in ("cov1", "cov2"))
+    if not pair:
+        return
+    per_pair = _probe(net, block_fn, opts, x1[:1], x2[:1], pair)[2]
+    need = x1.shape[0] * x2.shape[0] * per_pair
+    device = _devices.resolve_devices(devices)[0]
+    free = free_bytes(device)
+    if need > free:
+        raise ValueError(
+            f"kernel_fn: the output {pair} for {x1.shape[0]} x {x2.shape[0]} points needs "
+            f"{_human(need)}, more than the {_human(free)} free on {device.platform}; compute "
+            "it in row blocks written to disk (e.g. kernel_fn(x1[i:j], x2) into a "
+            "numpy.memmap), use fewer points (or inducing points), or pass a `devices=` list "
+            "of accelerators with more memory"
+        )
+
+
+def _human(nbytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if nbytes < 1024 or unit == "TiB":
+            return f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes} B"  # pragma: no cover
 
 
 def plan_tiles(
@@ -81,7 +144,11 @@ def plan_tiles(
     ``square=True`` (symmetric kernels) returns equal sides, so that tiles mirror
     across the diagonal. ``max_pairs`` caps a tile's pairs for speed (not memory).
     """
-    budget = default_memory_budget() if memory_budget is None else int(memory_budget)
+    budget = (
+        default_memory_budget()
+        if memory_budget is None
+        else parse_bytes(memory_budget, "memory_budget")
+    )
     if budget <= 0:
         raise ValueError(f"`memory_budget` must be a positive number of bytes, got {budget}")
     b1, b2 = n1, n2
@@ -165,6 +232,7 @@ def _tile(one, net, a, b, same_points, true):
 
 
 _MIRROR_BLOCK = 64
+_PER_POINT = ("cov1", "cov2")
 
 
 def _mirror_lower(outs, starts, b):
@@ -199,8 +267,14 @@ def _mirror_lower(outs, starts, b):
     return jax.lax.fori_loop(0, len(pieces), copy, outs)
 
 
-def _put(out, tile, r, c):
-    return jax.lax.dynamic_update_slice(out, tile, (r, c) + (0,) * (tile.ndim - 2))
+def _put(outs, tiles, r, c):
+    """Write each tile at row ``r`` (and column ``c`` for per-pair outputs)."""
+    return {
+        name: jax.lax.dynamic_update_slice(
+            o, t, (r,) + (0,) * (t.ndim - 1) if name in _PER_POINT else (r, c) + (0,) * (t.ndim - 2)
+        )
+        for (name, o), t in zip(outs.items(), tiles.values(), strict=True)
+    }
 
 
 @partial(jax.jit, static_argnames=("names", "b1", "b2", "block_fn", "opts", "symmetric", "mesh"))
@@ -233,12 +307,17 @@ def _run(net, x1, x2, names, b1, b2, block_fn, opts, symmetric=False, mesh=None,
         return _tile(one, net_, a, b, same_at(same_, r, c), r >= 0)
 
     shapes = jax.eval_shape(one, net, x1[:b1], x2[:b2], same_at(same, 0, 0))
-    outs = jax.tree_util.tree_map(lambda s: jnp.zeros((n1, n2) + s.shape[2:], s.dtype), shapes)
+    outs = {
+        name: jnp.zeros(
+            ((n1,) + sh.shape[1:]) if name in _PER_POINT else ((n1, n2) + sh.shape[2:]), sh.dtype
+        )
+        for name, sh in shapes.items()
+    }
     if mesh is None:
 
         def body(p, outs):
             tile = tile_at(net, x1, x2, same, R[p], C[p])
-            return jax.tree_util.tree_map(lambda o, t: _put(o, t, R[p], C[p]), outs, tile)
+            return _put(outs, tile, R[p], C[p])
 
     else:
         # Pad the tile list to a multiple of the device count with repeats of tile 0.
@@ -255,7 +334,7 @@ def _run(net, x1, x2, names, b1, b2, block_fn, opts, symmetric=False, mesh=None,
         )(net, x1, x2, same, Rp, Cp)
 
         def body(p, outs):
-            return jax.tree_util.tree_map(lambda o, t: _put(o, t[p], R[p], C[p]), outs, tiles)
+            return _put(outs, {n: t[p] for n, t in tiles.items()}, R[p], C[p])
 
     outs = jax.lax.fori_loop(0, len(pairs), body, outs)
     if symmetric:
@@ -305,7 +384,7 @@ def tiled_kernel(
             out[name] = _run(net, x, x[:1], ("cov1",), b, 1, block_fn, opts, False, mesh)["cov1"]
     pair = tuple(n for n in names if n not in ("cov1", "cov2"))
     if pair:
-        nbytes, ndims = _probe(net, block_fn, opts, x1[:1], x2[:1], pair)
+        nbytes, ndims, _ = _probe(net, block_fn, opts, x1[:1], x2[:1], pair)
         # Mirroring tiles is only worth it (and only simple) for scalar-per-pair outputs.
         symmetric = symmetric and all(d == 2 for d in ndims)
         n1, n2 = x1.shape[0], x2.shape[0]
@@ -372,9 +451,10 @@ def _probe(net, block_fn, opts, a, b, names):
         fn = lambda a_, b_: _outputs(block_fn(net, a_, b_, None, *opts), names)
         jaxpr = jax.make_jaxpr(fn)(a2, b3)
         ndims = tuple(v.aval.ndim for v in jaxpr.jaxpr.outvars)
+        out_bytes = sum(_aval_bytes(v.aval) // 6 for v in jaxpr.jaxpr.outvars)
         if len(_PROBES) > 256:
             _PROBES.clear()
-        _PROBES[key] = (max(_max_var_bytes(jaxpr.jaxpr, (2, 3)) // 6, 1), ndims)
+        _PROBES[key] = (max(_max_var_bytes(jaxpr.jaxpr, (2, 3)) // 6, 1), ndims, out_bytes)
     return _PROBES[key]
 
 
@@ -383,3 +463,27 @@ def _spread(b1, n1, n_col_tiles, n_dev):
     if n_dev > 1 and math.ceil(n1 / b1) * n_col_tiles < n_dev:
         b1 = max(1, math.ceil(n1 / math.ceil(n_dev / n_col_tiles)))
     return b1
+
+
+def batch(kernel_fn, batch_size: int = 0, device_count: int = -1, store_on_device: bool = True):
+    """neural-tangents' ``nt.batch``, kept for compatibility: ntk_bayes already tiles
+    inside ``kernel_fn``, so this only turns ``batch_size`` into ``block_size`` (tiles
+    of at most that many rows and columns) and ``device_count`` into ``devices``
+    (-1: all local devices, 0: one device, k: the first k). ``store_on_device`` is
+    accepted and has no effect (outputs are JAX arrays on the default device)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
+        raise ValueError(f"batch: `batch_size` must be an integer >= 0, got {batch_size!r}")
+    if isinstance(device_count, bool) or not isinstance(device_count, int) or device_count < -1:
+        raise ValueError(f"batch: `device_count` must be an integer >= -1, got {device_count!r}")
+    if not callable(kernel_fn):
+        raise TypeError(f"batch: `kernel_fn` must be callable, got {type(kernel_fn).__name__}")
+
+    def batched(x1, x2=None, get=None, **kwargs):
+        if batch_size:
+            kwargs.setdefault("block_size", batch_size)
+        if device_count >= 0:
+            kwargs.setdefault("devices", max(device_count, 1))
+        return kernel_fn(x1, x2, get, **kwargs)
+
+    batched.__doc__ = getattr(kernel_fn, "__doc__", None)
+    return batched

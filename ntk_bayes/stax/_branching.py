@@ -42,14 +42,21 @@ class FanOut(Layer):
         return [tuple(input_shape)] * self.num
 
     def kernel(self, k):
-        return [k] * self.num
+        # The copies share all randomness so far: none is independent of the others.
+        return [k.replace(independent=False)] * self.num
 
     def apply(self, params, x, **kwargs):
         return [x] * self.num
 
 
 class FanInSum(Layer):
-    """Sum of the branches; Σ and Θ add (branches with independent weights)."""
+    """Sum of the branches; Σ and Θ add.
+
+    Adding kernels drops the cross terms E[f_i(x) f_j(x')] between branches, which
+    vanish when one of the two ends with its own random affine layer (Dense, Conv,
+    attention: zero-mean and independent of the rest). A sum with two or more branches
+    that do not (a nonlinearity last, or the shared input passed through) is refused.
+    """
 
     def output_shape(self, input_shape):
         shapes = _need_streams("FanInSum", input_shape)
@@ -60,6 +67,7 @@ class FanInSum(Layer):
     def kernel(self, ks):
         ks = _need_streams("FanInSum", ks)
         _check_same_layout("FanInSum", ks)
+        _check_cross_terms("FanInSum", ks)
         total = ks[0]
         ntk = None if any(k.ntk is None for k in ks) else sum(k.ntk for k in ks)
         return total.replace(
@@ -69,6 +77,7 @@ class FanInSum(Layer):
             cov2=sum(k.cov2 for k in ks),
             is_gaussian=all(k.is_gaussian for k in ks),
             is_input=False,
+            independent=all(k.independent for k in ks),
         )
 
     def apply(self, params, xs, **kwargs):
@@ -83,7 +92,8 @@ class FanInConcat(Layer):
     each output position belongs to one branch: same-position covariances are
     concatenated, and covariances between positions of different branches are 0
     (independent branches: valid when at most one branch lacks fresh weights, as for
-    ``FanInSum``), so full-layout kernels are block diagonal along that axis.
+    ``FanInSum``, and refused otherwise), so full-layout kernels are block diagonal
+    along that axis.
     """
 
     axis: int = eqx.field(static=True, default=-1)
@@ -126,6 +136,8 @@ class FanInConcat(Layer):
                 return sum(a * (w / total) for a, w in zip(arrays, widths, strict=True))
 
         else:
+            if not ks[0].diagonal_spatial:  # cross-branch position pairs are set to 0
+                _check_cross_terms(f"FanInConcat(axis={self.axis})", ks)
             sizes = [k.shape1[1 + s] for k in ks]
 
             def join(arrays, batch_ndim):
@@ -141,6 +153,7 @@ class FanInConcat(Layer):
             shape2=shape2,
             is_gaussian=all(k.is_gaussian for k in ks),
             is_input=False,
+            independent=all(k.independent for k in ks),
         )
 
     def apply(self, params, xs, **kwargs):
@@ -219,3 +232,17 @@ def parallel(*layers) -> Parallel:
 def _check_same_layout(layer: str, ks) -> None:
     if len({k.diagonal_spatial for k in ks}) > 1:  # pragma: no cover - engine invariant
         raise ValueError(f"{layer}: branches disagree on spatial layout")
+
+
+def _check_cross_terms(layer: str, ks) -> None:
+    """Refuse a fan-in whose kernel would need the cross terms of dependent branches."""
+    shared = [i for i, k in enumerate(ks) if not k.independent]
+    if len(shared) > 1:
+        raise ValueError(
+            f"{layer}: branches {shared} do not end with a random affine layer of their own "
+            "(they end in a nonlinearity, or pass the FanOut's input through), so they are "
+            "correlated and have non-zero means; the kernel of their combination needs the "
+            "cross terms E[f_i(x) f_j(x')], which ntk_bayes does not compute. End every "
+            "branch but one with its own Dense or Conv layer, e.g. "
+            "stax.parallel(stax.serial(stax.Dense(512), stax.Relu(), stax.Dense(512)), ...)"
+        )

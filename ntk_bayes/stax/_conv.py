@@ -78,15 +78,33 @@ def reject_unused(layer: str, unused: dict) -> None:
             )
     if "dimension_numbers" in unused:
         dn = unused.pop("dimension_numbers")
-        if dn is not None:
+        if dn is not None and not _channels_last(dn):
             raise ValueError(
                 f"{layer}: only channels-last inputs (N, *spatial, C) are supported, so "
-                "`dimension_numbers` must be None; transpose NCHW data with jnp.moveaxis"
+                "`dimension_numbers` must be None or name that layout, e.g. "
+                f"('NHWC', 'HWIO', 'NHWC'), got {dn!r}; transpose NCHW data with jnp.moveaxis"
             )
     if "s" in unused and tuple(unused.pop("s")) != (1, 1):
         raise ValueError(f"{layer}: only s=(1, 1) is supported")
     if unused:
         raise TypeError(f"{layer}: unexpected keyword argument(s) {sorted(unused)}")
+
+
+def _channels_last(dn) -> bool:
+    """Whether ``dimension_numbers`` names the supported layout: inputs and outputs
+    ``N...C`` and filters ``...IO`` with the same spatial letters in the same order."""
+    if not (isinstance(dn, list | tuple) and len(dn) == 3 and all(isinstance(d, str) for d in dn)):
+        return False
+    lhs, rhs, out = dn
+    spatial = lhs[1:-1]
+    return (
+        lhs[:1] == "N"
+        and lhs[-1:] == "C"
+        and out == lhs
+        and rhs == spatial + "IO"
+        and len(set(lhs)) == len(lhs)
+        and not set(spatial) & set("NCIO")
+    )
 
 
 def check_spatial_input(layer: str, input_shape, n_spatial: int, what: str) -> tuple:
@@ -256,6 +274,12 @@ class Conv(Layer):
         reject_unused("Conv", dict(unused))
         self.filter_shape = check_window(filter_shape, "filter_shape", "Conv")
         n = len(self.filter_shape)
+        dn = unused.get("dimension_numbers")
+        if dn is not None and len(dn[0]) - 2 != n:
+            raise ValueError(
+                f"Conv: `dimension_numbers` {dn!r} names {len(dn[0]) - 2} spatial axes but "
+                f"`filter_shape` {self.filter_shape} has {n}"
+            )
         self.strides = (1,) * n if strides is None else check_window(strides, "strides", "Conv", n)
         self.padding = check_padding(padding, "Conv")
         check_hyper(W_std, "W_std", "Conv")
@@ -313,6 +337,7 @@ class Conv(Layer):
             shape1=self.output_shape(k.shape1),
             shape2=self.output_shape(k.shape2),
             is_gaussian=True,
+            independent=True,
             is_input=False,
         )
 

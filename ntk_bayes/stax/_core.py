@@ -9,7 +9,8 @@ neural-tangents triple ``init_fn, apply_fn, kernel_fn = net``.
 from __future__ import annotations
 
 import collections
-import functools
+import difflib
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -151,14 +152,19 @@ class Layer(eqx.Module):
         Returns:
             Arrays of shape ``(n1, n2)`` (plus spatial axes if not read out).
         """
+        if unused:
+            _reject_kwargs(unused)
         names, want_all = _parse_get(get)
+        if isinstance(x1, Kernel):
+            return _continue(self, x1, x2, names, want_all, get)
+        memory_budget = _batching.parse_bytes(memory_budget, "memory_budget")
         one_set = x2 is None or x2 is x1
         x1, x2, out_shape = _check_inputs(self, x1, x2)
         same = _same_inputs(self, x1, x2, one_set)
         opts = (want_all or "ntk" in names, *_layouts(self, x1.shape, out_shape, spatial_output))
         if want_all:
-            pairs = None if same is None else (same, jnp.asarray(0, jnp.int32))
-            return _block_all(self, x1, x1 if x2 is None else x2, pairs, opts)
+            names = KERNEL_GETS
+        _batching.check_output_fits(self, _block, opts, x1, x2, names, devices)
         out = _batching.tiled_kernel(
             self,
             _block,
@@ -171,21 +177,88 @@ class Layer(eqx.Module):
             block_size=block_size,
             devices=devices,
         )
+        if want_all:
+            # The final state's static structure (shapes, layout, flags), traced on one
+            # pair; its arrays are the tiled ones, so get=None is tiled like any get.
+            x2_ = x1 if x2 is None else x2
+            pairs = None if same is None else (same, jnp.asarray(0, jnp.int32))
+            k = jax.eval_shape(lambda a, b: _block(self, a, b, None, *opts), x1[:1], x2_[:1])
+            return k.replace(
+                same_points=pairs,
+                shape1=(x1.shape[0],) + k.shape1[1:],
+                shape2=(x2_.shape[0],) + k.shape2[1:],
+                **out,
+            )
         if isinstance(get, str):
             return out[names[0]]
         return _kernel_tuple(names)(*(out[n] for n in names))
 
 
+KERNEL_FN_KWARGS = ("x1", "x2", "get", "memory_budget", "block_size", "spatial_output", "devices")
+
+
+def _reject_kwargs(unused: dict) -> None:
+    bad = sorted(unused)
+    hints = []
+    for name in bad:
+        near = difflib.get_close_matches(name, KERNEL_FN_KWARGS, n=1, cutoff=0.6)
+        hints.append(f"{name!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+    raise TypeError(
+        f"kernel_fn got unexpected keyword argument(s) {', '.join(hints)}; valid ones are "
+        f"{', '.join(KERNEL_FN_KWARGS)}"
+    )
+
+
+def _continue(net, k: Kernel, x2, names, want_all, get):
+    """neural-tangents' kernel composition: a :class:`Kernel` passed where inputs go
+    (e.g. ``kernel_fn(kernel_fn(x1, x2))``) continues the recursion from that state."""
+    if x2 is not None:
+        raise ValueError(
+            "kernel_fn: when `x1` is a Kernel (kernel composition), `x2` must be None; the "
+            "Kernel already pairs its two sets of inputs"
+        )
+    if isinstance(k.nngp, jax.ShapeDtypeStruct):  # pragma: no cover - defensive
+        raise ValueError("kernel_fn: the Kernel passed as `x1` holds no arrays")
+    if (want_all or "ntk" in names) and k.ntk is None:
+        raise ValueError(
+            "kernel_fn: the Kernel passed as `x1` has no NTK; compute it with get=None or "
+            "a get that includes 'ntk'"
+        )
+    if k.diagonal_spatial and k.n_spatial > 0 and net.needs_full_spatial(False):
+        raise ValueError(
+            "kernel_fn: this network needs covariances between positions, but the Kernel "
+            "passed as `x1` holds same-position covariances only; compute it with "
+            "spatial_output='full'"
+        )
+    if not want_all and "ntk" not in names:
+        k = k.replace(ntk=None)
+    out = _continue_jit(net, k)
+    if want_all:
+        return out
+    if isinstance(get, str):
+        return getattr(out, names[0])
+    return _kernel_tuple(names)(*(getattr(out, n) for n in names))
+
+
+@jax.jit
+def _continue_jit(net, k):
+    out = net.kernel(k)
+    if isinstance(out, list | tuple):
+        raise ValueError(
+            f"the network ends with {len(out)} parallel branches; close them with "
+            "FanInSum() or FanInConcat() before the readout"
+        )
+    return out
+
+
 def _same_inputs(net, x1, x2, one_set: bool):
-    """``None`` unless the network needs to know which pairs are one point twice; then
-    whether ``x2`` is ``x1`` (omitted, the same array, or equal in value, as
-    neural-tangents decides), a boolean scalar."""
-    if not net.needs_same_points():
-        return None
+    """Whether ``x2`` is ``x1`` (omitted, the same array, or equal in value, as
+    neural-tangents decides), a boolean scalar; ``None`` when the shapes differ and no
+    layer needs to know. Nonlinearities use it to evaluate self-pairs exactly."""
     if one_set:
         return jnp.asarray(True)
     if x1.shape != x2.shape:
-        return jnp.asarray(False)
+        return jnp.asarray(False) if net.needs_same_points() else None
     return jnp.array_equal(x1, x2)
 
 
@@ -201,11 +274,6 @@ def _block(net, x1, x2, same_points, need_ntk: bool, full: bool, out_full: bool)
         # for same-position covariances only.
         k = k.to_diagonal()
     return k
-
-
-@functools.partial(jax.jit, static_argnames=("opts",))
-def _block_all(net, x1, x2, same_points, opts):
-    return _block(net, x1, x2, same_points, *opts)
 
 
 def _parse_get(get):
@@ -232,7 +300,7 @@ def _check_inputs(net, x1, x2):
             f"`x1` must have a leading batch axis, e.g. (n, features); got shape {x1.shape}. "
             "Reshape a single point with x[None]."
         )
-    check_finite(x1, "x1")
+    _check_points(x1, "x1")
     if x2 is not None:
         x2 = as_float_array(x2, "x2")
         if x2.shape[1:] != x1.shape[1:]:
@@ -240,11 +308,34 @@ def _check_inputs(net, x1, x2):
                 f"`x2` has per-point shape {x2.shape[1:]} but `x1` has {x1.shape[1:]}; "
                 "both must share every axis but the first"
             )
-        check_finite(x2, "x2")
+        _check_points(x2, "x2")
         dtype = jnp.promote_types(x1.dtype, x2.dtype)
         x1, x2 = x1.astype(dtype), x2.astype(dtype)
     out_shape = net.output_shape(x1.shape)  # validates the architecture before any work
     return x1, x2, out_shape
+
+
+def _check_points(x, name: str) -> None:
+    """No points, no features, non-finite entries, or squared norms beyond the dtype's
+    range (the input kernel would be inf and every later layer NaN): refused."""
+    if x.shape[0] == 0:
+        raise ValueError(f"`{name}` has no points (shape {x.shape}); pass at least one")
+    if x.shape[-1] == 0:
+        raise ValueError(
+            f"`{name}` has zero features (shape {x.shape}); the kernel of no features is "
+            "undefined (0/0)"
+        )
+    check_finite(x, name)
+    if is_concrete(x):
+        big = float(np.max(np.abs(np.asarray(x))))
+        limit = math.sqrt(float(jnp.finfo(x.dtype).max)) / 64
+        if big > limit:
+            raise ValueError(
+                f"`{name}` has entries up to {big:.3g}, whose squares overflow {x.dtype} "
+                f"(largest {float(jnp.finfo(x.dtype).max):.3g}) in the kernel; rescale the "
+                "inputs (e.g. standardise each feature) or enable float64 with "
+                "jax.config.update('jax_enable_x64', True) and pass float64 arrays"
+            )
 
 
 SPATIAL_OUTPUTS = (None, "diagonal", "full")
@@ -317,7 +408,7 @@ class Serial(Layer):
 
     def kernel(self, k):
         for layer in self.layers:
-            k = layer.kernel(k)
+            k = _checkpointed_kernel(layer, k)
         return k
 
     def init(self, key, input_shape):
@@ -354,6 +445,23 @@ class Serial(Layer):
 
     def mixes_space(self) -> bool:
         return any(layer.mixes_space() for layer in self.layers)
+
+
+def _layer_kernel(layer, k):
+    return layer.kernel(k)
+
+
+_checkpointed = eqx.filter_checkpoint(_layer_kernel)
+
+
+def _checkpointed_kernel(layer, k):
+    """``layer.kernel(k)``, rematerialised in reverse mode: a gradient through a deep
+    network keeps each layer's input state, not every temporary of every layer
+    (forward-only evaluation is unchanged). Combinators are not wrapped themselves:
+    their own layers are, and nesting would recompute them once per level."""
+    if hasattr(layer, "layers") or hasattr(layer, "layer"):
+        return layer.kernel(k)
+    return _checkpointed(layer, k)
 
 
 def serial(*layers: Any) -> Serial:

@@ -83,6 +83,7 @@ class Dense(Layer):
             shape1=self.output_shape(k.shape1),
             shape2=self.output_shape(k.shape2),
             is_gaussian=True,
+            independent=True,
             is_input=False,
         )
 

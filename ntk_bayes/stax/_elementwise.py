@@ -199,6 +199,10 @@ class Elementwise(Layer):
         """``E[φ(u)^2]`` for u ~ N(0, q); override when it simplifies."""
         return self.dual(q, q, q, None)[0]
 
+    def dot_diag(self, q):
+        """``E[φ'(u)^2]`` for u ~ N(0, q): the NTK factor of a point paired with itself."""
+        return self.dual(q, q, q, jnp.ones_like(q))[1]
+
     def apply(self, params, x, **kwargs):
         return self.fn(x)
 
@@ -210,16 +214,27 @@ class Elementwise(Layer):
             )
         q1, q2 = k.pair_vars()
         nngp, ntk = self.dual(_cauchy_schwarz(k.nngp, q1, q2), q1, q2, k.ntk)
+        same = k.self_pair_mask()
+        if same is not None:
+            # A point paired with itself has Σ12 = q1 = q2 exactly; from the general form
+            # the one-ulp gap of q1 q2 - Σ12² becomes ~1e-8 after the square root, which
+            # Sign and the NTK factors of ABRelu amplify layer after layer.
+            nngp = jnp.where(same, self.dual_diag(q1), nngp)
+            if ntk is not None:
+                ntk = jnp.where(same, self.dot_diag(q1) * k.ntk, ntk)
         if k.diagonal_spatial:
             cov1, cov2 = self.dual_diag(k.cov1), self.dual_diag(k.cov2)
         else:
-            cov1 = self.dual(
-                _cauchy_schwarz(k.cov1, *k.self_vars(k.cov1)), *k.self_vars(k.cov1), None
-            )[0]
-            cov2 = self.dual(
-                _cauchy_schwarz(k.cov2, *k.self_vars(k.cov2)), *k.self_vars(k.cov2), None
-            )[0]
-        return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
+            cov1, cov2 = self._own(k, k.cov1), self._own(k, k.cov2)
+        return k.replace(
+            nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False, independent=False
+        )
+
+    def _own(self, k, cov):
+        """Σ'(x, x) between all pairs of positions of each point; same positions exact."""
+        qa, qb = k.self_vars(cov)
+        out = self.dual(_cauchy_schwarz(cov, qa, qb), qa, qb, None)[0]
+        return jnp.where(k.position_eye(), self.dual_diag(qa), out)
 
 
 def _angle_between(root, s12, q1, q2):
@@ -270,6 +285,9 @@ class ABRelu(Elementwise):
 
     def dual_diag(self, q):
         return (self.a**2 + self.b**2) / 2 * q
+
+    def dot_diag(self, q):
+        return jnp.full_like(q, (self.a**2 + self.b**2) / 2)
 
 
 def Relu(do_stabilize: bool = False) -> ABRelu:
@@ -324,6 +342,10 @@ class Erf(Elementwise):
         b2 = self.b**2
         return (2 * self.a**2 / jnp.pi) * jnp.arcsin(2 * b2 * q / (1 + 2 * b2 * q)) + self.c**2
 
+    def dot_diag(self, q):
+        b2 = self.b**2
+        return (4 * self.a**2 * b2 / jnp.pi) * rsqrt(1 + 4 * b2 * q)
+
 
 class Gelu(Elementwise):
     r"""``x Φ(x)`` (Hendrycks & Gimpel 2016); kernel from Tsuchida et al. (2020).
@@ -359,6 +381,13 @@ class Gelu(Elementwise):
         root = jnp.sqrt(1 + 2 * q)
         return q * (0.25 + (q / ((q + 1) * root) + jnp.arctan2(q, root) / 2) / jnp.pi)
 
+    def dot_diag(self, q):
+        # Σ̇ at Σ12 = q1 = q2 = q, where δ² = 1 + 2q exactly.
+        delta2 = 1 + 2 * q
+        delta = jnp.sqrt(delta2)
+        first = (1 / delta2 + (1 - q) / (1 + q) + 1) * q / (delta * 2 * jnp.pi)
+        return first + 0.25 + jnp.arctan2(q, delta) / (2 * jnp.pi)
+
 
 class Sin(Elementwise):
     r"""``a * sin(b * x + c)``.
@@ -391,6 +420,10 @@ class Sin(Elementwise):
     def dual_diag(self, q):
         return self.a**2 / 2 * (1 - jnp.exp(-2 * self.b**2 * q) * jnp.cos(2 * self.c))
 
+    def dot_diag(self, q):
+        b2 = self.b**2
+        return self.a**2 * b2 / 2 * (1 + jnp.exp(-2 * b2 * q) * jnp.cos(2 * self.c))
+
 
 def Cos(a=1.0, b=1.0, c=0.0) -> Sin:
     """``a * cos(b * x + c)`` = ``Sin(a, b, c + π/2)``."""
@@ -420,6 +453,9 @@ class Rbf(Elementwise):
     def dual_diag(self, q):
         return jnp.ones_like(q)
 
+    def dot_diag(self, q):
+        return jnp.full_like(q, 2 * self.gamma)
+
 
 class Sign(Elementwise):
     r"""``sign(x)``: Σ' = 1 - 2θ/π (θ the angle between the inputs); Θ' = 0, since the
@@ -434,6 +470,9 @@ class Sign(Elementwise):
 
     def dual_diag(self, q):
         return jnp.where(q == 0, 0.0, 1.0).astype(q.dtype)
+
+    def dot_diag(self, q):
+        return jnp.zeros_like(q)
 
 
 class ElementwiseNumerical(Elementwise):
@@ -498,8 +537,15 @@ class ElementwiseNumerical(Elementwise):
         return nngp, ntk
 
     def dual_diag(self, q):
+        return self._mean_square(self.fn_, q)
+
+    def dot_diag(self, q):
+        return self._mean_square(self._df, q)
+
+    def _mean_square(self, f, q):
+        """``E[f(u)^2]``, u ~ N(0, q), by 1-D Gauss–Hermite quadrature."""
         xs, ws = np.polynomial.hermite.hermgauss(self.deg)
         xs = jnp.asarray(xs * math.sqrt(2), q.dtype)
         ws = jnp.asarray(ws / math.sqrt(math.pi), q.dtype)
-        vals = self.fn_(safe_sqrt(q)[None] * xs.reshape((-1,) + (1,) * q.ndim)) ** 2
+        vals = f(safe_sqrt(q)[None] * xs.reshape((-1,) + (1,) * q.ndim)) ** 2
         return jnp.tensordot(ws, vals, axes=(0, 0))

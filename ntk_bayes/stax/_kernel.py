@@ -7,10 +7,16 @@ A layer maps a frozen :class:`Kernel` to a new one with :meth:`Kernel.replace`
 * ``ntk``   Θ(x1, x2): neural tangent kernel, same shape, or ``None`` when not requested;
 * ``cov1``  Σ(x1, x1) for each point of ``x1`` alone, shape ``(n1, *S1)``;
 * ``cov2``  Σ(x2, x2) likewise for ``x2``, shape ``(n2, *S1)``;
-* ``same_points``  ``None``, or ``(same, offset)`` when the layers need to know which
-  pairs are one point twice (train-mode ``Dropout``): ``x1[i]`` is ``x2[j]`` iff
-  ``same`` (a boolean scalar: ``x2`` was omitted or equals ``x1``) and
-  ``j - i == offset`` (non-zero inside an off-diagonal tile).
+* ``same_points``  ``None``, or ``(same, offset)``: which pairs are one point twice
+  (``x1[i]`` is ``x2[j]`` iff ``same``, a boolean scalar: ``x2`` was omitted or equals
+  ``x1``, and ``j - i == offset``, non-zero inside an off-diagonal tile). Train-mode
+  ``Dropout`` needs it (its masks are shared only by a point and itself), and every
+  nonlinearity uses it to give self-pairs their exact same-point value instead of
+  recovering it from round-off (``q1 q2 - Σ12²`` is one ulp, not 0, in compiled code).
+* ``independent``  whether the stream is zero-mean and independent of its sibling
+  branches given the input of the last ``FanOut`` (it ends with its own random affine
+  layer: Dense, Conv, attention): fan-ins may add kernels only when at most one branch
+  is not.
 
 ``S`` is ``()`` for (N, features) data. For spatial data with ``diagonal_spatial``
 it is ``(H, W, ...)`` (only same-position covariances are kept); otherwise it is
@@ -42,6 +48,7 @@ class Kernel(eqx.Module):
     is_gaussian: bool = eqx.field(static=True, default=False)
     is_input: bool = eqx.field(static=True, default=False)
     is_reversed: bool = eqx.field(static=True, default=False)
+    independent: bool = eqx.field(static=True, default=False)
 
     def replace(self, **changes) -> Kernel:
         return dataclasses.replace(self, **changes)
@@ -89,6 +96,23 @@ class Kernel(eqx.Module):
             return jnp.zeros((n1, n2), bool)
         same, offset = self.same_points
         return same & (jnp.arange(n2)[None, :] - jnp.arange(n1)[:, None] == offset)
+
+    def self_pair_mask(self):
+        """Booleans broadcastable to ``nngp``: entries that pair a point with itself at
+        the same position; ``None`` when ``same_points`` is unknown."""
+        if self.same_points is None:
+            return None
+        mask = self.same_pair_mask()
+        if self.diagonal_spatial:
+            return mask.reshape(mask.shape + (1,) * self.n_spatial)
+        return mask.reshape(mask.shape + (1,) * (2 * self.n_spatial)) & self.position_eye()
+
+    def position_eye(self):
+        """Booleans ``(X, X', Y, Y', ...)``: same positions, in the full layout."""
+        eye = jnp.ones((), bool)
+        for s in self.shape1[1:-1]:
+            eye = eye[..., None, None] & jnp.eye(s, dtype=bool)
+        return eye
 
     def self_vars(self, cov):
         """``(q_a, q_b)`` for a per-point covariance ``cov`` of full spatial layout."""

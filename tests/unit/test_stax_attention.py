@@ -62,14 +62,10 @@ def test_finite_twin_shapes_and_jit_grad(dtype):
     assert np.isfinite(g) and abs(float(g)) > 0
 
 
-@pytest.mark.parametrize(
-    "shape, match",
-    [((2, 3, 3, 4), r"token sequences \(N, T, C\).*H \* W"), ((2, 4), r"token axis")],
-)
-def test_attention_on_the_wrong_layout_is_explained(shape, match):
+def test_attention_on_the_wrong_layout_is_explained():
     net = stax.serial(stax.GlobalSelfAttention(4, 4, 4, 1), stax.Flatten())
-    with pytest.raises(ValueError, match=match):
-        net.kernel_fn(np.ones(shape), None, "nngp")
+    with pytest.raises(ValueError, match="token axis"):
+        net.kernel_fn(np.ones((2, 4)), None, "nngp")
 
 
 def test_attention_errors():

@@ -1,0 +1,78 @@
+"""Peak memory of reverse-mode gradients of a deep kernel against its forward pass (issue 15).
+
+A depth-50 ReLU network (Dense(512, W_std, b_std) + Relu, 50 times, then Dense(1));
+``jax.jacrev`` of its NTK on n points with respect to (W_std, b_std), against the
+forward kernel alone, each in a fresh process (peak RSS is per process; it includes
+compilation). Two ways to write the network: ``serial`` (50 unrolled layers) and
+``repeat`` (``stax.repeat``: a scanned, checkpointed loop).
+
+    python benchmarks/bench_grad_memory.py [--n 9 512] [--depth 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+
+def _child(style: str, mode: str, n: int, depth: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from ntk_bayes import stax
+
+    def build(w, b):
+        block = stax.serial(stax.Dense(512, W_std=w, b_std=b), stax.Relu())
+        body = stax.repeat(block, depth) if style == "repeat" else stax.serial(*[block] * depth)
+        return stax.serial(body, stax.Dense(1, W_std=w, b_std=b))
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (n, 32))
+
+    def ntk(w, b):
+        return build(w, b).kernel_fn(x, None, "ntk")
+
+    fn = jax.jit(ntk if mode == "forward" else jax.jacrev(ntk, argnums=(0, 1)))
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t = time.perf_counter()
+    out = jax.block_until_ready(fn(jnp.float32(1.4), jnp.float32(0.1)))
+    seconds = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    finite = bool(all(jnp.all(jnp.isfinite(o)) for o in jax.tree_util.tree_leaves(out)))
+    return {"peak_mib": peak, "base_mib": base, "seconds": seconds, "finite": finite}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--n", type=int, nargs="+", default=[9, 512])
+    p.add_argument("--depth", type=int, default=50)
+    p.add_argument("--styles", nargs="+", default=["serial", "repeat"])
+    p.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        style, mode, n, depth = args.child
+        print(json.dumps(_child(style, mode, int(n), int(depth))))
+        return
+    print(f"# depth {args.depth}, float32; peak RSS of a fresh process (compilation included)")
+    print(
+        f"{'style':<7} {'n':>5} {'forward MiB':>12} {'jacrev MiB':>11} {'ratio':>6} {'jacrev s':>9}"
+    )
+    for n in args.n:
+        for style in args.styles:
+            res = {}
+            for mode in ("forward", "jacrev"):
+                cmd = [sys.executable, __file__, "--child", style, mode, str(n), str(args.depth)]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                res[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+            f, g = res["forward"]["peak_mib"], res["jacrev"]["peak_mib"]
+            print(
+                f"{style:<7} {n:>5} {f:>12.0f} {g:>11.0f} {g / f:>6.2f} "
+                f"{res['jacrev']['seconds']:>9.1f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The kernel_fn contract (issue 15): strict keywords, byte sizes, tiled get=None, kernel
+composition, refused inputs and outputs, neural-tangents' layout keywords."""
+
+import numpy as np
+import pytest
+from _nets import fc_inputs, images
+
+from ntk_bayes import stax
+from ntk_bayes.stax import _batching
+
+
+def _net():
+    return stax.serial(stax.Dense(8, W_std=1.5, b_std=0.1), stax.Relu(), stax.Dense(1))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"block_sise": 2}, r"'block_sise' \(did you mean 'block_size'\?\)"),
+        ({"memory_budjet": 10}, r"'memory_budjet' \(did you mean 'memory_budget'\?\)"),
+        ({"spatial": "full"}, r"'spatial'.*valid ones are x1, x2, get"),
+    ],
+)
+def test_unknown_keywords_name_the_nearest_valid_one(kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        _net().kernel_fn(fc_inputs(3), None, "nngp", **kwargs)
+
+
+@pytest.mark.parametrize(
+    "text, nbytes",
+    [("1GB", 10**9), ("512MiB", 512 * 2**20), ("2 kb", 2000), ("1e9", 10**9), (4096, 4096)],
+)
+def test_byte_sizes_accept_ints_and_strings(text, nbytes):
+    assert _batching.parse_bytes(text, "memory_budget") == nbytes
+
+
+@pytest.mark.parametrize(
+    "value, exc, match",
+    [
+        ("lots", ValueError, r"`memory_budget`='lots' is not a size"),
+        (-1, ValueError, r"`memory_budget` must be a positive"),
+        (True, TypeError, r"`memory_budget` must be a number of bytes"),
+    ],
+)
+def test_bad_byte_sizes_name_the_argument(value, exc, match):
+    with pytest.raises(exc, match=match):
+        _net().kernel_fn(fc_inputs(3), None, "nngp", memory_budget=value)
+
+
+def test_get_none_goes_through_the_tiler():
+    x = fc_inputs(7)
+    whole = _net().kernel_fn(x, None)
+    tiled = _net().kernel_fn(x, None, memory_budget="1GB", block_size=2)
+    assert isinstance(tiled, stax.Kernel) and tiled.shape1 == (7, 1)
+    for name in ("nngp", "ntk", "cov1", "cov2"):
+        np.testing.assert_allclose(getattr(tiled, name), getattr(whole, name), rtol=1e-5, atol=1e-6)
+
+
+def test_kernel_composition_continues_the_recursion():
+    """neural-tangents' ``kernel_fn(kernel_fn(x1, x2))``: the same as the net twice."""
+    block = stax.serial(stax.Dense(8, W_std=1.5, b_std=0.1), stax.Relu())
+    x1, x2 = fc_inputs(4), fc_inputs(3, seed=1)
+    twice = stax.serial(block, block).kernel_fn(x1, x2, ("nngp", "ntk"))
+    composed = block.kernel_fn(block.kernel_fn(x1, x2), get=("nngp", "ntk"))
+    for name in ("nngp", "ntk"):
+        np.testing.assert_allclose(getattr(composed, name), getattr(twice, name), rtol=2e-6)
+    with pytest.raises(ValueError, match="`x2` must be None"):
+        block.kernel_fn(block.kernel_fn(x1, x2), x2)
+    with pytest.raises(ValueError, match="has no NTK"):
+        block.kernel_fn(block.kernel_fn(x1, x2).replace(ntk=None), get="ntk")
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda x: x[:0], r"`x1` has no points"),
+        (lambda x: x[:, :0], r"`x1` has zero features"),
+        (lambda x: x * np.float32(1e20), r"`x1` has entries up to .* overflow float32"),
+    ],
+)
+def test_degenerate_inputs_are_refused(make, match):
+    x = np.asarray(fc_inputs(3), np.float32)
+    with pytest.raises(ValueError, match=match):
+        _net().kernel_fn(make(x), None, "nngp")
+
+
+def test_output_larger_than_memory_is_refused_before_any_work(monkeypatch):
+    monkeypatch.setattr(_batching, "free_bytes", lambda device=None: 10**6)
+    x = np.zeros((1000, 3), np.float32)  # 4 MB of nngp
+    with pytest.raises(ValueError, match=r"needs 3\.8 MiB, more than the 976\.6 KiB free.*memmap"):
+        _net().kernel_fn(x, None, "nngp")
+
+
+def test_conv_accepts_dimension_numbers_naming_the_supported_layout():
+    conv = stax.Conv(4, (2, 2), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    assert conv.output_shape((1, 3, 3, 2)) == (1, 2, 2, 4)
+    with pytest.raises(ValueError, match="must be None or name that layout"):
+        stax.Conv(4, (2, 2), dimension_numbers=("NCHW", "OIHW", "NCHW"))
+    with pytest.raises(ValueError, match="names 2 spatial axes"):
+        stax.Conv(4, (2,), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x = images(2, (3, 3, 2))
+    net = stax.serial(conv, stax.Relu(), stax.Flatten(), stax.Dense(1))
+    assert net.kernel_fn(x, None, "nngp").shape == (2, 2)
