@@ -1,64 +1,44 @@
-r"""The finite network of a ``stax`` architecture, with its weights as named sites.
+r"""The finite network of a ``stax`` architecture and the layout of its weight priors.
 
-Width: every weighted layer (``Dense``, ``Conv``) that is not a readout gets ``width``
-output units/channels; readouts (weighted layers whose output reaches the network's
-output without passing another weighted layer) keep theirs.
+Width: every ``Dense``/``Conv`` layer that is not a readout gets ``width`` output
+units/channels; readouts (those whose output reaches the network's output without passing
+another such layer) keep theirs.
 
-Prior (standard parameterisation, Neal 1996; Lee et al. 2018): for a weighted layer with
-fan-in n (``filter size x input channels``),
-
-.. math::
-
-    W_{ij} \sim N(0, σ_w^2 / n), \qquad b_j \sim N(0, σ_b^2),
-
-with σ_w = ``W_std`` and σ_b = ``b_std`` (no bias when ``b_std`` is None or 0). As the
-width grows, the network's outputs under this prior converge to GP(0, K_nngp), the
-architecture's NNGP; at any width E[f(x) f(x')] matches K_nngp exactly when there is a
-single hidden layer.
+Prior: each layer states the prior scale of every finite parameter
+(:meth:`ntk_bayes.stax.Layer.prior_std`, a pytree shaped like its ``init_fn`` params), so
+the weights are :math:`θ_j \sim N(0, s_j^2)` and the network is the layer's own
+``apply_fn``. In the "ntk" parameterisation (the BNN's default) every weight is a unit
+normal and ``apply_fn`` multiplies by σ_w/√n and σ_b (Jacot et al. 2018); in the
+"standard" one W ~ N(0, σ_w²/n), b ~ N(0, σ_b²) (Neal 1996). Both give the same prior
+over functions, whose limit as the width grows is GP(0, K_nngp); they differ only in the
+geometry a sampler sees.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._numerics import is_concrete
-from ..stax import Layer, Parallel, Serial
+from ..stax import Conv, Dense, Layer, Parallel, Serial
 
-__all__ = [
-    "finite_network",
-    "readout_paths",
-    "forward",
-    "weighted",
-    "param_shapes",
-    "weight_sizes",
-    "prior_sampler",
-    "lookup_sampler",
-]
+__all__ = ["finite_network", "ParamLayout", "param_layout", "PARAMETERIZATIONS"]
 
-# sample(name, shape, scale, dtype) -> array: draws (or looks up) one weight array
-SampleFn = Callable[[str, tuple, object, object], jax.Array]
+PARAMETERIZATIONS = ("ntk", "standard")
+_WIDTH_FIELD = {Dense: "out_dim", Conv: "out_chan"}  # layers whose width a BNN sets
 
 
-def weighted(layer) -> bool:
-    """A layer with (W, b) weights scaled by ``W_std``/``b_std`` (Dense, Conv)."""
-    return hasattr(layer, "W_std") and (hasattr(layer, "out_dim") or hasattr(layer, "out_chan"))
-
-
-def _width_field(layer) -> str:
-    return "out_dim" if hasattr(layer, "out_dim") else "out_chan"
-
-
-def readout_paths(layer, path: str = "") -> tuple[set[str], bool]:
-    """Paths of the readout layers, and whether every route through ``layer`` is weighted."""
+def _readouts(layer, path: tuple = ()) -> tuple[set[tuple], bool]:
+    """Paths of the readout Dense/Conv layers, and whether every route through
+    ``layer`` passes one."""
     if isinstance(layer, Serial):
-        found: set[str] = set()
+        found: set[tuple] = set()
         for i in reversed(range(len(layer.layers))):
-            r, blocked = readout_paths(layer.layers[i], f"{path}{i}.")
+            r, blocked = _readouts(layer.layers[i], (*path, i))
             found |= r
             if blocked:
                 return found, True
@@ -66,35 +46,27 @@ def readout_paths(layer, path: str = "") -> tuple[set[str], bool]:
     if isinstance(layer, Parallel):
         found, all_blocked = set(), True
         for i, sub in enumerate(layer.layers):
-            r, blocked = readout_paths(sub, f"{path}{i}.")
+            r, blocked = _readouts(sub, (*path, i))
             found |= r
             all_blocked &= blocked
         return found, all_blocked
-    if weighted(layer):
-        return {path.rstrip(".")}, True
+    if type(layer) in _WIDTH_FIELD:
+        return {path}, True
     return set(), False
 
 
-def _as_standard(layer, width: int | None):
-    changes = {"parameterization": "standard"}
-    if width is not None:
-        changes[_width_field(layer)] = width
-    try:
-        return dataclasses.replace(layer, **changes)
-    except TypeError as e:  # pragma: no cover - a layer whose __init__ renames fields
-        raise TypeError(
-            f"cannot rebuild {type(layer).__name__} at another width/parameterisation: {e}"
-        ) from None
-
-
-def finite_network(net: Layer, width: int | None):
-    """The same architecture with hidden widths ``width`` (readouts kept), standard
-    parameterisation. ``width=None`` keeps every layer's own width."""
+def finite_network(net: Layer, width: int | None, parameterization: str = "ntk"):
+    """The same architecture with hidden widths ``width`` (readouts kept) and every
+    Dense/Conv layer in ``parameterization``. ``width=None`` keeps the layers' widths."""
     if not isinstance(net, Layer):
         raise TypeError(f"`net` must be an ntk_bayes.stax network, got {type(net).__name__}")
     if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
         raise ValueError(f"`width` must be a positive integer or None, got {width!r}")
-    readouts, _ = readout_paths(net)
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(
+            f"`parameterization` must be one of {PARAMETERIZATIONS}, got {parameterization!r}"
+        )
+    readouts, _ = _readouts(net)
     if not readouts:
         raise ValueError(
             "the network has no weighted layer (Dense/Conv): its outputs have no prior to "
@@ -103,110 +75,84 @@ def finite_network(net: Layer, width: int | None):
 
     def rebuild(layer, path):
         if isinstance(layer, Serial | Parallel):
-            subs = tuple(rebuild(s, f"{path}{i}.") for i, s in enumerate(layer.layers))
-            return type(layer)(subs)
-        if weighted(layer):
-            return _as_standard(layer, None if path.rstrip(".") in readouts else width)
-        return layer
+            return type(layer)(tuple(rebuild(s, (*path, i)) for i, s in enumerate(layer.layers)))
+        field = _WIDTH_FIELD.get(type(layer))
+        if field is None:
+            return layer
+        changes = {"parameterization": parameterization}
+        if width is not None and path not in readouts:
+            changes[field] = width
+        return dataclasses.replace(layer, **changes)
 
-    return rebuild(net, "")
-
-
-def _is_zero(v) -> bool:
-    return v is None or (is_concrete(v) and float(v) == 0.0)
-
-
-def param_shapes(layer, x_shape) -> tuple[tuple, tuple | None]:
-    """Shapes of (W, b) that ``layer.init`` would create for inputs of ``x_shape``."""
-    shape = tuple(x_shape)
-    _, (W, b) = jax.eval_shape(lambda k: layer.init(k, shape), jax.random.PRNGKey(0))
-    return tuple(W.shape), (None if b is None else tuple(b.shape))
+    return rebuild(net, ())
 
 
-def forward(layer, x, sample: SampleFn, path: str = ""):
-    """Run the finite network on ``x``, obtaining each weight array from ``sample``.
+def _is_zero(s) -> bool:
+    return is_concrete(s) and float(s) == 0.0
 
-    ``layer`` must come from :func:`finite_network` (standard parameterisation).
+
+@dataclasses.dataclass(frozen=True)
+class ParamLayout:
+    """Where each sampled weight array goes in the network's ``params``.
+
+    Attributes:
+        treedef: structure of ``init_fn``'s params.
+        sites: ``(suffix, shape, std)`` per params leaf, in tree order; ``std`` is
+            ``None`` for a leaf fixed at zero (prior scale 0: ``apply_fn`` ignores it).
+            Suffixes are the leaf's index path, e.g. ``"2_0"`` for the W of layer 2.
     """
-    if isinstance(layer, Serial):
-        for i, sub in enumerate(layer.layers):
-            x = forward(sub, x, sample, f"{path}{i}.")
-        return x
-    if isinstance(layer, Parallel):
-        xs = list(x)
-        if len(xs) != len(layer.layers):
-            raise ValueError(
-                f"parallel at {path.rstrip('.') or 'top'} has {len(layer.layers)} layers "
-                f"but receives {len(xs)} branches"
-            )
-        return [
-            forward(s, xi, sample, f"{path}{i}.")
-            for i, (s, xi) in enumerate(zip(layer.layers, xs, strict=True))
+
+    treedef: object
+    sites: tuple
+
+    @property
+    def sampled(self) -> tuple:
+        return tuple(s for s in self.sites if s[2] is not None)
+
+    @property
+    def size(self) -> int:
+        """Number of sampled weights."""
+        return sum(math.prod(shape) for _, shape, _ in self.sampled)
+
+    def build(self, arrays: dict, dtype) -> object:
+        """The params pytree from ``{suffix: array}`` (fixed leaves are zeros)."""
+        leaves = [
+            jnp.zeros(shape, dtype) if std is None else arrays[sfx]
+            for sfx, shape, std in self.sites
         ]
-    here = path.rstrip(".") or "0"
-    site = here.replace(".", "_")  # "3.1.0" -> "3_1_0": no "/" or "." in site names
-    if weighted(layer):
-        w_shape, b_shape = param_shapes(layer, x.shape)
-        fan_in = math.prod(w_shape[:-1])
-        W = sample(f"{site}_W", w_shape, layer.W_std / math.sqrt(fan_in), x.dtype)
-        b = None
-        if b_shape is not None and not _is_zero(layer.b_std):
-            b = sample(f"{site}_b", b_shape, layer.b_std, x.dtype)
-        return layer.apply((W, b), x)
-    shape = [xi.shape for xi in x] if isinstance(x, list | tuple) else x.shape
-    _, params = layer.init(jax.random.PRNGKey(0), shape)
-    if jax.tree_util.tree_leaves(params):
-        raise TypeError(
-            f"{type(layer).__name__} (at {here}) has parameters that the finite BNN does not "
-            "know how to put priors on; supported: Dense, Conv and parameter-free layers"
-        )
-    return layer.apply(params, x)
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+    def prior_draw(self, key, dtype) -> object:
+        """One params pytree from the prior; all weights from one normal vector, which
+        compiles far faster under ``vmap`` than one random call per array."""
+        flat = jax.random.normal(key, (self.size,), dtype)
+        arrays, start = {}, 0
+        for sfx, shape, std in self.sampled:
+            size = math.prod(shape)
+            arrays[sfx] = std * flat[start : start + size].reshape(shape)
+            start += size
+        return self.build(arrays, dtype)
 
 
-def weight_sizes(layer, x_shape, dtype) -> int:
-    """Total number of weights the finite network uses on inputs of ``x_shape``."""
-    total = [0]
+def param_layout(finite: Layer, x_shape) -> ParamLayout:
+    """The :class:`ParamLayout` of ``finite`` on inputs of ``x_shape``.
 
-    def count(name, shape, scale, dt):
-        total[0] += math.prod(shape)
-        return jnp.zeros(shape, dt)
-
-    spec = jax.ShapeDtypeStruct(tuple(x_shape), dtype)
-    jax.eval_shape(lambda x: forward(layer, x, count), spec)
-    return total[0]
-
-
-def prior_sampler(key, total: int | None = None) -> SampleFn:
-    """A ``sample`` callback drawing each weight from its prior with ``jax.random``.
-
-    With ``total`` (from :func:`weight_sizes`) all weights come from one normal vector,
-    which compiles far faster under ``vmap`` than one random call per weight array.
+    Raises:
+        TypeError: a layer has parameters without a stated prior.
     """
-    state = {"key": key, "offset": 0, "flat": None}
-
-    def sample(name, shape, scale, dtype):
-        if total is None:
-            state["key"], sub = jax.random.split(state["key"])
-            return scale * jax.random.normal(sub, shape, dtype)
-        if state["flat"] is None:
-            state["flat"] = jax.random.normal(key, (total,), dtype)
-        size, start = math.prod(shape), state["offset"]
-        state["offset"] = start + size
-        return scale * state["flat"][start : start + size].reshape(shape)
-
-    return sample
-
-
-def lookup_sampler(values: dict, prefix: str) -> SampleFn:
-    """A ``sample`` callback reading weights from ``values[f"{prefix}_{name}"]``."""
-
-    def sample(name, shape, scale, dtype):
-        key = f"{prefix}_{name}"
-        if key not in values:
-            raise KeyError(f"no posterior draws for weight {key!r}")
-        v = jnp.asarray(values[key], dtype)
-        if v.shape != tuple(shape):
-            raise ValueError(f"weight {key!r} has shape {v.shape}, the network needs {shape}")
-        return v
-
-    return sample
+    x_shape = tuple(x_shape)
+    _, shapes = jax.eval_shape(lambda k: finite.init(k, x_shape), jax.random.PRNGKey(0))
+    try:
+        stds = finite.prior_std(x_shape)
+    except NotImplementedError as e:
+        raise TypeError(f"the finite BNN cannot put priors on this network: {e}") from None
+    leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(shapes)
+    std_leaves = treedef.flatten_up_to(stds)
+    sites = []
+    for (path, leaf), std in zip(leaves_with_path, std_leaves, strict=True):
+        sfx = "_".join(str(getattr(k, "idx", getattr(k, "key", k))) for k in path)
+        std = None if std is None or _is_zero(std) else std
+        if std is not None and is_concrete(std):
+            std = float(np.asarray(std))
+        sites.append((sfx, tuple(leaf.shape), std))
+    return ParamLayout(treedef, tuple(sites))

@@ -1,20 +1,23 @@
 r"""A finite Bayesian network as a NumPyro model, trained by NUTS or SVI.
 
-For inputs X (n points) and the finite network f_w of :func:`finite_network`:
+For inputs X (n points) and the finite network f_θ of :func:`finite_network`, with
+prior scales s_j stated by the layers themselves (``Layer.prior_std``):
 
 .. math::
 
-    w \sim \prod_\ell N(0, σ_{w,\ell}^2 / n_\ell) \times N(0, σ_{b,\ell}^2), \qquad
-    y_i \mid w \sim \begin{cases}
-        N(f_w(x_i), σ^2) & \text{"gaussian" (σ fixed, or } σ \sim \text{a prior)} \\
-        \mathrm{Bernoulli}(\mathrm{sigmoid}(f_w(x_i))) & \text{"bernoulli"} \\
-        \mathrm{Categorical}(\mathrm{softmax}(f_w(x_i))) & \text{"categorical"}
+    θ_j \sim N(0, s_j^2), \qquad
+    y_i \mid θ \sim \begin{cases}
+        N(f_θ(x_i), σ^2) & \text{"gaussian" (σ² = ``noise``, fixed or with a prior)} \\
+        \mathrm{Bernoulli}(\mathrm{sigmoid}(f_θ(x_i))) & \text{"bernoulli"} \\
+        \mathrm{Categorical}(\mathrm{softmax}(f_θ(x_i))) & \text{"categorical"}
     \end{cases}
 
-Sites: weights ``{name}_{layer path}_W`` and ``_b`` (paths index ``serial``/``parallel``
-positions, e.g. ``bnn_2_W``, ``bnn_3_1_0_W``), the noise ``{name}_noise`` when it has a
-prior, and the observations ``{obs}`` (default ``"y"``) in the plate ``{name}_data``. No
-name holds "/": ArviZ 1.x (xarray DataTree) forbids it in variable names.
+and f_θ is the network's own ``apply_fn``. Sites: one per parameter array,
+``{name}_{path}`` with the index path of the array in ``init_fn``'s params (e.g.
+``bnn_2_0`` is the W of layer 2 of a ``serial``, ``bnn_2_1`` its bias), the noise
+variance ``{name}_noise`` when it has a prior, and the observations ``{obs}`` (default
+``"y"``) in the plate ``{name}_data``. No name holds "/" or ".": ArviZ 1.x (xarray
+DataTree) forbids them in variable names.
 """
 
 from __future__ import annotations
@@ -28,30 +31,47 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, init_to_sample
+from numpyro.infer import SVI, Trace_ELBO, init_to_sample
 from numpyro.infer.autoguide import AutoNormal
 
 from .._numerics import as_float_array, check_finite
 from ..stax import Layer
-from ._finite import finite_network, forward, lookup_sampler, prior_sampler, weight_sizes
+from ._convergence import function_convergence
+from ._finite import ParamLayout, finite_network, param_layout
+from ._likelihood import LIKELIHOODS
+from ._nuts import run_nuts, stderr_progress
+from ._posterior import BNNPosterior
+from ._readout import collapsed_model, draw_readouts, split_readout
 
-__all__ = ["BNN", "LIKELIHOODS"]
+__all__ = ["BNN", "LIKELIHOODS", "DEFAULT_NUTS"]
 
-LIKELIHOODS = ("gaussian", "bernoulli", "categorical")
+# The default sampler set-up (docs/bnn.md: measured against the alternatives on the
+# default calibrate BNN).
+DEFAULT_NUTS = dict(
+    num_warmup=500,
+    num_samples=500,
+    num_chains=8,
+    max_tree_depth=8,
+    init="prior",
+    init_steps=2000,
+)
 
 
 class BNN:
     """The finite-width Bayesian twin of a ``stax`` network.
 
     Args:
-        net: an ``ntk_bayes.stax`` network (``serial`` of Dense/Conv, nonlinearities,
-            pooling, branching). Its ``W_std``/``b_std`` set the weight priors.
-        width: hidden width (units or channels) of every non-readout weighted layer;
+        net: an ``ntk_bayes.stax`` network (``serial`` of Dense/Conv/attention,
+            nonlinearities, pooling, branching). Its ``W_std``/``b_std`` set the priors.
+        width: hidden width (units or channels) of every non-readout Dense/Conv layer;
             ``None`` keeps the network's own widths.
         likelihood: ``"gaussian"``, ``"bernoulli"`` or ``"categorical"``.
-        noise: Gaussian likelihood only: a fixed noise standard deviation (float), or a
-            NumPyro distribution on it (default ``HalfNormal(1)``, suited to
-            standardised targets).
+        noise: Gaussian likelihood only: the observation-noise VARIANCE σ², fixed
+            (float) or a NumPyro distribution on it (default ``HalfNormal(1)`` on σ²,
+            suited to standardised targets), as ``GaussianProcess(noise=...)``.
+        parameterization: how the weights are sampled: ``"ntk"`` (default; unit
+            normal weights, ``apply_fn`` carries the scales) or ``"standard"``
+            (W ~ N(0, W_std²/n)). The prior over functions is the same.
         name: prefix of every sample site.
         obs: name of the observed site.
     """
@@ -63,6 +83,7 @@ class BNN:
         *,
         likelihood: str = "gaussian",
         noise: Any = None,
+        parameterization: str = "ntk",
         name: str = "bnn",
         obs: str = "y",
     ):
@@ -72,7 +93,8 @@ class BNN:
             raise TypeError("`name` and `obs` must be non-empty strings")
         self.net = net
         self.width = width
-        self.finite = finite_network(net, width)
+        self.parameterization = parameterization
+        self.finite = finite_network(net, width, parameterization)
         self.likelihood = likelihood
         self.name = name
         self.obs = obs
@@ -82,9 +104,10 @@ class BNN:
             if isinstance(noise, dist.Distribution):
                 if noise.event_shape != () or noise.batch_shape != ():
                     raise ValueError("`noise` prior must be a scalar distribution")
-            elif isinstance(noise, bool) or not isinstance(noise, int | float) or noise <= 0:
+            elif isinstance(noise, bool) or not isinstance(noise, int | float) or not noise > 0:
                 raise ValueError(
-                    f"`noise` must be a positive float or a NumPyro distribution, got {noise!r}"
+                    "`noise` (the noise variance) must be a positive float or a NumPyro "
+                    f"distribution, got {noise!r}"
                 )
             else:
                 noise = float(noise)
@@ -95,7 +118,7 @@ class BNN:
     def __repr__(self):
         return (
             f"BNN(width={self.width}, likelihood={self.likelihood!r}, noise={self.noise!r}, "
-            f"name={self.name!r})"
+            f"parameterization={self.parameterization!r}, name={self.name!r})"
         )
 
     @property
@@ -104,7 +127,33 @@ class BNN:
 
     def is_weight(self, site: str) -> bool:
         """Whether ``site`` names one of this model's weight arrays."""
-        return site.startswith(f"{self.name}_") and site.endswith(("_W", "_b"))
+        rest = site[len(self.name) + 1 :] if site.startswith(f"{self.name}_") else ""
+        return bool(rest) and all(part.isdigit() for part in rest.split("_"))
+
+    def layout(self, x_shape) -> ParamLayout:
+        """Where the sampled weights go in ``init_fn``'s params, for inputs ``x_shape``."""
+        x_shape = tuple(x_shape)
+        cache = self.__dict__.setdefault("_layouts", {})
+        if x_shape not in cache:
+            layout = param_layout(self.finite, x_shape)
+            if not all(isinstance(std, float | None) for _, _, std in layout.sites):
+                return layout  # traced prior scales: never keep them past this trace
+            cache[x_shape] = layout
+        return cache[x_shape]
+
+    def collapsible_readout(self, x_shape):
+        """The readout :func:`fit_nuts` integrates out on inputs ``x_shape`` (``None``
+        when the likelihood is not Gaussian, the network does not end in ``Dense(1)``,
+        or nothing but the readout is sampled)."""
+        if self.likelihood != "gaussian":
+            return None
+        readout = split_readout(self.finite)
+        if readout is None:
+            return None
+        pre = readout.prefix()
+        if not any(not sfx.startswith(pre) for sfx, _, _ in self.layout(x_shape).sampled):
+            return None
+        return readout
 
     # ---- inputs -----------------------------------------------------------------
     def out_dim(self, x_shape) -> int:
@@ -132,9 +181,7 @@ class BNN:
             raise ValueError(f"`X` must be (n, features...), got shape {X.shape}")
         check_finite(X, "X")
         k = self.out_dim(X.shape)
-        # trace the finite network once (no FLOPs) so unsupported layers fail here
-        spec = jax.ShapeDtypeStruct(X.shape, X.dtype)
-        jax.eval_shape(lambda x: self.network(x, prior_sampler(jax.random.PRNGKey(0))), spec)
+        self.layout(X.shape)  # unsupported layers fail here, before any work
         if y is None:
             return X, None
         y = np.asarray(y)
@@ -157,28 +204,32 @@ class BNN:
         return X, jnp.asarray(y.astype(np.int32))
 
     # ---- the model --------------------------------------------------------------
-    def _sample_site(self, name, shape, scale, dtype):
-        return numpyro.sample(
-            f"{self.name}_{name}",
-            dist.Normal(jnp.zeros((), dtype), scale).expand(shape).to_event(len(shape)),
-        )
-
-    def network(self, X, sample):
-        """Outputs ``(n, K)`` of the finite network with weights from ``sample``."""
-        return forward(self.finite, X, sample)
+    def params(self, X):
+        """The network's params pytree, each weight array a NumPyro sample site."""
+        layout = self.layout(X.shape)
+        arrays = {
+            sfx: numpyro.sample(
+                f"{self.name}_{sfx}",
+                dist.Normal(jnp.zeros((), X.dtype), jnp.asarray(std, X.dtype))
+                .expand(shape)
+                .to_event(len(shape)),
+            )
+            for sfx, shape, std in layout.sampled
+        }
+        return layout.build(arrays, X.dtype)
 
     def model(self, X, y=None):
         """The NumPyro model: weight priors, then the likelihood of ``y`` (if given)."""
         X = jnp.asarray(X)  # float64 NumPy inputs become JAX's default float
-        out = self.network(X, self._sample_site)
+        out = self.finite.apply_fn(self.params(X), X)
         n = X.shape[0]
         if self.likelihood == "gaussian" and self.noise_is_sampled:
-            sigma = numpyro.sample(f"{self.name}_noise", self.noise)  # one for all points
+            var = numpyro.sample(f"{self.name}_noise", self.noise)  # one for all points
         else:
-            sigma = self.noise
+            var = self.noise
         with numpyro.plate(f"{self.name}_data", n):
             if self.likelihood == "gaussian":
-                numpyro.sample(self.obs, dist.Normal(out[:, 0], sigma), obs=y)
+                numpyro.sample(self.obs, dist.Normal(out[:, 0], jnp.sqrt(var)), obs=y)
             elif self.likelihood == "bernoulli":
                 numpyro.sample(self.obs, dist.Bernoulli(logits=out[:, 0]), obs=y)
             else:
@@ -206,8 +257,9 @@ class BNN:
         # cached on the instance so repeated calls reuse the compiled function
         @jax.jit
         def batch(X, keys):
-            total = weight_sizes(self.finite, X.shape, X.dtype)
-            return jax.vmap(lambda k: self.network(X, prior_sampler(k, total)))(keys)
+            layout = self.layout(X.shape)
+            apply = self.finite.apply_fn
+            return jax.vmap(lambda k: apply(layout.prior_draw(k, X.dtype), X))(keys)
 
         return batch
 
@@ -215,7 +267,14 @@ class BNN:
     def _output_batch(self):
         @jax.jit
         def batch(X, weights):
-            return jax.vmap(lambda w: self.network(X, lookup_sampler(w, self.name)))(weights)
+            layout = self.layout(X.shape)
+            pre = f"{self.name}_"
+
+            def one(w):
+                arrays = {k[len(pre) :]: v.astype(X.dtype) for k, v in w.items()}
+                return self.finite.apply_fn(layout.build(arrays, X.dtype), X)
+
+            return jax.vmap(one)(weights)
 
         return batch
 
@@ -225,114 +284,91 @@ class BNN:
         X,
         y,
         *,
-        num_warmup: int = 500,
-        num_samples: int = 500,
-        num_chains: int = 2,
+        X_eval=None,
+        num_warmup: int = DEFAULT_NUTS["num_warmup"],
+        num_samples: int = DEFAULT_NUTS["num_samples"],
+        num_chains: int = DEFAULT_NUTS["num_chains"],
+        max_tree_depth: int = DEFAULT_NUTS["max_tree_depth"],
+        init: str = DEFAULT_NUTS["init"],
+        init_steps: int = DEFAULT_NUTS["init_steps"],
+        marginalize_readout: bool | None = None,
         seed: int = 0,
         progress_bar: bool = True,
         target_accept_prob: float = 0.8,
-        max_tree_depth: int = 10,
         chain_method: str | None = None,
         thinning: int = 1,
         dense_mass: bool = False,
-    ):
-        """Sample the posterior with NUTS (Hoffman & Gelman 2014).
+    ) -> BNNPosterior:
+        """Sample the posterior with NUTS (Hoffman & Gelman 2014) and diagnose it.
 
-        Chains start from prior draws. ``chain_method`` defaults to ``"parallel"``
-        when there are enough JAX devices, else ``"sequential"`` (one progress bar per
-        chain). Divergences and tree-depth saturation are recorded per chain in
-        ``posterior.info``. Network posteriors have long curved ridges (rescaling and
-        permutation symmetries of hidden units), so trees are deep; ``max_tree_depth``
-        caps the cost per draw, ``dense_mass=True`` adapts a full mass matrix (worth it
-        for a few hundred weights), and mass-matrix adaptation needs ``num_warmup``
-        of at least ~150.
+        Network posteriors have curved ridges (rescaling and permutation symmetries of
+        hidden units) and several modes in function space, so the default runs many
+        vectorised chains; docs/bnn.md has the measurements behind the defaults.
+        Convergence is judged on the function values at ``X_eval`` (default: the
+        training inputs), not on the weights, whose symmetries make weight-space R-hat
+        meaningless.
+
+        Args:
+            X, y: training data.
+            X_eval: inputs whose function values the convergence diagnostics use.
+            init: ``"prior"`` (chains start at prior draws) or ``"map"`` (each chain
+                at its own MAP estimate, ``init_steps`` Adam steps from a prior draw).
+            marginalize_readout: integrate the ``Dense`` readout out of the Gaussian
+                likelihood, sample the rest by NUTS and draw each readout from its exact
+                conditional (same posterior, far better geometry; see
+                :mod:`ntk_bayes.bnn._readout`). Default: whenever the likelihood is
+                Gaussian and the network is a ``serial`` ending in ``Dense(1)``.
+            chain_method: default ``"parallel"`` with a device per chain, else
+                ``"vectorized"``.
+            progress_bar: one progress line per chain group on stderr.
 
         Returns:
-            A :class:`BNNPosterior` with draws ``(num_chains, num_samples // thinning, ...)``.
+            A :class:`BNNPosterior` with draws ``(num_chains, num_samples // thinning,
+            ...)``; its ``convergence`` says whether the bar (split R-hat ≤ 1.01, bulk
+            ESS ≥ 400, no divergences) holds.
         """
-        from ._posterior import BNNPosterior
-
         X, y = self.check_data(X, y)
-        for nm, v, lo in (
-            ("num_warmup", num_warmup, 1),
-            ("num_samples", num_samples, 2),
-            ("num_chains", num_chains, 1),
-            ("max_tree_depth", max_tree_depth, 1),
-            ("thinning", thinning, 1),
-        ):
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"`{nm}` must be an integer >= {lo}, got {v!r}")
-        if not 0.0 < target_accept_prob < 1.0:
-            raise ValueError(f"`target_accept_prob` must be in (0, 1), got {target_accept_prob}")
-        if chain_method is None:
-            chain_method = "parallel" if jax.local_device_count() >= num_chains else "sequential"
-        if chain_method not in ("parallel", "sequential", "vectorized"):
+        X_eval = X if X_eval is None else self.check_data(X_eval)[0]
+        readout = self.collapsible_readout(X.shape)
+        if marginalize_readout and readout is None:
             raise ValueError(
-                f"`chain_method` must be 'parallel', 'sequential' or 'vectorized', got "
-                f"{chain_method!r}"
+                "`marginalize_readout=True` needs a Gaussian likelihood and a serial network "
+                "ending in Dense(1) after at least one sampled weight"
             )
-        kernel = NUTS(
-            self.model,
-            target_accept_prob=target_accept_prob,
-            max_tree_depth=max_tree_depth,
-            dense_mass=dense_mass,
-            init_strategy=init_to_sample,
-        )
-        mcmc = MCMC(
-            kernel,
+        if marginalize_readout is False:
+            readout = None
+        model = self.model if readout is None else functools.partial(collapsed_model, self, readout)
+        run = run_nuts(
+            model,
+            (X, y),
             num_warmup=num_warmup,
             num_samples=num_samples,
             num_chains=num_chains,
+            seed=seed,
+            max_tree_depth=max_tree_depth,
+            target_accept_prob=target_accept_prob,
+            dense_mass=dense_mass,
             thinning=thinning,
             chain_method=chain_method,
-            progress_bar=progress_bar,
+            init=init,
+            init_steps=init_steps,
+            progress=stderr_progress if progress_bar else None,
+            label=f"BNN width {self.width}",
         )
-        t0 = time.perf_counter()
-        mcmc.run(
-            jax.random.PRNGKey(seed),
-            X,
-            y,
-            extra_fields=(
-                "diverging",
-                "num_steps",
-                "accept_prob",
-                "energy",
-                "adapt_state.step_size",
-            ),
+        run.info["marginalize_readout"] = readout is not None
+        if readout is not None:
+            key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+            run.samples.update(draw_readouts(self, readout, run.samples, X, y, key))
+        post = BNNPosterior(self, run.samples, run.info, run.stats, np.asarray(X), np.asarray(y))
+        f = post.outputs(X_eval)
+        post.convergence = function_convergence(
+            f,
+            divergences=int(run.stats["diverging"].sum()),
+            tree_depth_saturation=float(np.mean(run.stats["tree_depth"] >= max_tree_depth)),
         )
-        samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-        elapsed = time.perf_counter() - t0
-        extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
-        steps = extra["num_steps"].astype(np.int64)
-        depth = np.ceil(np.log2(steps + 1)).astype(np.int64)
-        stats = {
-            "diverging": extra["diverging"].astype(bool),
-            "tree_depth": depth,
-            "n_steps": steps,
-            "acceptance_rate": extra["accept_prob"],
-            "energy": extra["energy"],
-            "step_size": extra["adapt_state.step_size"],
-        }
-        info = {
-            "method": "nuts",
-            "time_s": elapsed,
-            "num_warmup": num_warmup,
-            "num_samples": num_samples,
-            "num_chains": num_chains,
-            "chain_method": chain_method,
-            "seed": seed,
-            "max_tree_depth": max_tree_depth,
-            "target_accept_prob": target_accept_prob,
-            "dense_mass": dense_mass,
-            "divergences_per_chain": stats["diverging"].sum(axis=1).tolist(),
-            "max_tree_depth_fraction_per_chain": (depth >= max_tree_depth).mean(axis=1).tolist(),
-            "mean_tree_depth": float(depth.mean()),
-            "mean_acceptance": float(stats["acceptance_rate"].mean()),
-            "step_size_per_chain": stats["step_size"][:, -1].tolist(),
-        }
-        post = BNNPosterior(self, samples, info, stats, np.asarray(X), np.asarray(y))
+        post.info["convergence"] = post.convergence.as_dict()
         if progress_bar:
-            print(post.sampler_report())
+            stderr_progress(f"BNN width {self.width}: {post.convergence}")
         return post
 
     def fit_svi(
@@ -355,8 +391,6 @@ class BNN:
         Returns:
             A :class:`BNNPosterior` with ``num_draws`` guide draws as one chain.
         """
-        from ._posterior import BNNPosterior
-
         X, y = self.check_data(X, y)
         for nm, v in (("num_steps", num_steps), ("num_draws", num_draws)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 2:
@@ -393,29 +427,14 @@ class BNN:
     def outputs(self, draws: dict, X, *, batch_size: int = 256) -> np.ndarray:
         """Network outputs ``(S, n, K)`` for ``S`` flattened weight draws."""
         X, _ = self.check_data(X)
+        names = {f"{self.name}_{sfx}" for sfx, _, _ in self.layout(X.shape).sampled}
+        missing = names - set(draws)
+        if missing:
+            raise KeyError(f"no posterior draws for weight(s) {sorted(missing)}")
         S = next(iter(draws.values())).shape[0]
-        weights = {k: jnp.asarray(v) for k, v in draws.items() if self.is_weight(k)}
+        weights = {k: jnp.asarray(draws[k]) for k in names}
         outs = []
         for i in range(0, S, batch_size):
             chunk = {k: v[i : i + batch_size] for k, v in weights.items()}
             outs.append(np.asarray(self._output_batch(X, chunk)))
         return np.concatenate(outs)
-
-
-def _log_sigmoid_pair(logits):
-    """log p for classes (0, 1) of a Bernoulli with ``logits``: stable in float64."""
-    lg = np.asarray(logits, np.float64)
-    return np.stack([-np.logaddexp(0.0, lg), -np.logaddexp(0.0, -lg)], axis=-1)
-
-
-def _log_softmax(logits):
-    lg = np.asarray(logits, np.float64)
-    m = lg.max(axis=-1, keepdims=True)
-    return lg - m - np.log(np.sum(np.exp(lg - m), axis=-1, keepdims=True))
-
-
-def log_probs(likelihood: str, out: np.ndarray) -> np.ndarray:
-    """Class log-probabilities ``(..., K)`` from network outputs."""
-    if likelihood == "bernoulli":
-        return _log_sigmoid_pair(out[..., 0])
-    return _log_softmax(out)

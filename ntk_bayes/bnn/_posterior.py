@@ -12,7 +12,8 @@ from ..diagnostics import (
     from_class_probs,
     from_latent_samples,
 )
-from ._model import BNN, log_probs
+from ._convergence import Convergence
+from ._likelihood import log_probs
 
 __all__ = ["BNNPosterior"]
 
@@ -24,21 +25,30 @@ class BNNPosterior:
     """Draws ``{site: (chain, draw, ...)}`` of a :class:`BNN` fitted by NUTS or SVI.
 
     Attributes:
-        bnn: the model.
+        bnn: the model (a :class:`~ntk_bayes.bnn.BNN`).
         samples: posterior draws of every latent site (weights, noise).
         info: settings and run summary (method, time, divergences, ...).
         sample_stats: per-draw sampler statistics ``(chain, draw)`` (NUTS only).
         X_train, y_train: the data it was fitted on.
         losses: the SVI loss trace (SVI only).
+        convergence: split R-hat, bulk ESS, divergences and tree-depth saturation on
+            function values, with the ``converged`` verdict (NUTS fits; ``None`` for SVI,
+            whose draws are independent but not from the posterior).
     """
 
-    bnn: BNN
+    bnn: Any
     samples: dict[str, np.ndarray]
     info: dict[str, Any]
     sample_stats: dict[str, np.ndarray]
     X_train: np.ndarray
     y_train: np.ndarray
     losses: np.ndarray | None = None
+    convergence: Convergence | None = None
+
+    @property
+    def converged(self) -> bool:
+        """Whether the sampler met the convergence bar (False without diagnostics)."""
+        return self.convergence is not None and self.convergence.converged
 
     @property
     def num_chains(self) -> int:
@@ -51,14 +61,18 @@ class BNNPosterior:
     def _flat(self) -> dict[str, np.ndarray]:
         return {k: v.reshape((-1,) + v.shape[2:]) for k, v in self.samples.items()}
 
-    def noise_std(self) -> np.ndarray:
-        """Noise standard deviation per draw ``(chain, draw)`` (Gaussian likelihood)."""
+    def noise(self) -> np.ndarray:
+        """Noise variance σ² per draw ``(chain, draw)`` (Gaussian likelihood)."""
         if self.bnn.likelihood != "gaussian":
             raise ValueError(f"a {self.bnn.likelihood} likelihood has no noise")
         site = f"{self.bnn.name}_noise"
         if site in self.samples:
             return np.asarray(self.samples[site], np.float64)
         return np.full((self.num_chains, self.num_draws), float(self.bnn.noise))
+
+    def noise_std(self) -> np.ndarray:
+        """Noise standard deviation σ per draw ``(chain, draw)`` (Gaussian likelihood)."""
+        return np.sqrt(self.noise())
 
     def outputs(self, X, *, batch_size: int = 256) -> np.ndarray:
         """Network outputs ``(chain, draw, n, K)`` at inputs ``X``, one per draw."""
@@ -133,7 +147,8 @@ class BNNPosterior:
             "inference": self.info.get("method", ""),
             "width": -1 if self.bnn.width is None else int(self.bnn.width),
             "likelihood": self.bnn.likelihood,
-            **{k: v for k, v in self.info.items() if np.ndim(v) == 0},
+            **{k: v for k, v in self.info.items() if np.ndim(v) == 0 and k != "convergence"},
+            **({} if self.convergence is None else {"converged": self.convergence.converged}),
             **(attrs or {}),
         }
         if (X_test is None) != (y_test is None):
@@ -194,4 +209,6 @@ class BNNPosterior:
             lines.append(
                 "  divergences bias the posterior: raise target_accept_prob or simplify the model"
             )
+        if self.convergence is not None:
+            lines.append(f"  function space: {self.convergence}")
         return "\n".join(lines)

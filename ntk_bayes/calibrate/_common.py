@@ -180,14 +180,16 @@ def stderr_log(quiet: bool) -> Callable[[str], None]:
     return log
 
 
-def fit_bnn_nuts(model, ctx: Context):
+def fit_bnn_nuts(model, ctx: Context, X_eval=None):
     """NUTS posterior of a finite network ``model`` on the training split, with this
     run's sampler settings (shared by the regression and classification BNNs and the
-    width sweep)."""
+    width sweep). Its ``convergence`` is judged on the function values at ``X_eval``
+    (default: the test inputs); read ``post.converged`` before trusting it."""
     s, ds = ctx.settings, ctx.ds
     return model.fit_nuts(
         ds.X_train,
         ds.y_train,
+        X_eval=ds.X_test if X_eval is None else X_eval,
         num_warmup=s.num_warmup,
         num_samples=s.num_samples,
         num_chains=s.num_chains,

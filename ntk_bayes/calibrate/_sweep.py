@@ -1,8 +1,11 @@
 r"""``ntk-bayes width-sweep``: a finite BNN's posterior approaching the NNGP posterior.
 
 The NNGP's W_std, b_std and noise σ² are fitted once by type-II maximum likelihood;
-then for each width n the finite network with that prior (standard parameterisation,
-W ~ N(0, W_std²/fan_in)) and the same fixed σ is sampled by NUTS. As n → ∞ its prior
+then for each width n the finite network with that prior (W ~ N(0, W_std²/fan_in),
+sampled as unit normals in the NTK parameterisation, the readout integrated out) and the
+same fixed σ² is sampled by NUTS. A width whose chains miss the convergence bar (split
+R-hat ≤ 1.01, bulk ESS ≥ 400 on the function values at the evaluation inputs, no
+divergences) is marked "not converged": its distance is not evidence either way. As n → ∞ its prior
 over functions tends to GP(0, K_nngp) (Neal 1996; Lee et al. 2018; Matthews et al.
 2018) and so does its posterior. At evaluation inputs x_1..x_m (a grid for 1-D data,
 else the test inputs), with μ, v the latent mean and variance of f under the NNGP
@@ -40,11 +43,15 @@ DEFAULT_WIDTHS = (4, 16, 64, 256, 512)
 
 
 def sweep_settings(**changes) -> Settings:
-    """NUTS budgets of the sweep: 2 chains x 150 draws after 300 warmup steps, trees up
-    to depth 10. Wide networks need the deep trees: the data pin the readout weights
-    along a few directions some 100-200 times tighter than their prior, so a trajectory
-    needs a few hundred leapfrog steps (at depth 7 chains do not mix at width 256+)."""
-    base = dict(num_warmup=300, num_samples=150, max_tree_depth=10)
+    """NUTS budgets of the sweep: the BNN defaults (:data:`ntk_bayes.bnn.DEFAULT_NUTS`:
+    many vectorised chains; the readout, which the data pin hardest, integrated out)."""
+    d = bnn.DEFAULT_NUTS
+    base = dict(
+        num_warmup=d["num_warmup"],
+        num_samples=d["num_samples"],
+        num_chains=d["num_chains"],
+        max_tree_depth=d["max_tree_depth"],
+    )
     base.update(changes)
     return Settings(**base)
 
@@ -58,7 +65,7 @@ class WidthSweep:
         widths: the widths, ascending.
         rows: one dict per width: ``width``, ``mean_abs_diff_mean``,
             ``mean_abs_diff_log_var``, ``w2``, ``max_rhat``, ``min_ess_bulk``,
-            ``divergences``, ``time_s``.
+            ``divergences``, ``converged``, ``time_s``.
         floor: the distances of S exact NNGP draws (the Monte Carlo floor).
         nngp: the fitted hyperparameters and noise.
         x_eval: evaluation inputs; ``nngp_pred`` the NNGP's latent predictive there and
@@ -77,9 +84,11 @@ class WidthSweep:
     bnn_preds: dict
 
     def slope(self, key: str = "mean_abs_diff_mean") -> float:
-        """Least-squares slope of log(distance) against log(width)."""
-        w = np.log([r["width"] for r in self.rows])
-        d = np.log([max(r[key], 1e-300) for r in self.rows])
+        """Least-squares slope of log(distance) against log(width), over the widths
+        whose chains converged."""
+        rows = [r for r in self.rows if r["converged"]]
+        w = np.log([r["width"] for r in rows])
+        d = np.log([max(r[key], 1e-300) for r in rows])
         return float(np.polyfit(w, d, 1)[0]) if len(w) >= 2 else math.nan
 
     def summary(self) -> dict:
@@ -92,6 +101,7 @@ class WidthSweep:
             "nngp": self.nngp,
             "evaluation_points": int(self.x_eval.shape[0]),
             "rows": self.rows,
+            "not_converged": [r["width"] for r in self.rows if not r["converged"]],
             "floor": self.floor,
             "slopes": {
                 "mean_abs_diff_mean": self.slope("mean_abs_diff_mean"),
@@ -136,23 +146,22 @@ def width_sweep(
     exact = dg.SamplePredictive(nngp_pred.sample(rng, max(n_draws, 2)))
     floor = dg.predictive_distance(exact, nngp_pred)
     net = as_floats(fit.net)
-    noise_std = math.sqrt(fit.noise)
     rows, preds = [], {}
     for i, w in enumerate(widths, 1):
         log(f"[{i}/{len(widths)}] BNN width {w} by NUTS")
         t0 = time.perf_counter()
-        post = fit_bnn_nuts(bnn.BNN(net, width=w, noise=noise_std), ctx)
+        post = fit_bnn_nuts(bnn.BNN(net, width=w, noise=fit.noise), ctx, X_eval=x_eval)
         f = post.latent(x_eval)
         pred = dg.SamplePredictive(f.reshape(-1, f.shape[-1]))
-        idata = post.to_inference_data(ds.X_test, ds.y_test)
-        conv = dg.convergence(idata, var_names=["f_test"])
+        conv = post.convergence
         rows.append(
             {
                 "width": w,
                 **dg.predictive_distance(pred, nngp_pred),
-                "max_rhat": conv["max_rhat"],
-                "min_ess_bulk": conv["min_ess_bulk"],
-                "divergences": int(sum(post.info["divergences_per_chain"])),
+                "max_rhat": conv.max_rhat,
+                "min_ess_bulk": conv.min_ess_bulk,
+                "divergences": conv.divergences,
+                "converged": conv.converged,
                 "mean_tree_depth": post.info["mean_tree_depth"],
                 "time_s": time.perf_counter() - t0,
             }
@@ -161,6 +170,7 @@ def width_sweep(
         log(
             f"  |Δ mean| {rows[-1]['mean_abs_diff_mean']:.3f}, "
             f"|Δ log var| {rows[-1]['mean_abs_diff_log_var']:.3f} ({rows[-1]['time_s']:.0f} s)"
+            + ("" if conv.converged else f"; NOT converged: {'; '.join(conv.reasons())}")
         )
     nngp = {"hyperparameters": hyperparameters(net), "noise_var": fit.noise}
     return WidthSweep(ds, arch, settings, widths, rows, floor, nngp, x_eval, nngp_pred, preds)
@@ -182,25 +192,31 @@ def sweep_markdown(sweep: WidthSweep) -> str:
         f"at {s['evaluation_points']} evaluation inputs (standardised units):",
         "",
         "| width | mean abs diff of means | mean abs diff of log variances | W2 | max R-hat "
-        "| min ESS | divergences | time (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| min ESS | divergences | converged | time (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|:---|---:|",
     ]
     for r in s["rows"]:
         lines.append(
             f"| {r['width']} | {r['mean_abs_diff_mean']:.4f} | {r['mean_abs_diff_log_var']:.4f} "
             f"| {r['w2']:.4f} | {r['max_rhat']:.3f} | {r['min_ess_bulk']:.0f} | "
-            f"{r['divergences']} | {r['time_s']:.1f} |"
+            f"{r['divergences']} | {'yes' if r['converged'] else '**NOT converged**'} | "
+            f"{r['time_s']:.1f} |"
         )
     f = s["floor"]
     lines += [
         f"| floor ({sweep.settings.num_chains * sweep.settings.num_samples} exact NNGP draws) | "
         f"{f['mean_abs_diff_mean']:.4f} | {f['mean_abs_diff_log_var']:.4f} | {f['w2']:.4f} "
-        "| | | | |",
+        "| | | | | |",
         "",
-        f"Log-log slope against width: means {s['slopes']['mean_abs_diff_mean']:+.2f}, "
-        f"log variances {s['slopes']['mean_abs_diff_log_var']:+.2f} (negative: the BNN "
-        "approaches the NNGP). Once a distance reaches the floor, Monte Carlo error, not "
-        "width, dominates it.",
+        f"Log-log slope against width (converged widths only): means "
+        f"{s['slopes']['mean_abs_diff_mean']:+.2f}, log variances "
+        f"{s['slopes']['mean_abs_diff_log_var']:+.2f} (negative: the BNN approaches the "
+        "NNGP). Once a distance reaches the floor, Monte Carlo error, not width, dominates it."
+        + (
+            f" Widths {s['not_converged']} did not converge: their distances are not evidence."
+            if s["not_converged"]
+            else ""
+        ),
         "",
         "![distance](distance.png)",
         "",
@@ -229,6 +245,17 @@ def sweep_figures(sweep: WidthSweep) -> dict:
     ):
         ax.loglog(w, [r[key] for r in sweep.rows], "o-", color=color, label=label)
         ax.axhline(sweep.floor[key], color=color, ls=":", lw=1, label=f"{label}: MC floor")
+    bad = [r for r in sweep.rows if not r["converged"]]
+    if bad:
+        for key in ("mean_abs_diff_mean", "mean_abs_diff_log_var"):
+            ax.plot(
+                [r["width"] for r in bad],
+                [r[key] for r in bad],
+                "x",
+                color="red",
+                ms=10,
+                label="not converged" if key == "mean_abs_diff_mean" else None,
+            )
     ax.set(xlabel="hidden width", ylabel="distance to the NNGP posterior")
     ax.set_title("Finite BNN (NUTS) vs NNGP posterior")
     ax.legend(fontsize="small")

@@ -222,6 +222,18 @@ class GlobalSelfAttention(Layer):
         b = None if self.b_std is None else jax.random.normal(kb, (self.n_chan_out,))
         return out_shape, (queries, keys, values, w_out, b)
 
+    def prior_std(self, input_shape):
+        """Unit scales: ``init_fn`` draws every weight from N(0, 1) and ``apply_fn``
+        carries the ``*_std`` factors."""
+        self.output_shape(input_shape)
+        return (
+            None if self.linear_scaling else 1.0,
+            1.0,
+            1.0,
+            1.0,
+            None if self.b_std is None else 1.0,
+        )
+
     def apply(self, params, x, **kwargs):
         queries, keys, values, w_out, b = params
         out_shape = self.output_shape(x.shape)

@@ -204,6 +204,10 @@ class Parallel(Layer):
         outs = [lay.init(k, s) for lay, k, s in zip(self.layers, keys, shapes, strict=True)]
         return [o[0] for o in outs], tuple(o[1] for o in outs)
 
+    def prior_std(self, input_shape):
+        shapes = self._split(input_shape)
+        return tuple(lay.prior_std(s) for lay, s in zip(self.layers, shapes, strict=True))
+
     def apply(self, params, xs, **kwargs):
         xs = self._split(xs)
         rngs = split_rng(kwargs, len(self.layers))

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from ._core import Layer, check_hyper
-from ._dense import check_parameterization
+from ._dense import _affine_prior_std, check_parameterization
 
 __all__ = [
     "Conv",
@@ -351,6 +351,11 @@ class Conv(Layer):
             W = W * (self.W_std / jnp.sqrt(fan_in))
             b = None if b is None else b * self.b_std
         return out_shape, (W, b)
+
+    def prior_std(self, input_shape):
+        """``(W, b)`` prior scales, as :meth:`Dense.prior_std` with fan-in
+        ``filter size x input channels``."""
+        return _affine_prior_std(self, input_shape[-1] * math.prod(self.filter_shape))
 
     def apply(self, params, x, **kwargs):
         W, b = params

@@ -85,6 +85,24 @@ class Layer(eqx.Module):
         """Validate ``input_shape`` and return the output shape (no computation)."""
         return input_shape
 
+    def prior_std(self, input_shape):
+        """Prior standard deviations of the finite parameters, a pytree shaped like the
+        ``params`` of ``init_fn(key, input_shape)``: ``init_fn`` draws each leaf as
+        ``prior_std * N(0, 1)`` (a scalar per leaf, ``None`` where the parameter is
+        ``None``; 0 for a parameter that ``apply_fn`` ignores). A finite Bayesian
+        network puts its weight priors on these and calls ``apply_fn``.
+
+        Parameter-free layers return their (empty) ``params``; a layer with parameters
+        whose prior it does not state raises ``NotImplementedError``.
+        """
+        _, params = jax.eval_shape(lambda k: self.init(k, input_shape), jax.random.PRNGKey(0))
+        if jax.tree_util.tree_leaves(params):
+            raise NotImplementedError(
+                f"{type(self).__name__} has parameters but does not state their prior "
+                "(prior_std); supported: Dense, Conv, GlobalSelfAttention, parameter-free layers"
+            )
+        return params
+
     def needs_full_spatial(self, out_full: bool) -> bool:
         """Whether this layer needs cross-position covariances of its input, given
         whether its consumer needs them of its output (``out_full``)."""
@@ -418,6 +436,13 @@ class Serial(Layer):
             input_shape, p = layer.init(sub, input_shape)
             params.append(p)
         return input_shape, tuple(params)
+
+    def prior_std(self, input_shape):
+        stds = []
+        for layer in self.layers:
+            stds.append(layer.prior_std(input_shape))
+            input_shape = layer.output_shape(input_shape)
+        return tuple(stds)
 
     def apply(self, params, x, **kwargs):
         if len(params) != len(self.layers):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._numerics import is_concrete
 from ._core import Layer, check_hyper
 
 __all__ = ["Dense", "Identity", "PARAMETERIZATIONS", "check_parameterization"]
@@ -98,6 +100,12 @@ class Dense(Layer):
             b = None if b is None else b * self.b_std
         return out_shape, (W, b)
 
+    def prior_std(self, input_shape):
+        """``(W, b)`` prior scales: (1, 1) in the "ntk" parameterisation (``apply_fn``
+        multiplies by ``W_std / sqrt(n)`` and ``b_std``), ``(W_std / sqrt(n), b_std)`` in
+        the "standard" one; ``b`` is 0 when ``b_std == 0``, ``None`` when it is ``None``."""
+        return _affine_prior_std(self, input_shape[-1])
+
     def apply(self, params, x, **kwargs):
         W, b = params
         if x.shape[-1] != W.shape[0]:
@@ -123,6 +131,20 @@ class Identity(Layer):
 
     def apply(self, params, x, **kwargs):
         return x
+
+
+def _affine_prior_std(layer, fan_in: int) -> tuple:
+    """``(W, b)`` prior scales of a Dense/Conv layer with fan-in ``fan_in``."""
+    b_std = layer.b_std
+    if b_std is None:
+        b = None
+    elif is_concrete(b_std) and float(b_std) == 0.0:
+        b = 0.0  # apply_fn adds b_std * b (ntk) or b ~ N(0, 0) (standard): no effect
+    else:
+        b = 1.0 if layer.parameterization == "ntk" else b_std
+    if layer.parameterization == "ntk":
+        return 1.0, b
+    return layer.W_std / math.sqrt(fan_in), b
 
 
 def _reject_unused(layer: str, unused: dict, tolerated: tuple) -> None:

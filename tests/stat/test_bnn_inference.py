@@ -12,9 +12,9 @@ from ntk_bayes import diagnostics as dg
 
 def test_nuts_small_run_converges_in_function_space():
     X, y, Xt, yt = toy_data()
-    model = bnn.BNN(erf_mlp(4), width=3, noise=0.3)
+    model = bnn.BNN(erf_mlp(4), width=3, noise=0.09)
     post = model.fit_nuts(
-        X, y, num_warmup=150, num_samples=150, num_chains=2, seed=1, progress_bar=False
+        X, y, X_eval=Xt, num_warmup=150, num_samples=150, num_chains=2, seed=1, progress_bar=False
     )
     assert (post.num_chains, post.num_draws) == (2, 150)
     assert post.sample_stats["diverging"].shape == (2, 150)
@@ -26,6 +26,10 @@ def test_nuts_small_run_converges_in_function_space():
     idata = post.to_inference_data(Xt, yt)
     conv = dg.convergence(idata, var_names=["f_test"])
     assert conv["max_rhat"] < 1.05 and conv["min_ess_bulk"] > 50, conv
+    # the fit's own diagnostics are ArviZ's on the same draws
+    assert abs(post.convergence.max_rhat - conv["max_rhat"]) < 1e-9
+    assert post.convergence.divergences == 0
+    assert "function space:" in post.sampler_report()
     stats = idata["sample_stats"] if dg.ARVIZ_1 else idata.sample_stats
     assert {"diverging", "tree_depth", "step_size", "acceptance_rate"} <= set(stats.data_vars)
     assert dg.rmse(y, post.predictive(X)) < 0.5  # it fits the training data
@@ -64,12 +68,12 @@ def test_sampler_report_flags_divergences_and_tree_depth():
 def test_nuts_argument_errors(kwargs, match):
     X, y, *_ = toy_data()
     with pytest.raises(ValueError, match=match):
-        bnn.BNN(erf_mlp(2), 2, noise=0.3).fit_nuts(X, y, progress_bar=False, **kwargs)
+        bnn.BNN(erf_mlp(2), 2, noise=0.09).fit_nuts(X, y, progress_bar=False, **kwargs)
 
 
 def test_svi_argument_errors():
     X, y, *_ = toy_data()
-    model = bnn.BNN(erf_mlp(2), 2, noise=0.3)
+    model = bnn.BNN(erf_mlp(2), 2, noise=0.09)
     with pytest.raises(ValueError, match="num_steps"):
         model.fit_svi(X, y, num_steps=1)
     with pytest.raises(ValueError, match="learning_rate"):

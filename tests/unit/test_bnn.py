@@ -21,7 +21,9 @@ def test_finite_network_replaces_hidden_widths_only():
     fin = bnn.finite_network(net, 7)
     dims = [lay.out_dim for lay in fin.layers if isinstance(lay, stax.Dense)]
     assert dims == [7, 7, 3]
-    assert all(lay.parameterization == "standard" for lay in fin.layers if hasattr(lay, "W_std"))
+    assert all(lay.parameterization == "ntk" for lay in fin.layers if isinstance(lay, stax.Dense))
+    std = bnn.finite_network(net, 7, "standard")
+    assert all(lay.parameterization == "standard" for lay in std.layers[::2])
     assert [lay.out_dim for lay in bnn.finite_network(net, None).layers[::2]] == [512, 512, 3]
 
 
@@ -70,6 +72,16 @@ def test_construction_errors(make, exc, match):
         make()
 
 
+class _Scaled(stax.Layer):
+    """A layer with a parameter and no stated prior."""
+
+    def init(self, key, input_shape):
+        return input_shape, jax.random.normal(key, (input_shape[-1],))
+
+    def apply(self, params, x, **kwargs):
+        return x * params
+
+
 @pytest.mark.parametrize(
     "model, X, y, exc, match",
     [
@@ -99,19 +111,11 @@ def test_construction_errors(make, exc, match):
             "integer",
         ),
         (
-            bnn.BNN(
-                stax.serial(
-                    stax.Dense(4),
-                    stax.GlobalSelfAttention(4, 4, 4, 1),
-                    stax.Flatten(),
-                    stax.Dense(1),
-                ),
-                4,
-            ),
-            np.zeros((2, 3, 4)),
+            bnn.BNN(stax.serial(stax.Dense(4), _Scaled(), stax.Dense(1)), 4),
+            np.zeros((2, 3)),
             None,
             TypeError,
-            "GlobalSelfAttention.*supported: Dense, Conv",
+            "_Scaled has parameters but does not state their prior",
         ),
     ],
 )
@@ -126,23 +130,130 @@ def test_model_sites_and_shapes():
     tr = numpyro.handlers.trace(numpyro.handlers.seed(model.model, 0)).get_trace(X, jnp.zeros(5))
     shapes = {k: v["value"].shape for k, v in tr.items() if v["type"] == "sample"}
     assert shapes == {
-        "net_0_W": (3, 6),
-        "net_0_b": (6,),
-        "net_2_W": (6, 6),
-        "net_2_b": (6,),
-        "net_4_W": (6, 1),
-        "net_4_b": (1,),
+        "net_0_0": (3, 6),
+        "net_0_1": (6,),
+        "net_2_0": (6, 6),
+        "net_2_1": (6,),
+        "net_4_0": (6, 1),
+        "net_4_1": (1,),
         "net_noise": (),
         "y": (5,),
     }
     assert tr["y"]["is_observed"]
-    # the prior scale is W_std / sqrt(fan_in) (standard parameterisation)
-    np.testing.assert_allclose(tr["net_2_W"]["fn"].variance, 1.5**2 / 6, rtol=1e-6)
+    assert all(model.is_weight(k) for k in shapes if k not in ("net_noise", "y"))
+    assert not model.is_weight("net_noise")
+    # "ntk": unit-variance weights; "standard": W ~ N(0, W_std^2 / fan_in)
+    np.testing.assert_allclose(tr["net_2_0"]["fn"].variance, 1.0, rtol=1e-6)
+    std = bnn.BNN(bnn_mlp(512, depth=2), width=6, parameterization="standard")
+    tr = numpyro.handlers.trace(numpyro.handlers.seed(std.model, 0)).get_trace(X)
+    np.testing.assert_allclose(tr["bnn_2_0"]["fn"].variance, 1.5**2 / 6, rtol=1e-6)
+    np.testing.assert_allclose(tr["bnn_2_1"]["fn"].variance, 0.1**2, rtol=1e-5)
     no_bias = bnn.BNN(
         stax.serial(stax.Dense(3, b_std=None), stax.Erf(), stax.Dense(1, b_std=0.0)), 3, noise=0.1
     )
     tr = numpyro.handlers.trace(numpyro.handlers.seed(no_bias.model, 0)).get_trace(X)
-    assert {k for k, v in tr.items() if v["type"] == "sample"} == {"bnn_0_W", "bnn_2_W", "y"}
+    assert {k for k, v in tr.items() if v["type"] == "sample"} == {"bnn_0_0", "bnn_2_0", "y"}
+
+
+def test_noise_is_a_variance():
+    model = bnn.BNN(bnn_mlp(4), 4, noise=0.09)
+    X = jnp.ones((3, 3))
+    tr = numpyro.handlers.trace(numpyro.handlers.seed(model.model, 0)).get_trace(X)
+    np.testing.assert_allclose(tr["y"]["fn"].scale, 0.3, rtol=1e-6)
+    samples = {"bnn_noise": np.full((1, 4), 0.25)}
+    post = bnn.BNNPosterior(bnn.BNN(bnn_mlp(4), 4), samples, {}, {}, np.zeros((1, 3)), np.zeros(1))
+    np.testing.assert_allclose(post.noise(), 0.25)
+    np.testing.assert_allclose(post.noise_std(), 0.5)
+
+
+_CONV = stax.Conv(3, (2, 2), padding="SAME", b_std=0.2)
+
+
+@pytest.mark.parametrize(
+    "net, shape",
+    [
+        (bnn_mlp(5, depth=2), (4, 3)),
+        (stax.serial(_CONV, stax.Flatten(), stax.Dense(1)), (2, 4, 4, 1)),
+        (
+            stax.serial(stax.GlobalSelfAttention(4, 3, 2, 2, b_std=0.1), stax.Flatten()),
+            (2, 5, 3),
+        ),
+        (
+            stax.serial(
+                stax.Dense(4),
+                stax.FanOut(2),
+                stax.parallel(stax.Dense(3, b_std=None), stax.Relu()),
+                stax.FanInConcat(),
+            ),
+            (4, 3),
+        ),
+    ],
+)
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+def test_prior_std_is_shaped_like_init_params(net, shape, parameterization):
+    """Each layer's prior scales mirror its init params, and init draws at those scales."""
+    net = stax.serial(net, stax.Dense(1, W_std=1.2))
+    net = bnn.finite_network(net, None, parameterization)
+    _, params = net.init_fn(jax.random.PRNGKey(0), shape)
+    stds = net.prior_std(shape)
+    assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(stds)
+    leaves = zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(stds), strict=True)
+    for p, s in leaves:
+        # rms of k normals at scale s: within 5 sd = 5 s / sqrt(2k) of s (false alarm < 1e-6)
+        rms = float(np.sqrt(np.mean(np.square(p))))
+        assert abs(rms - s) < 5 * s / np.sqrt(2 * p.size), (rms, s, p.shape)
+
+
+def test_bnn_samples_attention_through_its_own_apply():
+    net = stax.serial(stax.GlobalSelfAttention(4, 3, 2, 2), stax.Flatten(), stax.Dense(1))
+    model = bnn.BNN(net, None, noise=0.1)
+    X = np.random.default_rng(0).normal(size=(2, 3, 3))
+    f = model.sample_prior(jax.random.PRNGKey(0), X, 3)
+    assert f.shape == (3, 2, 1) and np.all(np.isfinite(f))
+
+
+def test_prior_draws_are_init_draws():
+    """sample_prior and init_fn draw the same prior: equal output variance (MC)."""
+    net = bnn_mlp(8, depth=1)
+    X = np.random.default_rng(0).normal(size=(3, 3))
+    model = bnn.BNN(net, None, noise=0.1)
+    f = np.asarray(model.sample_prior(jax.random.PRNGKey(1), X, 2000)[..., 0], np.float64)
+    keys = jax.random.split(jax.random.PRNGKey(2), 2000)
+    g = np.asarray(
+        jax.vmap(lambda k: net.apply_fn(net.init_fn(k, X.shape)[1], jnp.asarray(X)))(keys)[..., 0],
+        np.float64,
+    )
+    # var ratio of two samples of 2000: log-ratio sd ~ sqrt(4/2000) = 0.045; 5 sd < 1e-6
+    assert np.all(np.abs(np.log(f.var(0) / g.var(0))) < 5 * np.sqrt(4 / 2000))
+
+
+# ---- convergence ----------------------------------------------------------------
+
+
+def test_convergence_bar_on_planted_draws():
+    rng = np.random.default_rng(0)
+    iid = rng.normal(size=(4, 500, 3))
+    ok = bnn.function_convergence(iid)
+    assert ok.converged and ok.max_rhat <= bnn.RHAT_BAR and ok.min_ess_bulk >= bnn.ESS_BAR, ok
+    assert "converged" in str(ok) and ok.as_dict()["converged"] is True
+    stuck = iid + np.array([0.0, 0.0, 0.0, 1.0])[:, None, None]  # one chain in another mode
+    bad = bnn.function_convergence(stuck)
+    assert not bad.converged and "R-hat" in bad.reasons()[0]
+    walk = np.cumsum(rng.normal(size=(4, 500, 3)), axis=1)  # slowly mixing chains
+    assert not bnn.function_convergence(walk).converged
+    div = bnn.function_convergence(iid, divergences=1)
+    assert not div.converged and div.reasons() == ["1 divergent transitions"]
+    with pytest.raises(ValueError, match="at least 4 draws"):
+        bnn.function_convergence(iid[:, :3])
+
+
+def test_nuts_settings_are_checked_before_work():
+    with pytest.raises(ValueError, match="init"):
+        bnn.BNN(bnn_mlp(4), 4, noise=0.1).fit_nuts(np.zeros((3, 3)), np.zeros(3), init="mode")
+    with pytest.raises(ValueError, match="marginalize_readout"):
+        bnn.BNN(bnn_mlp(4), 4, likelihood="bernoulli").fit_nuts(
+            np.zeros((3, 3)), np.zeros(3, int), marginalize_readout=True
+        )
 
 
 # ---- rung 2: the prior is the NNGP ----------------------------------------------
@@ -185,12 +296,12 @@ def test_log_likelihood_agrees_with_numpyro(likelihood, out, tol):
 def test_weights_left_out_of_arviz_for_wide_networks():
     X, y = np.zeros((3, 2)), np.zeros(3)
     model = bnn.BNN(bnn_mlp(5, depth=2), width=150, noise=0.5)
-    shapes = {"0_W": (2, 150), "0_b": (150,), "2_W": (150, 150), "2_b": (150,)}
-    shapes.update({"4_W": (150, 1), "4_b": (1,)})
+    shapes = {"0_0": (2, 150), "0_1": (150,), "2_0": (150, 150), "2_1": (150,)}
+    shapes.update({"4_0": (150, 1), "4_1": (1,)})
     samples = {f"bnn_{k}": np.zeros((1, 4) + v) for k, v in shapes.items()}
     post = bnn.BNNPosterior(model, samples, {"method": "test"}, {}, X, y)
     group = "posterior"
     idata = post.to_inference_data(X, y)
     assert set((idata[group] if dg.ARVIZ_1 else idata.posterior).data_vars) == {"f_test"}
     idata = post.to_inference_data(include_weights=True)
-    assert "bnn_2_W" in (idata[group] if dg.ARVIZ_1 else idata.posterior).data_vars
+    assert "bnn_2_0" in (idata[group] if dg.ARVIZ_1 else idata.posterior).data_vars
