@@ -32,8 +32,12 @@ from pathlib import Path
 __all__ = ["main", "build_parser"]
 
 _PROG = "ntk-bayes"
-_EMBEDDED = ("toy1d", "diabetes", "breast_cancer", "digits")
-_REGRESSION_EMBEDDED = ("toy1d", "diabetes")
+# datasets.available(), spelled out so that parsing imports no NumPy (a test keeps it equal)
+_REGRESSION_EMBEDDED = ("toy1d", "concrete", "boston", "boston_nob", "mcycle", "diabetes")
+_EMBEDDED = (*_REGRESSION_EMBEDDED, "breast_cancer", "digits")
+# calibrate.REGRESSION_MODELS and CLASSIFICATION_MODELS, likewise
+_REGRESSION_MODELS = ("nngp", "ntkgp", "sgpr", "ensemble", "ntkgp_ensemble", "bnn")
+_CLASSIFICATION_MODELS = ("nngp", "ntkgp", "ensemble", "bnn")
 _NONLINEARITIES = ("relu", "erf", "gelu", "tanh")
 _OUT_HELP = "output directory (default: a new ntk_bayes_out/{kind}-NAME-YYYYmmdd-HHMMSS)"
 
@@ -224,8 +228,8 @@ def _add_calibrate(sub) -> None:
     cal.add_argument(
         "--models",
         type=_models,
-        help="comma-separated subset of nngp,ntkgp,sgpr,ensemble,bnn "
-        "(classification: nngp,ntkgp,ensemble,bnn; default: all)",
+        help=f"comma-separated subset of {','.join(_REGRESSION_MODELS)} "
+        f"(classification: {','.join(_CLASSIFICATION_MODELS)}; default: all)",
     )
     cal.add_argument(
         "--width", type=_int_at_least(1), help="hidden width of the finite BNN (default: 16)"

@@ -357,6 +357,17 @@ def test_every_flag_has_help_and_states_its_default():
     assert parser.allow_abbrev is False
 
 
+def test_dataset_and_model_choices_match_the_library():
+    from ntk_bayes import datasets
+
+    available = datasets.available()
+    assert set(cli._EMBEDDED) == set(available)
+    regression = {k for k, v in available.items() if v.startswith("regression")}
+    assert set(cli._REGRESSION_EMBEDDED) == regression
+    assert cli._REGRESSION_MODELS == calibrate_pkg.REGRESSION_MODELS
+    assert cli._CLASSIFICATION_MODELS == calibrate_pkg.CLASSIFICATION_MODELS
+
+
 def test_every_command_defaults_to_a_timestamped_out(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     seen = []
