@@ -220,42 +220,59 @@ def _read(f, path, target, features, delimiter, drop_missing):
     ragged, missing, missing_cols = _Bad(), _Bad(keep_all=True), set()
     bad = [_Bad() for _ in features]
     blocks, yblocks, lblocks = [], [], []
-    buf, ybuf, lbuf, k = np.empty((_BLOCK, d)), [], [], 0
-    n_rows = 0
+
+    def parse(rows, lns):
+        """Parse one block: all at once in C when it is clean (the common case), else
+        row by row, collecting every missing or bad value with its line."""
+        if not rows:
+            return
+        try:
+            F = np.array([[r[j] for j in cols] for r in rows], dtype=np.float64)
+            ys = [r[jt].strip() for r in rows]
+            if np.isfinite(F).all() and not any(v.lower() in MISSING_TOKENS for v in ys):
+                blocks.append(F.reshape(len(rows), d))
+                yblocks.append(np.array(ys, dtype=str))
+                lblocks.append(np.array(lns, np.int64))
+                return
+        except ValueError:
+            pass
+        buf, ybuf, lbuf = np.empty((len(rows), d)), [], []
+        for r, line in zip(rows, lns, strict=True):
+            gone = [j for j in used if r[j].strip().lower() in MISSING_TOKENS]
+            if gone:
+                missing.add(line)
+                missing_cols.update(header[j] for j in gone)
+                continue
+            for c, j in enumerate(cols):
+                v = _to_float(r[j].strip())
+                if v is None or not math.isfinite(v):
+                    bad[c].add(line, r[j])
+                    bad[c].non_numeric |= v is None
+                else:
+                    buf[len(lbuf), c] = v
+            ybuf.append(r[jt].strip())
+            lbuf.append(line)
+        blocks.append(buf[: len(lbuf)])
+        yblocks.append(np.array(ybuf, dtype=str))
+        lblocks.append(np.array(lbuf, np.int64))
+
+    pending, plines, n_rows = [], [], 0
     for r in reader:
-        if not any(v.strip() for v in r):
-            continue
+        if not (r and r[0].strip()) and not any(v.strip() for v in r):
+            continue  # a blank line
         n_rows += 1
-        line = reader.line_num
         if len(r) != width:
-            ragged.add(line)
+            ragged.add(reader.line_num)
             continue
         if ragged.count:
             continue  # the file will be refused; only count the ragged rows
-        gone = [j for j in used if r[j].strip().lower() in MISSING_TOKENS]
-        if gone:
-            missing.add(line)
-            missing_cols.update(header[j] for j in gone)
-            continue
-        for c, j in enumerate(cols):
-            v = _to_float(r[j].strip())
-            if v is None or not math.isfinite(v):
-                bad[c].add(line, r[j])
-                bad[c].non_numeric |= v is None
-            else:
-                buf[k, c] = v
-        ybuf.append(r[jt].strip())
-        lbuf.append(line)
-        k += 1
-        if k == _BLOCK:
-            blocks.append(buf)
-            yblocks.append(np.array(ybuf))
-            lblocks.append(np.array(lbuf, np.int64))
-            buf, ybuf, lbuf, k = np.empty((_BLOCK, d)), [], [], 0
-    blocks.append(buf[:k])
-    yblocks.append(np.array(ybuf, dtype=str))
-    lblocks.append(np.array(lbuf, np.int64))
-    del buf, ybuf, lbuf
+        pending.append(r)
+        plines.append(reader.line_num)
+        if len(pending) == _BLOCK:
+            parse(pending, plines)
+            pending, plines = [], []
+    parse(pending, plines)
+    del pending, plines
 
     if n_rows == 0:
         raise ValueError(f"CSV file {str(path)!r} has a header but no data rows")
@@ -282,7 +299,7 @@ def _read(f, path, target, features, delimiter, drop_missing):
                 "`features=[...]` (`--features` on the command line)"
             )
     X = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
-    del blocks
+    blocks.clear()  # free the parts: X holds them now
     raw_y = np.concatenate(yblocks)
     lines = np.concatenate(lblocks)
     drop = missing.all_lines
