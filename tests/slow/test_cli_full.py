@@ -4,7 +4,7 @@ import json
 
 from _cli_helpers import file_tree, idata_group, open_idata
 
-from ntk_bayes import cli
+from ntk_bayes import _io, cli
 
 
 def test_calibrate_all_models_with_bnn(tmp_path):
@@ -44,7 +44,8 @@ def test_calibrate_classification(tmp_path):
 def test_width_sweep_quick(tmp_path):
     out = tmp_path / "sweep"
     assert cli.main(["width-sweep", "--quick", "--quiet", "--out", str(out)]) == 0
-    assert set(file_tree(out)) == {"report.md", "metrics.json", "distance.png", "bands.png"}
+    written = {"report.md", "metrics.json", "distance.png", "bands.png"}
+    assert set(file_tree(out)) == written | {_io.MANIFEST}
     m = json.loads((out / "metrics.json").read_text())
     assert [r["width"] for r in m["rows"]] == [4, 16]
     assert m["floor"]["mean_abs_diff_mean"] >= 0 and "slopes" in m
