@@ -1,22 +1,27 @@
-r"""Exact GPs with their hyperparameters integrated out by NUTS (``--hyper nuts``).
+r"""The hyperparameter model of the exact GPs, one model in two modes.
 
-Model (one W_std and one b_std shared by every layer of the preset, σ² the noise
-variance, κ the NNGP or the NTK of the network at (W_std, b_std)):
+Both modes fit the same three numbers, in log space: one W_std and one b_std shared by
+every layer of the preset, and the noise variance σ²:
 
 .. math::
 
-    W_{std} \sim \mathrm{LogNormal}(\log W_0, 0.5), \quad
-    b_{std} \sim \mathrm{LogNormal}(\log \max(b_0, 0.05), 0.75), \quad
-    σ^2 \sim \mathrm{LogNormal}(\log 0.1, 1), \quad
+    \log W_{std} \sim N(\log W_0, 0.5^2), \quad
+    \log b_{std} \sim N(\log \max(b_0, 0.05), 0.75^2), \quad
+    \log σ^2 \sim N(\log 0.1, 1), \quad
     y \sim N(0, κ(X, X) + σ^2 I)
 
-with (W_0, b_0) the preset's values (standardised targets). Each posterior draw s gives
-the exact conditional N(μ_s, v_s) at new inputs; the predictive is their mixture.
+with (W_0, b_0) the preset's values (standardised targets), κ the NNGP or the NTK.
+
+* ``hyper="ml"`` (type-II maximum likelihood): Adam on (log W, log b, log σ²) from the
+  prior's centre, maximising log N(y | 0, κ + σ²I) (the priors are not used).
+* ``hyper="nuts"``: NUTS over the same three under the priors above; each posterior draw
+  s gives the exact conditional N(μ_s, v_s) at new inputs; the predictive is their
+  mixture.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import time
 
 import jax
@@ -24,22 +29,88 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import optax
 from numpyro.infer import MCMC, NUTS
 
 from .. import diagnostics as dg
+from .. import gp
 from ..priors import GaussianProcess
 from ._common import MODEL_LABELS, Context, ModelResult
-from ._scoring import convergence_status, psis_loo
+from ._files import attrs_for, sampled_idata
+from ._scoring import convergence_status, divergences, psis_loo
 
-__all__ = ["fit_exact_nuts"]
+__all__ = ["fit_exact_nuts", "ml_fit", "MLFit"]
 
 _SITES = ("W_std", "b_std", "noise_var")
 
 
+def _centre(arch) -> np.ndarray:
+    return np.log([arch.W_std, max(arch.b_std, 0.05), 0.1])
+
+
+@dataclasses.dataclass
+class MLFit:
+    """A type-II ML fit: the exact GP at the optimum and how the optimiser went."""
+
+    model: gp.ExactGP
+    net: object
+    noise: float
+    steps: int
+    converged: bool
+    log_marginal_likelihood: float
+
+
+def ml_fit(ctx: Context, kind: str):
+    """Type-II ML of (log W_std, log b_std, log σ²) of the exact GP with kernel ``kind``
+    (cached per run): the same shared-scale model that ``fit_exact_nuts`` samples."""
+
+    def build():
+        s, ds = ctx.settings, ctx.ds
+        X, y = jnp.asarray(ds.X_train), jnp.asarray(ds.y_train)
+        theta = jnp.asarray(_centre(ctx.arch), X.dtype)
+
+        def loss(th):
+            net = ctx.arch.build(jnp.exp(th[0]), jnp.exp(th[1]))
+            gpd = GaussianProcess(net, X, kernel=kind, noise=jnp.exp(th[2]))
+            return -gpd.log_prob(y) / y.shape[0]
+
+        opt = optax.adam(s.gp_lr)
+        state = opt.init(theta)
+
+        @jax.jit
+        def step(th, st):
+            val, g = jax.value_and_grad(loss)(th)
+            up, st = opt.update(g, st, th)
+            return optax.apply_updates(th, up), st, val
+
+        prev, converged, k = np.inf, False, 0
+        for k in range(1, s.gp_iters + 1):
+            new, new_state, val = step(theta, state)
+            val = float(val)
+            if not (np.isfinite(val) and bool(jnp.all(jnp.isfinite(new)))):
+                raise FloatingPointError(
+                    f"type-II ML of the {kind} GP: non-finite loss or step at step {k} "
+                    f"(log W_std, log b_std, log noise = {np.asarray(theta).tolist()})"
+                )
+            theta, state = new, new_state
+            if abs(prev - val) < 1e-5:
+                converged = True
+                break
+            prev = val
+        th = np.asarray(theta, np.float64)
+        W, b, noise = (float(v) for v in np.exp(th))
+        net = ctx.arch.build(W, b)
+        model = gp.ExactGP(net, X, y, noise, kind=kind)
+        return MLFit(model, net, noise, k, converged, float(model.log_marginal_likelihood()))
+
+    return ctx.cached(("ml", kind), build)
+
+
 def _model(arch, kind, X, y):
-    W = numpyro.sample("W_std", dist.LogNormal(math.log(arch.W_std), 0.5))
-    b = numpyro.sample("b_std", dist.LogNormal(math.log(max(arch.b_std, 0.05)), 0.75))
-    s2 = numpyro.sample("noise_var", dist.LogNormal(math.log(0.1), 1.0))
+    c = _centre(arch)
+    W = numpyro.sample("W_std", dist.LogNormal(float(c[0]), 0.5))
+    b = numpyro.sample("b_std", dist.LogNormal(float(c[1]), 0.75))
+    s2 = numpyro.sample("noise_var", dist.LogNormal(float(c[2]), 1.0))
     numpyro.sample("y", GaussianProcess(arch.build(W, b), X, kernel=kind, noise=s2), obs=y)
 
 
@@ -56,8 +127,6 @@ def _loo_terms(K, y, noise):
 
 def fit_exact_nuts(ctx: Context, name: str, kind: str):
     """NUTS over (W_std, b_std, σ²) of the exact GP, then per-draw exact conditionals."""
-    from ._regression import _attrs, _divergences, sampled_idata
-
     t0 = time.perf_counter()
     s, ds = ctx.settings, ctx.ds
     X, y = jnp.asarray(ds.X_train), jnp.asarray(ds.y_train)
@@ -96,13 +165,13 @@ def fit_exact_nuts(ctx: Context, name: str, kind: str):
     sd_te = np.sqrt(np.maximum(np.diagonal(cov_te, axis1=-2, axis2=-1), 0.0))
     f_te = mom[2] + sd_te * rng.standard_normal(mom[2].shape)
     posterior = {k: draws[k] for k in _SITES}
-    attrs = {**_attrs(ctx, name, "NUTS over hyperparameters"), "loo_method": "psis"}
+    attrs = {**attrs_for(ctx, name, "NUTS over hyperparameters"), "loo_method": "psis"}
     idata = sampled_idata(f_tr, f_te, sd, ds, seed=s.seed, attrs=attrs, log_lik=mom[4])
     # function values for R-hat/ESS: the conditional means, one per hyperparameter draw
     conv_idata = dg.to_inference_data(posterior={**posterior, "f_test": mom[2]})
     conv = dg.convergence(conv_idata)
     diverging = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
-    status = convergence_status(conv, _divergences({"divergences_per_chain": diverging.sum(1)}))
+    status = convergence_status(conv, divergences({"divergences_per_chain": diverging.sum(1)}))
     nv = noise.reshape(-1, 1)
     flat = lambda a: a.reshape((-1,) + a.shape[2:])  # noqa: E731
     m_te, v_te = flat(mom[2]), np.maximum(np.diagonal(flat(cov_te), axis1=-2, axis2=-1), 0.0)

@@ -4,25 +4,26 @@ With σ² the observation-noise variance, every Gaussian model predicts
 y* ~ N(μ(x*), v(x*) + σ²) from its latent mean μ and variance v:
 
 * ``nngp``/``ntkgp``: exact GP with the NNGP kernel K or the NTK Θ as prior covariance
-  (the NTK-GP of He et al. 2020); W_std, b_std and σ² by type-II maximum likelihood
-  (:func:`ntk_bayes.gp.fit_exact`, Adam), or with ``hyper="nuts"`` sampled by NUTS
-  under log-normal priors and integrated out: the predictive is the mixture
-  (1/S) Σ_s N(μ_s, v_s + σ²_s) over hyperparameter draws s.
+  (the NTK-GP of He et al. 2020); one shared W_std, one shared b_std and σ² in log space
+  (:mod:`._hyper`: the same model by type-II ML or, with ``hyper="nuts"``, sampled by
+  NUTS and integrated out: the mixture (1/S) Σ_s N(μ_s, v_s + σ²_s)). LOO in closed form.
 * ``sgpr``: Titsias' sparse NNGP with M inducing inputs chosen by greedy variance
-  reduction at the initial kernel; W_std, b_std and σ² maximise the collapsed bound.
-* ``ensemble``: the infinite ensemble of networks trained by gradient descent on MSE to
-  convergence (t = ∞), with the NTK-GP's hyperparameters and a ridge equal to its σ²
-  (Lee et al. 2019, eq. 16): μ = Θ_{*D}(Θ + σ²I)^{-1} Y and the ensemble covariance,
-  plus σ² in the predictive.
-* ``bnn``: the finite network of the same architecture at ``Settings.width`` with the
-  NNGP's fitted prior (W_std, b_std) and noise, sampled by NUTS: the same prior as
-  ``nngp`` up to finite width, so differences come from width and MCMC.
+  reduction at the initial kernel; per-layer W_std, b_std and σ² maximise the collapsed
+  bound. LOO in closed form under its own marginal N(0, Q + σ²I).
+* ``ensemble``: the plain infinite ensemble of networks trained by gradient descent on
+  MSE to t = ∞ with ridge = the NTK-GP's σ² (Lee et al. 2019): not a posterior; its
+  noise variance is the mean squared LOO residual of its mean; no LOO comparison.
+* ``ntkgp_ensemble``: He et al.'s (2020) NTKGP ensemble at t = ∞, whose predictive is
+  the NTK-GP posterior (:mod:`._ensembles`).
+* ``bnn``: the finite network of the same architecture at ``Settings.width`` by NUTS;
+  its prior W_std/b_std and noise are the NNGP's type-II ML values on the same training
+  split (never the test split): the same prior as ``nngp`` up to finite width. LOO by
+  PSIS with Pareto k; no calibration verdict unless it converged.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 
 import jax.numpy as jnp
@@ -34,52 +35,11 @@ from .. import diagnostics as dg
 from ._archs import as_floats, hyperparameters
 from ._common import MODEL_LABELS, Context, ModelResult, fit_bnn_nuts
 from ._ensembles import gd_ensemble, ntkgp_ensemble
-from ._scoring import LooResult, convergence_status, gaussian_loo, psis_loo
+from ._files import attrs_for, sampled_idata
+from ._hyper import fit_exact_nuts, ml_fit
+from ._scoring import LooResult, convergence_status, divergences, gaussian_loo, psis_loo
 
 __all__ = ["FIT_REGRESSION", "ml_fit"]
-
-
-@dataclasses.dataclass
-class _MLFit:
-    model: gp.ExactGP
-    net: object
-    noise: float
-    steps: int
-    converged: bool
-
-
-def ml_fit(ctx: Context, kind: str):
-    """Type-II ML of the exact GP with kernel ``kind`` (cached per run)."""
-
-    def build():
-        s = ctx.settings
-        model, res = gp.fit_exact(
-            ctx.arch.build(),
-            ctx.ds.X_train,
-            ctx.ds.y_train,
-            0.1,
-            kind=kind,
-            optimizer=optax.adam(s.gp_lr),
-            max_iters=s.gp_iters,
-            tol=1e-4,
-            quiet=s.quiet,
-        )
-        return _MLFit(model, model.kernel.net, float(model.noise), res.num_steps, res.converged)
-
-    return ctx.cached(("ml", kind), build)
-
-
-def _attrs(ctx: Context, name: str, inference: str) -> dict:
-    return {
-        "model": name,
-        "label": MODEL_LABELS[("regression", name)],
-        "inference": inference,
-        "dataset": ctx.ds.name,
-        "arch": ctx.arch.name,
-        "y_std": ctx.ds.y_std,
-        "y_mean": ctx.ds.y_mean,
-        "units": "standardised targets (multiply by y_std, add y_mean for raw units)",
-    }
 
 
 def _np(a) -> np.ndarray:
@@ -94,7 +54,7 @@ def _point_result(ctx, name, t0, fitted, noise, info, *, loo, inference, loo_ok=
     s, ds = ctx.settings, ctx.ds
     (m_tr, v_tr), (m_te, c_te), grid = fitted
     v_te = np.maximum(np.diag(c_te), 0.0)
-    attrs = {**_attrs(ctx, name, inference), "hyperparameters": info.get("hyperparameters")}
+    attrs = {**attrs_for(ctx, name, inference), "hyperparameters": info.get("hyperparameters")}
     attrs["noise_var"] = float(noise)
     attrs["loo_method"] = loo.method
     if loo.pointwise is not None:
@@ -142,17 +102,16 @@ def _moments(model, ds, x_grid):
 def fit_exact(ctx: Context, name: str) -> ModelResult:
     kind = {"nngp": "nngp", "ntkgp": "ntk"}[name]
     if ctx.settings.hyper == "nuts":
-        from ._hyper import fit_exact_nuts
-
         return fit_exact_nuts(ctx, name, kind)
     t0 = time.perf_counter()
     fit, _ = ml_fit(ctx, kind)
     m = fit.model
     info = {
-        "hyper": "type-II maximum likelihood (Adam)",
+        "hyper": "type-II ML (Adam on log W_std, log b_std, log noise; one W_std and one "
+        "b_std shared by all layers: the model --hyper nuts samples)",
         "noise_var": fit.noise,
         "hyperparameters": hyperparameters(fit.net),
-        "log_marginal_likelihood": float(m.log_marginal_likelihood()),
+        "log_marginal_likelihood": fit.log_marginal_likelihood,
         "optimizer_steps": fit.steps,
         "converged": bool(fit.converged),
     }
@@ -269,33 +228,6 @@ def fit_ntkgp_ensemble(ctx: Context) -> ModelResult:
     )  # fmt: skip
 
 
-def _divergences(info: dict) -> int:
-    return int(sum(info.get("divergences_per_chain", []) or [0]))
-
-
-def sampled_idata(f_tr, f_te, sd, ds, *, seed, attrs, sample_stats=None, log_lik=None):
-    """The file layout of a sampled regression model: ``posterior.f_test`` (function
-    values, for convergence), predictive draws of y at train and test inputs, one
-    ``log_likelihood`` variable ``y`` (default ``az.loo`` works) and observed data.
-
-    ``sd`` is the noise standard deviation per draw, ``(chain, draw, 1)``."""
-    if log_lik is None:
-        z = (_np(ds.y_train) - f_tr) / sd
-        log_lik = -0.5 * z * z - np.log(sd) - 0.5 * math.log(2 * math.pi)
-    rng = np.random.default_rng(seed)
-    return dg.to_inference_data(
-        posterior={"f_test": f_te},
-        posterior_predictive={
-            "y": f_tr + sd * rng.standard_normal(f_tr.shape),
-            "y_test": f_te + sd * rng.standard_normal(f_te.shape),
-        },
-        log_likelihood={"y": log_lik},
-        observed_data={"y": _np(ds.y_train), "y_test": _np(ds.y_test)},
-        sample_stats=sample_stats or None,
-        attrs=attrs,
-    )
-
-
 def fit_bnn(ctx: Context) -> ModelResult:
     t0 = time.perf_counter()
     s, ds = ctx.settings, ctx.ds
@@ -307,12 +239,12 @@ def fit_bnn(ctx: Context) -> ModelResult:
     gpred = None if ctx.x_grid is None else post.predictive(ctx.x_grid)
     f_tr, f_te = _np(post.latent(ds.X_train)), _np(post.latent(ds.X_test))
     sd = _np(post.noise_std()).reshape(f_tr.shape[:2])[..., None]
-    attrs = {**_attrs(ctx, "bnn", "NUTS"), "loo_method": "psis"}
+    attrs = {**attrs_for(ctx, "bnn", "NUTS"), "loo_method": "psis"}
     idata = sampled_idata(
         f_tr, f_te, sd, ds, seed=s.seed, attrs=attrs, sample_stats=post.sample_stats
     )
     conv = dg.convergence(idata, var_names=["f_test"])
-    status = convergence_status(conv, _divergences(post.info))
+    status = convergence_status(conv, divergences(post.info))
     if status.converged and getattr(post, "converged", True) is False:
         # the sampler's own check (tree-depth saturation among others) failed
         status = dataclasses.replace(status, reasons=("the BNN sampler's own check failed",))

@@ -447,6 +447,7 @@ def _markdown(run: CalibrationRun, summary: dict, figures: list[str]) -> str:
     ]
     lines += _verdicts(summary)
     lines += _paired_section(summary)
+    lines += _published_section(summary)
     lines += _gap_section(summary)
     lines += _loo_section(summary)
     lines += _mcmc_section(run, summary)
@@ -513,6 +514,34 @@ def _paired_section(summary: dict) -> list[str]:
     for r in rows:
         se = "-" if not np.isfinite(r["se"]) else f"{r['se']:.3f}"
         lines.append(f"| {r['label']} | {r['nlpd_diff']:.3f} | {se} |")
+    return lines + [""]
+
+
+def _published_section(summary: dict) -> list[str]:
+    from ._published import CITATIONS, PUBLISHED
+
+    rows = PUBLISHED.get(summary["dataset"]["name"])
+    if not rows:
+        return []
+    lines = [
+        "## Beside published results",
+        "",
+        "Same protocol in the papers (20 random 90/10 splits, standardised on the training "
+        f"part; here {summary['splits']} split(s)); raw units; NLPD is minus the mean test "
+        "log-likelihood. The published networks have one hidden layer of 50 units; the "
+        "numbers are transcribed from the papers' tables.",
+        "",
+        "| method | source | RMSE | NLPD |",
+        "|---|---|---:|---:|",
+    ]
+    for method, src, (r, re), (n, ne) in rows:
+        lines.append(f"| {method} | {src} | {r:.2f} ± {re:.2f} | {n:.2f} ± {ne:.2f} |")
+    for m in summary["models"].values():
+        met, se = m["metrics"], m.get("metrics_se") or {}
+        r, n = met["rmse"], met["nlpd"]
+        re, ne = se.get("rmse", float("nan")), se.get("nlpd", float("nan"))
+        lines.append(f"| {m['label']} | this run | {r:.2f} ± {re:.2f} | {n:.2f} ± {ne:.2f} |")
+    lines += [""] + [f"* {k}: {v}" for k, v in CITATIONS.items()]
     return lines + [""]
 
 

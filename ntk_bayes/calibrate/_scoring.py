@@ -27,6 +27,7 @@ __all__ = [
     "LooResult",
     "gaussian_loo",
     "psis_loo",
+    "divergences",
     "verdict",
     "mean_se",
     "paired",
@@ -148,6 +149,11 @@ def psis_loo(idata) -> LooResult:
     bad = int(np.sum(k > 0.7))
     note = f"{bad} Pareto k > 0.7: PSIS unreliable there" if bad else ""
     return LooResult("psis", pw, float(np.max(k)), bad, note)
+
+
+def divergences(info: dict) -> int:
+    """Divergent transitions over all chains from a sampler's info dict."""
+    return int(sum(info.get("divergences_per_chain", []) or [0]))
 
 
 def verdict(check, status: ConvergenceStatus | None) -> str:

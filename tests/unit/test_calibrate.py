@@ -339,3 +339,63 @@ def test_report_lists_failed_models(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "FAILED" in report and "BNN width 7" in report
     assert os.access(tmp_path / "nngp.nc", os.R_OK)
+
+
+def test_sgpr_loo_equals_exact_when_inducing_points_are_the_data():
+    import jax
+
+    from ntk_bayes import gp, stax
+    from ntk_bayes.calibrate._regression import _sgpr_loo
+
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(2)
+        X = rng.normal(size=(12, 2))
+        y = np.sin(X[:, 0])
+        net = stax.serial(stax.Dense(8, W_std=1.4, b_std=0.3), stax.Relu(), stax.Dense(1))
+        exact = np.asarray(gp.ExactGP(net, X, y, 0.1, jitter=0.0).loo_log_predictive())
+        sparse = _sgpr_loo(gp.SGPR(net, X, y, X, 0.1), 0.1)
+        assert sparse.method == "sgpr"
+        # Q = K up to the SGPR's jitter on K_zz
+        np.testing.assert_allclose(sparse.pointwise, exact.reshape(-1), atol=1e-5)
+
+
+def test_repeated_splits_give_means_standard_errors_and_paired_differences(tmp_path):
+    runs = []
+    for seed in (3, 4, 5):
+        ds = datasets.load("toy1d", seed=seed, n=200)
+        mean, std = _truth(ds)
+        results = [
+            _gaussian_model(ds, "nngp", mean, std),
+            _gaussian_model(ds, "ntkgp", mean, 0.4 * std),  # over-confident
+        ]
+        runs.append(CalibrationRun(ds, parse_arch("relu-2x512"), Settings(), results))
+    run = runs[0]
+    run.more_splits = runs[1:]
+    m = write_report(run, tmp_path)
+    assert m["splits"] == 3 and m["models"]["nngp"]["n_splits"] == 3
+    se = m["models"]["nngp"]["metrics_se"]["nlpd"]
+    assert np.isfinite(se) and se > 0
+    assert len(m["models"]["nngp"]["metrics_splits"]["rmse"]) == 3
+    paired = {r["model"]: r for r in m["paired_nlpd"]}
+    assert paired["nngp"]["nlpd_diff"] == 0.0 and paired["ntkgp"]["nlpd_diff"] > 0
+    assert "over-confident" in m["models"]["ntkgp"]["verdict"]
+    # 4 tests x 3 splits, family-wise alpha 0.05: the truth flags with probability < 0.05
+    assert m["models"]["nngp"]["verdict"] == "calibrated"
+    report = (tmp_path / "report.md").read_text()
+    assert "3 random train/test split(s)" in report and " ± " in report
+
+
+def test_resplit_keeps_sizes_and_restandardises():
+    from ntk_bayes.calibrate._pipeline import resplit
+
+    ds = datasets.load("mcycle", seed=0)
+    other = resplit(ds, 7)
+    assert (other.n_train, other.n_test) == (ds.n_train, ds.n_test)
+    np.testing.assert_allclose(other.y_train.mean(), 0.0, atol=1e-5)
+    raw = np.sort(np.concatenate([ds.unstandardize_y(ds.y_train), ds.unstandardize_y(ds.y_test)]))
+    raw2 = np.concatenate(
+        [other.unstandardize_y(other.y_train), other.unstandardize_y(other.y_test)]
+    )
+    np.testing.assert_allclose(np.sort(raw2), raw, atol=1e-3)  # the same rows, split anew
+    toy = resplit(datasets.load("toy1d", seed=0), 1)
+    assert toy.extra["gap"] == (-1.0, 1.0) and toy.n_train + toy.n_test == 120
