@@ -245,6 +245,12 @@ def _add_calibrate(sub) -> None:
         type=_int_at_least(2),
         help="inducing points of sparse GPs (default: 32, at most half the training points)",
     )
+    cal.add_argument(
+        "--splits",
+        type=_int_at_least(1),
+        help="random train/test splits R: every score is a mean ± standard error over them "
+        "(default 1; the UCI protocol of --dataset concrete/boston is 20)",
+    )
     _common_run_flags(cal, "calibrate", quick_help="tiny budgets for a smoke test")
     cal.set_defaults(func=_run_calibrate, parser=cal)
 
@@ -485,6 +491,8 @@ def _run_calibrate(args) -> int:
         if args.hyper == "nuts" and ds.task != "regression":
             raise UsageError("--hyper nuts applies to the exact GPs of regression data")
         settings = _settings(args, width=args.width, hyper=args.hyper, inducing=args.inducing)
+        if args.splits is not None:
+            settings = type(settings)(**{**settings.as_dict(), "splits": args.splits})
         log(f"{ds.summary()}; {arch.describe()}")
         run = run_calibration(ds, arch, models, settings, log=log)
         extra = {"argv": sys.argv[1:]}
