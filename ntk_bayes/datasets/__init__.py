@@ -14,5 +14,16 @@ from ._embedded import available as available
 from ._embedded import load as load
 from ._embedded import subsample_train as subsample_train
 from ._embedded import toy1d_function as toy1d_function
+from ._radon import Radon as Radon
+from ._radon import load_radon as load_radon
 
-__all__ = ["Dataset", "available", "load", "load_csv", "subsample_train", "toy1d_function"]
+__all__ = [
+    "Dataset",
+    "Radon",
+    "available",
+    "load",
+    "load_csv",
+    "load_radon",
+    "subsample_train",
+    "toy1d_function",
+]

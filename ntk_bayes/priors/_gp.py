@@ -102,9 +102,8 @@ def _check_noise(noise, n, groups):
             f"`noise` must be a scalar variance, one per group ({groups},) or one per point "
             f"({groups}, {n}), got shape {noise.shape}"
         )
-    return check_noise(noise.reshape(-1), None if noise.ndim == 0 else noise.size).reshape(
-        noise.shape
-    )
+    flat = noise if noise.ndim == 0 else noise.reshape(-1)
+    return check_noise(flat, None if noise.ndim == 0 else noise.size).reshape(noise.shape)
 
 
 def _noise_diag(noise, n, groups):
@@ -119,15 +118,13 @@ def _diag_embed(d):
     return d[..., :, None] * jnp.eye(d.shape[-1], dtype=d.dtype)
 
 
-def _report_bad(y, noise):
+def _report_bad_y(y):
     """Host-side check for ``validate_args=True`` under tracing (``jax.debug.callback``)."""
     if not np.all(np.isfinite(y)):
         raise ValueError(
             f"GaussianProcess: `y` contains {int((~np.isfinite(y)).sum())} non-finite value(s); "
             "remove or impute NaN/inf (or mask the points)"
         )
-    if noise is not None and (not np.all(np.isfinite(noise)) or np.any(noise < 0)):
-        raise ValueError("GaussianProcess: `noise` must be a finite variance >= 0")
 
 
 class _MVNBase(dist.Distribution):
@@ -216,12 +213,13 @@ class GaussianProcess(_MVNBase):
         num_outputs: ``None`` for one output, or K for K columns sharing the kernel
             (batch shape ``(K,)``; observe ``y.T``).
         mask: boolean ``(N,)`` or ``(G, n)``: False marks padding (see :func:`pad_groups`).
-        validate_args: with True, NaN/inf in ``y`` or a bad ``noise`` is also reported
-            under ``jit``/NUTS (a host callback raises); concrete values are always checked.
+        validate_args: ``True`` (explicitly) also reports NaN/inf in ``y`` under
+            ``jit``/NUTS, where values are not concrete: a host callback raises at run
+            time. Concrete ``y`` and ``noise`` are always checked.
     """
 
     pytree_data_fields = ("net", "X", "noise", "mean_value", "kxx", "mask")
-    pytree_aux_fields = ("kernel", "jitter", "mean_fn", "mean_is_vector", "groups")
+    pytree_aux_fields = ("kernel", "jitter", "mean_fn", "mean_is_vector", "groups", "check_traced")
 
     @full_precision
     def __init__(
@@ -287,6 +285,8 @@ class GaussianProcess(_MVNBase):
         self.net, self.X, self.kernel, self.noise, self.groups = net, X, kernel, noise, groups
         self.jitter, self.mean_fn, self.mean_value, self.kxx = jitter, mean_fn, m, kxx
         self.mean_is_vector, self.mask = bool(mean_is_vector), mask
+        # NumPyro validates by default; the host callback runs only when asked for
+        self.check_traced = validate_args is True
         ky = kxx
         if noise is not None:
             ky = ky + _diag_embed(_noise_diag(noise, n, groups).astype(kxx.dtype))
@@ -314,8 +314,8 @@ class GaussianProcess(_MVNBase):
         if self.mask is not None:
             y = jnp.where(self.mask, y, self.loc)
         check_finite(y, name)
-        if self._validate_args and not is_concrete(y):
-            jax.debug.callback(_report_bad, y, self.noise)
+        if self.check_traced and not is_concrete(y):
+            jax.debug.callback(_report_bad_y, y)
         return y
 
     def _validate_y(self, y):

@@ -162,3 +162,100 @@ def test_bad_observations():
         gp.condition(y.at[0].set(jnp.nan), X)
     with pytest.raises(ValueError, match="network"):
         nb.GaussianProcess(stax.serial(stax.Dense(3)), X)
+
+
+def _one_w_model(X, y=None):
+    w = numpyro.sample("w", dist.LogNormal(0.0, 0.3))
+    numpyro.sample("y", nb.GaussianProcess(relu_net(w=w, depth=1), X, noise=0.1), obs=y)
+
+
+@pytest.mark.parametrize("make_key", [jax.random.key, jax.random.PRNGKey], ids=["typed", "legacy"])
+def test_posterior_predictive_accepts_typed_and_legacy_keys(make_key):
+    X, y = priors_data(n=6)
+    samples = {"w": jnp.array([1.0, 1.5, 2.0])}
+    Xs = X[:2] + 0.1
+    out = nb.priors.posterior_predictive(_one_w_model, samples, make_key(2), Xs, X, y)
+    assert out.shape == (3, 2) and bool(jnp.all(jnp.isfinite(out)))
+    # one key, two representations: the same stream
+    other = nb.priors.posterior_predictive(_one_w_model, samples, jax.random.key(2), Xs, X, y)
+    np.testing.assert_allclose(out, other, rtol=1e-6)
+    with pytest.raises(ValueError, match="one PRNG key"):
+        nb.priors.posterior_predictive(
+            _one_w_model, samples, jax.random.split(make_key(2), 2), Xs, X, y
+        )
+    gp = nb.GaussianProcess(relu_net(depth=1), X, noise=0.1)
+    assert gp.sample(make_key(0), (2,)).shape == (2, 6)
+
+
+def test_nan_y_and_wrong_length_noise_are_clear_errors():
+    X, y = priors_data()
+    gp = nb.GaussianProcess(relu_net(depth=1), X, noise=0.1)
+    with pytest.raises(ValueError, match="non-finite"):
+        gp.log_prob(y.at[3].set(jnp.nan))
+    with pytest.raises(ValueError, match=r"noise.*\(12,\)"):
+        nb.GaussianProcess(relu_net(depth=1), X, noise=jnp.full(5, 0.1))
+    per_point = nb.GaussianProcess(relu_net(depth=1), X, noise=jnp.full(12, 0.1))
+    np.testing.assert_allclose(per_point.log_prob(y), gp.log_prob(y), rtol=1e-5)
+
+    def lp(y, check):
+        return nb.GaussianProcess(relu_net(depth=1), X, noise=0.1, validate_args=check).log_prob(y)
+
+    bad = y.at[0].set(jnp.nan)
+    assert jnp.isnan(jax.jit(lp, static_argnums=1)(bad, None))  # default: no host check
+    with pytest.raises(Exception, match="non-finite"):
+        jax.block_until_ready(jax.jit(lp, static_argnums=1)(bad, True))
+
+
+def _group_nets(ws, b=0.1):
+    return jax.vmap(lambda w: relu_net(w=w, b=b, depth=1))(jnp.asarray(ws))
+
+
+def test_batched_gp_is_one_gp_per_group():
+    ws = [0.8, 1.5, 2.2]
+    X = jax.random.normal(KEY, (3, 7, 2))
+    Y = jnp.sin(X[..., 0])
+    Xs = X[:, :2] + 0.3
+    gp = nb.GaussianProcess(_group_nets(ws), X, noise=jnp.array([0.1, 0.2, 0.3]), mean=0.1)
+    assert gp.batch_shape == (3,) and gp.event_shape == (7,)
+    post = gp.condition(Y, Xs, include_noise=True)
+    assert post.batch_shape == (3,) and post.sample(KEY, (4,)).shape == (4, 3, 2)
+    for g, w in enumerate(ws):
+        one = nb.GaussianProcess(relu_net(w=w, depth=1), X[g], noise=0.1 * (g + 1), mean=0.1)
+        np.testing.assert_allclose(gp.log_prob(Y)[g], one.log_prob(Y[g]), rtol=1e-5)
+        np.testing.assert_allclose(
+            gp.loo_log_likelihood(Y)[g], one.loo_log_likelihood(Y[g]), rtol=1e-4, atol=1e-5
+        )
+        p1 = one.condition(Y[g], Xs[g], include_noise=True)
+        np.testing.assert_allclose(post.mean[g], p1.mean, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(post.covariance[g], p1.covariance, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(G=3, n"):
+        nb.GaussianProcess(_group_nets(ws), X[0])
+    with pytest.raises(ValueError, match="per group"):
+        nb.GaussianProcess(_group_nets(ws), X, noise=jnp.ones(4))
+
+
+def test_mask_drops_padding_exactly():
+    group = np.array([0, 1, 1, 0, 1, 1, 2])
+    X = np.asarray(jax.random.normal(KEY, (7, 2)))
+    y = np.sin(X[:, 0])
+    Xp, yp, mask = nb.priors.pad_groups(group, X, y)
+    assert Xp.shape == (3, 4, 2) and mask.sum(axis=1).tolist() == [2, 4, 1]
+    np.testing.assert_array_equal(yp[1][mask[1]], y[group == 1])  # order kept
+    ws = [1.0, 1.3, 1.7]
+    gp = nb.GaussianProcess(_group_nets(ws), Xp, noise=0.2, mask=mask)
+    lp, loo = gp.log_prob(yp.at[~mask].set(jnp.nan)), gp.loo_log_likelihood(yp)
+    for g, w in enumerate(ws):
+        one = nb.GaussianProcess(relu_net(w=w, depth=1), X[group == g], noise=0.2)
+        np.testing.assert_allclose(lp[g], one.log_prob(y[group == g]), rtol=1e-5)
+        np.testing.assert_allclose(
+            loo[g][mask[g]], one.loo_log_likelihood(y[group == g]), rtol=1e-4
+        )
+        np.testing.assert_allclose(
+            gp.condition(yp, Xp[:, :1]).mean[g],
+            one.condition(y[group == g], Xp[g, :1]).mean,
+            rtol=1e-4,
+            atol=1e-5,
+        )
+    assert float(jnp.sum(jnp.where(mask, 0.0, loo) ** 2)) == 0.0
+    with pytest.raises(ValueError, match="mask"):
+        nb.GaussianProcess(_group_nets(ws), Xp, noise=0.2, mask=np.ones((3, 4)))
