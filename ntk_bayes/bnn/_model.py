@@ -50,7 +50,7 @@ __all__ = ["BNN", "LIKELIHOODS", "DEFAULT_NUTS"]
 DEFAULT_NUTS = dict(
     num_warmup=500,
     num_samples=500,
-    num_chains=8,
+    num_chains=16,
     max_tree_depth=8,
     init="prior",
     init_steps=2000,
@@ -204,11 +204,14 @@ class BNN:
         return X, jnp.asarray(y.astype(np.int32))
 
     # ---- the model --------------------------------------------------------------
-    def params(self, X):
-        """The network's params pytree, each weight array a NumPyro sample site."""
+    def params(self, X, *, fixed: str | None = None):
+        """The network's params pytree, each weight array a NumPyro sample site; arrays
+        whose path starts with ``fixed`` are zeros instead (a readout integrated out)."""
         layout = self.layout(X.shape)
         arrays = {
-            sfx: numpyro.sample(
+            sfx: jnp.zeros(shape, X.dtype)
+            if fixed is not None and sfx.startswith(fixed)
+            else numpyro.sample(
                 f"{self.name}_{sfx}",
                 dist.Normal(jnp.zeros((), X.dtype), jnp.asarray(std, X.dtype))
                 .expand(shape)

@@ -103,22 +103,7 @@ def collapsed_model(bnn, readout: Readout, X, y):
     """The NumPyro model of the hidden weights (and noise) with the readout integrated
     out; ``y`` is required."""
     X = jnp.asarray(X)
-    layout = bnn.layout(X.shape)
-    pre = readout.prefix()
-    arrays = {
-        sfx: numpyro.sample(
-            f"{bnn.name}_{sfx}",
-            dist.Normal(jnp.zeros((), X.dtype), jnp.asarray(std, X.dtype))
-            .expand(shape)
-            .to_event(len(shape)),
-        )
-        for sfx, shape, std in layout.sampled
-        if not sfx.startswith(pre)
-    }
-    for sfx, shape, _ in layout.sampled:  # placeholders: the body never reads them
-        if sfx.startswith(pre):
-            arrays[sfx] = jnp.zeros(shape, X.dtype)
-    params = layout.build(arrays, X.dtype)
+    params = bnn.params(X, fixed=readout.prefix())  # the body never reads the readout
     h = readout.body.apply_fn(tuple(params[: readout.index]), X)
     head_layout = param_layout(readout.head, h.shape)
     B, _, _ = readout.design(head_layout, h)

@@ -14,7 +14,7 @@ def test_nuts_is_reproducible_and_well_mixed():
     X = np.linspace(-1.5, 1.5, 10)[:, None]
     y = 0.5 * X[:, 0] + 0.3 * rng.normal(size=10)
     Xt = np.linspace(-2, 2, 5)[:, None]
-    model = bnn.BNN(erf_mlp(4), width=4, noise=dist.HalfNormal(0.5))
+    model = bnn.BNN(erf_mlp(4), width=4, noise=dist.HalfNormal(0.25))  # on the variance
     kw = dict(num_warmup=400, num_samples=400, num_chains=2, seed=5, progress_bar=False)
     a, b = model.fit_nuts(X, y, **kw), model.fit_nuts(X, y, **kw)
     for k in a.samples:
@@ -42,3 +42,43 @@ def test_bernoulli_svi_separates_classes():
     assert dg.accuracy(y, post.predictive(X)) > 0.9
     idata = post.to_inference_data(X[:10], y[:10])
     assert dg.held_out_lpd(idata).shape == (10,)
+
+
+def _default_problem():
+    """calibrate's default BNN problem: toy1d, NNGP type-II ML prior scales and noise."""
+    from ntk_bayes import datasets
+    from ntk_bayes.calibrate._archs import as_floats, parse_arch
+    from ntk_bayes.calibrate._common import Context, Settings
+    from ntk_bayes.calibrate._regression import ml_fit
+
+    ds = datasets.load("toy1d", seed=0)
+    arch = parse_arch("relu-2x512")
+    fit, _ = ml_fit(Context(ds, arch, Settings(quiet=True)), "nngp")
+    return ds, arch, as_floats(fit.net), float(fit.noise)
+
+
+def test_default_calibrate_bnn_meets_the_convergence_bar():
+    """2 hidden ReLU layers of width 16 on toy1d with the default sampler set-up."""
+    ds, _, net, noise = _default_problem()
+    post = bnn.BNN(net, width=16, noise=noise).fit_nuts(
+        ds.X_train, ds.y_train, X_eval=ds.X_test, seed=0, progress_bar=False
+    )
+    assert post.converged, post.convergence
+
+
+def test_width_sweep_approaches_the_nngp_posterior():
+    """(c) The converged BNN predictive approaches the NNGP posterior as width grows."""
+    from ntk_bayes.calibrate import width_sweep
+    from ntk_bayes.calibrate._sweep import sweep_settings
+
+    ds, arch, _, _ = _default_problem()
+    sweep = width_sweep(ds, arch, widths=(16, 128, 512), settings=sweep_settings(quiet=True))
+    rows = {r["width"]: r for r in sweep.rows}
+    assert all(r["converged"] for r in sweep.rows), sweep.rows
+    # MC error of a mean over m points of |μ̂ - μ| is at most the sd of one μ̂,
+    # sqrt(v / ESS); 4 of them on the difference of two widths: false alarm < 1e-4
+    v = float(np.mean(sweep.nngp_pred.std**2))
+    ess = min(rows[16]["min_ess_bulk"], rows[512]["min_ess_bulk"])
+    margin = 4 * np.sqrt(2 * v / ess)
+    assert rows[512]["mean_abs_diff_mean"] < rows[16]["mean_abs_diff_mean"] - margin, sweep.rows
+    assert sweep.slope("mean_abs_diff_mean") < 0

@@ -1,0 +1,141 @@
+"""Sampler set-ups for the default calibrate BNN: time to the convergence bar, ESS/s.
+
+The problem is calibrate's default finite network: 2 hidden ReLU layers of width 16 on
+``toy1d`` (62 training points, a gap in the middle), prior scales and noise variance from
+the NNGP's type-II maximum likelihood fit, exactly as ``ntk-bayes calibrate`` builds it.
+Each method runs once with its budget; convergence is judged on the function values at
+the test inputs (split R-hat ≤ 1.01, bulk ESS ≥ 400, no divergences). A method that meets
+the bar reports its time as the time to the bar; ESS/s is the smallest bulk ESS over the
+test points per second of wall time (compilation included, as a user pays it) and per
+second of process CPU time (less sensitive to other jobs on the machine).
+
+    python benchmarks/bench_bnn.py                         # every method
+    python benchmarks/bench_bnn.py --methods collapsed-16  # one
+    python benchmarks/bench_bnn.py --quick                 # tiny budgets (smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import jax
+
+METHODS = {
+    # name: (BNN kwargs, fit_nuts kwargs)
+    "standard-8": (
+        {"parameterization": "standard"},
+        {"num_chains": 8, "marginalize_readout": False},
+    ),
+    "ntk-8": ({"parameterization": "ntk"}, {"num_chains": 8, "marginalize_readout": False}),
+    "ntk-32": ({"parameterization": "ntk"}, {"num_chains": 32, "marginalize_readout": False}),
+    "map-32": (
+        {"parameterization": "ntk"},
+        {"num_chains": 32, "marginalize_readout": False, "init": "map"},
+    ),
+    "collapsed-16": ({"parameterization": "ntk"}, {"num_chains": 16}),
+}
+
+
+def problem(seed: int = 0):
+    """``(ds, net, noise)``: calibrate's default BNN problem."""
+    from ntk_bayes import datasets
+    from ntk_bayes.calibrate._archs import as_floats, parse_arch
+    from ntk_bayes.calibrate._common import Context, Settings
+    from ntk_bayes.calibrate._regression import ml_fit
+
+    ds = datasets.load("toy1d", seed=seed)
+    ctx = Context(ds, parse_arch("relu-2x512"), Settings(quiet=True, seed=seed))
+    fit, _ = ml_fit(ctx, "nngp")
+    return ds, as_floats(fit.net), float(fit.noise)
+
+
+def run(name, ds, net, noise, *, width, warmup, samples, depth, seed):
+    from ntk_bayes import bnn
+
+    model_kw, fit_kw = METHODS[name]
+    model = bnn.BNN(net, width=width, noise=noise, **model_kw)
+    t0, c0 = time.perf_counter(), time.process_time()
+    post = model.fit_nuts(
+        ds.X_train,
+        ds.y_train,
+        X_eval=ds.X_test,
+        num_warmup=warmup,
+        num_samples=samples,
+        max_tree_depth=depth,
+        seed=seed,
+        progress_bar=False,
+        **fit_kw,
+    )
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    c = post.convergence
+    return {
+        "method": name,
+        "chains": post.num_chains,
+        "warmup": warmup,
+        "draws": samples,
+        "max_tree_depth": depth,
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "max_rhat": round(c.max_rhat, 4),
+        "min_ess_bulk": round(c.min_ess_bulk, 1),
+        "divergences": c.divergences,
+        "tree_depth_saturation": round(c.tree_depth_saturation, 3),
+        "converged": c.converged,
+        "time_to_bar_s": round(wall, 1) if c.converged else None,
+        "ess_per_s": round(c.min_ess_bulk / wall, 2),
+        "ess_per_cpu_s": round(c.min_ess_bulk / cpu, 2),
+        "gradient_evaluations": post.info["gradient_evaluations"],
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--samples", type=int, default=500)
+    p.add_argument("--depth", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="width 4, 30 + 30 iterations")
+    p.add_argument("--json", default=None, help="also write the rows to this file")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.width, a.warmup, a.samples, a.depth = 4, 30, 30, 4
+    ds, net, noise = problem(a.seed)
+    print(f"device: {jax.devices()[0].platform}; toy1d n={ds.n_train}; noise var {noise:.4g}")
+    rows = []
+    for name in a.methods:
+        print(f"[{name}] ...", file=sys.stderr, flush=True)
+        rows.append(
+            run(
+                name,
+                ds,
+                net,
+                noise,
+                width=a.width,
+                warmup=a.warmup,
+                samples=a.samples,
+                depth=a.depth,
+                seed=a.seed,
+            )
+        )
+        r = rows[-1]
+        bar = f"{r['time_to_bar_s']} s" if r["converged"] else "bar not met"
+        print(
+            f"{name:<14} chains {r['chains']:>3}  wall {r['wall_s']:>7.1f} s  cpu "
+            f"{r['cpu_s']:>7.1f} s  R-hat {r['max_rhat']:.3f}  ESS {r['min_ess_bulk']:>7.1f}  "
+            f"div {r['divergences']:>3}  depth-sat {r['tree_depth_saturation']:.2f}  "
+            f"ESS/s {r['ess_per_s']:.2f}  ESS/cpu-s {r['ess_per_cpu_s']:.2f}  time to bar: {bar}",
+            flush=True,
+        )
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
