@@ -36,15 +36,24 @@ def relu_net(w, b):
 
 
 def model(X, Y=None):
-    """X: (G, n, d) inputs per group; Y: (G, K, n) observations (K columns per group)."""
-    groups, num_outputs = X.shape[0], (None if Y is None else Y.shape[1])
+    """X: (G, n, d) inputs per group; Y: (G, K, n) observations (K columns per group).
+
+    The G groups are one batched GaussianProcess (batch_shape (G,)): the per-group
+    W_std from the plate is a leading axis of the network's hyperparameters
+    (``jax.vmap`` builds one network per group), so the kernels are vmapped, not
+    unrolled in Python. K output columns per group expand the batch to (K, G).
+    """
+    groups = X.shape[0]
     w = nb.priors.group_log_normal("W_std", groups, loc=math.log(1.5), loc_scale=0.3,
                                    tau_scale=0.3)  # fmt: skip
     b = numpyro.sample("b_std", dist.HalfNormal(0.3))
     noise = numpyro.sample("noise", dist.HalfNormal(0.2))
-    for g in range(groups):
-        gp = nb.GaussianProcess(relu_net(w[g], b), X[g], noise=noise, num_outputs=num_outputs)
-        numpyro.sample(f"y_{g}", gp, obs=None if Y is None else Y[g])
+    nets = jax.vmap(lambda wg: relu_net(wg, b))(w)
+    gp = nb.GaussianProcess(nets, X, noise=noise)
+    if Y is None:
+        numpyro.sample("y", gp)
+    else:
+        numpyro.sample("y", gp.expand((Y.shape[1], groups)), obs=jnp.swapaxes(Y, 0, 1))
 
 
 def simulate(key, groups=4, points=30, outputs=4, truth=TRUTH):
