@@ -67,16 +67,20 @@ def test_from_gaussian_sampled_moments_feed_default_loo():
     tile = lambda a: np.broadcast_to(a, lead + a.shape)  # noqa: E731
     y = case["y_train"]
     ll = stats.norm.logpdf(y, case["mean_train"], np.sqrt(case["var_train"] + case["noise_var"]))
+    # draws that differ a little (ArviZ 1.x refuses constant importance-ratio tails)
+    ll_draws = tile(ll) + 0.01 * np.random.default_rng(0).standard_normal(lead + ll.shape)
     idata = dg.from_gaussian(
         **{k: tile(v) if k.startswith(("mean", "var")) else v for k, v in case.items()},
         posterior={"s": np.ones(lead)},
-        log_likelihood=tile(ll),
+        log_likelihood=ll_draws,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = az.loo(idata)  # no var_name needed: one log-likelihood variable
     elpd = res.elpd if dg.ARVIZ_1 else res["elpd_loo"]
-    assert float(elpd) == pytest.approx(ll.sum(), abs=1e-8)  # equal weights: exact
+    # nearly equal weights: the elpd is the sum of the (nearly constant) terms; 30 terms
+    # each off by O(0.01^2)
+    assert float(elpd) == pytest.approx(ll.sum(), abs=0.05)
 
 
 def test_netcdf_roundtrip_is_atomic_and_refuses_overwrite(tmp_path):
