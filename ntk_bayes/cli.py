@@ -296,62 +296,31 @@ def _add_regimes(sub) -> None:
         help="comma-separated widths (default: 64,128,256,512; --quick: 32,64,128)",
     )
     p.add_argument(
-        "--depth", type=_int_at_least(1), default=1, help="hidden layers (default: %(default)s)"
-    )
-    p.add_argument(
         "--nonlinearity",
         choices=_NONLINEARITIES,
         default="relu",
         help="activation of every hidden layer (default: %(default)s)",
     )
-    p.add_argument(
-        "--W-std",
-        dest="W_std",
-        type=_float_range(0.0, strict=True),
-        default=1.5,
-        help="initial weight std (default: %(default)s)",
-    )
-    p.add_argument(
-        "--b-std",
-        dest="b_std",
-        type=_float_range(0.0, strict=False),
-        default=0.1,
-        help="initial bias std (default: %(default)s)",
-    )
-    p.add_argument(
-        "--n-train",
-        dest="n_train",
-        type=_int_at_least(1),
-        default=16,
-        help="training points (default: %(default)s)",
-    )
-    p.add_argument(
-        "--input-dim",
-        dest="input_dim",
-        type=_int_at_least(1),
-        default=4,
-        help="input dimension of the synthetic data (default: %(default)s)",
-    )
-    p.add_argument(
-        "--steps",
-        type=_int_at_least(1),
-        default=200,
-        help="gradient-descent steps (default: %(default)s; --quick: 30)",
-    )
-    p.add_argument(
-        "--seeds",
-        type=_int_at_least(1),
-        default=2,
-        help="trainings per (scaling, width) (default: %(default)s; --quick: 1)",
-    )
-    p.add_argument(
-        "--init-seeds",
-        dest="init_seeds",
-        type=_int_at_least(2),
-        default=16,
-        help="random networks per width for the finite-width spread (default: %(default)s; "
-        "--quick: 4)",
-    )
+    positive, non_negative = _float_range(0.0, strict=True), _float_range(0.0, strict=False)
+    for flag, kind, default, text, quick in (
+        ("--depth", _int_at_least(1), 1, "hidden layers", ""),
+        ("--W-std", positive, 1.5, "initial weight std", ""),
+        ("--b-std", non_negative, 0.1, "initial bias std", ""),
+        ("--n-train", _int_at_least(1), 16, "training points", ""),
+        ("--input-dim", _int_at_least(1), 4, "input dimension of the synthetic data", ""),
+        ("--steps", _int_at_least(1), 200, "gradient-descent steps", "30"),
+        ("--seeds", _int_at_least(1), 2, "trainings per scaling and width", "1"),
+        ("--init-seeds", _int_at_least(2), 16, "random networks per width for the "
+         "finite-width spread", "4"),
+    ):  # fmt: skip
+        quick = f"; --quick: {quick}" if quick else ""
+        p.add_argument(
+            flag,
+            dest=flag[2:].replace("-", "_"),
+            type=kind,
+            default=default,
+            help=f"{text} (default: %(default)s{quick})",
+        )
     _output_flags(p, "regimes", quick_help="tiny sizes for a smoke test")
     p.set_defaults(func=_run_regimes, parser=p)
 
