@@ -59,7 +59,7 @@ def load(max_counties=None):
 
 def run(quick=False, chains=4, samples=500, method="vectorized", seed=0):
     X, y, mask = load(max_counties=12 if quick else None)
-    warmup = samples = 50 if quick else samples
+    warmup = samples = 30 if quick else samples
     kernel = NUTS(model, target_accept_prob=0.85)
     mcmc = MCMC(kernel, num_warmup=warmup, num_samples=samples, num_chains=chains,
                 chain_method=method, progress_bar=False)  # fmt: skip
@@ -72,7 +72,7 @@ def run(quick=False, chains=4, samples=500, method="vectorized", seed=0):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="12 counties, 50+50 draws")
+    p.add_argument("--quick", action="store_true", help="12 counties, 30+30 draws")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--samples", type=int, default=500)
     p.add_argument(

@@ -259,3 +259,18 @@ def test_mask_drops_padding_exactly():
     assert float(jnp.sum(jnp.where(mask, 0.0, loo) ** 2)) == 0.0
     with pytest.raises(ValueError, match="mask"):
         nb.GaussianProcess(_group_nets(ws), Xp, noise=0.2, mask=np.ones((3, 4)))
+
+
+def test_gaussian_process_and_exact_gp_share_one_core():
+    X, y = priors_data()
+    net = relu_net(depth=1)
+    Xs = X[:3] + 0.2
+    gp = nb.GaussianProcess(net, X, kernel="ntk", noise=0.1, mean=0.3)
+    ex = nb.gp.ExactGP(net, X, y, noise=0.1, mean=0.3, kind="ntk")
+    np.testing.assert_array_equal(gp.scale_tril, ex.L)  # the same factorisation
+    np.testing.assert_allclose(gp.log_prob(y), ex.log_marginal_likelihood(), rtol=1e-6)
+    np.testing.assert_allclose(gp.loo_log_likelihood(y), ex.loo_log_predictive(), rtol=1e-6)
+    mean, cov = ex.predict(Xs, full_cov=True)
+    post = gp.condition(y, Xs)
+    np.testing.assert_allclose(post.mean, mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(post.covariance, cov, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,54 @@
+"""The NumPyro-facing examples run at their ``--quick`` size as a user starts them.
+
+numpyro_gp.py (NumPyro's examples/gp.py with an NNGP prior, parallel chains on forced
+CPU devices), latent_gp_classification.py (Bernoulli and Poisson latent GPs) and
+radon.py (85-county hierarchy as one batched GP; --quick keeps 12 counties).
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from _examples import EXAMPLES
+
+NUMBER = r"[-+]?\d+\.?\d*"
+
+
+def _run(name, *args):
+    env = dict(os.environ, MPLBACKEND="Agg", JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), "--quick", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_numpyro_gp_port_with_parallel_chains():
+    out = _run("numpyro_gp", "--num-chains", "2", "--chain-method", "parallel")
+    assert "2 chains, parallel" in out
+    elpd = float(re.search(rf"PSIS-LOO over 25 points: elpd ({NUMBER})", out).group(1))
+    assert -60 < elpd < 20  # 25 standardised points: a finite, sane total
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "poisson"])
+def test_latent_gp_examples(likelihood):
+    out = _run("latent_gp_classification", "--likelihood", likelihood)
+    if likelihood == "bernoulli":
+        acc = float(re.search(rf"accuracy ({NUMBER})", out).group(1))
+        assert acc >= 0.6  # 20 points of a 2 sin(2x) logit: chance is 0.5
+    else:
+        err = float(re.search(rf"true rate\| ({NUMBER})", out).group(1))
+        assert err < 3.0  # rates between e^0 and e^2
+
+
+def test_radon_quick():
+    out = _run("radon", "--chains", "2")
+    m = re.search(r"NUTS: 2 chains \(vectorized\), (\d+) homes", out)
+    assert m and int(m.group(1)) > 50
+    assert re.search(r"PSIS-LOO over \d+ homes", out)
