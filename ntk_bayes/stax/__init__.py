@@ -27,10 +27,13 @@ from ._elementwise import Cos as Cos
 from ._elementwise import Elementwise as Elementwise
 from ._elementwise import ElementwiseNumerical as ElementwiseNumerical
 from ._elementwise import Erf as Erf
+from ._elementwise import Exp as Exp
+from ._elementwise import Gaussian as Gaussian
 from ._elementwise import Gelu as Gelu
 from ._elementwise import LeakyRelu as LeakyRelu
 from ._elementwise import Rbf as Rbf
 from ._elementwise import Relu as Relu
+from ._elementwise import Sigmoid_like as Sigmoid_like
 from ._elementwise import Sign as Sign
 from ._elementwise import Sin as Sin
 from ._kernel import Kernel as Kernel
@@ -54,11 +57,13 @@ __all__ = [
     "Elementwise",
     "ElementwiseNumerical",
     "Erf",
+    "Exp",
     "FanInConcat",
     "FanInSum",
     "FanOut",
     "Flatten",
     "Gelu",
+    "Gaussian",
     "GlobalAvgPool",
     "GlobalSelfAttention",
     "GlobalSumPool",
@@ -72,6 +77,7 @@ __all__ = [
     "Relu",
     "Repeat",
     "Serial",
+    "Sigmoid_like",
     "Sign",
     "Sin",
     "SumPool",

@@ -39,6 +39,9 @@ __all__ = [
     "Rbf",
     "Sign",
     "ElementwiseNumerical",
+    "Exp",
+    "Gaussian",
+    "Sigmoid_like",
     "safe_sqrt",
     "safe_arctan2",
 ]
@@ -473,6 +476,71 @@ class Sign(Elementwise):
 
     def dot_diag(self, q):
         return jnp.zeros_like(q)
+
+
+class Exp(Elementwise):
+    r"""``a * exp(b * x)`` (neural-tangents' ``Exp``); a log-normal moment:
+
+    .. math::
+
+        Σ' = a^2 e^{b^2 (q_1 + q_2 + 2 Σ_{12}) / 2}, \qquad \dot Σ = b^2 Σ'
+    """
+
+    a: Any = 1.0
+    b: Any = 1.0
+
+    def fn(self, x):
+        return self.a * jnp.exp(self.b * x)
+
+    def dual(self, s12, q1, q2, ntk):
+        nngp = self.a**2 * jnp.exp(self.b**2 * (0.5 * (q1 + q2) + s12))
+        return nngp, (None if ntk is None else ntk * (self.b**2 * nngp))
+
+    def dual_diag(self, q):
+        return self.a**2 * jnp.exp(2 * self.b**2 * q)
+
+    def dot_diag(self, q):
+        return self.b**2 * self.dual_diag(q)
+
+
+class Gaussian(Elementwise):
+    r"""``a * exp(b * x²)`` (neural-tangents' ``Gaussian``; ``b < 0`` for a bump).
+
+    With D = (1 - 2b q_1)(1 - 2b q_2) - 4 b² Σ12² (the determinant of I - 2bΣ, which
+    must stay positive: ``b <= 0`` always works):
+
+    .. math::
+
+        Σ' = a^2 D^{-1/2}, \qquad \dot Σ = 4 a^2 b^2 Σ_{12} D^{-3/2}
+    """
+
+    a: Any = 1.0
+    b: Any = -1.0
+
+    def fn(self, x):
+        return self.a * jnp.exp(self.b * x * x)
+
+    def dual(self, s12, q1, q2, ntk):
+        b = self.b
+        d = (1 - 2 * b * q1) * (1 - 2 * b * q2) - 4 * b * b * s12 * s12
+        r = rsqrt(d)
+        nngp = self.a**2 * r
+        if ntk is not None:
+            ntk = ntk * (4 * self.a**2 * b * b * s12 * r * r * r)
+        return nngp, ntk
+
+    def dual_diag(self, q):
+        return self.a**2 * rsqrt(1 - 4 * self.b * q)
+
+    def dot_diag(self, q):
+        r = rsqrt(1 - 4 * self.b * q)
+        return 4 * self.a**2 * self.b**2 * q * r * r * r
+
+
+def Sigmoid_like() -> Erf:
+    """neural-tangents' ``Sigmoid_like``: ``0.5 * erf(x / 2.4020563531719796) + 0.5``, the
+    Erf that best matches the logistic sigmoid."""
+    return Erf(a=0.5, b=1 / 2.4020563531719796, c=0.5)
 
 
 class ElementwiseNumerical(Elementwise):
