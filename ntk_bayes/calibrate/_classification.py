@@ -32,33 +32,14 @@ from scipy.special import expit, ndtr, softmax
 from .. import bnn, gp, predict
 from .. import diagnostics as dg
 from ._archs import hyperparameters
-from ._common import MODEL_LABELS, Context, ModelResult, fit_bnn_nuts
+from ._common import Context, ModelResult, fit_bnn_nuts
+from ._files import attrs_for, result
 
 __all__ = ["FIT_CLASSIFICATION"]
 
 
-def _attrs(ctx: Context, name: str, inference: str) -> dict:
-    return {
-        "model": name,
-        "label": MODEL_LABELS[("classification", name)],
-        "inference": inference,
-        "dataset": ctx.ds.name,
-        "arch": ctx.arch.name,
-        "classes": list(ctx.ds.classes or ()),
-    }
-
-
 def _result(ctx, name, t0, probs, idata, info, **kw) -> ModelResult:
-    return ModelResult(
-        name=name,
-        label=MODEL_LABELS[("classification", name)],
-        task="classification",
-        fit_time=time.perf_counter() - t0,
-        probs=np.asarray(probs, np.float64),
-        idata=idata,
-        info=info,
-        **kw,
-    )
+    return result(ctx, name, t0, probs=np.asarray(probs, np.float64), idata=idata, info=info, **kw)
 
 
 def _two_columns(p1):
@@ -107,7 +88,7 @@ def fit_svgp(ctx: Context, name: str) -> ModelResult:
         y_test=ds.y_test,
         posterior={"f_test": f_test},
         seed=s.seed,
-        attrs=_attrs(ctx, name, "SVGP"),
+        attrs=attrs_for(ctx, name, "SVGP"),
     )
     info = {
         "likelihood": "bernoulli (logit)" if K == 2 else f"categorical ({K} classes, softmax)",
@@ -154,7 +135,7 @@ def fit_ensemble(ctx: Context) -> ModelResult:
         y_test=ds.y_test,
         posterior={"vote_share_test": np.broadcast_to(p_test, (1, 2) + p_test.shape)},
         seed=s.seed,
-        attrs={**_attrs(ctx, "ensemble", "closed-form GD ensemble"), "deterministic": 1},
+        attrs={**attrs_for(ctx, "ensemble", "closed-form GD ensemble"), "deterministic": 1},
     )
     info = {
         "targets": "±1" if K == 2 else "one-hot minus 1/K",
@@ -180,7 +161,7 @@ def fit_bnn(ctx: Context) -> ModelResult:
     post = fit_bnn_nuts(model, ctx)
     probs = post.predictive(ds.X_test)
     idata = post.to_inference_data(
-        ds.X_test, ds.y_test, seed=s.seed, attrs=_attrs(ctx, "bnn", "NUTS")
+        ds.X_test, ds.y_test, seed=s.seed, attrs=attrs_for(ctx, "bnn", "NUTS")
     )
     # function-space convergence: the draws of the test-point class probabilities
     p = post.probs(ds.X_test)[..., -1]

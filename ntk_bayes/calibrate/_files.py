@@ -4,13 +4,14 @@ sampled models (the rendering is :mod:`._report`, the scoring :mod:`._scoring`).
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
 from .. import diagnostics as dg
-from ._common import MODEL_LABELS, Context
+from ._common import MODEL_LABELS, Context, ModelResult
 
-__all__ = ["attrs_for", "sampled_idata"]
+__all__ = ["attrs_for", "result", "sampled_idata"]
 
 
 def _np(a) -> np.ndarray:
@@ -18,16 +19,36 @@ def _np(a) -> np.ndarray:
 
 
 def attrs_for(ctx: Context, name: str, inference: str) -> dict:
-    return {
+    """Global attributes of a model's netCDF file."""
+    task = ctx.ds.task
+    out = {
         "model": name,
-        "label": MODEL_LABELS[("regression", name)],
+        "label": MODEL_LABELS[(task, name)],
         "inference": inference,
         "dataset": ctx.ds.name,
         "arch": ctx.arch.name,
-        "y_std": ctx.ds.y_std,
-        "y_mean": ctx.ds.y_mean,
-        "units": "standardised targets (multiply by y_std, add y_mean for raw units)",
     }
+    if task == "regression":
+        out.update(
+            y_std=ctx.ds.y_std,
+            y_mean=ctx.ds.y_mean,
+            units="standardised targets (multiply by y_std, add y_mean for raw units)",
+        )
+    else:
+        out["classes"] = list(ctx.ds.classes or ())
+    return out
+
+
+def result(ctx: Context, name: str, t0: float, **fields) -> ModelResult:
+    """A :class:`ModelResult` of this run's task, timed from ``t0``."""
+    task = ctx.ds.task
+    return ModelResult(
+        name=name,
+        label=MODEL_LABELS[(task, name)],
+        task=task,
+        fit_time=time.perf_counter() - t0,
+        **fields,
+    )
 
 
 def sampled_idata(f_tr, f_te, sd, ds, *, seed, attrs, sample_stats=None, log_lik=None):

@@ -35,8 +35,8 @@ from numpyro.infer import MCMC, NUTS
 from .. import diagnostics as dg
 from .. import gp
 from ..priors import GaussianProcess
-from ._common import MODEL_LABELS, Context, ModelResult
-from ._files import attrs_for, sampled_idata
+from ._common import Context
+from ._files import attrs_for, result, sampled_idata
 from ._scoring import convergence_status, divergences, psis_loo
 
 __all__ = ["fit_exact_nuts", "ml_fit", "MLFit"]
@@ -194,11 +194,10 @@ def fit_exact_nuts(ctx: Context, name: str, kind: str):
             "divergences_per_chain": diverging.sum(axis=1).tolist(),
         },
     }
-    return ModelResult(
-        name=name,
-        label=MODEL_LABELS[("regression", name)],
-        task="regression",
-        fit_time=time.perf_counter() - t0,
+    return result(
+        ctx,
+        name,
+        t0,
         predictive=pred,
         grid_predictive=gpred,
         idata=idata,

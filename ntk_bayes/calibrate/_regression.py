@@ -33,9 +33,9 @@ import optax
 from .. import bnn, gp
 from .. import diagnostics as dg
 from ._archs import as_floats, hyperparameters
-from ._common import MODEL_LABELS, Context, ModelResult, fit_bnn_nuts
+from ._common import Context, ModelResult, fit_bnn_nuts
 from ._ensembles import gd_ensemble, ntkgp_ensemble
-from ._files import attrs_for, sampled_idata
+from ._files import attrs_for, result, sampled_idata
 from ._hyper import fit_exact_nuts, ml_fit
 from ._scoring import LooResult, convergence_status, divergences, gaussian_loo, psis_loo
 
@@ -76,11 +76,10 @@ def _point_result(ctx, name, t0, fitted, noise, info, *, loo, inference, loo_ok=
     gpred = None
     if grid is not None:
         gpred = dg.GaussianPredictive(grid[0], np.sqrt(np.maximum(grid[1], 0.0) + noise))
-    return ModelResult(
-        name=name,
-        label=MODEL_LABELS[("regression", name)],
-        task="regression",
-        fit_time=time.perf_counter() - t0,
+    return result(
+        ctx,
+        name,
+        t0,
         predictive=pred,
         grid_predictive=gpred,
         idata=idata,
@@ -259,11 +258,10 @@ def fit_bnn(ctx: Context) -> ModelResult:
         "sampler": {k: v for k, v in post.info.items() if k != "method"},
         "sampler_report": post.sampler_report(),
     }
-    return ModelResult(
-        name="bnn",
-        label=MODEL_LABELS[("regression", "bnn")],
-        task="regression",
-        fit_time=time.perf_counter() - t0,
+    return result(
+        ctx,
+        "bnn",
+        t0,
         predictive=pred,
         grid_predictive=gpred,
         idata=idata,
