@@ -160,12 +160,14 @@ class Context:
 
 
 def grid_for(ds: Dataset, n: int = 200) -> np.ndarray | None:
-    """An evaluation grid ``(n, 1)`` over the 1-D inputs (padded by 10%), else ``None``."""
+    """An evaluation grid ``(n, 1)`` over the 1-D inputs, else ``None``. It reaches half
+    the data's range beyond each end, so that the bands figure shows how each model
+    extrapolates (the ReLU kernels' asymptotes: a variance growing with distance)."""
     if ds.task != "regression" or ds.input_shape != (1,):
         return None
     x = np.concatenate([ds.X_train[:, 0], ds.X_test[:, 0]]).astype(np.float64)
     lo, hi = float(x.min()), float(x.max())
-    pad = 0.1 * (hi - lo)
+    pad = 0.5 * (hi - lo)
     return np.linspace(lo - pad, hi + pad, n)[:, None].astype(ds.X_train.dtype)
 
 
