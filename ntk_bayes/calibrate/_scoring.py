@@ -153,7 +153,7 @@ def psis_loo(idata) -> LooResult:
 
 def divergences(info: dict) -> int:
     """Divergent transitions over all chains from a sampler's info dict."""
-    return int(sum(info.get("divergences_per_chain", []) or [0]))
+    return int(np.sum(np.asarray(info.get("divergences_per_chain", []), np.int64)))
 
 
 def verdict(check, status: ConvergenceStatus | None) -> str:

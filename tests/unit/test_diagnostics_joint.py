@@ -9,6 +9,7 @@ from ntk_bayes import diagnostics as dg
 from ntk_bayes.calibrate._scoring import (
     ConvergenceStatus,
     convergence_status,
+    divergences,
     gaussian_loo,
     verdict,
 )
@@ -126,5 +127,8 @@ def test_not_converged_gets_no_verdict():
     assert verdict(_Passing(), div) == "not converged" and "divergent" in div.reasons[0]
     nan = convergence_status({"max_rhat": float("nan"), "min_ess_bulk": 500}, 0)
     assert not nan.converged  # convergence not shown is not convergence
+    # divergence counts come as lists (BNN info) or arrays (numpyro extra fields)
+    assert divergences({"divergences_per_chain": np.array([1, 2])}) == 3
+    assert divergences({"divergences_per_chain": [0, 0]}) == 0 and divergences({}) == 0
     ok = ConvergenceStatus(1.002, 800, 700, 0, ())
     assert verdict(_Passing(), ok) == "calibrated" and verdict(_Passing(), None) == "calibrated"
