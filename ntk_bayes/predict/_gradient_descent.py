@@ -1,0 +1,123 @@
+"""Gradient flow of a linearised network on any loss (neural-tangents' ``gradient_descent``).
+
+For a network linearised around its initialisation, gradient flow on a loss L moves
+the outputs along the NTK (Lee et al. 2019):
+
+    df_train/dt = -η Θ(X, X) ∇_f L(f_train, y),   df_test/dt = -η Θ(X*, X) ∇_f L(f_train, y)
+
+which has a closed form only for MSE (``gradient_descent_mse``); here the ODE is
+integrated with ``jax.experimental.ode.odeint`` (adaptive Dormand–Prince).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental.ode import odeint
+
+from .._numerics import as_float_array, check_finite, full_precision, is_concrete
+
+__all__ = ["gradient_descent"]
+
+
+def gradient_descent(
+    loss: Callable,
+    k_train_train,
+    y_train,
+    learning_rate: float = 1.0,
+    momentum: float | None = None,
+    trace_axes=(-1,),
+):
+    """Trajectory of a linearised network trained by gradient flow on ``loss``.
+
+    Args:
+        loss: ``loss(fx_train, y_train) -> scalar``, e.g.
+            ``lambda f, y: 0.5 * jnp.mean((f - y) ** 2)`` (which reproduces
+            ``gradient_descent_mse``) or a cross-entropy.
+        k_train_train: NTK on the training inputs, ``(N, N)``.
+        y_train: targets ``(N,)`` or ``(N, K)``.
+        learning_rate: η; ``t`` counts steps, absolute time ``η t``.
+        momentum: only ``None`` (plain gradient flow) is implemented.
+        trace_axes: ``(-1,)`` (the kernel acts as ``Θ ⊗ I`` on the output axis) or ``()``.
+
+    Returns:
+        ``predict_fn(t, fx_train_0=0.0, fx_test_0=None, k_test_train=None)`` returning
+        ``fx_train_t``, or ``(fx_train_t, fx_test_t)`` when ``fx_test_0`` is given, with a
+        leading axis of ``t``'s length when ``t`` is a 1-D array of times.
+    """
+    if not callable(loss):
+        raise TypeError(f"`loss` must be callable, got {type(loss).__name__}")
+    if momentum is not None:
+        raise NotImplementedError(
+            "gradient_descent: `momentum` is not implemented; use momentum=None (gradient flow)"
+        )
+    if tuple(trace_axes) not in ((-1,), ()):
+        raise ValueError(f"`trace_axes` must be (-1,) or (), got {trace_axes!r}")
+    y = as_float_array(y_train, "y_train")
+    check_finite(y, "y_train")
+    if y.ndim not in (1, 2):
+        raise ValueError(f"`y_train` must be (N,) or (N, K), got shape {y.shape}")
+    k = as_float_array(k_train_train, "k_train_train")
+    n = y.shape[0]
+    if k.shape != (n, n):
+        raise ValueError(
+            f"`k_train_train` must be ({n}, {n}) for {n} training targets, got {k.shape}; "
+            "pass the NTK with its output axes traced out (kernel_fn(x, None, 'ntk'))"
+        )
+    check_finite(k, "k_train_train")
+    if is_concrete(learning_rate) and not float(learning_rate) > 0:
+        raise ValueError(f"`learning_rate` must be > 0, got {learning_rate}")
+    dtype = jnp.promote_types(k.dtype, y.dtype)
+    k, y = k.astype(dtype), y.astype(dtype)
+    grad_loss = jax.grad(lambda f: loss(f, y))
+
+    @full_precision
+    def predict_fn(t, fx_train_0=0.0, fx_test_0=None, k_test_train=None):
+        """Outputs on the train [and test] set at time(s) ``t``."""
+        if t is None:
+            raise ValueError(
+                "gradient_descent integrates an ODE and needs finite times `t`; for infinite "
+                "time on MSE use gradient_descent_mse(...)(t=None)"
+            )
+        ts = jnp.asarray(t, dtype)
+        if ts.ndim > 1:
+            raise ValueError(f"`t` must be a scalar or a 1-D array of times, got {ts.shape}")
+        if is_concrete(ts) and (
+            not np.all(np.isfinite(np.asarray(ts))) or np.any(np.asarray(ts) < 0)
+        ):
+            raise ValueError(f"`t` must hold finite times >= 0, got {np.asarray(ts)}")
+        f0 = jnp.broadcast_to(jnp.asarray(fx_train_0, dtype), y.shape)
+        if fx_test_0 is not None and k_test_train is None:
+            raise ValueError("predicting on a test set needs `k_test_train`")
+        k_td = None
+        if fx_test_0 is not None:
+            k_td = as_float_array(k_test_train, "k_test_train").astype(dtype)
+            if k_td.ndim != 2 or k_td.shape[1] != n:
+                raise ValueError(f"`k_test_train` must be (M, {n}), got {k_td.shape}")
+            g0 = jnp.broadcast_to(jnp.asarray(fx_test_0, dtype), (k_td.shape[0],) + y.shape[1:])
+        state0 = (f0,) if k_td is None else (f0, g0)
+
+        def rhs(state, _):
+            grad = grad_loss(state[0])
+            return (-learning_rate * (k @ grad),) + (
+                () if k_td is None else (-learning_rate * (k_td @ grad),)
+            )
+
+        # odeint returns NaN on a zero-length interval: t = 0 is answered with the
+        # initial state, and integration starts from an interval of positive length.
+        flat = ts.reshape(-1)
+        tiny = jnp.asarray(np.finfo(dtype).tiny, dtype) * 1e6
+        times = jnp.concatenate([jnp.zeros(1, dtype), jnp.maximum(flat, tiny)])
+        tol = 1e-10 if dtype == jnp.float64 else 1e-6
+        out = odeint(rhs, state0, times, rtol=tol, atol=tol)
+        at_zero = (flat == 0).reshape((-1,) + (1,) * y.ndim)
+        f_t = jnp.where(at_zero, f0, out[0][1:])
+        g_t = f_t if k_td is None else jnp.where(at_zero, g0, out[1][1:])
+        if ts.ndim == 0:
+            f_t, g_t = f_t[0], g_t[0]
+        return f_t if k_td is None else (f_t, g_t)
+
+    return predict_fn
