@@ -35,8 +35,9 @@ def write_csv(path: Path, rows: int, seed: int = 0, block: int = 200_000) -> Non
             np.savetxt(f, np.column_stack([X, y]), fmt="%.6g", delimiter=",")
 
 
-def run(cmd: list[str], env=None) -> tuple[float, float, int, str]:
-    """Wall time (s), peak RSS of the child (MB), exit status and stderr tail."""
+def run(cmd: list[str], env=None, preexec_fn=None) -> tuple[float, float, int, str]:
+    """Wall time (s), peak RSS of the child (MB), exit status and stderr tail
+    (``preexec_fn`` runs in the wrapper process, e.g. to set resource limits)."""
     t0 = time.perf_counter()
     code = (
         "import resource, subprocess, sys\n"
@@ -45,7 +46,13 @@ def run(cmd: list[str], env=None) -> tuple[float, float, int, str]:
         "print(r.returncode)\n"
         "sys.stderr.write(r.stderr[-2000:])\n"
     )
-    p = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True, env=env)
+    p = subprocess.run(
+        [sys.executable, "-c", code, *cmd],
+        capture_output=True,
+        text=True,
+        env=env,
+        preexec_fn=preexec_fn,
+    )
     wall = time.perf_counter() - t0
     rss_kb, rc = p.stdout.split()[-2:]
     return wall, int(rss_kb) / 1024, int(rc), p.stderr

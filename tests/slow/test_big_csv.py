@@ -1,22 +1,24 @@
-"""A 2-million-row CSV through the quick calibration under a 2 GB memory cap.
+"""A 2-million-row CSV through the quick calibration within 2 GB of resident memory.
 
-The cap is ``RLIMIT_AS`` (address space, stricter than resident memory) set in the
-child process only; the CSV is generated in pytest's temporary directory by the
-benchmark's own writer (``benchmarks/bench_big_csv.py``).
+The child runs under a 6 GiB ``RLIMIT_AS`` cap (the run that used to need 10.7 GB, and
+died under a 6 GB cap, must now finish under it; address space is not resident memory:
+XLA reserves far more than it touches, so 2 GiB of address space is too tight for any
+JAX program) and its peak resident memory (``ru_maxrss``) must stay below 2 GB. The CSV
+is generated in pytest's temporary directory by the benchmark's own writer and measured
+by its own wrapper (``benchmarks/bench_big_csv.py``).
 """
 
 import importlib.util
 import json
 import os
 import resource
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 _ROOT = Path(__file__).resolve().parents[2]
-_CAP = 2 << 30  # 2 GiB
+_CAP = 6 << 30  # 6 GiB of address space
 
 
 def _bench():
@@ -35,17 +37,17 @@ def _capped():
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS semantics are Linux's")
 def test_two_million_rows_calibrate_within_2gb(tmp_path):
     csv = tmp_path / "big.csv"
-    _bench().write_csv(csv, 2_000_000)
+    bench = _bench()
+    bench.write_csv(csv, 2_000_000)
     out = tmp_path / "out"
     cmd = [
         sys.executable, "-m", "ntk_bayes.cli", "calibrate", "--csv", str(csv), "--target",
         "y", "--quick", "--quiet", "--n-max", "200", "--models", "nngp,sgpr", "--out", str(out),
     ]  # fmt: skip
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    r = subprocess.run(
-        cmd, preexec_fn=_capped, env=env, capture_output=True, text=True, timeout=1800
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
+    wall, rss_mb, rc, err = bench.run(cmd, env, preexec_fn=_capped)
+    assert rc == 0, err[-3000:]
+    assert rss_mb < 2000, f"peak RSS {rss_mb:.0f} MB"
     m = json.loads((out / "metrics.json").read_text())
     assert m["dataset"]["n_train"] <= 200 and m["dataset"]["n_test"] <= 1000
     assert sum(p.stat().st_size for p in out.iterdir()) < 50e6  # bounded netCDF files
