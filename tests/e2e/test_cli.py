@@ -68,7 +68,8 @@ def test_calibrate_writes_a_complete_report(quick_run, capsys):
         assert 0 <= met["coverage_90"] <= 1 and entry["fit_time_s"] > 0
         assert entry["verdict"] and entry["gap"]["std_ratio"] > 1  # wider where no data
         idata = open_idata(out / entry["netcdf"])
-        assert {"posterior", "log_likelihood", "observed_data"} <= set(
+        # ML-II fits store no fake posterior draws: the predictive and the data only
+        assert {"posterior_predictive", "observed_data"} <= set(
             idata.children if dg.ARVIZ_1 else idata.groups()
         )
         obs = idata_group(idata, "observed_data")
