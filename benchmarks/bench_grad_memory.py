@@ -27,8 +27,9 @@ def _child(style: str, mode: str, n: int, depth: int) -> dict:
 
     def build(w, b):
         block = stax.serial(stax.Dense(512, W_std=w, b_std=b), stax.Relu())
-        body = stax.repeat(block, depth) if style == "repeat" else stax.serial(*[block] * depth)
-        return stax.serial(body, stax.Dense(1, W_std=w, b_std=b))
+        rest = depth - 1  # the first block changes the width, the rest keep it
+        body = stax.repeat(block, rest) if style == "repeat" else stax.serial(*[block] * rest)
+        return stax.serial(block, body, stax.Dense(1, W_std=w, b_std=b))
 
     x = jax.random.normal(jax.random.PRNGKey(0), (n, 32))
 
