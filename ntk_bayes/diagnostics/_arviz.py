@@ -440,6 +440,8 @@ def from_numpyro(mcmc, *, gp_sites=None, **kwargs):
             raise ValueError(
                 f"{name!r} is not an observed GaussianProcess site; GP sites: {sorted(found)}"
             )
+    import numpyro.infer.initialization  # noqa: F401  (ArviZ 1.x reads it, never imports it)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         idata = az.from_numpyro(mcmc, **kwargs)
