@@ -7,7 +7,7 @@
 
     python examples/sparse_gp.py            # N = 5,000 (seconds)
     python examples/sparse_gp.py --n 100000 --m 256
-    python examples/sparse_gp.py --quick      # N = 600, M = 16, 2,000 test points (CI)
+    python examples/sparse_gp.py --quick      # N = 512, M = 16, 500 test points (CI)
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ def main():
     p.add_argument("--m", type=int, default=64)
     p.add_argument("--iters", type=int, default=60)
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--quick", action="store_true", help="N = 600, M = 16, 20 steps, quiet (CI)")
+    p.add_argument("--quick", action="store_true", help="N = 512, M = 16, 20 steps (CI)")
     a = p.parse_args()
     if a.quick:
-        a.n, a.m, a.iters, a.quiet = 600, 16, 20, True
+        a.n, a.m, a.iters, a.quiet = 512, 16, 20, True
 
     net = stax.serial(
         stax.Dense(512, W_std=1.5, b_std=0.1),
@@ -49,7 +49,7 @@ def main():
         stax.Dense(1, W_std=1.5, b_std=0.1),
     )
     x, y, f = make_data(a.n)
-    xt, yt, ft = make_data(2_000, seed=1)
+    xt, yt, ft = make_data(500 if a.quick else 2_000, seed=1)
 
     # -- SGPR ---------------------------------------------------------------------------
     t = time.perf_counter()

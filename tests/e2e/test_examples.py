@@ -83,7 +83,8 @@ def test_sparse_gp(tmp_path):
     rmse = float(re.search(r"test RMSE\(f\) (\S+),", sgpr).group(1))
     assert rmse < 1.0, sgpr  # the targets' sd is about 1: the fit explains most of it
     accuracy = float(re.search(r"test accuracy (\S+),", svgp).group(1))
-    assert 0.6 < accuracy <= 1.0, svgp  # fixed data and keys: 0.715 when written
+    # chance is 0.5 with sd 0.022 on 500 test points: 0.6 is 4.5 sd above it (< 1e-5)
+    assert 0.6 < accuracy <= 1.0, svgp
 
 
 def test_cnn_digits(tmp_path):
