@@ -440,7 +440,7 @@ def from_numpyro(mcmc, *, gp_sites=None, **kwargs):
             raise ValueError(
                 f"{name!r} is not an observed GaussianProcess site; GP sites: {sorted(found)}"
             )
-    import numpyro.infer.initialization  # noqa: F401  (ArviZ 1.x reads it, never imports it)
+    _expose_numpyro_initialization()
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -465,6 +465,19 @@ def from_numpyro(mcmc, *, gp_sites=None, **kwargs):
         if mask is not None:
             idata = _set_var(idata, "observed_data", name, xr.DataArray(y, dims=dims))
     return idata
+
+
+def _expose_numpyro_initialization():
+    """ArviZ 1.x's ``from_numpyro`` reads ``numpyro.infer.initialization`` as an attribute,
+    which NumPyro 0.22 does not leave on ``numpyro.infer`` (the submodule is imported but
+    not bound): bind it, as a plain ``import`` of a submodule normally does."""
+    import sys
+
+    import numpyro.infer.initialization  # noqa: F401
+
+    infer = sys.modules["numpyro.infer"]
+    if not hasattr(infer, "initialization"):
+        infer.initialization = sys.modules["numpyro.infer.initialization"]
 
 
 def _get_group(idata, group):
