@@ -28,7 +28,9 @@ _MATH = re.compile(
 def on_page_content(html_text: str, page, **kwargs) -> str:
     def render(m: re.Match) -> str:
         inline = m.group("inline") is not None
-        tex = html.unescape(m.group("inline") if inline else (m.group("block") or m.group("dollars")))
+        tex = html.unescape(
+            m.group("inline") if inline else (m.group("block") or m.group("dollars"))
+        )
         try:
             out = convert(tex.strip(), display="inline" if inline else "block")
         except Exception as e:  # noqa: BLE001 - any converter failure is a page problem
