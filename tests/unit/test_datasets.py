@@ -41,7 +41,10 @@ def test_sizes_and_tasks():
     assert g.input_shape == (8, 8, 1) and g.n_classes == 10
     assert datasets.load("digits", flatten=True).input_shape == (64,)
     assert datasets.load("digits", n_class=3).n_classes == 3
-    assert set(datasets.available()) == {"toy1d", "diabetes", "breast_cancer", "digits"}
+    assert set(datasets.available()) == {
+        "toy1d", "concrete", "boston", "boston_nob", "mcycle", "diabetes", "breast_cancer",
+        "digits",
+    }  # fmt: skip
 
 
 def test_stratified_split_keeps_class_proportions():
