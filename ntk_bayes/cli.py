@@ -184,8 +184,9 @@ def _common_run_flags(p, kind: str, *, quick_help: str) -> None:
     p.add_argument(
         "--test-fraction",
         type=_fraction,
-        default=0.25,
-        help="share of points held out (default: %(default)s)",
+        default=None,
+        help="share of points held out (default: 0.1 for the UCI sets concrete, boston and "
+        "boston_nob, their benchmark protocol; 0.25 otherwise)",
     )
     _output_flags(p, kind, quick_help=quick_help)
     p.add_argument(
@@ -377,6 +378,8 @@ def _load_data(args, *, allow_csv: bool):
     opts = dict(seed=args.seed, test_fraction=args.test_fraction, n_max=args.n_max)
     try:
         if allow_csv and args.csv is not None:
+            if opts["test_fraction"] is None:
+                opts["test_fraction"] = 0.25
             return datasets.load_csv(
                 args.csv,
                 args.target,
