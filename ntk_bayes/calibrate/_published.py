@@ -5,7 +5,9 @@ splits, inputs and targets standardised on the training part, scores in the targ
 raw units averaged over splits, one hidden layer of 50 units. RMSE (lower is better)
 and test NLPD = -(mean test log-likelihood) (lower is better), each ± the error bar
 the paper prints (standard errors in the first two; Lakshminarayanan et al. print
-± one standard deviation over splits). Transcribed from the papers' tables.
+± one standard deviation over splits). Written down from the papers' tables without
+the PDFs at hand (no network here); they agree with the values commonly quoted in later
+work, but check them against the original tables before citing this comparison.
 """
 
 from __future__ import annotations
