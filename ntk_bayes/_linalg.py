@@ -161,7 +161,22 @@ def batched_psd_cholesky(K, jitter=None, name: str = "kernel matrix"):
     flat = K.reshape((-1,) + K.shape[-2:])
     if is_concrete(flat) and not np.all(np.isfinite(np.asarray(flat))):
         raise NotPSDError(f"{name} contains NaN or inf; check the inputs and hyperparameters")
-    L, j = jax.vmap(lambda k: psd_cholesky(k, jitter, name=name))(flat)
+    ladder = jax.vmap(lambda k: psd_cholesky(k, jitter, name=name))
+    if is_concrete(flat):
+        L, j = ladder(flat)
+    else:
+        # One batched attempt; the per-matrix ladder runs only if some factor failed
+        # (a vmapped ladder alone would turn its cond into a select and always run it).
+        j0 = jnp.asarray(base_jitter(K.dtype) if jitter is None else float(jitter), K.dtype)
+        eye = jnp.eye(K.shape[-1], dtype=K.dtype)
+        diag = jnp.diagonal(flat, axis1=-2, axis2=-1)
+        scale = jnp.maximum(jnp.mean(diag, axis=-1), jnp.finfo(K.dtype).tiny)
+        L0 = jax.vmap(lambda k, s: _attempt(k, eye, s, j0))(flat, scale)
+        L, j = jax.lax.cond(
+            jnp.all(jnp.isfinite(L0)),
+            lambda: (L0, jnp.broadcast_to(j0, flat.shape[:1])),
+            lambda: ladder(flat),
+        )
     if is_concrete(L):
         bad = ~np.all(np.isfinite(np.asarray(L)), axis=(-1, -2))
         if bad.any():
