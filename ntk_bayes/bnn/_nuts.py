@@ -191,8 +191,6 @@ def run_nuts(
     samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     elapsed = time.perf_counter() - t0
     extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
-    if num_chains == 1 or chain_method != "vectorized":
-        extra = {k: v.reshape((num_chains, -1) + v.shape[2:]) for k, v in extra.items()}
     steps = extra["num_steps"].astype(np.int64)
     depth = np.ceil(np.log2(steps + 1)).astype(np.int64)
     stats = {
