@@ -20,7 +20,13 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-__all__ = ["in_mapped_context", "tile_mesh", "resolve_devices", "process_row_range", "distributed_kernel_fn"]
+__all__ = [
+    "in_mapped_context",
+    "tile_mesh",
+    "resolve_devices",
+    "process_row_range",
+    "distributed_kernel_fn",
+]
 
 AXIS = "tiles"
 
