@@ -47,7 +47,7 @@ def model(buckets, num_counties, y=None):
     sigma = numpyro.sample("noise_std", dist.HalfNormal(1.0))
     for i, (counties, X, mask) in enumerate(buckets):
         nets = jax.vmap(lambda wc: county_net(wc, b))(w[counties])  # one net per county
-        gp = nb.GaussianProcess(nets, X, noise=sigma**2, mean=level, mask=mask)
+        gp = nb.GaussianProcess(nets, X, noise=sigma**2, mean=level, point_mask=mask)
         numpyro.sample(f"y_{i}", gp, obs=None if y is None else y[i])
 
 

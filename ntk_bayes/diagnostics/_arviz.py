@@ -448,7 +448,7 @@ def from_numpyro(mcmc, *, gp_sites=None, **kwargs):
     for name in sites:
         ll = np.asarray(loo_log_likelihood(model, mcmc, *args, site=name, **kw), np.float64)
         y = np.asarray(found[name]["value"])
-        mask = found[name]["fn"].mask
+        mask = found[name]["fn"].point_mask
         if mask is not None:
             keep = np.asarray(mask)
             ll, y, dims = ll[..., keep], y[keep], [f"{name}_point"]

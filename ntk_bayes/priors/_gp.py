@@ -23,7 +23,7 @@ share the kernel as a batch of shape ``(num_outputs,)`` and are observed as ``y.
 Groups in a plate: a network whose hyperparameters carry a leading axis G (build it
 with ``jax.vmap(make_net)(w)`` from plate-shaped draws ``w``) and inputs ``(G, n, ...)``
 give one distribution with ``batch_shape (G,)``, the kernels vmapped over groups. Ragged
-groups are padded to a common n (:func:`pad_groups`) and a ``mask`` drops the padding
+groups are padded to a common n (:func:`pad_groups`) and a ``point_mask`` drops the padding
 exactly: a padded point is made independent of the others with unit variance and zero
 residual, and its constant ``-½ log 2π`` is removed from the log-density.
 
@@ -212,13 +212,13 @@ class GaussianProcess(_MVNBase):
         jitter: relative diagonal jitter (times mean diagonal); default by dtype.
         num_outputs: ``None`` for one output, or K for K columns sharing the kernel
             (batch shape ``(K,)``; observe ``y.T``).
-        mask: boolean ``(N,)`` or ``(G, n)``: False marks padding (see :func:`pad_groups`).
+        point_mask: boolean ``(N,)`` or ``(G, n)``: False marks padding (see :func:`pad_groups`).
         validate_args: ``True`` (explicitly) also reports NaN/inf in ``y`` under
             ``jit``/NUTS, where values are not concrete: a host callback raises at run
             time. Concrete ``y`` and ``noise`` are always checked.
     """
 
-    pytree_data_fields = ("net", "X", "noise", "mean_value", "kxx", "mask")
+    pytree_data_fields = ("net", "X", "noise", "mean_value", "kxx", "point_mask")
     pytree_aux_fields = ("kernel", "jitter", "mean_fn", "mean_is_vector", "groups", "check_traced")
 
     @full_precision
@@ -232,7 +232,7 @@ class GaussianProcess(_MVNBase):
         jitter=None,
         num_outputs: int | None = None,
         *,
-        mask=None,
+        point_mask=None,
         validate_args=None,
     ):
         if not isinstance(net, Layer):
@@ -272,7 +272,7 @@ class GaussianProcess(_MVNBase):
         n = point_shape[0]
         batch = () if groups is None else (groups,)
         noise = _check_noise(noise, n, groups)
-        mask = self._check_mask(mask, batch + (n,))
+        point_mask = self._check_mask(point_mask, batch + (n,))
         mean_fn = mean if callable(mean) else None
         m = mean_fn(X) if mean_fn is not None else (0.0 if mean is None else mean)
         mean_is_vector = mean_fn is None and jnp.ndim(m) > 0
@@ -284,14 +284,14 @@ class GaussianProcess(_MVNBase):
         kxx = _batched_kernel(net, groups, kernel, X)
         self.net, self.X, self.kernel, self.noise, self.groups = net, X, kernel, noise, groups
         self.jitter, self.mean_fn, self.mean_value, self.kxx = jitter, mean_fn, m, kxx
-        self.mean_is_vector, self.mask = bool(mean_is_vector), mask
+        self.mean_is_vector, self.point_mask = bool(mean_is_vector), point_mask
         # NumPyro validates by default; the host callback runs only when asked for
         self.check_traced = validate_args is True
         ky = kxx
         if noise is not None:
             ky = ky + _diag_embed(_noise_diag(noise, n, groups).astype(kxx.dtype))
-        if mask is not None:
-            mm = mask.astype(kxx.dtype)
+        if point_mask is not None:
+            mm = point_mask.astype(kxx.dtype)
             ky = ky * mm[..., :, None] * mm[..., None, :] + _diag_embed(1.0 - mm)
         L, _ = cholesky_factor(ky, jitter, f"{kernel} kernel matrix + noise")
         self._setup(m, L, num_outputs, batch if groups else None, validate_args)
@@ -303,7 +303,7 @@ class GaussianProcess(_MVNBase):
         mask = jnp.asarray(mask)
         if mask.dtype != jnp.bool_ or mask.shape != shape:
             raise ValueError(
-                f"`mask` must be a boolean array of shape {shape}, got "
+                f"`point_mask` must be a boolean array of shape {shape}, got "
                 f"{mask.dtype} {mask.shape}; build it with pad_groups"
             )
         return mask
@@ -311,8 +311,8 @@ class GaussianProcess(_MVNBase):
     def _observed(self, y, name="y"):
         """Validate y: shape, finiteness of the unmasked points; zero the padding."""
         y = self._check_value(as_float_array(y, name))
-        if self.mask is not None:
-            y = jnp.where(self.mask, y, self.loc)
+        if self.point_mask is not None:
+            y = jnp.where(self.point_mask, y, self.loc)
         check_finite(y, name)
         if self.check_traced and not is_concrete(y):
             jax.debug.callback(_report_bad_y, y)
@@ -330,8 +330,8 @@ class GaussianProcess(_MVNBase):
     def log_prob(self, value):
         value = self._observed(value, "value")
         lp = self._log_density(value - self.loc)
-        if self.mask is not None:  # padded points: residual 0, variance 1
-            lp = lp + _HALF_LOG_2PI * jnp.sum(~self.mask, axis=-1)
+        if self.point_mask is not None:  # padded points: residual 0, variance 1
+            lp = lp + _HALF_LOG_2PI * jnp.sum(~self.point_mask, axis=-1)
         return lp
 
     def _alpha(self, y):
@@ -367,8 +367,8 @@ class GaussianProcess(_MVNBase):
             )
         k = _batched_kernel(self.net, self.groups, self.kernel, self.X, Xs)  # K_x*
         kss = _batched_kernel(self.net, self.groups, self.kernel, Xs)
-        if self.mask is not None:
-            k = k * self.mask[..., :, None]
+        if self.point_mask is not None:
+            k = k * self.point_mask[..., :, None]
         alpha = self._alpha(y)
         ms = self.mean_fn(Xs) if self.mean_fn is not None else self.mean_value[..., :1]
         ms = jnp.broadcast_to(jnp.asarray(ms, Xs.dtype), Xs.shape[: lead + 1])
@@ -391,14 +391,14 @@ class GaussianProcess(_MVNBase):
     def loo_log_likelihood(self, y):
         """Leave-one-out predictive log densities log p(y_i | y_-i), shape ``(N,)``,
         ``(K, N)`` or ``(G, n)`` (Rasmussen & Williams 2006, eq. 5.10–5.12); padded points
-        of a ``mask`` get 0."""
+        of a ``point_mask`` get 0."""
         y = self._validate_y(y)
         alpha = self._alpha(y)
         if self.groups is None:
             lp = loo_log_predictive(self.scale_tril, alpha)
         else:
             lp = jax.vmap(loo_log_predictive)(self.scale_tril, alpha)
-        return lp if self.mask is None else jnp.where(self.mask, lp, 0.0)
+        return lp if self.point_mask is None else jnp.where(self.point_mask, lp, 0.0)
 
 
 class ConditionedGP(_MVNBase):

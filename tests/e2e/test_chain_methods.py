@@ -37,7 +37,7 @@ SCRIPT = textwrap.dedent(
         numpyro.sample("y", nb.GaussianProcess(net(w), X, noise=0.05), obs=y)
         wg = nb.priors.group_log_normal("wg", 2, tau_scale=0.2)
         nets = jax.vmap(net)(wg)
-        numpyro.sample("yg", nb.GaussianProcess(nets, Xp, noise=0.05, mask=mask), obs=yp)
+        numpyro.sample("yg", nb.GaussianProcess(nets, Xp, noise=0.05, point_mask=mask), obs=yp)
 
     out = {}
     for method in ("parallel", "vectorized", "sequential"):

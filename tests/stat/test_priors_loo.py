@@ -96,7 +96,7 @@ def test_from_numpyro_batched_masked_site_counts_real_points():
     def grouped(X, mask, y=None):
         w = nb.priors.group_log_normal("w", 3, tau_scale=0.2)
         nets = jax.vmap(lambda wc: relu_net(w=wc, depth=1))(w)
-        numpyro.sample("y", nb.GaussianProcess(nets, X, noise=NOISE, mask=mask), obs=y)
+        numpyro.sample("y", nb.GaussianProcess(nets, X, noise=NOISE, point_mask=mask), obs=y)
 
     mcmc = MCMC(NUTS(grouped), num_warmup=50, num_samples=50, num_chains=1, progress_bar=False)
     mcmc.run(jax.random.PRNGKey(1), Xp, mask, y=yp)
