@@ -73,6 +73,21 @@ def build_from_spec(stax, spec):
     return getattr(stax, name)(**arg)
 
 
+def assert_matches_reference(stax, case, nt_reference, nt_spec, dtype, tol, **kernel_kwargs):
+    """The case's NNGP and NTK agree with neural-tangents' stored values: to 1e-9 relative
+    in float64, to the dtype's tolerance in float32 (x2 absent: x1 against itself)."""
+    net = build_from_spec(stax, nt_spec[case]["net"])
+    x1 = nt_reference[f"{case}/x1"].astype(dtype)
+    x2 = nt_reference[f"{case}/x2"].astype(dtype) if f"{case}/x2" in nt_reference else None
+    k = net.kernel_fn(x1, x2, ("nngp", "ntk"), **kernel_kwargs)
+    for name in ("nngp", "ntk"):
+        ref = nt_reference[f"{case}/{name}"]
+        got = np.asarray(getattr(k, name))
+        assert got.dtype == dtype
+        rel = np.max(np.abs(got - ref)) / np.max(np.abs(ref))
+        assert rel <= (1e-9 if dtype == np.float64 else tol["rtol"]), (name, rel)
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():
     """Drop each test module's compiled programs when it finishes.

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _nets import tokens
-from conftest import build_from_spec
+from conftest import assert_matches_reference
 
 from ntk_bayes import stax
 
@@ -13,17 +13,7 @@ KEY = jax.random.PRNGKey(0)
 
 
 def test_attention_matches_neural_tangents(nt_reference, nt_spec, tol, dtype):
-    case = "attention"
-    net = build_from_spec(stax, nt_spec[case]["net"])
-    x1 = nt_reference[f"{case}/x1"].astype(dtype)
-    x2 = nt_reference[f"{case}/x2"].astype(dtype)
-    k = net.kernel_fn(x1, x2, ("nngp", "ntk"))
-    for name in ("nngp", "ntk"):
-        ref = nt_reference[f"{case}/{name}"]
-        got = np.asarray(getattr(k, name))
-        assert got.dtype == dtype
-        rel = np.max(np.abs(got - ref)) / np.max(np.abs(ref))
-        assert rel <= (1e-9 if dtype == np.float64 else tol["rtol"]), (name, rel)
+    assert_matches_reference(stax, "attention", nt_reference, nt_spec, dtype, tol)
 
 
 def test_attention_weights_do_depend_on_the_input(tol):

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _nets import conv_net, images
-from conftest import build_from_spec
+from conftest import assert_matches_reference
 
 from ntk_bayes import stax
 from ntk_bayes.stax import _batching
@@ -18,21 +18,10 @@ KEY = jax.random.PRNGKey(0)
 
 
 def test_conv_relu_gap_matches_neural_tangents(nt_reference, nt_spec, tol, dtype):
-    case = "conv_relu_gap"
-    net = build_from_spec(stax, nt_spec[case]["net"])
-    x1 = nt_reference[f"{case}/x1"].astype(dtype)
-    x2 = nt_reference[f"{case}/x2"].astype(dtype)
     for block_size in (None, 1):
-        k = net.kernel_fn(x1, x2, ("nngp", "ntk"), block_size=block_size)
-        for name in ("nngp", "ntk"):
-            ref = nt_reference[f"{case}/{name}"]
-            got = np.asarray(getattr(k, name))
-            assert got.dtype == dtype
-            rel = np.max(np.abs(got - ref)) / np.max(np.abs(ref))
-            assert rel <= (1e-9 if dtype == np.float64 else tol["rtol"]), (name, rel)
-
-
-# ---- rung 2: Monte Carlo against wide finite networks ------------------------------
+        assert_matches_reference(
+            stax, "conv_relu_gap", nt_reference, nt_spec, dtype, tol, block_size=block_size
+        )
 
 
 # ---- identities ----------------------------------------------------------------------
