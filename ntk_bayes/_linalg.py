@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
+from jaxtyping import Array, ArrayLike
 
 from ._numerics import base_jitter, is_concrete
 
@@ -72,7 +73,9 @@ def _attempt(K, eye, scale, jitter):
 _attempt_jit = jax.jit(_attempt)
 
 
-def psd_cholesky(K, jitter=None, max_tries: int = 5, name: str = "kernel matrix"):
+def psd_cholesky(
+    K: ArrayLike, jitter: float | None = None, max_tries: int = 5, name: str = "kernel matrix"
+) -> tuple[Array, Array]:
     """Lower Cholesky factor of a symmetric PSD matrix, escalating jitter if needed.
 
     Args:

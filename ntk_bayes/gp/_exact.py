@@ -27,17 +27,21 @@ to fit hyperparameters or to run NUTS through :meth:`ExactGP.log_marginal_likeli
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._linalg import batched_psd_cholesky, cho_solve, psd_cholesky, tri_solve
 from .._numerics import full_precision
 from ._checks import check_noise, check_X, check_y, mean_values
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
+
+if TYPE_CHECKING:
+    from ..stax import Layer
 
 __all__ = [
     "ExactGP",
@@ -82,7 +86,16 @@ class ExactGP(eqx.Module):
     squeeze: bool = eqx.field(static=True)
 
     @full_precision
-    def __init__(self, kernel, X, y, noise, mean=0.0, jitter=None, kind: str = "nngp"):
+    def __init__(
+        self,
+        kernel: Layer | GPKernel | Callable[..., Array],
+        X: ArrayLike,
+        y: ArrayLike,
+        noise: ArrayLike,
+        mean: ArrayLike | Callable[[Array], Array] = 0.0,
+        jitter: float | None = None,
+        kind: str = "nngp",
+    ) -> None:
         self.kernel = as_kernel(kernel, kind)
         self.X = check_X(X)
         n = self.X.shape[0]
@@ -114,11 +127,11 @@ class ExactGP(eqx.Module):
     @full_precision
     def predict(
         self,
-        X_test,
+        X_test: ArrayLike,
         full_cov: bool = False,
         include_noise: bool = False,
-        noise_test=None,
-    ):
+        noise_test: ArrayLike | None = None,
+    ) -> tuple[Array, Array]:
         """Posterior mean and variance (or covariance) of the latent f at ``X_test``.
 
         Args:
@@ -162,7 +175,13 @@ class ExactGP(eqx.Module):
         return a[:, 0] if self.squeeze else a
 
     @full_precision
-    def sample(self, key, X_test, n_samples: int = 1, include_noise: bool = False):
+    def sample(
+        self,
+        key: PRNGKeyArray,
+        X_test: ArrayLike,
+        n_samples: int = 1,
+        include_noise: bool = False,
+    ) -> Array:
         """Joint posterior samples of f (or new y) at ``X_test``.
 
         Returns:
@@ -182,7 +201,7 @@ class ExactGP(eqx.Module):
         return _inverse_diag(self.L)
 
     @full_precision
-    def loo_mean_var(self):
+    def loo_mean_var(self) -> tuple[Array, Array]:
         """Leave-one-out predictive mean and variance of each observation ``y_i``.
 
         Returns:
@@ -194,7 +213,7 @@ class ExactGP(eqx.Module):
         return self._shape(mu), self._shape(var)
 
     @full_precision
-    def loo_log_predictive(self):
+    def loo_log_predictive(self) -> Array:
         """``log p(y_i | y_{-i})`` for each point (and column), R&W eq. 5.10.
 
         Returns:

@@ -21,19 +21,24 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ._checks import check_X, check_y
 from ._exact import ExactGP
 from ._likelihoods import Gaussian
 from ._sgpr import SGPR
 from ._svgp import SVGP, SVGPParams
+
+if TYPE_CHECKING:
+    from ..stax import Layer
+    from ._kernels import GPKernel
 
 __all__ = ["FitResult", "optimize", "fit_exact", "fit_sgpr", "fit_svgp", "trainable_floats"]
 
@@ -50,7 +55,9 @@ class FitResult(NamedTuple):
     round_times: np.ndarray
 
 
-def trainable_floats(tree, dtype=None, names=("W_std", "b_std")):
+def trainable_floats(
+    tree: Any, dtype: Any = None, names: tuple[str, ...] | None = ("W_std", "b_std")
+) -> Any:
     """Turn Python-float leaves called ``names`` into JAX arrays so optax trains them.
 
     A network written ``Dense(512, W_std=1.5)`` holds a Python float, which JAX
@@ -70,15 +77,15 @@ def trainable_floats(tree, dtype=None, names=("W_std", "b_std")):
 
 
 def optimize(
-    loss_fn: Callable,
-    params,
+    loss_fn: Callable[..., Array],
+    params: Any,
     *,
-    optimizer=None,
+    optimizer: optax.GradientTransformation | None = None,
     max_rounds: int = 100,
     steps_per_round: int | None = None,
     data: tuple | None = None,
     batch_size: int | None = None,
-    key=None,
+    key: PRNGKeyArray | None = None,
     tol: float = 1e-5,
     patience: int = 3,
     quiet: bool = False,
@@ -237,20 +244,20 @@ def _fit_full_batch(build, loss_of_model, theta, *, optimizer, max_iters, tol, q
 
 
 def fit_exact(
-    kernel,
-    X,
-    y,
-    noise,
+    kernel: Layer | GPKernel | Callable[..., Array],
+    X: ArrayLike,
+    y: ArrayLike,
+    noise: ArrayLike,
     *,
-    mean=0.0,
+    mean: ArrayLike | Callable[[Array], Array] = 0.0,
     optimize_kernel: bool = True,
     optimize_noise: bool = True,
     kind: str = "nngp",
-    optimizer=None,
+    optimizer: optax.GradientTransformation | None = None,
     max_iters: int = 500,
     tol: float = 1e-6,
     quiet: bool = False,
-):
+) -> tuple[ExactGP, FitResult]:
     """Type-II maximum likelihood of an :class:`ExactGP`'s hyperparameters.
 
     Returns:
@@ -291,11 +298,11 @@ def fit_sgpr(
     optimize_Z: bool = True,
     optimize_noise: bool = True,
     optimize_kernel: bool = True,
-    optimizer=None,
+    optimizer: optax.GradientTransformation | None = None,
     max_iters: int = 500,
     tol: float = 1e-6,
     quiet: bool = False,
-):
+) -> tuple[SGPR, FitResult]:
     """Maximise the Titsias bound of ``model`` over Z, the noise and the kernel.
 
     Returns:
@@ -332,31 +339,38 @@ def fit_sgpr(
 def fit_svgp(
     model: SVGP,
     params: SVGPParams | None,
-    X,
-    y,
+    X: ArrayLike,
+    y: ArrayLike,
     *,
-    key,
+    key: PRNGKeyArray,
     batch_size: int = 256,
     num_epochs: int = 20,
-    optimizer=None,
+    optimizer: optax.GradientTransformation | None = None,
     optimize_Z: bool = True,
     optimize_kernel: bool = False,
     optimize_likelihood: bool = True,
     tol: float = 1e-4,
     patience: int = 5,
     quiet: bool = False,
-):
+) -> tuple[SVGP, SVGPParams, FitResult]:
     """Minibatch Adam on the SVGP ELBO, one round per epoch.
 
     Args:
         model: the :class:`SVGP` (its ``num_data`` must equal ``len(X)``).
         params: initial variational parameters (``None``: ``model.init_params()``).
-        X, y: the full data set; only minibatches enter each step, so memory per step
-            is O(batch_size M + M²) whatever N.
+        X: inputs of the full data set; only minibatches enter each step, so memory
+            per step is O(batch_size M + M²) whatever N.
+        y: targets of the full data set.
         key: PRNG key (shuffling, Monte Carlo expectations).
-        batch_size, num_epochs: minibatch size and the epoch budget.
-        optimize_Z, optimize_kernel, optimize_likelihood: what else to train besides
-            q(u) (``optimize_likelihood`` trains a Gaussian likelihood's noise).
+        batch_size: minibatch size.
+        num_epochs: the epoch budget.
+        optimize_Z: also train the inducing inputs.
+        optimize_kernel: also train the kernel hyperparameters.
+        optimize_likelihood: also train the likelihood (a Gaussian likelihood's noise).
+        optimizer: an optax optimiser (default ``optax.adam(1e-2)``).
+        tol: relative improvement per epoch below which an epoch counts as stalled.
+        patience: stalled epochs in a row that end training.
+        quiet: no progress display.
 
     Returns:
         ``(model, params, FitResult)`` at the end of training.

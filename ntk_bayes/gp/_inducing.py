@@ -12,11 +12,20 @@ r"""Inducing-input initialisation from the data.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from .._numerics import as_float_array, check_finite, full_precision
 from ._kernels import as_kernel
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..stax import Layer
+    from ._kernels import GPKernel
 
 __all__ = ["kmeans_pp", "greedy_variance"]
 
@@ -37,7 +46,7 @@ def _check(X, M, name="X"):
 
 
 @full_precision
-def kmeans_pp(key, X, M: int, lloyd_iters: int = 0):
+def kmeans_pp(key: PRNGKeyArray, X: ArrayLike, M: int, lloyd_iters: int = 0) -> Array:
     """``M`` inducing inputs by k-means++ seeding (plus ``lloyd_iters`` Lloyd steps).
 
     Args:
@@ -88,7 +97,13 @@ def kmeans_pp(key, X, M: int, lloyd_iters: int = 0):
 
 
 @full_precision
-def greedy_variance(kernel, X, M: int, kind: str = "nngp", return_indices: bool = False):
+def greedy_variance(
+    kernel: Layer | GPKernel | Callable[..., Array],
+    X: ArrayLike,
+    M: int,
+    kind: str = "nngp",
+    return_indices: bool = False,
+) -> Array | tuple[Array, Array]:
     """``M`` inducing inputs chosen from ``X`` by greedy conditional variance.
 
     Args:

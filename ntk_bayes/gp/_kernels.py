@@ -8,12 +8,15 @@ stay pytree leaves that ``jax.grad``, optax and NumPyro reach through every GP b
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
+
+if TYPE_CHECKING:
+    from ..stax import Layer
 
 __all__ = ["GPKernel", "NetworkKernel", "FunctionKernel", "as_kernel", "KINDS"]
 
@@ -60,7 +63,9 @@ class FunctionKernel(GPKernel):
         return out
 
 
-def as_kernel(net_or_callable, kind: str = "nngp") -> GPKernel:
+def as_kernel(
+    net_or_callable: Layer | GPKernel | Callable[..., Any], kind: str = "nngp"
+) -> GPKernel:
     """Wrap a network or a callable as a :class:`GPKernel`.
 
     Args:

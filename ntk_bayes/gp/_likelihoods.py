@@ -205,7 +205,9 @@ class Categorical(Likelihood):
     num_samples: int = eqx.field(static=True, default=64)
     gh_points: int = eqx.field(static=True, default=8)
 
-    def __init__(self, num_classes: int, method="mc", num_samples=64, gh_points=8):
+    def __init__(
+        self, num_classes: int, method: str = "mc", num_samples: int = 64, gh_points: int = 8
+    ) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}")
         if method not in ("mc", "gh"):

@@ -27,17 +27,21 @@ is O(M · chunk_size), not O(M N), and time is linear in N.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from .._linalg import psd_cholesky, tri_solve
 from .._numerics import full_precision
 from ._checks import check_noise, check_X, check_y, check_Z, mean_values
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
+
+if TYPE_CHECKING:
+    from ..stax import Layer
 
 __all__ = ["SGPR", "chunked_sum"]
 
@@ -108,7 +112,18 @@ class SGPR(eqx.Module):
     squeeze: bool = eqx.field(static=True)
 
     @full_precision
-    def __init__(self, kernel, X, y, Z, noise, mean=0.0, jitter=None, chunk_size=None, kind="nngp"):
+    def __init__(
+        self,
+        kernel: Layer | GPKernel | Callable[..., Array],
+        X: ArrayLike,
+        y: ArrayLike,
+        Z: ArrayLike,
+        noise: ArrayLike,
+        mean: ArrayLike | Callable[[Array], Array] = 0.0,
+        jitter: float | None = None,
+        chunk_size: int | None = None,
+        kind: str = "nngp",
+    ) -> None:
         self.kernel = as_kernel(kernel, kind)
         self.X = check_X(X)
         n = self.X.shape[0]
@@ -149,14 +164,16 @@ class SGPR(eqx.Module):
         )
 
     @full_precision
-    def optimal_qu(self):
+    def optimal_qu(self) -> tuple[Array, Array]:
         """Mean ``(M, K)`` (or ``(M,)``) and covariance ``(M, M)`` of the optimal q(u)."""
         W = tri_solve(self.LB, self.Luu.T).T  # (L_B^{-1} L^T)^T = L L_B^{-T}
         mu = W @ self.c
         return (mu[:, 0] if self.squeeze else mu), W @ W.T
 
     @full_precision
-    def predict(self, X_test, full_cov: bool = False, include_noise: bool = False):
+    def predict(
+        self, X_test: ArrayLike, full_cov: bool = False, include_noise: bool = False
+    ) -> tuple[Array, Array]:
         """Mean and variance (or ``(M, M)`` covariance) of f at ``X_test`` under q.
 
         Shapes as :meth:`ExactGP.predict`. ``include_noise`` adds σ².

@@ -28,17 +28,24 @@ S_l)`, :math:`S_l = R_l R_l^T` (``q_mu[:, l]``, lower-triangular ``q_sqrt[l]``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._linalg import psd_cholesky, tri_solve
 from .._numerics import full_precision, is_concrete
 from ._checks import check_X, check_Z
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
 from ._likelihoods import Likelihood
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..stax import Layer
 
 __all__ = ["SVGP", "SVGPParams"]
 
@@ -79,16 +86,16 @@ class SVGP(eqx.Module):
     @full_precision
     def __init__(
         self,
-        kernel,
-        Z,
-        likelihood,
+        kernel: Layer | GPKernel | Callable[..., Array],
+        Z: ArrayLike,
+        likelihood: Likelihood,
         num_data: int,
         whiten: bool = True,
         num_latent: int | None = None,
-        mean=0.0,
-        jitter=None,
+        mean: ArrayLike = 0.0,
+        jitter: float | None = None,
         kind: str = "nngp",
-    ):
+    ) -> None:
         self.kernel = as_kernel(kernel, kind)
         if not isinstance(likelihood, Likelihood):
             raise TypeError(
@@ -123,7 +130,7 @@ class SVGP(eqx.Module):
         return self.Z.shape[0]
 
     @full_precision
-    def init_params(self, q_sqrt_scale: float = 1.0, q_mu=None) -> SVGPParams:
+    def init_params(self, q_sqrt_scale: float = 1.0, q_mu: ArrayLike | None = None) -> SVGPParams:
         """q(u) at the prior (whitened: ``N(0, scale² I)``; else ``N(0, scale² K_ZZ)``)."""
         m, L, dtype = self.num_inducing, self.num_latent, self.Z.dtype
         mu = jnp.zeros((m, L), dtype) if q_mu is None else jnp.asarray(q_mu, dtype).reshape(m, L)
@@ -156,7 +163,7 @@ class SVGP(eqx.Module):
         return mu, jnp.maximum(var, 0.0)
 
     @full_precision
-    def kl(self, params: SVGPParams, Luu=None) -> Float[Array, ""]:
+    def kl(self, params: SVGPParams, Luu: Array | None = None) -> Float[Array, ""]:
         """``sum_l KL[q(u_l) || p(u_l)]``."""
         R = jnp.tril(params.q_sqrt)
         m = self.num_inducing
@@ -172,13 +179,21 @@ class SVGP(eqx.Module):
         return 0.5 * (trace + quad - m * self.num_latent + logdet_p - logdet_s)
 
     @full_precision
-    def elbo(self, params: SVGPParams, X_batch, y_batch, key=None) -> Float[Array, ""]:
+    def elbo(
+        self,
+        params: SVGPParams,
+        X_batch: ArrayLike,
+        y_batch: ArrayLike,
+        key: PRNGKeyArray | None = None,
+    ) -> Float[Array, ""]:
         """Unbiased minibatch estimate of the ELBO of the whole data set."""
         X, y = self._check_xy(X_batch, y_batch, "X_batch", "y_batch")
         return self._guard(_elbo_core(self, params, X, y, key), "ELBO")
 
     @full_precision
-    def predict(self, params: SVGPParams, X_test, full_cov: bool = False):
+    def predict(
+        self, params: SVGPParams, X_test: ArrayLike, full_cov: bool = False
+    ) -> tuple[Array, Array]:
         """Latent mean and variance at ``X_test``: ``(M,)`` (one latent) or ``(M, L)``.
 
         With ``full_cov`` the covariance is ``(M, M)`` (one latent) or ``(L, M, M)``.
@@ -191,14 +206,22 @@ class SVGP(eqx.Module):
         return self._squeeze(mu), (cov[0] if self.num_latent == 1 else cov)
 
     @full_precision
-    def predict_y(self, params: SVGPParams, X_test, key=None):
+    def predict_y(
+        self, params: SVGPParams, X_test: ArrayLike, key: PRNGKeyArray | None = None
+    ) -> tuple[Array, Array]:
         """Predictive mean and variance of y (class probabilities for Categorical)."""
         Xs = check_X(X_test, "X_test")
         mean, v = self._guard(_predict_y_core(self, params, Xs, key), "prediction")
         return self._squeeze(mean), self._squeeze(v)
 
     @full_precision
-    def predict_log_density(self, params: SVGPParams, X_test, y_test, key=None):
+    def predict_log_density(
+        self,
+        params: SVGPParams,
+        X_test: ArrayLike,
+        y_test: ArrayLike,
+        key: PRNGKeyArray | None = None,
+    ) -> Array:
         """``log ∫ p(y_n | f) q(f) df`` per test point, ``(M,)``."""
         Xs, y = self._check_xy(X_test, y_test, "X_test", "y_test")
         return self._guard(_log_density_core(self, params, Xs, y, key), "log density")
