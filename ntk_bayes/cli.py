@@ -126,7 +126,13 @@ def _add_parser(sub, name: str, **kwargs) -> argparse.ArgumentParser:
 def _output_flags(p, kind: str, *, quick_help: str) -> None:
     """Flags every command shares: where results go, and how much it says."""
     p.add_argument("--out", type=Path, help=_OUT_HELP.format(kind=kind))
-    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a non-empty --out, only if every file in it was written by an earlier "
+        "ntk-bayes run (its manifest decides; anything else, and any input, is refused; "
+        "default: refuse a non-empty --out)",
+    )
     p.add_argument(
         "--seed", type=_int_at_least(0), default=0, help="PRNG seed (default: %(default)s)"
     )
@@ -179,7 +185,10 @@ def _common_run_flags(p, kind: str, *, quick_help: str) -> None:
     p.add_argument(
         "--n-max",
         type=_int_at_least(4),
-        help="use at most this many training points (default: all)",
+        help="cap the training split at N rows and the test split at max(N, 1000) rows "
+        "(seeded subsamples, classes stratified; standardisation still uses the whole "
+        "training split; the embedded datasets' test splits are all under 1000 rows; "
+        "default: no cap)",
     )
     p.add_argument(
         "--test-fraction",

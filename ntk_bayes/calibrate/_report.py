@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import platform
 from pathlib import Path
 
@@ -394,7 +395,7 @@ def build_summary(run: CalibrationRun, evals: dict, extra: dict | None = None) -
     }
 
 
-def write_report(run: CalibrationRun, out, *, extra: dict | None = None) -> dict:
+def write_report(run: CalibrationRun, out: str | os.PathLike, *, extra: dict | None = None) -> dict:
     """Write ``report.md``, ``metrics.json``, the figures and one netCDF per model.
 
     Args:

@@ -64,7 +64,7 @@ class _Bad:
 
 
 def load_csv(
-    path,
+    path: str | os.PathLike,
     target: str,
     *,
     features: list[str] | None = None,
@@ -77,7 +77,7 @@ def load_csv(
     n_max_test: int | None = None,
     standardize: bool = True,
     delimiter: str | None = None,
-    dtype=None,
+    dtype: str | type | np.dtype | None = None,
 ) -> Dataset:
     """Read a CSV file with a header row into a seeded, standardised train/test split.
 
@@ -196,8 +196,8 @@ def _read(f, path, target, features, delimiter, drop_missing):
         close = difflib.get_close_matches(target, header, n=3)
         hint = f"; did you mean {close}?" if close else ""
         raise ValueError(
-            f"target column {target!r} is not in {path.name}; its columns are "
-            f"{header[:20]}{' ...' if len(header) > 20 else ''}{hint}"
+            f"target column {target!r} is not in the header (line 1) of {path.name}; its "
+            f"columns are {header[:20]}{' ...' if len(header) > 20 else ''}{hint}"
         )
     if features is None:
         features = [h for h in header if h != target]
@@ -207,7 +207,10 @@ def _read(f, path, target, features, delimiter, drop_missing):
         features = list(features)
         unknown = [c for c in features if c not in header]
         if unknown:
-            raise ValueError(f"feature column(s) {unknown} are not in {path.name}: {header}")
+            raise ValueError(
+                f"feature column(s) {unknown} are not in the header (line 1) of {path.name}: "
+                f"{header}; pick columns from it (`--features a,b`)"
+            )
         if target in features:
             raise ValueError(f"the target {target!r} cannot also be a feature")
     if not features:
@@ -240,7 +243,7 @@ def _read(f, path, target, features, delimiter, drop_missing):
         for r, line in zip(rows, lns, strict=True):
             gone = [j for j in used if r[j].strip().lower() in MISSING_TOKENS]
             if gone:
-                missing.add(line)
+                missing.add(line, header[gone[0]])
                 missing_cols.update(header[j] for j in gone)
                 continue
             for c, j in enumerate(cols):
@@ -262,7 +265,7 @@ def _read(f, path, target, features, delimiter, drop_missing):
             continue  # a blank line
         n_rows += 1
         if len(r) != width:
-            ragged.add(reader.line_num)
+            ragged.add(reader.line_num, str(len(r)))
             continue
         if ragged.count:
             continue  # the file will be refused; only count the ragged rows
@@ -277,15 +280,19 @@ def _read(f, path, target, features, delimiter, drop_missing):
     if n_rows == 0:
         raise ValueError(f"CSV file {str(path)!r} has a header but no data rows")
     if ragged.count:
+        line, got = ragged.first
         raise ValueError(
             f"{ragged.count} row(s) of {path.name} do not have {width} fields like the "
-            f"header (lines {ragged.where()}); check the delimiter and quoting"
+            f"header, e.g. line {line} has {got} (lines {ragged.where()}); check the "
+            "delimiter and quoting (a field holding the delimiter must be in double quotes)"
         )
     if missing.count and not drop_missing:
+        line, col = missing.first
         raise ValueError(
             f"{missing.count} row(s) of {path.name} have missing values (NaN/empty) in "
-            f"columns {sorted(missing_cols)} (lines {missing.where()}); impute them, or pass "
-            "drop_missing=True (--drop-missing) to drop these rows"
+            f"columns {sorted(missing_cols)}, e.g. column {col!r} at line {line} (lines "
+            f"{missing.where()}); impute them, or pass drop_missing=True (--drop-missing) "
+            "to drop these rows"
         )
     if missing.count == n_rows:
         raise ValueError(f"every row of {path.name} has a missing value; nothing is left")
@@ -320,10 +327,14 @@ def _first_undecodable(path) -> tuple[int, int]:
 def _check_header(path, header):
     if any(not h for h in header):
         pos = [i + 1 for i, h in enumerate(header) if not h]
-        raise ValueError(f"{path.name}: header column(s) {pos} have no name; name every column")
+        raise ValueError(
+            f"{path.name}, line 1 (the header): column(s) {pos} have no name; name every column"
+        )
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
-        raise ValueError(f"{path.name}: duplicate column name(s) {dup}; rename them")
+        raise ValueError(
+            f"{path.name}, line 1 (the header): duplicate column name(s) {dup}; rename them"
+        )
 
 
 def _check_column(X, lines, names, fname, kind="feature"):
@@ -406,11 +417,19 @@ def _encode_target(raw, lines, target, task, max_classes, fname):
             f"({classes[0]!r}); a classifier needs at least two"
         )
     counts = np.bincount(codes)
-    lonely = [str(classes[c]) for c in np.flatnonzero(counts < 2)]
-    if lonely:
+    lonely = np.flatnonzero(counts < 2)
+    if lonely.size:
+        where = ", ".join(
+            f"{_label(classes[c])!r} at line {int(lines[np.argmax(codes == c)])}"
+            for c in lonely[:_SHOW]
+        )
+        more = f" and {lonely.size - _SHOW} more" if lonely.size > _SHOW else ""
+        names = [_label(classes[c]) for c in lonely]
         raise ValueError(
-            f"class(es) {lonely} of target {target!r} have a single row; a stratified split needs "
-            "at least two rows per class (merge or drop rare classes)"
+            f"class(es) {names} of target column {target!r} of {fname} have a single row "
+            f"({where}{more}); a stratified split needs at least two rows per class: merge "
+            "rare classes, drop those rows, or pass task='regression' (--task regression) "
+            "if the target is a number"
         )
     labels = [_label(c) for c in classes]
     return codes.astype(np.int64), task, tuple(labels)

@@ -79,3 +79,62 @@ def test_errors_report_lines_across_blocks(tmp_path, monkeypatch):
     monkeypatch.setattr(_csv, "_BLOCK", 4)
     with pytest.raises(ValueError, match=r"'b'.*1 non-numeric.*'x' at line 26"):
         datasets.load_csv(_write(tmp_path, "\n".join(text) + "\n"), target="y")
+
+
+# ---- every data error names the file, the column, the 1-based line and the fix ----------
+_GOOD = "".join(f"{i},{i % 3},{2 * i + 1}\n" for i in range(8))
+
+
+@pytest.mark.parametrize(
+    "text, kwargs, match",
+    [
+        # a non-numeric feature: line 10 is the 9th data row (the header is line 1)
+        (
+            "a,b,y\n" + _GOOD + "1,abc,3\n",
+            {},
+            r"feature column 'b' of data\.csv .*'abc' at line 10.*one-hot",
+        ),
+        # an empty cell: the column and the line of the first one, then every line
+        (
+            "a,b,y\n" + _GOOD + "1,,3\n2,3,nan\n",
+            {},
+            r"data\.csv have missing values.*column 'b' at line 10 \(lines 10, 11\).*"
+            r"--drop-missing",
+        ),
+        # a row with too few fields: its line and how many fields it has
+        (
+            "a,b,y\n" + _GOOD + "1,2\n",
+            {},
+            r"data\.csv do not have 3 fields.*line 10 has 2 \(lines 10\).*delimiter",
+        ),
+        # a class with a single row: the class, the column and its line
+        (
+            "a,b,y\n1,2,c\n2,3,c\n3,4,c\n5,6,d\n",
+            {},
+            r"\['d'\] of target column 'y' of data\.csv have a single row \('d' at line 5\)"
+            r".*merge",
+        ),
+        (
+            "a,b,y\n" + _GOOD + "1,2,x\n",
+            {"task": "regression"},
+            r"target 'y' of data\.csv .*'x' at line 10.*classification",
+        ),
+        ("a,a,y\n" + _GOOD, {}, r"data\.csv, line 1 \(the header\): duplicate.*rename"),
+        ("a,,y\n" + _GOOD, {}, r"data\.csv, line 1 \(the header\): column\(s\) \[2\].*name"),
+        ("a,b,y\n" + _GOOD, {"target": "z"}, r"'z' is not in the header \(line 1\) of data\.csv"),
+        ("a,b,y\n" + _GOOD, {"features": ["q"]}, r"\['q'\].*line 1.*data\.csv.*--features"),
+    ],
+    ids=["non-numeric", "empty-cell", "ragged", "single-row-class", "bad-target", "dup-header",
+         "unnamed-header", "no-target", "no-feature"],
+)  # fmt: skip
+def test_every_data_error_names_file_column_line_and_fix(tmp_path, text, kwargs, match):
+    p = _write(tmp_path, text)
+    with pytest.raises(ValueError, match=match):
+        datasets.load_csv(p, **{"target": "y", **kwargs})
+
+
+def test_line_numbers_count_quoted_line_breaks(tmp_path):
+    # a quoted field spanning two physical lines: the next row's number is its own line
+    text = 'a,b,y\n1,2,"3"\n"4\n",5,6\n7,8,9\n1,zz,2\n3,4,5\n'
+    with pytest.raises(ValueError, match=r"'zz' at line 6"):
+        datasets.load_csv(_write(tmp_path, text), target="y")
