@@ -25,6 +25,7 @@ import json
 import math
 import warnings
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +33,11 @@ with warnings.catch_warnings():
     # ArviZ 0.x announces its 1.0 refactor on import; users can do nothing about it here
     warnings.simplefilter("ignore", FutureWarning)
     import arviz as az
+
+if TYPE_CHECKING:
+    import xarray
+    from numpy.typing import ArrayLike
+    from numpyro.infer import MCMC
 
 __all__ = [
     "ARVIZ_1",
@@ -81,13 +87,18 @@ def to_inference_data(
     dims: Mapping | None = None,
     coords: Mapping | None = None,
     attrs: Mapping | None = None,
-):
+) -> az.InferenceData | xarray.DataTree:
     """Build ArviZ data from dicts of arrays, validating shapes first.
 
     Args:
-        posterior, posterior_predictive, log_likelihood, sample_stats: ``{name: array}``
-            with leading ``(chain, draw)`` axes, the same in every group.
-        observed_data, constant_data: ``{name: array}`` without sample axes.
+        posterior: ``{name: array}`` of parameter draws with leading ``(chain, draw)``
+            axes, the same in every sample group.
+        posterior_predictive: ``{name: array}`` of predictive draws, ``(chain, draw, ...)``.
+        log_likelihood: ``{name: array}`` of pointwise log-likelihoods,
+            ``(chain, draw, ...)``.
+        observed_data: ``{name: array}`` of observed targets, without sample axes.
+        constant_data: ``{name: array}`` of inputs and constants, without sample axes.
+        sample_stats: ``{name: array}`` of sampler statistics, ``(chain, draw)``.
         dims: ``{name: [dim, ...]}`` for the non-sample axes; ``y``, ``y_test`` and ``X``
             default to ``obs``, ``test`` and ``(obs, feature)``.
         coords: ``{dim: values}``.
@@ -173,16 +184,16 @@ def _flat_stats(sample_stats):
 
 def from_latent_samples(
     *,
-    f_train,
-    y_train,
-    f_test=None,
-    y_test=None,
-    noise_std=None,
+    f_train: ArrayLike,
+    y_train: ArrayLike,
+    f_test: ArrayLike | None = None,
+    y_test: ArrayLike | None = None,
+    noise_std: ArrayLike | None = None,
     posterior: Mapping | None = None,
     sample_stats: Mapping | None = None,
     seed: int = 0,
     attrs: Mapping | None = None,
-):
+) -> az.InferenceData | xarray.DataTree:
     r"""ArviZ data for a Gaussian-likelihood model from draws of its latent function.
 
     ``log_likelihood`` holds log N(y_i | f_i^{(c,d)}, σ^{(c,d)2}); ``posterior_predictive``
@@ -191,12 +202,17 @@ def from_latent_samples(
     Args:
         f_train: latent draws at the training inputs ``(chain, draw, n_train)``.
         y_train: training targets ``(n_train,)``.
-        f_test, y_test: the same at the test inputs (optional, together).
+        f_test: latent draws at the test inputs ``(chain, draw, n_test)`` (optional,
+            with ``y_test``).
+        y_test: test targets ``(n_test,)``.
         noise_std: observation noise σ: a scalar or one per draw ``(chain, draw)``.
         posterior: parameter draws ``{name: (chain, draw, ...)}``.
         sample_stats: sampler statistics ``{name: (chain, draw)}``.
         seed: seeds the noise of the predictive draws.
         attrs: global attributes.
+
+    Returns:
+        ``az.InferenceData`` on ArviZ 0.x, ``xarray.DataTree`` on ArviZ 1.x.
     """
     f_train = np.asarray(f_train, np.float64)
     if f_train.ndim != 3:
@@ -250,20 +266,20 @@ def _gauss_ll(y, f, sd):
 
 def from_gaussian(
     *,
-    mean_train,
-    var_train,
-    y_train,
-    noise_var,
-    mean_test=None,
-    var_test=None,
-    y_test=None,
+    mean_train: ArrayLike,
+    var_train: ArrayLike,
+    y_train: ArrayLike,
+    noise_var: ArrayLike,
+    mean_test: ArrayLike | None = None,
+    var_test: ArrayLike | None = None,
+    y_test: ArrayLike | None = None,
     n_draws: int = 1000,
     seed: int = 0,
     posterior: Mapping | None = None,
-    log_likelihood=None,
+    log_likelihood: ArrayLike | None = None,
     sample_stats: Mapping | None = None,
     attrs: Mapping | None = None,
-):
+) -> az.InferenceData | xarray.DataTree:
     """ArviZ data for a Gaussian predictive N(mean_i, var_i + σ²) (GPs, GD ensembles).
 
     Point estimates are not dressed as draws: with fixed hyperparameters (``(n,)``
@@ -277,11 +293,14 @@ def from_gaussian(
     non-factorised model, Bürkner, Gabry & Vehtari 2021).
 
     Args:
-        mean_train, var_train: latent mean and variance at the training inputs:
-            ``(n,)`` or ``(chain, draw, n)``.
+        mean_train: latent mean at the training inputs: ``(n,)`` or ``(chain, draw, n)``.
+        var_train: latent variance at the training inputs, shaped like ``mean_train``.
         y_train: training targets.
         noise_var: observation-noise variance: scalar or ``(chain, draw)``.
-        mean_test, var_test, y_test: the same at the test inputs (optional).
+        mean_test: latent mean at the test inputs (optional, with ``var_test`` and
+            ``y_test``).
+        var_test: latent variance at the test inputs.
+        y_test: test targets.
         n_draws: predictive draws per point for fixed moments.
         seed: seeds the draws.
         posterior: hyperparameter draws ``{name: (chain, draw)}`` (sampled moments only).
@@ -290,6 +309,9 @@ def from_gaussian(
             ``az.loo(idata)`` needs no arguments.
         sample_stats: sampler statistics ``{name: (chain, draw)}``.
         attrs: global attributes.
+
+    Returns:
+        ``az.InferenceData`` on ArviZ 0.x, ``xarray.DataTree`` on ArviZ 1.x.
     """
     rng = np.random.default_rng(seed)
     m = np.asarray(mean_train, np.float64)
@@ -347,15 +369,15 @@ def from_gaussian(
 
 def from_class_probs(
     *,
-    probs_train,
-    y_train,
-    probs_test=None,
-    y_test=None,
+    probs_train: ArrayLike,
+    y_train: ArrayLike,
+    probs_test: ArrayLike | None = None,
+    y_test: ArrayLike | None = None,
     posterior: Mapping | None = None,
     sample_stats: Mapping | None = None,
     seed: int = 0,
     attrs: Mapping | None = None,
-):
+) -> az.InferenceData | xarray.DataTree:
     """ArviZ data for a classifier from per-draw class probabilities ``(chain, draw, n, K)``.
 
     ``log_likelihood`` holds log p_{y_i}; ``posterior_predictive`` one class draw per
@@ -392,7 +414,9 @@ def from_class_probs(
     )
 
 
-def from_numpyro(mcmc, *, gp_sites=None, **kwargs):
+def from_numpyro(
+    mcmc: MCMC, *, gp_sites: list[str] | tuple[str, ...] | None = None, **kwargs: Any
+) -> az.InferenceData | xarray.DataTree:
     """``az.from_numpyro(mcmc)`` with N pointwise terms for every GaussianProcess site.
 
     A GP site's log-density is one number per draw (the joint multivariate normal), so
@@ -412,8 +436,8 @@ def from_numpyro(mcmc, *, gp_sites=None, **kwargs):
 
     Returns:
         ``az.InferenceData`` on ArviZ 0.x, ``xarray.DataTree`` on ArviZ 1.x. Masked
-        (padded) points of batched GPs are dropped: the site's points are then the
-        flattened real points, dimension ``{site}_point``.
+            (padded) points of batched GPs are dropped: the site's points are then the
+            flattened real points, dimension ``{site}_point``.
     """
     import jax
     import xarray as xr

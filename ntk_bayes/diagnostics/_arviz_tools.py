@@ -13,10 +13,14 @@ import pathlib
 import tempfile
 import warnings
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._arviz import ARVIZ_1, az
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = [
     "save_netcdf",
@@ -98,7 +102,7 @@ def loo(idata, var_name: str = "y") -> dict:
 
     Returns:
         ``{"elpd", "se", "p", "max_pareto_k", "n_bad_k", "warning"}`` with bad meaning
-        Pareto k > 0.7.
+            Pareto k > 0.7.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ArviZ warns on high Pareto k; we report it
@@ -118,12 +122,12 @@ def loo(idata, var_name: str = "y") -> dict:
     }
 
 
-def compare(models: Mapping, var_name: str = "y"):
+def compare(models: Mapping, var_name: str = "y") -> pandas.DataFrame:
     """``az.compare`` by PSIS-LOO with one column naming across ArviZ versions.
 
     Returns:
         A DataFrame indexed by model name with columns ``rank, elpd, se, p, elpd_diff,
-        dse, weight, warning``, best model first; ``elpd_diff`` = best elpd - elpd >= 0.
+            dse, weight, warning``, best model first; ``elpd_diff`` = best elpd - elpd >= 0.
     """
     if not isinstance(models, Mapping) or len(models) < 2:
         raise ValueError("`models` must be a dict of at least two {name: idata}")

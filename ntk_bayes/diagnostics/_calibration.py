@@ -41,12 +41,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 from scipy.linalg import solve_triangular
 
 from ._classification import as_probs, reliability
+from ._predictive import GaussianPredictive, SamplePredictive
 from ._regression import LEVELS, _check, _intervals, _pct
 
 __all__ = [
@@ -131,7 +134,13 @@ def _two_sided_normal(z: float) -> float:
     return float(2.0 * stats.norm.sf(abs(z)))
 
 
-def calibration_check(y, pred, levels=LEVELS, *, alpha: float = 0.01) -> CalibrationCheck:
+def calibration_check(
+    y: ArrayLike,
+    pred: GaussianPredictive | SamplePredictive,
+    levels: Sequence[float] = LEVELS,
+    *,
+    alpha: float = 0.01,
+) -> CalibrationCheck:
     """Test a regression predictive for calibration on held-out targets.
 
     Args:
@@ -144,7 +153,7 @@ def calibration_check(y, pred, levels=LEVELS, *, alpha: float = 0.01) -> Calibra
 
     Returns:
         A :class:`CalibrationCheck`; ``.passed``, ``.overconfident``, ``.biased`` and
-        ``.underconfident`` summarise the flags.
+            ``.underconfident`` summarise the flags.
     """
     _check_alpha(alpha)
     y = _check(y, pred)
@@ -208,20 +217,26 @@ def _joint_stats(r: np.ndarray, C: np.ndarray) -> tuple[float, float, np.ndarray
     return b, float(z @ z) - b * b, z
 
 
-def joint_calibration_check(y, mean, cov, *, alpha: float = ALPHA) -> CalibrationCheck:
+def joint_calibration_check(
+    y: ArrayLike | Sequence[ArrayLike],
+    mean: ArrayLike | Sequence[ArrayLike],
+    cov: ArrayLike | Sequence[ArrayLike],
+    *,
+    alpha: float = ALPHA,
+) -> CalibrationCheck:
     """Test a joint Gaussian predictive of correlated held-out targets.
 
     Args:
-        y, mean: held-out targets and predictive means: ``(n,)``, or lists of them, one
-            per train/test split.
+        y: held-out targets ``(n,)``, or a list of them, one per train/test split.
+        mean: predictive means ``(n,)``, or a list, one per split.
         cov: predictive covariance of the targets ``(n, n)`` (noise included), or a
             list, one per split.
         alpha: family-wise false-alarm rate over all tests and splits (Bonferroni).
 
     Returns:
         A :class:`CalibrationCheck` with flags among ``biased``, ``overconfident``,
-        ``underconfident``, ``not_gaussian``; ``stats`` holds the pooled whitened PIT
-        values Φ(z) under ``"pit"`` (i.i.d. uniform within a split when calibrated).
+            ``underconfident``, ``not_gaussian``; ``stats`` holds the pooled whitened PIT
+            values Φ(z) under ``"pit"`` (i.i.d. uniform within a split when calibrated).
     """
     _check_alpha(alpha)
     ys, ms, cs = (list(a) if isinstance(a, list | tuple) else [a] for a in (y, mean, cov))
@@ -269,7 +284,9 @@ def joint_calibration_check(y, mean, cov, *, alpha: float = ALPHA) -> Calibratio
     return CalibrationCheck(flags, pvals, st, float(alpha))
 
 
-def classification_check(y, probs, *, n_bins: int = 10, alpha: float = 0.01) -> CalibrationCheck:
+def classification_check(
+    y: ArrayLike, probs: ArrayLike, *, n_bins: int = 10, alpha: float = 0.01
+) -> CalibrationCheck:
     """Test class probabilities for (top-label) calibration on held-out labels."""
     _check_alpha(alpha)
     p, yy = as_probs(probs, y)

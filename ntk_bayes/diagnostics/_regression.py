@@ -20,8 +20,10 @@ sharpness.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._predictive import GaussianPredictive, SamplePredictive, as_1d
 
@@ -58,25 +60,25 @@ def _levels(levels) -> tuple[float, ...]:
     return out
 
 
-def rmse(y, pred: Predictive) -> float:
+def rmse(y: ArrayLike, pred: Predictive) -> float:
     """Root mean squared error of the predictive mean."""
     y = _check(y, pred)
     return float(np.sqrt(np.mean((y - pred.mean) ** 2)))
 
 
-def nlpd(y, pred: Predictive) -> float:
+def nlpd(y: ArrayLike, pred: Predictive) -> float:
     """Mean negative log predictive density (nats per point)."""
     y = _check(y, pred)
     return float(-np.mean(pred.logpdf(y)))
 
 
-def crps(y, pred: Predictive) -> float:
+def crps(y: ArrayLike, pred: Predictive) -> float:
     """Mean continuous ranked probability score (in units of y)."""
     y = _check(y, pred)
     return float(np.mean(pred.crps(y)))
 
 
-def pit(y, pred: Predictive) -> np.ndarray:
+def pit(y: ArrayLike, pred: Predictive) -> np.ndarray:
     """Probability integral transform values F_i(y_i), uniform under calibration."""
     y = _check(y, pred)
     return np.clip(pred.cdf(y), 0.0, 1.0)
@@ -90,7 +92,9 @@ def _intervals(pred, levels):
     return levels, qs[:k], qs[k:]
 
 
-def coverage(y, pred: Predictive, levels=LEVELS) -> dict[float, float]:
+def coverage(
+    y: ArrayLike, pred: Predictive, levels: Sequence[float] = LEVELS
+) -> dict[float, float]:
     """Fraction of targets inside the central predictive interval at each level."""
     y = _check(y, pred)
     levels, lo, hi = _intervals(pred, levels)
@@ -98,7 +102,7 @@ def coverage(y, pred: Predictive, levels=LEVELS) -> dict[float, float]:
     return {lv: float(m) for lv, m in zip(levels, inside.mean(axis=1), strict=True)}
 
 
-def interval_width(pred: Predictive, levels=LEVELS) -> dict[float, float]:
+def interval_width(pred: Predictive, levels: Sequence[float] = LEVELS) -> dict[float, float]:
     """Mean width of the central predictive interval at each level (sharpness)."""
     levels, lo, hi = _intervals(pred, levels)
     return {lv: float(w) for lv, w in zip(levels, (hi - lo).mean(axis=1), strict=True)}
@@ -111,7 +115,9 @@ def mean_coverage_error(cov: dict[float, float]) -> float:
     return float(np.mean([abs(c - lv) for lv, c in cov.items()]))
 
 
-def regression_metrics(y, pred: Predictive, levels=LEVELS, *, scale: float = 1.0) -> dict:
+def regression_metrics(
+    y: ArrayLike, pred: Predictive, levels: Sequence[float] = LEVELS, *, scale: float = 1.0
+) -> dict:
     """All regression metrics as a flat dict of floats (JSON-ready).
 
     Args:
@@ -123,7 +129,7 @@ def regression_metrics(y, pred: Predictive, levels=LEVELS, *, scale: float = 1.0
 
     Returns:
         ``rmse, nlpd, crps, mean_std, coverage_<pct>, width_<pct>, mean_coverage_error,
-        pit_mean, pit_var, n``.
+            pit_mean, pit_var, n``.
     """
     y = _check(y, pred)
     if not (isinstance(scale, int | float) and math.isfinite(scale) and scale > 0):
