@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array
 
 from .._linalg import NotPSDError, psd_cholesky, safe_cholesky
 from .._numerics import as_float_array, check_finite, is_concrete
@@ -124,7 +125,7 @@ class OutputLayout:
         trace_axes: axes of ``y`` (not 0) along which the kernel is ``⊗ I``.
     """
 
-    def __init__(self, y, trace_axes):
+    def __init__(self, y: Array, trace_axes: int | Sequence[int]) -> None:
         if y.ndim < 1:
             raise ValueError("`y_train` must have a leading batch axis, got a scalar")
         if isinstance(trace_axes, int):

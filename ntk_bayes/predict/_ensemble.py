@@ -24,10 +24,13 @@ round-off eigenvalues are clipped to 0. At ``t=None`` (infinite time) the result
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike
 
 from .._numerics import as_float_array, check_finite, full_precision, is_concrete
 from ._common import (
@@ -45,12 +48,12 @@ __all__ = ["gradient_descent_mse_ensemble", "neg_expm1", "neg_inv_expm1"]
 _MODES = ("nngp", "ntk")
 
 
-def neg_expm1(evals, tau):
+def neg_expm1(evals: Array, tau: ArrayLike) -> Array:
     """``1 - exp(-λ τ)`` for eigenvalues ``λ`` clipped at 0 (``tau`` broadcasts)."""
     return -jnp.expm1(-jnp.maximum(evals, 0.0) * tau)
 
 
-def neg_inv_expm1(evals, tau):
+def neg_inv_expm1(evals: Array, tau: ArrayLike) -> Array:
     """``(1 - exp(-λ τ)) / λ``, equal to its limit ``τ`` where ``λ`` is (near) 0."""
     lam = jnp.maximum(evals, 0.0)
     tiny = jnp.finfo(evals.dtype).tiny ** 0.5
@@ -88,15 +91,15 @@ def _call_kernel(kernel_fn, x1, x2, names, kwargs):
 
 @full_precision
 def gradient_descent_mse_ensemble(
-    kernel_fn,
-    x_train,
-    y_train,
+    kernel_fn: Callable[..., Any],
+    x_train: ArrayLike,
+    y_train: ArrayLike,
     learning_rate: float = 1.0,
     diag_reg: float = 0.0,
     diag_reg_absolute_scale: bool = False,
-    trace_axes=(-1,),
-    **kernel_fn_train_train_kwargs,
-):
+    trace_axes: int | Sequence[int] = (-1,),
+    **kernel_fn_train_train_kwargs: Any,
+) -> Callable[..., Any]:
     """Mean and covariance of the GD-trained infinite ensemble at any training time.
 
     Args:
@@ -114,11 +117,11 @@ def gradient_descent_mse_ensemble(
 
     Returns:
         ``predict_fn(t=None, x_test=None, get=None, compute_cov=False)``: ``t`` a
-        scalar or array of times (leading axes of the result) or ``None`` for
-        infinite time; ``x_test=None`` predicts on the training inputs (without
-        regularisation of the targets); ``get`` "nngp", "ntk" or a tuple (default
-        both). Returns means, or :class:`Gaussian` ``(mean, covariance)`` with
-        ``compute_cov=True``; a namedtuple of them for a tuple ``get``.
+            scalar or array of times (leading axes of the result) or ``None`` for
+            infinite time; ``x_test=None`` predicts on the training inputs (without
+            regularisation of the targets); ``get`` "nngp", "ntk" or a tuple (default
+            both). Returns means, or :class:`Gaussian` ``(mean, covariance)`` with
+            ``compute_cov=True``; a namedtuple of them for a tuple ``get``.
     """
     if not callable(kernel_fn):
         raise TypeError(f"`kernel_fn` must be callable, got {type(kernel_fn).__name__}")

@@ -11,12 +11,13 @@ integrated with ``jax.experimental.ode.odeint`` (adaptive Dormand–Prince).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental.ode import odeint
+from jaxtyping import Array, ArrayLike
 
 from .._numerics import as_float_array, check_finite, full_precision, is_concrete
 
@@ -24,13 +25,13 @@ __all__ = ["gradient_descent"]
 
 
 def gradient_descent(
-    loss: Callable,
-    k_train_train,
-    y_train,
+    loss: Callable[[Array, Array], Array],
+    k_train_train: ArrayLike,
+    y_train: ArrayLike,
     learning_rate: float = 1.0,
     momentum: float | None = None,
-    trace_axes=(-1,),
-):
+    trace_axes: int | Sequence[int] = (-1,),
+) -> Callable[..., Array | tuple[Array, Array]]:
     """Trajectory of a linearised network trained by gradient flow on ``loss``.
 
     Args:
@@ -45,8 +46,8 @@ def gradient_descent(
 
     Returns:
         ``predict_fn(t, fx_train_0=0.0, fx_test_0=None, k_test_train=None)`` returning
-        ``fx_train_t``, or ``(fx_train_t, fx_test_t)`` when ``fx_test_0`` is given, with a
-        leading axis of ``t``'s length when ``t`` is a 1-D array of times.
+            ``fx_train_t``, or ``(fx_train_t, fx_test_t)`` when ``fx_test_0`` is given,
+            with a leading axis of ``t``'s length when ``t`` is a 1-D array of times.
     """
     if not callable(loss):
         raise TypeError(f"`loss` must be callable, got {type(loss).__name__}")

@@ -25,9 +25,12 @@ the NTK as prior covariance (He, Lakshminarayanan & Teh 2020).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import ArrayLike
 
 from .._linalg import cho_solve
 from .._numerics import as_float_array, check_finite, full_precision
@@ -49,12 +52,12 @@ _MODES = ("nngp", "ntk", "ntkgp")
 
 @full_precision
 def gp_inference(
-    k_train_train,
-    y_train,
+    k_train_train: ArrayLike | tuple[ArrayLike, ...],
+    y_train: ArrayLike,
     diag_reg: float = 0.0,
     diag_reg_absolute_scale: bool = False,
-    trace_axes=(-1,),
-):
+    trace_axes: int | Sequence[int] = (-1,),
+) -> Callable[..., Any]:
     """Posterior of the NNGP, the NTK ensemble and the NTK-GP given kernel matrices.
 
     Args:
@@ -68,10 +71,10 @@ def gp_inference(
 
     Returns:
         ``predict_fn(get=None, k_test_train=None, k_test_test=None)``. ``get`` is
-        "nngp", "ntk", "ntkgp" or a tuple of them (default ``("nngp", "ntk")``). With
-        ``k_test_train=None`` the train-set prediction ``N(y_train, 0)`` is returned.
-        Without ``k_test_test`` only means are returned, else :class:`Gaussian`
-        ``(mean, covariance)``; a tuple ``get`` gives a namedtuple of these.
+            "nngp", "ntk", "ntkgp" or a tuple of them (default ``("nngp", "ntk")``). With
+            ``k_test_train=None`` the train-set prediction ``N(y_train, 0)`` is returned.
+            Without ``k_test_test`` only means are returned, else :class:`Gaussian`
+            ``(mean, covariance)``; a tuple ``get`` gives a namedtuple of these.
     """
     y = as_float_array(y_train, "y_train")
     check_finite(y, "y_train")

@@ -17,9 +17,11 @@ Gradient descent with steps of size η is stable while
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike
 
 from .._linalg import cho_solve
 from .._numerics import as_float_array, check_finite, full_precision, is_concrete
@@ -36,13 +38,13 @@ __all__ = ["gradient_descent_mse", "max_learning_rate"]
 
 @full_precision
 def gradient_descent_mse(
-    k_train_train,
-    y_train,
+    k_train_train: ArrayLike,
+    y_train: ArrayLike,
     learning_rate: float = 1.0,
     diag_reg: float = 0.0,
     diag_reg_absolute_scale: bool = False,
-    trace_axes=(-1,),
-):
+    trace_axes: int | Sequence[int] = (-1,),
+) -> Callable[..., Array | tuple[Array, Array]]:
     """Closed-form gradient-flow trajectory of a linearised network on MSE.
 
     Args:
@@ -57,8 +59,8 @@ def gradient_descent_mse(
 
     Returns:
         ``predict_fn(t=None, fx_train_0=0.0, fx_test_0=None, k_test_train=None)``
-        returning ``fx_train_t``, ``fx_test_t`` (when ``fx_train_0`` is None) or both,
-        with leading axes of ``t``'s shape; ``t=None`` is infinite time.
+            returning ``fx_train_t``, ``fx_test_t`` (when ``fx_train_0`` is None) or both,
+            with leading axes of ``t``'s shape; ``t=None`` is infinite time.
     """
     y = as_float_array(y_train, "y_train")
     check_finite(y, "y_train")
@@ -132,7 +134,10 @@ def gradient_descent_mse(
 
 @full_precision
 def max_learning_rate(
-    ntk_train_train, y_train_size: int | None = None, momentum: float = 0.0, eps: float = 1e-12
+    ntk_train_train: ArrayLike,
+    y_train_size: int | None = None,
+    momentum: float = 0.0,
+    eps: float = 1e-12,
 ) -> float:
     """Largest learning rate for which (momentum) GD on MSE converges, ``2(1+μ)|Y|/λ_max``.
 
