@@ -455,6 +455,7 @@ def _run_calibrate(args) -> int:
 
     from ._io import atomic_output_dir, sigterm_as_exit
     from .calibrate import parse_arch, results_table, run_calibration, write_report
+    from .calibrate._checks import KernelOverflowError
     from .calibrate._common import stderr_log
     from .calibrate._pipeline import check_models
 
@@ -475,7 +476,10 @@ def _run_calibrate(args) -> int:
         if args.splits is not None:
             settings = type(settings)(**{**settings.as_dict(), "splits": args.splits})
         log(f"{ds.summary()}; {arch.describe()}")
-        run = run_calibration(ds, arch, models, settings, log=log)
+        try:
+            run = run_calibration(ds, arch, models, settings, log=log)
+        except KernelOverflowError as e:  # the flags or the data, not the computation
+            raise UsageError(str(e)) from None
         extra = {"argv": sys.argv[1:]}
         with atomic_output_dir(out, force=args.force) as tmp:
             summary = write_report(run, tmp, extra=extra)
@@ -506,6 +510,7 @@ def _run_sweep(args) -> int:
 
     from ._io import atomic_output_dir, sigterm_as_exit, write_json
     from .calibrate import DEFAULT_WIDTHS, parse_arch, sweep_figures, sweep_markdown, width_sweep
+    from .calibrate._checks import KernelOverflowError
     from .calibrate._common import stderr_log
 
     out = _check_out(args, "width-sweep", args.dataset)
@@ -516,7 +521,10 @@ def _run_sweep(args) -> int:
         ds = _load_data(args, allow_csv=False)
         settings = _settings(args, sweep=True)
         log(f"{ds.summary()}; {arch.describe()}; widths {widths}")
-        sweep = width_sweep(ds, arch, widths, settings, log=log)
+        try:
+            sweep = width_sweep(ds, arch, widths, settings, log=log)
+        except KernelOverflowError as e:
+            raise UsageError(str(e)) from None
         report = sweep_markdown(sweep)
         with atomic_output_dir(out, force=args.force) as tmp:
             for fname, fig in sweep_figures(sweep).items():

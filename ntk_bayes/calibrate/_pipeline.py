@@ -11,6 +11,7 @@ import numpy as np
 from ..datasets import Dataset
 from ..gp import NotPSDError
 from ._archs import Architecture
+from ._checks import check_kernels
 from ._common import (
     CLASSIFICATION_MODELS,
     MODEL_LABELS,
@@ -105,6 +106,11 @@ def run_calibration(
         A :class:`CalibrationRun`. A model that fails numerically is recorded in
         ``failures`` and the others still run; if every model fails the first error
         is raised.
+
+    Raises:
+        KernelOverflowError: (a ``ValueError``) a kernel the models need is non-finite
+            or overflows the dtype on the data at ``arch``'s W_std, b_std; checked
+            before any fit.
     """
     settings = Settings() if settings is None else settings
     names = check_models(models, ds.task)
@@ -113,6 +119,7 @@ def run_calibration(
     if settings.splits < 1:
         raise ValueError(f"`settings.splits` must be >= 1, got {settings.splits}")
     log = log or (lambda msg: None)
+    check_kernels(ds, arch, names, grid_for(ds))  # once, before any compilation
     run = _one_split(ds, arch, names, settings, log)
     for r in range(1, settings.splits):
         log(f"split {r + 1}/{settings.splits}")

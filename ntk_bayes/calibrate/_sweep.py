@@ -34,6 +34,7 @@ from .. import bnn
 from .. import diagnostics as dg
 from ..datasets import Dataset
 from ._archs import Architecture, as_floats, hyperparameters
+from ._checks import check_kernels
 from ._common import Context, Settings, fit_bnn_nuts, grid_for
 from ._regression import ml_fit
 
@@ -134,6 +135,7 @@ def width_sweep(
         raise ValueError(f"`widths` must be positive integers, got {widths}")
     settings = sweep_settings() if settings is None else settings
     log = log or (lambda msg: None)
+    check_kernels(ds, arch, ["nngp"], grid_for(ds))  # before any compilation
     ctx = Context(ds, arch, settings, log=log)
     log("[NNGP] type-II maximum likelihood")
     fit, _ = ml_fit(ctx, "nngp")

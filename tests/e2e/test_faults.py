@@ -222,6 +222,36 @@ def test_regimes_refuses_training_that_does_not_move():
         )
 
 
+# ---- kernels that overflow --------------------------------------------------------------
+def test_calibrate_refuses_an_overflowing_kernel_before_fitting(tmp_path, capsys):
+    out = tmp_path / "res"
+    argv = ["calibrate", "--quick", "--quiet", "--models", "nngp,ensemble", "--out", str(out)]
+    argv += ["--arch", "relu-6x64", "--W-std", "100", "--float32"]
+    t0 = time.perf_counter()
+    assert cli.main(argv) == 2
+    assert time.perf_counter() - t0 < 30.0  # one kernel evaluation, no fit (fits take minutes)
+    err = capsys.readouterr().err
+    assert "relu-6x64 at W_std=100" in err and "model(s) nngp would fit NaN" in err
+    assert "lower --W-std" in err and "drop --float32" in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_kernel_check_in_float64():
+    from ntk_bayes import datasets
+    from ntk_bayes.calibrate import parse_arch
+    from ntk_bayes.calibrate._checks import KernelOverflowError, check_kernels
+
+    with jax.enable_x64(True):
+        ds = datasets.load("toy1d", seed=0)
+        # float64 holds the ~1e23 entries that float32 refuses, but not ~1e160
+        assert check_kernels(ds, parse_arch("relu-2x8", W_std=1e4), ["nngp"])["nngp"] > 1e20
+        with pytest.raises(KernelOverflowError, match=r"beyond .*float64") as e:
+            check_kernels(ds, parse_arch("relu-2x8", W_std=1e27), ["ntkgp"])
+        assert "--float32" not in str(e.value)
+        with pytest.raises(KernelOverflowError, match="non-finite"):
+            check_kernels(ds, parse_arch("relu-2x8", W_std=1e60), ["ntkgp"])
+
+
 # ---- the real command: hostile column names, and a kill during a forced rewrite --------
 def test_calibrate_escapes_names_and_survives_a_kill(tmp_path):
     name = '=HYPERLINK("http://x")|<script>'

@@ -381,3 +381,39 @@ def test_resplit_keeps_sizes_and_restandardises():
     np.testing.assert_allclose(np.sort(raw2), raw, atol=1e-3)  # the same rows, split anew
     toy = resplit(datasets.load("toy1d", seed=0), 1)
     assert toy.extra["gap"] == (-1.0, 1.0) and toy.n_train + toy.n_test == 120
+
+
+# ---- kernels that cannot give a meaningful fit ----------------------------------------
+def _tiny_regression(dtype):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 2)).astype(dtype)
+    y = np.sin(X[:, 0]).astype(dtype)
+    return datasets.Dataset(
+        name="tiny", task="regression", X_train=X[:8], y_train=y[:8], X_test=X[8:],
+        y_test=y[8:], feature_names=("a", "b"), target_name="y", classes=None,
+        x_mean=np.zeros(2), x_std=np.ones(2),
+    )  # fmt: skip
+
+
+def test_overflowing_kernels_are_refused_before_fitting():
+    from ntk_bayes.calibrate import run_calibration
+    from ntk_bayes.calibrate._checks import KernelOverflowError, check_kernels
+
+    ds = _tiny_regression(np.float32)
+    # one architecture throughout (one compilation), float32; float64 in test_faults.py
+    ok = check_kernels(ds, parse_arch("relu-2x8"), ["nngp", "ntkgp"])
+    assert set(ok) == {"nngp", "ntk"} and 0 < ok["nngp"] < ok["ntk"] < 1e3
+    # W_std = 1e4 over 3 Dense layers: entries ~1e23 > sqrt(float32 max) ~ 1.8e19
+    big = parse_arch("relu-2x8", W_std=1e4)
+    with pytest.raises(KernelOverflowError, match=r"NNGP kernel of relu-2x8 at W_std=10000, "
+                       r"b_std=0.5 has entries up to .*e\+2\d, beyond .*float32.*model\(s\) "
+                       r"nngp, bnn would fit NaN.*lower --W-std.*float64"):  # fmt: skip
+        check_kernels(ds, big, ["nngp", "bnn"])
+    # only the kernels the models need are checked, and each names its own users
+    with pytest.raises(KernelOverflowError, match=r"the NTK of .*model\(s\) ensemble would"):
+        check_kernels(ds, big, ["ensemble"])
+    # run_calibration refuses before any fit (each fit would compile for seconds)
+    with pytest.raises(KernelOverflowError):
+        run_calibration(ds, big, ["nngp"], Settings.quick(quiet=True))
+    with pytest.raises(KernelOverflowError, match="non-finite entries"):  # overflow to inf
+        check_kernels(ds, parse_arch("relu-2x8", W_std=1e7), ["sgpr"])
