@@ -18,6 +18,7 @@ import dataclasses
 import datetime
 import os
 import platform
+import re
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +241,40 @@ def _scalar(v):
         return str(v)
 
 
+# ---- untrusted text --------------------------------------------------------------------
+# Every string value of the summary (dataset name and description, file, column and
+# feature names, labels, failure messages) may come from the user's file or flags.
+# Markdown and the terminal table read the summary only through this view, escaped for
+# their format: :func:`ntk_bayes._io.escape_markdown` (Markdown, and the HTML it becomes)
+# or ``rich.markup.escape`` (the terminal). Dict keys stay as they are: they are names
+# the code chose (model names from the fixed list that ``check_models`` enforces, metric,
+# flag and hyperparameter names), used for look-ups. metrics.json keeps the raw strings.
+def _escaped(obj, esc):
+    """``obj`` with every string value passed through ``esc``."""
+    if isinstance(obj, str):
+        return esc(obj)
+    if isinstance(obj, dict):
+        return {k: _escaped(v, esc) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_escaped(v, esc) for v in obj]
+    return obj
+
+
+def _rich_escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+_TOKEN = re.compile(r"\\.|&(?:amp|lt|gt);|.", re.S)
+
+
+def _clip(text: str, n: int) -> str:
+    """The first ``n`` visible characters of escaped text, never half an escape (a cut
+    after a backslash would escape the table's next ``|``)."""
+    return "".join(_TOKEN.findall(text)[:n])
+
+
 # ---- tables --------------------------------------------------------------------------
 def _columns(task: str):
     if task == "regression":
@@ -262,6 +297,7 @@ def _columns(task: str):
 
 
 def _rows(summary: dict):
+    """Header and cells of the results table from an escaped summary (:func:`_escaped`)."""
     task = summary["dataset"]["task"]
     cols = _columns(task)
     header = ["model"] + [c[0] for c in cols] + ["time (s)", "calibration"]
@@ -280,13 +316,13 @@ def _rows(summary: dict):
             + [f"{m['fit_time_s']:.1f}", m["verdict"]]
         )
     for name, err in summary.get("failures", {}).items():
-        rows.append([name] + ["-"] * len(cols) + ["-", f"FAILED: {err.splitlines()[0][:80]}"])
+        rows.append([name] + ["-"] * len(cols) + ["-", f"FAILED: {_clip(err, 80)}"])
     return header, rows
 
 
 def markdown_table(summary: dict) -> str:
-    """The results as a Markdown table (one row per model)."""
-    header, rows = _rows(summary)
+    """The results as a Markdown table (one row per model), its text escaped."""
+    header, rows = _rows(_escaped(summary, escape_markdown))
     align = ["---"] + ["---:"] * (len(header) - 2) + ["---"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -297,6 +333,7 @@ def results_table(summary: dict):
     """The results as a ``rich`` table for the terminal."""
     from rich.table import Table
 
+    summary = _escaped(summary, _rich_escape)  # a "[" in a name is not rich markup
     header, rows = _rows(summary)
     ds = summary["dataset"]
     table = Table(title=f"ntk-bayes calibrate: {ds['name']} ({ds['task']}, test n={ds['n_test']})")
@@ -422,13 +459,14 @@ def write_report(run: CalibrationRun, out: str | os.PathLike, *, extra: dict | N
 
 def _markdown(run: CalibrationRun, summary: dict, figures: list[str]) -> str:
     ds, s = run.dataset, run.settings
+    md = _escaped(summary, escape_markdown)  # the only text of the report from here on
     units = " Regression scores are in the target's raw units." if ds.task == "regression" else ""
     lines = [
-        f"# ntk-bayes calibrate: {escape_markdown(ds.name)}",
+        f"# ntk-bayes calibrate: {md['dataset']['name']}",
         "",
-        f"{escape_markdown(ds.description)}  ",  # file and column names are untrusted
+        f"{md['dataset']['description']}  ",
         f"{ds.task}, {ds.n_train} training / {ds.n_test} test points, inputs {ds.input_shape}.  ",
-        f"Architecture {run.arch.describe()}; BNN width {s.width}; hyperparameters of the "
+        f"Architecture {md['architecture']}; BNN width {s.width}; hyperparameters of the "
         f"exact GPs by {'NUTS' if s.hyper == 'nuts' else 'type-II maximum likelihood'}; "
         f"seed {s.seed}.  ",
         f"{len(run.splits)} random train/test split(s): every score is a mean ± standard "
@@ -446,13 +484,13 @@ def _markdown(run: CalibrationRun, summary: dict, figures: list[str]) -> str:
         "width (sharpness)." + units,
         "",
     ]
-    lines += _verdicts(summary)
-    lines += _paired_section(summary)
-    lines += _published_section(summary)
-    lines += _gap_section(summary)
-    lines += _loo_section(summary)
-    lines += _mcmc_section(run, summary)
-    lines += _hyper_section(summary)
+    lines += _verdicts(md, summary)
+    lines += _paired_section(md)
+    lines += _published_section(md, summary["dataset"]["name"])
+    lines += _gap_section(md)
+    lines += _loo_section(md)
+    lines += _mcmc_section(run, md)
+    lines += _hyper_section(md)
     if figures:
         lines += ["## Figures", ""]
         for f in figures:
@@ -462,15 +500,15 @@ def _markdown(run: CalibrationRun, summary: dict, figures: list[str]) -> str:
         "",
         "* `metrics.json`: every number above, one entry per model under `models`.",
     ]
-    for res in run.results:
+    for m in md["models"].values():
         lines.append(
-            f"* `{res.name}.nc`: ArviZ data of {res.label} (`arviz.from_netcdf('{res.name}.nc')`)."
+            f"* {m['netcdf']}: ArviZ data of {m['label']} (open with `arviz.from_netcdf`)."
         )
     lines.append("")
     return "\n".join(lines)
 
 
-def _verdicts(summary: dict) -> list[str]:
+def _verdicts(summary: dict, raw: dict) -> list[str]:
     alpha = summary.get("alpha", dg.ALPHA)
     lines = [
         "## Calibration",
@@ -490,7 +528,9 @@ def _verdicts(summary: dict) -> list[str]:
         if st is not None and not st["converged"]:
             detail = " — " + "; ".join(st["reasons"])
         elif cal and cal["flags"]:
-            detail = " — " + ", ".join(f"{f} (p={cal['pvalues'][f]:.2g})" for f in cal["flags"])
+            p = raw["models"][name]["calibration"]["pvalues"]  # keyed by the raw flags
+            flags = zip(cal["flags"], raw["models"][name]["calibration"]["flags"], strict=True)
+            detail = " — " + ", ".join(f"{f} (p={p[key]:.2g})" for f, key in flags)
         lines.append(f"* **{m['label']}** (`{name}`): {m['verdict']}{detail}")
     for name, err in summary["failures"].items():
         lines.append(f"* **{name}**: failed — {err}")
@@ -506,7 +546,7 @@ def _paired_section(summary: dict) -> list[str]:
         "## Who is better, and by how much",
         "",
         f"Held-out NLPD (raw units) minus that of the best model "
-        f"(`{best}`), split by split: mean ± corrected standard error of the paired "
+        f"({best}), split by split: mean ± corrected standard error of the paired "
         "differences. A difference within about two standard errors is not resolved.",
         "",
         "| model | NLPD - best | se |",
@@ -518,10 +558,10 @@ def _paired_section(summary: dict) -> list[str]:
     return lines + [""]
 
 
-def _published_section(summary: dict) -> list[str]:
+def _published_section(summary: dict, dataset: str) -> list[str]:
     from ._published import CITATIONS, PUBLISHED
 
-    rows = PUBLISHED.get(summary["dataset"]["name"])
+    rows = PUBLISHED.get(dataset)
     if not rows:
         return []
     lines = [
@@ -535,13 +575,13 @@ def _published_section(summary: dict) -> list[str]:
         "| method | source | RMSE | NLPD |",
         "|---|---|---:|---:|",
     ]
-    for method, src, (r, re), (n, ne) in rows:
-        lines.append(f"| {method} | {src} | {r:.2f} ± {re:.2f} | {n:.2f} ± {ne:.2f} |")
+    for method, src, (r, r_se), (n, n_se) in rows:
+        lines.append(f"| {method} | {src} | {r:.2f} ± {r_se:.2f} | {n:.2f} ± {n_se:.2f} |")
     for m in summary["models"].values():
         met, se = m["metrics"], m.get("metrics_se") or {}
         r, n = met["rmse"], met["nlpd"]
-        re, ne = se.get("rmse", float("nan")), se.get("nlpd", float("nan"))
-        lines.append(f"| {m['label']} | this run | {r:.2f} ± {re:.2f} | {n:.2f} ± {ne:.2f} |")
+        r_se, n_se = se.get("rmse", float("nan")), se.get("nlpd", float("nan"))
+        lines.append(f"| {m['label']} | this run | {r:.2f} ± {r_se:.2f} | {n:.2f} ± {n_se:.2f} |")
     lines += [""] + [f"* {k}: {v}" for k, v in CITATIONS.items()]
     return lines + [""]
 
@@ -620,7 +660,12 @@ def _loo_section(summary: dict) -> list[str]:
 
 
 def _mcmc_section(run: CalibrationRun, summary: dict) -> list[str]:
-    rows = [(r, summary["models"][r.name]) for r in run.results if r.convergence]
+    # the escaped entries in run.results' order (that of summary["models"])
+    rows = [
+        (r, m)
+        for r, m in zip(run.results, summary["models"].values(), strict=True)
+        if r.convergence
+    ]
     if not rows:
         return []
     lines = [
@@ -637,12 +682,12 @@ def _mcmc_section(run: CalibrationRun, summary: dict) -> list[str]:
     for r, m in rows:
         c = m.get("status") or {**r.convergence, "divergences": 0, "converged": False}
         lines.append(
-            f"| {r.label} | {c['max_rhat']:.3f} | {c['min_ess_bulk']:.0f} | "
+            f"| {m['label']} | {c['max_rhat']:.3f} | {c['min_ess_bulk']:.0f} | "
             f"{c['min_ess_tail']:.0f} | {c['divergences']} | "
             f"{'yes' if c['converged'] else 'no'} |"
         )
-    for r, _ in rows:
-        rep = r.info.get("sampler_report")
+    for r, m in rows:
+        rep = r.info.get("sampler_report")  # the sampler's own text, in a fence
         if rep:
-            lines += ["", f"{r.label}:", "", "```", rep, "```"]
+            lines += ["", f"{m['label']}:", "", "~~~", rep.replace("~~~", "~ ~ ~"), "~~~"]
     return lines + [""]

@@ -32,6 +32,7 @@ import numpy as np
 
 from .. import bnn
 from .. import diagnostics as dg
+from .._io import escape_markdown
 from ..datasets import Dataset
 from ._archs import Architecture, as_floats, hyperparameters
 from ._checks import check_kernels
@@ -182,9 +183,9 @@ def sweep_markdown(sweep: WidthSweep) -> str:
     """The sweep as a Markdown report (table, slopes, figures)."""
     s = sweep.summary()
     lines = [
-        f"# ntk-bayes width-sweep: {sweep.dataset.name}",
+        f"# ntk-bayes width-sweep: {escape_markdown(sweep.dataset.name)}",
         "",
-        f"{sweep.dataset.description}  ",
+        f"{escape_markdown(sweep.dataset.description)}  ",  # a library user's Dataset
         f"Architecture {sweep.arch.describe()}. NNGP hyperparameters by type-II ML, shared "
         f"by every BNN: {_fmt(s['nngp'])}. NUTS: {sweep.settings.num_chains} chains x "
         f"{sweep.settings.num_samples} draws ({sweep.settings.num_warmup} warmup), "

@@ -2,8 +2,10 @@
 and the report writer on planted (mis)calibrated predictives."""
 
 import dataclasses
+import io
 import json
 import os
+import re
 import warnings
 
 import numpy as np
@@ -417,3 +419,51 @@ def test_overflowing_kernels_are_refused_before_fitting():
         run_calibration(ds, big, ["nngp"], Settings.quick(quiet=True))
     with pytest.raises(KernelOverflowError, match="non-finite entries"):  # overflow to inf
         check_kernels(ds, parse_arch("relu-2x8", W_std=1e7), ["sgpr"])
+
+
+# ---- untrusted text in the report --------------------------------------------------------
+_HOSTILE = '=HYPERLINK("x")|<script>alert(1)</script>'
+
+
+def test_report_escapes_every_user_string():
+    from rich.console import Console
+
+    from ntk_bayes.calibrate import evaluate, markdown_table, results_table
+    from ntk_bayes.calibrate._report import _markdown, build_summary
+
+    ds = datasets.load("toy1d", seed=0)
+    ds = dataclasses.replace(
+        ds,
+        name="`a|b` [red]x[/red]",
+        target_name=_HOSTILE,
+        feature_names=("a|b",),
+        description=f"d|ata.csv: 120 rows, target {_HOSTILE!r}, feature `a|b`\n# heading",
+    )
+    mean, std = _truth(ds)
+    # a failure whose message carries the hostile name, cut at 80 characters in the table
+    fail = f"ValueError: target column {_HOSTILE!r} " + "x" * 40 + "|" * 30
+    run = CalibrationRun(
+        ds, parse_arch("relu-1x8"), Settings(), [_gaussian_model(ds, "nngp", mean, std)],
+        failures={"bnn": fail},
+    )  # fmt: skip
+    summary = build_summary(run, evaluate(run))
+    report = _markdown(run, summary, [])
+    assert "<script>" not in report and '=HYPERLINK("' not in report
+    assert "&lt;script&gt;" in report and "\\`a\\|b\\`" in report
+    assert "\n# heading" not in report  # a line break in a name starts no heading
+    # every row of the results table has as many unescaped | as the header
+    table = markdown_table(summary).splitlines()
+    assert table == report.split("## Held-out scores\n\n")[1].split("\n\n")[0].splitlines()
+
+    def cells(line):
+        return len(re.findall(r"(?<!\\)\|", line))
+
+    assert len(table) == 4 and {cells(line) for line in table} == {cells(table[0])}
+    assert "FAILED: ValueError" in table[3] and not table[3].endswith("\\ |")
+    # the terminal table shows the names as written, not as rich markup
+    console = Console(width=400, record=True, file=io.StringIO())
+    console.print(results_table(summary))
+    text = console.export_text()
+    assert "`a|b` [red]x[/red]" in text and "<script>" in text  # literal, in a terminal
+    # metrics.json keeps the raw strings
+    assert summary["dataset"]["name"] == ds.name and summary["failures"]["bnn"] == fail
