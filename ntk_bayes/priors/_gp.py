@@ -34,11 +34,13 @@ core of :mod:`ntk_bayes.gp` (:class:`~ntk_bayes.gp.ExactGP` runs on the same fun
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
+from jaxtyping import Array, ArrayLike
 from numpyro.distributions import constraints
 from numpyro.distributions.util import lazy_property
 
@@ -65,7 +67,7 @@ def _check_kernel_name(kernel):
         raise ValueError(f"`kernel` must be one of {KERNELS}, got {kernel!r}")
 
 
-def net_batch_size(net) -> int | None:
+def net_batch_size(net: Layer) -> int | None:
     """G when the network's hyperparameters carry a leading group axis, else ``None``."""
     sizes = {jnp.shape(x)[0] for x in jax.tree_util.tree_leaves(net) if jnp.ndim(x) > 0}
     if len(sizes) > 1:
@@ -224,17 +226,17 @@ class GaussianProcess(_MVNBase):
     @full_precision
     def __init__(
         self,
-        net,
-        X,
+        net: Layer,
+        X: ArrayLike,
         kernel: str = "nngp",
-        noise=None,
-        mean=None,
-        jitter=None,
+        noise: ArrayLike | None = None,
+        mean: ArrayLike | Callable[[Array], Array] | None = None,
+        jitter: float | None = None,
         num_outputs: int | None = None,
         *,
-        point_mask=None,
-        validate_args=None,
-    ):
+        point_mask: ArrayLike | None = None,
+        validate_args: bool | None = None,
+    ) -> None:
         if not isinstance(net, Layer):
             raise TypeError(
                 f"`net` must be an ntk_bayes.stax network, got {type(net).__name__}; build it "
@@ -341,7 +343,14 @@ class GaussianProcess(_MVNBase):
         return jax.vmap(solve_alpha)(self.scale_tril, r)
 
     @full_precision
-    def condition(self, y, X_test=None, *, include_noise: bool = False, diag: bool = False):
+    def condition(
+        self,
+        y: ArrayLike,
+        X_test: ArrayLike | None = None,
+        *,
+        include_noise: bool = False,
+        diag: bool = False,
+    ) -> ConditionedGP:
         """Posterior predictive of the latent function at ``X_test`` (default: ``X``).
 
         Returns a :class:`ConditionedGP`: a distribution with ``mean``, ``variance``,
@@ -388,7 +397,7 @@ class GaussianProcess(_MVNBase):
         return ConditionedGP(mean, cov, jitter=self.jitter, diag=diag)
 
     @full_precision
-    def loo_log_likelihood(self, y):
+    def loo_log_likelihood(self, y: ArrayLike) -> Array:
         """Leave-one-out predictive log densities log p(y_i | y_-i), shape ``(N,)``,
         ``(K, N)`` or ``(G, n)`` (Rasmussen & Williams 2006, eq. 5.10–5.12); padded points
         of a ``point_mask`` get 0."""
@@ -449,7 +458,9 @@ class ConditionedGP(_MVNBase):
         return jnp.broadcast_to(self._cov_diag(), self.batch_shape + self.event_shape)
 
 
-def pad_groups(group, *arrays, num_groups: int | None = None):
+def pad_groups(
+    group: ArrayLike, *arrays: ArrayLike, num_groups: int | None = None
+) -> tuple[np.ndarray, ...]:
     """Pad ragged groups to one length for a batched :class:`GaussianProcess`.
 
     Args:
@@ -459,8 +470,9 @@ def pad_groups(group, *arrays, num_groups: int | None = None):
 
     Returns:
         ``(padded_arrays..., mask)``: each array as ``(G, n_max, ...)`` (padding
-        repeats the group's first row, or zeros, so kernels stay finite) and the boolean
-        ``mask`` ``(G, n_max)``, True on real rows. Rows keep their order within a group.
+            repeats the group's first row, or zeros, so kernels stay finite) and the
+            boolean ``mask`` ``(G, n_max)``, True on real rows. Rows keep their order
+            within a group.
     """
     g = np.asarray(group)
     if g.ndim != 1 or not np.issubdtype(g.dtype, np.integer) or (g.size and g.min() < 0):

@@ -13,13 +13,14 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
+from jaxtyping import Array
 
 __all__ = ["group_log_normal"]
 
 
 def group_log_normal(
     name: str, num_groups: int, loc: float = 0.0, loc_scale: float = 1.0, tau_scale: float = 0.5
-):
+) -> Array:
     """Per-group positive hyperparameters sharing a log-normal hyperprior.
 
     Creates sites ``{name}_mu``, ``{name}_tau``, ``{name}_z`` (plate ``{name}_groups``)

@@ -20,6 +20,8 @@ Both helpers create sample sites under the ``name`` prefix only.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
@@ -27,6 +29,11 @@ import numpyro.distributions as dist
 from .._linalg import psd_cholesky, tri_solve
 from .._numerics import as_float_array, check_finite, full_precision
 from ._gp import _check_kernel_name
+
+if TYPE_CHECKING:
+    from jaxtyping import Array, ArrayLike
+
+    from ..stax import Layer
 
 __all__ = ["latent_gp", "sparse_latent_gp"]
 
@@ -42,7 +49,15 @@ def _prep(net, X, kernel, name):
 
 
 @full_precision
-def latent_gp(name: str, net, X, kernel: str = "nngp", num_outputs: int = 1, mean=0.0, jitter=None):
+def latent_gp(
+    name: str,
+    net: Layer,
+    X: ArrayLike,
+    kernel: str = "nngp",
+    num_outputs: int = 1,
+    mean: ArrayLike = 0.0,
+    jitter: float | None = None,
+) -> Array:
     """Sample latent function values f at X under the network's GP prior.
 
     Creates ``{name}_whitened`` ~ N(0, I) of shape ``(num_outputs, N)`` and the
@@ -63,15 +78,15 @@ def latent_gp(name: str, net, X, kernel: str = "nngp", num_outputs: int = 1, mea
 @full_precision
 def sparse_latent_gp(
     name: str,
-    net,
-    X,
-    Z,
+    net: Layer,
+    X: ArrayLike,
+    Z: ArrayLike,
     kernel: str = "nngp",
     num_outputs: int = 1,
-    mean=0.0,
-    jitter=None,
+    mean: ArrayLike = 0.0,
+    jitter: float | None = None,
     subsample_size: int | None = None,
-):
+) -> Array | tuple[Array, numpyro.plate, Array]:
     """Latent GP through M inducing points Z, for large N inside SVI.
 
     Creates ``{name}_u_whitened`` ~ N(0, I_M) of shape ``(num_outputs, M)`` and the

@@ -10,12 +10,18 @@ points instead of one multivariate normal.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 from numpyro import handlers
 
 from ._gp import GaussianProcess
+
+if TYPE_CHECKING:
+    from jaxtyping import Array, ArrayLike, PRNGKeyArray
+    from numpyro.infer import MCMC
 
 __all__ = ["posterior_predictive", "loo_log_likelihood"]
 
@@ -66,16 +72,16 @@ def _map_draws(fn, draws, grouped):
 
 
 def posterior_predictive(
-    model,
-    samples,
-    key,
-    X_test,
-    *args,
+    model: Callable[..., Any],
+    samples: MCMC | Mapping[str, ArrayLike],
+    key: PRNGKeyArray,
+    X_test: ArrayLike,
+    *args: Any,
     site: str = "y",
     include_noise: bool = False,
     diag: bool = False,
-    **kwargs,
-):
+    **kwargs: Any,
+) -> Array:
     """One joint draw of f(X_test) (or of new observations) per posterior sample.
 
     Args:
@@ -106,7 +112,13 @@ def posterior_predictive(
     return _map_draws(one, draws, grouped)
 
 
-def loo_log_likelihood(model, samples, *args, site: str = "y", **kwargs):
+def loo_log_likelihood(
+    model: Callable[..., Any],
+    samples: MCMC | Mapping[str, ArrayLike],
+    *args: Any,
+    site: str = "y",
+    **kwargs: Any,
+) -> Array:
     """Exact leave-one-out log densities log p(y_i | y_-i, θ) per draw and point.
 
     Returns ``(chain, draw, N)`` (or ``(chain, draw, K, N)`` with K output columns):
