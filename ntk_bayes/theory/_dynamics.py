@@ -30,6 +30,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import numpy as np
+from jaxtyping import ArrayLike, PRNGKeyArray
 
 from .. import stax
 from .._numerics import as_float_array, check_finite
@@ -94,13 +95,13 @@ class DynamicsComparison:
 
 def dynamics_comparison(
     net_fn: Callable[[int], stax.Layer],
-    x_train,
-    y_train,
-    x_test,
+    x_train: ArrayLike,
+    y_train: ArrayLike,
+    x_test: ArrayLike,
     widths: Sequence[int],
     *,
     steps: Sequence[int],
-    key,
+    key: PRNGKeyArray,
     learning_rate: float | None = None,
     n_nets: int = 2,
     center: bool = True,
@@ -110,7 +111,8 @@ def dynamics_comparison(
     Args:
         net_fn: ``width -> stax network`` (``ntk`` parameterisation); the analytic
             kernel is ``net_fn(widths[0]).kernel_fn``.
-        x_train, y_train: ``(N, d)`` inputs and ``(N, K)`` targets.
+        x_train: ``(N, d)`` training inputs.
+        y_train: ``(N, K)`` training targets.
         x_test: ``(M, d)`` inputs at which predictions are compared.
         widths: widths of the trained networks.
         steps: GD steps at which to compare (0 is allowed).

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from jaxtyping import ArrayLike
 
 from .. import stax
 from .._linalg import NotPSDError
@@ -142,10 +143,10 @@ class GeneralizationReport:
 
 def generalization_report(
     net: stax.Layer | None,
-    x_train,
-    y_train,
-    x_test,
-    y_test,
+    x_train: ArrayLike,
+    y_train: ArrayLike,
+    x_test: ArrayLike,
+    y_test: ArrayLike,
     *,
     get: str = "ntk",
     diag_reg: float = 0.0,
@@ -155,8 +156,10 @@ def generalization_report(
     Args:
         net: a ``stax`` network whose analytic kernel is used; ``None`` with
             ``get="arora"`` uses :func:`arora_gram` (unit-norm inputs required).
-        x_train, y_train: ``(n, d)`` inputs, ``(n,)`` or ``(n, K)`` targets.
-        x_test, y_test: held-out data of the same layout.
+        x_train: ``(n, d)`` training inputs.
+        y_train: ``(n,)`` or ``(n, K)`` training targets.
+        x_test: held-out inputs, laid out as ``x_train``.
+        y_test: held-out targets, laid out as ``y_train``.
         get: ``"ntk"``, ``"nngp"`` or ``"arora"``.
         diag_reg: relative ridge added as ``diag_reg * trace(K) / n`` (neural-tangents'
             convention), for both the bound and the regressor.

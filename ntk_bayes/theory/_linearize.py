@@ -20,6 +20,7 @@ which is the ordinary empirical NTK when every ``s_p = 1``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -52,7 +53,7 @@ def _check_params(params) -> None:
             )
 
 
-def linearize(apply_fn: Callable, params) -> Callable:
+def linearize(apply_fn: Callable, params: Any) -> Callable:
     """The first-order Taylor expansion of ``apply_fn`` in its parameters around ``params``.
 
     Args:
@@ -61,7 +62,7 @@ def linearize(apply_fn: Callable, params) -> Callable:
 
     Returns:
         ``f_lin(p, x, **kwargs) = f(θ0, x) + J(θ0, x) (p - θ0)``, computed by one
-        forward-mode product (``jax.jvp``): no Jacobian is stored.
+            forward-mode product (``jax.jvp``): no Jacobian is stored.
     """
     _check_apply_fn(apply_fn)
     _check_params(params)

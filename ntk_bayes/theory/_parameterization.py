@@ -104,7 +104,8 @@ def scaled_mlp(
         width: hidden width n (>= 1).
         depth: number of hidden layers (>= 1).
         nonlinearity: a ``stax`` nonlinearity layer (default ``stax.Relu()``).
-        W_std, b_std: σ_w, σ_b of every Dense layer (``b_std=None``: no biases).
+        W_std: σ_w of every Dense layer.
+        b_std: σ_b of every Dense layer (``None``: no biases).
         parameterization: ``"ntk"`` (lazy) or ``"mup"``/``"mean_field"`` (rich).
         out_dim: number of outputs.
     """

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 import equinox as eqx
 import jax
 import numpy as np
+from jaxtyping import ArrayLike, PRNGKeyArray
 
 from .. import stax
 from .._numerics import as_float_array, check_finite
@@ -156,16 +157,16 @@ class KernelEvolution:
 
 
 def kernel_evolution(
-    x_train,
-    y_train,
+    x_train: ArrayLike,
+    y_train: ArrayLike,
     widths: Sequence[int],
     *,
-    key,
+    key: PRNGKeyArray,
     parameterizations: Sequence[str] = PARAMETERIZATIONS,
     depth: int = 1,
     nonlinearity: stax.Layer | None = None,
-    W_std=1.0,
-    b_std=None,
+    W_std: float = 1.0,
+    b_std: float | None = None,
     learning_rate: float | None = None,
     steps: int = 200,
     n_seeds: int = 3,
@@ -177,14 +178,19 @@ def kernel_evolution(
     parameterisations, so both start from the same effective NTK.
 
     Args:
-        x_train: ``(N, d)`` inputs. y_train: ``(N, K)`` targets.
+        x_train: ``(N, d)`` inputs.
+        y_train: ``(N, K)`` targets.
         widths: hidden widths to compare.
         key: PRNG key (seed s of width n uses ``fold_in(fold_in(key, n), s)``).
         parameterizations: any of ``"ntk"`` (lazy) and ``"mup"`` (rich).
-        depth, nonlinearity, W_std, b_std: the architecture (see :func:`scaled_mlp`).
+        depth: hidden layers of the network (see :func:`scaled_mlp`).
+        nonlinearity: its nonlinearity (default ``stax.Relu()``).
+        W_std: σ_w of every Dense layer.
+        b_std: σ_b of every Dense layer (``None``: no biases).
         learning_rate: GD step; default half the stable maximum of the infinite-width
             NTK on ``x_train`` (:func:`default_learning_rate`).
-        steps: GD steps. n_seeds: random initialisations per width.
+        steps: GD steps.
+        n_seeds: random initialisations per width.
     """
     ws = _check_widths(widths)
     n_seeds = _check_seeds(n_seeds)
@@ -316,10 +322,10 @@ class FiniteWidthCorrections:
 
 def finite_width_corrections(
     net_fn: Callable[[int], stax.Layer],
-    x,
+    x: ArrayLike,
     widths: Sequence[int],
     *,
-    key,
+    key: PRNGKeyArray,
     n_seeds: int = 16,
 ) -> FiniteWidthCorrections:
     """Deviation of the empirical NTK at initialisation from the analytic NTK, by width.

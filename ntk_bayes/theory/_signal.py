@@ -33,6 +33,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike
 
 from .. import stax
 from .._linalg import NumericalWarning
@@ -205,13 +206,19 @@ class SignalPropagation:
 
 
 def signal_propagation(
-    nonlinearity, W_std, b_std=0.0, *, q0=1.0, n_iter: int = 1000
+    nonlinearity: stax.Layer,
+    W_std: ArrayLike,
+    b_std: ArrayLike = 0.0,
+    *,
+    q0: ArrayLike = 1.0,
+    n_iter: int = 1000,
 ) -> SignalPropagation:
     """Fixed points, χ₁ and depth scales of a deep fully connected network.
 
     Args:
         nonlinearity: a ``stax`` elementwise layer (``stax.Erf()``, ``stax.Relu()``...).
-        W_std, b_std: σ_w, σ_b; scalars or arrays (broadcast together).
+        W_std: σ_w, a scalar or an array (broadcast with ``b_std``).
+        b_std: σ_b, a scalar or an array.
         q0: the input variance the variance map starts from (selects the stable fixed
             point q* reached from it).
         n_iter: fixed-point iterations before Newton polishing.

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jaxtyping import ArrayLike, PRNGKeyArray
 
 from .._numerics import as_float_array, check_finite
 from ._linearize import _check_apply_fn, _check_params, check_lr_scales, effective_ntk_fn
@@ -113,17 +114,17 @@ def _record_grid(steps, record_every, record_steps, name):
 
 def train(
     apply_fn: Callable,
-    params,
-    x_train,
-    y_train,
+    params: Any,
+    x_train: ArrayLike,
+    y_train: ArrayLike,
     *,
     learning_rate: float,
     steps: int,
-    x_test=None,
+    x_test: ArrayLike | None = None,
     batch_size: int | None = None,
     momentum: float | None = None,
-    key=None,
-    lr_scales=None,
+    key: PRNGKeyArray | None = None,
+    lr_scales: Any = None,
     linearized: bool = True,
     record_every: int | None = None,
     record_steps: Sequence[int] | None = None,
@@ -135,7 +136,8 @@ def train(
     Args:
         apply_fn: ``apply_fn(params, x)`` returning ``(N, K)`` outputs.
         params: initial parameters θ0 (also the linearisation point).
-        x_train: ``(N, ...)`` inputs; y_train: ``(N, K)`` targets.
+        x_train: ``(N, ...)`` inputs.
+        y_train: ``(N, K)`` targets.
         learning_rate: step size η > 0 (use ``scaled_mlp(...).lr_scales`` for
             per-parameter rates).
         steps: number of optimisation steps.
@@ -146,8 +148,10 @@ def train(
         key: PRNG key, required for SGD.
         lr_scales: per-leaf multipliers of ``learning_rate`` (pytree like ``params``).
         linearized: also train the linearised model from the same θ0.
-        record_every / record_steps: when to record outputs and loss (default: about
+        record_every: record outputs and loss every this many steps (default: about
             100 evenly spaced steps, always including 0 and ``steps``).
+        record_steps: the steps at which to record instead (takes precedence over
+            ``record_every``).
         ntk_steps: when to record the effective NTK (default ``(0, steps)``).
         ntk_points: NTK on the first ``ntk_points`` training inputs (default all).
 
