@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from numpy.typing import ArrayLike
 from numpyro.infer import SVI, Trace_ELBO, init_to_sample
 from numpyro.infer.autoguide import AutoNormal
 
@@ -284,10 +285,10 @@ class BNN:
     # ---- inference --------------------------------------------------------------
     def fit_nuts(
         self,
-        X,
-        y,
+        X: ArrayLike,
+        y: ArrayLike,
         *,
-        X_eval=None,
+        X_eval: ArrayLike | None = None,
         num_warmup: int = DEFAULT_NUTS["num_warmup"],
         num_samples: int = DEFAULT_NUTS["num_samples"],
         num_chains: int = DEFAULT_NUTS["num_chains"],
@@ -312,7 +313,8 @@ class BNN:
         meaningless.
 
         Args:
-            X, y: training data.
+            X: training inputs.
+            y: training targets.
             X_eval: inputs whose function values the convergence diagnostics use.
             init: ``"prior"`` (chains start at prior draws) or ``"map"`` (each chain
                 at its own MAP estimate, ``init_steps`` Adam steps from a prior draw).
@@ -326,9 +328,9 @@ class BNN:
             progress_bar: one progress line per chain group on stderr.
 
         Returns:
-            A :class:`BNNPosterior` with draws ``(num_chains, num_samples // thinning,
-            ...)``; its ``convergence`` says whether the bar (split R-hat ≤ 1.01, bulk
-            ESS ≥ 400, no divergences) holds.
+            The :class:`BNNPosterior` with draws ``(num_chains, num_samples // thinning,
+                ...)``; its ``convergence`` says whether the bar (split R-hat ≤ 1.01,
+                bulk ESS ≥ 400, no divergences) holds.
         """
         X, y = self.check_data(X, y)
         X_eval = X if X_eval is None else self.check_data(X_eval)[0]
@@ -376,8 +378,8 @@ class BNN:
 
     def fit_svi(
         self,
-        X,
-        y,
+        X: ArrayLike,
+        y: ArrayLike,
         *,
         num_steps: int = 5000,
         learning_rate: float = 1e-2,
@@ -385,7 +387,7 @@ class BNN:
         init_scale: float = 0.01,
         seed: int = 0,
         progress_bar: bool = True,
-    ):
+    ) -> BNNPosterior:
         """Fit a mean-field Gaussian (AutoNormal) by maximising the ELBO with Adam.
 
         Cheaper than NUTS and known to under-estimate uncertainty (mean-field VI), most

@@ -8,10 +8,12 @@ import dataclasses
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, PRNGKeyArray
 from numpyro.infer import MCMC, NUTS, init_to_sample
 from numpyro.infer.util import initialize_model
 
@@ -77,13 +79,20 @@ def check_nuts_args(
     return chain_method
 
 
-def map_starts(model, model_args, key, num_chains: int, steps: int, lr: float = 1e-2):
+def map_starts(
+    model: Callable[..., Any],
+    model_args: tuple,
+    key: PRNGKeyArray,
+    num_chains: int,
+    steps: int,
+    lr: float = 1e-2,
+) -> tuple[dict[str, Array], Array]:
     """``num_chains`` diverse MAP estimates: Adam on the potential from independent
     prior draws (unconstrained space), all chains at once.
 
     Returns:
         ``(z, potential)``: the unconstrained starts ``{site: (chain, ...)}`` and the
-        potential energy of each.
+            potential energy of each.
     """
     import optax
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..diagnostics import (
     SamplePredictive,
@@ -14,6 +15,10 @@ from ..diagnostics import (
 )
 from ._convergence import Convergence
 from ._likelihood import log_probs
+
+if TYPE_CHECKING:
+    import arviz
+    import xarray
 
 __all__ = ["BNNPosterior"]
 
@@ -74,36 +79,36 @@ class BNNPosterior:
         """Noise standard deviation σ per draw ``(chain, draw)`` (Gaussian likelihood)."""
         return np.sqrt(self.noise())
 
-    def outputs(self, X, *, batch_size: int = 256) -> np.ndarray:
+    def outputs(self, X: ArrayLike, *, batch_size: int = 256) -> np.ndarray:
         """Network outputs ``(chain, draw, n, K)`` at inputs ``X``, one per draw."""
         out = self.bnn.outputs(self._flat(), X, batch_size=batch_size)
         return out.reshape((self.num_chains, self.num_draws) + out.shape[1:])
 
-    def latent(self, X, *, batch_size: int = 256) -> np.ndarray:
+    def latent(self, X: ArrayLike, *, batch_size: int = 256) -> np.ndarray:
         """Latent regression function draws ``(chain, draw, n)`` (Gaussian likelihood)."""
         if self.bnn.likelihood != "gaussian":
             raise ValueError("latent() is for regression; use probs() for classifiers")
         return self.outputs(X, batch_size=batch_size)[..., 0]
 
-    def probs(self, X, *, batch_size: int = 256) -> np.ndarray:
+    def probs(self, X: ArrayLike, *, batch_size: int = 256) -> np.ndarray:
         """Class probabilities per draw ``(chain, draw, n, K)`` (classification)."""
         if self.bnn.likelihood == "gaussian":
             raise ValueError("probs() is for classifiers; use predictive() for regression")
         return np.exp(log_probs(self.bnn.likelihood, self.outputs(X, batch_size=batch_size)))
 
-    def predictive(self, X, *, batch_size: int = 256):
+    def predictive(self, X: ArrayLike, *, batch_size: int = 256) -> SamplePredictive | np.ndarray:
         """The posterior predictive at ``X``.
 
         Returns:
             Regression: a :class:`~ntk_bayes.diagnostics.SamplePredictive` (latent draws
-            with their noise). Classification: mean class probabilities ``(n, K)``.
+                with their noise). Classification: mean class probabilities ``(n, K)``.
         """
         if self.bnn.likelihood == "gaussian":
             f = self.latent(X, batch_size=batch_size)
             return SamplePredictive(f.reshape(-1, f.shape[-1]), self.noise_std().reshape(-1))
         return self.probs(X, batch_size=batch_size).mean(axis=(0, 1))
 
-    def log_likelihood(self, X, y) -> np.ndarray:
+    def log_likelihood(self, X: ArrayLike, y: ArrayLike) -> np.ndarray:
         """Pointwise log p(y_i | draw) ``(chain, draw, n)``."""
         X, y_checked = self.bnn.check_data(X, y)
         out = self.outputs(X).astype(np.float64)
@@ -118,18 +123,19 @@ class BNNPosterior:
 
     def to_inference_data(
         self,
-        X_test=None,
-        y_test=None,
+        X_test: ArrayLike | None = None,
+        y_test: ArrayLike | None = None,
         *,
         include_weights: bool | None = None,
         seed: int = 0,
         attrs: dict | None = None,
-    ):
+    ) -> arviz.InferenceData | xarray.DataTree:
         """ArviZ data in the layout of :mod:`ntk_bayes.diagnostics` (y on the training
         data, y_test on the test data).
 
         Args:
-            X_test, y_test: held-out data (optional, together).
+            X_test: held-out inputs (optional, with ``y_test``).
+            y_test: held-out targets.
             include_weights: store weight draws in ``posterior``; by default only when a
                 draw has at most 20,000 numbers (wide networks would make files of GBs).
                 The noise is always stored.
