@@ -364,7 +364,7 @@ def _missing_parents(path: Path) -> list[Path]:
 
 @contextlib.contextmanager
 def atomic_output_dir(
-    out, *, force: bool = False, log: Callable[[str], None] = _stderr
+    out: str | os.PathLike[str], *, force: bool = False, log: Callable[[str], None] = _stderr
 ) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``out`` when the block succeeds.
 

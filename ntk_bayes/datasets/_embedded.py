@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from ._base import Dataset, check_fraction, finalize, split_indices
 
@@ -229,8 +231,8 @@ def load(
     test_fraction: float | None = None,
     n_max: int | None = None,
     standardize: bool = True,
-    dtype=None,
-    **options,
+    dtype: DTypeLike | None = None,
+    **options: Any,
 ) -> Dataset:
     """Load an embedded dataset as a seeded, standardised train/test split.
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import collections
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import PRNGKeyArray
 
 from ._empirical import empirical_nngp_fn, empirical_ntk_fn
 
@@ -30,19 +32,20 @@ _GETS = ("nngp", "ntk")
 def monte_carlo_kernel_fn(
     init_fn: Callable,
     apply_fn: Callable,
-    key,
+    key: PRNGKeyArray,
     n_samples: int,
     batch_size: int = 1,
     device_count: int = 0,
     store_on_device: bool = True,
-    trace_axes=(-1,),
-    diagonal_axes=(),
-    implementation=None,
-):
+    trace_axes: Sequence[int] = (-1,),
+    diagonal_axes: Sequence[int] = (),
+    implementation: Any = None,
+) -> Callable[..., Any]:
     """Returns ``kernel_fn(x1, x2=None, get=("nngp", "ntk"), with_stderr=False)``.
 
     Args:
-        init_fn, apply_fn: the finite network (e.g. ``net.init_fn, net.apply_fn``).
+        init_fn: ``init_fn(key, input_shape)`` of the finite network (e.g. ``net.init_fn``).
+        apply_fn: ``apply_fn(params, x)`` of the finite network (e.g. ``net.apply_fn``).
         key: PRNG key; sample s initialises with ``k_s = jax.random.split(key,
             n_samples)[s]`` and, when ``apply_fn`` takes an ``rng`` keyword (every stax
             network does), applies with ``rng=jax.random.fold_in(k_s, 1)``: Dropout

@@ -143,7 +143,7 @@ class ExactGP(eqx.Module):
 
         Returns:
             ``(mean, var)`` with mean ``(M,)``/``(M, K)`` like ``y`` and var of the
-            mean's shape, or ``(mean, cov)`` with cov ``(M, M)``.
+                mean's shape, or ``(mean, cov)`` with cov ``(M, M)``.
         """
         Xs = check_X(X_test, "X_test")
         if Xs.shape[1:] != self.X.shape[1:]:
