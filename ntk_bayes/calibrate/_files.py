@@ -1,5 +1,16 @@
-"""What a calibrate run writes per model: global attributes and the ArviZ layout of
-sampled models (the rendering is :mod:`._report`, the scoring :mod:`._scoring`)."""
+"""What a calibrate run writes per model: global attributes, the ArviZ layout of
+sampled models and what of it goes into the netCDF file (the rendering is
+:mod:`._report`, the scoring :mod:`._scoring`).
+
+The file holds what the report was computed from, at a bounded size
+(:func:`for_file`): at most :data:`MAX_FILE_DRAWS` draws per variable, every chain kept
+and thinned by the same stride; ``posterior`` and ``posterior_predictive`` (function
+values, hyperparameter and predictive draws: plots and R-hat/ESS, for which float32's
+seven digits exceed any Monte Carlo precision of 1000 draws) in float32;
+``log_likelihood`` (PSIS-LOO sums n pointwise terms) and ``observed_data`` (the targets)
+in float64. The scores, LOO and convergence figures of the report come from all draws
+in memory; the file's attributes say how it was thinned.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +22,13 @@ import numpy as np
 from .. import diagnostics as dg
 from ._common import MODEL_LABELS, Context, ModelResult
 
-__all__ = ["attrs_for", "result", "sampled_idata"]
+__all__ = ["attrs_for", "result", "sampled_idata", "for_file", "MAX_FILE_DRAWS", "FLOAT32_GROUPS"]
+
+#: draws per variable a calibrate netCDF file keeps, all chains together
+MAX_FILE_DRAWS = 1000
+#: groups stored in float32 (the others keep their dtype)
+FLOAT32_GROUPS = ("posterior", "posterior_predictive")
+_SAMPLE_GROUPS = ("posterior", "posterior_predictive", "log_likelihood", "sample_stats")
 
 
 def _np(a) -> np.ndarray:
@@ -72,3 +89,40 @@ def sampled_idata(f_tr, f_te, sd, ds, *, seed, attrs, sample_stats=None, log_lik
         sample_stats=sample_stats or None,
         attrs=attrs,
     )
+
+
+def for_file(idata, max_draws: int = MAX_FILE_DRAWS):
+    """A copy of ``idata`` as a calibrate run stores it (``idata`` is not changed).
+
+    Every chain is kept and thinned by the same stride ``thin = ceil(draws /
+    (max_draws // chains))`` (at least one draw per chain), so that chains x draws <=
+    ``max_draws`` whenever chains <= ``max_draws``; float64 variables of
+    :data:`FLOAT32_GROUPS` become float32. The attributes record it: ``thin``,
+    ``draws_sampled`` and ``draws_stored`` (per chain), ``max_draws``, ``float32_groups``.
+    """
+    from ..diagnostics._arviz import _get_group, _set_var
+
+    if isinstance(max_draws, bool) or not isinstance(max_draws, int) or max_draws < 1:
+        raise ValueError(f"`max_draws` must be a positive integer, got {max_draws!r}")
+    groups = {g: _get_group(idata, g) for g in _SAMPLE_GROUPS}
+    lead = next((ds.sizes for ds in groups.values() if ds is not None and "draw" in ds.sizes), None)
+    if lead is None:
+        return idata
+    chains, draws = int(lead["chain"]), int(lead["draw"])
+    thin = math.ceil(draws / max(1, max_draws // chains))
+    out = idata.isel(draw=slice(None, None, thin))  # a copy, even when thin == 1
+    for g in FLOAT32_GROUPS:
+        ds = _get_group(out, g)
+        for name, da in ({} if ds is None else ds.data_vars).items():
+            if da.dtype == np.float64:
+                out = _set_var(out, g, name, da.astype(np.float32))
+    out.attrs.update(
+        thin=thin,
+        draws_sampled=draws,
+        draws_stored=math.ceil(draws / thin),
+        max_draws=max_draws,
+        float32_groups=", ".join(FLOAT32_GROUPS),
+        storage="every chain thinned by `thin`, at most `max_draws` draws per variable; "
+        "the report's scores, LOO and R-hat/ESS used all draws",
+    )
+    return out

@@ -26,6 +26,7 @@ import numpy as np
 from .. import __version__
 from .. import diagnostics as dg
 from .._io import current_umask, escape_markdown, write_json
+from ._files import for_file
 from ._pipeline import CalibrationRun
 from ._scoring import ESS_MIN, RHAT_MAX, ConvergenceStatus, mean_se, paired, verdict
 
@@ -449,7 +450,7 @@ def write_report(run: CalibrationRun, out: str | os.PathLike, *, extra: dict | N
     summary = build_summary(run, evals, extra)
     mode = 0o666 & ~current_umask()
     for res in run.results:
-        path = dg.save_netcdf(res.idata, out / f"{res.name}.nc")
+        path = dg.save_netcdf(for_file(res.idata), out / f"{res.name}.nc")
         path.chmod(mode)  # save_netcdf's temporary file is private; results should not be
     figures = _plots(run, evals, out) if run.results else []
     write_json(out / "metrics.json", summary)

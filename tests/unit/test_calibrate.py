@@ -467,3 +467,51 @@ def test_report_escapes_every_user_string():
     assert "`a|b` [red]x[/red]" in text and "<script>" in text  # literal, in a terminal
     # metrics.json keeps the raw strings
     assert summary["dataset"]["name"] == ds.name and summary["failures"]["bnn"] == fail
+
+
+# ---- what a netCDF file holds ----------------------------------------------------------
+def test_netcdf_files_hold_thinned_float32_draws(tmp_path):
+    from ntk_bayes.calibrate._files import MAX_FILE_DRAWS, for_file
+    from ntk_bayes.diagnostics._arviz import _get_group
+
+    rng = np.random.default_rng(0)
+    chains, draws, n = 4, 600, 5
+    f = rng.normal(size=(chains, draws, n))
+    idata = dg.to_inference_data(
+        posterior={"f_test": f, "W_std": rng.lognormal(size=(chains, draws))},
+        posterior_predictive={"y": rng.normal(size=(chains, draws, n))},
+        log_likelihood={"y": rng.normal(size=(chains, draws, n))},
+        observed_data={"y": rng.normal(size=n)},
+        sample_stats={"diverging": np.zeros((chains, draws), bool)},
+        attrs={"model": "bnn"},
+    )
+    path = dg.save_netcdf(for_file(idata), tmp_path / "bnn.nc")
+    back = dg.load_netcdf(path)
+    # 1000 // 4 = 250 draws per chain at most: stride ceil(600 / 250) = 3, 200 kept
+    assert MAX_FILE_DRAWS == 1000
+    assert (back.attrs["thin"], back.attrs["draws_sampled"], back.attrs["draws_stored"]) == (
+        3, 600, 200,
+    )  # fmt: skip
+    assert back.attrs["max_draws"] == 1000 and back.attrs["model"] == "bnn"
+    assert back.attrs["float32_groups"] == "posterior, posterior_predictive"
+    post, pp = _get_group(back, "posterior"), _get_group(back, "posterior_predictive")
+    ll, obs = _get_group(back, "log_likelihood"), _get_group(back, "observed_data")
+    ss = _get_group(back, "sample_stats")
+    for ds in (post, pp, ll, ss):
+        assert dict(ds.sizes)["chain"] == 4 and dict(ds.sizes)["draw"] == 200
+    assert post["f_test"].dtype == np.float32 and post["W_std"].dtype == np.float32
+    assert pp["y"].dtype == np.float32
+    assert ll["y"].dtype == np.float64 and obs["y"].dtype == np.float64
+    np.testing.assert_array_equal(post["f_test"].values, f[:, ::3].astype(np.float32))
+    np.testing.assert_array_equal(post["draw"].values, np.arange(0, 600, 3))
+    # the run's own data are untouched (the report's figures use every draw)
+    assert _get_group(idata, "posterior")["f_test"].dtype == np.float64
+    assert dict(_get_group(idata, "posterior").sizes)["draw"] == 600
+    # within the cap nothing is thinned; one chain of 1000 fits exactly
+    one = for_file(dg.to_inference_data(posterior_predictive={"y": rng.normal(size=(1, 1000, 3))}))
+    assert (
+        one.attrs["thin"] == 1
+        and dict(_get_group(one, "posterior_predictive").sizes)["draw"] == 1000
+    )
+    with pytest.raises(ValueError, match="max_draws"):
+        for_file(idata, max_draws=0)
