@@ -76,7 +76,8 @@ def test_calibrate_writes_a_complete_report(quick_run, capsys):
         np.testing.assert_allclose(obs["y_test"].values, run.dataset.y_test, rtol=1e-6)
         assert idata.attrs["model"] == name
     report = (out / "report.md").read_text()
-    assert "| NNGP (exact GP) |" in report and "![bands](bands.png)" in report
+    # every string of the report is escaped, labels too (renders as "NNGP (exact GP)")
+    assert "| NNGP \\(exact GP\\) |" in report and "![bands](bands.png)" in report
 
 
 def test_calibrate_refuses_to_overwrite_and_force_replaces(
