@@ -53,7 +53,7 @@ def _probe_inputs(ds: Dataset, x_grid) -> np.ndarray:
 
 
 def check_kernels(
-    ds: Dataset, arch: Architecture, models: Sequence[str], x_grid=None
+    ds: Dataset, arch: Architecture, models: Sequence[str], x_grid: np.ndarray | None = None
 ) -> dict[str, float]:
     """Evaluate the kernels that ``models`` need at ``arch``'s initial W_std, b_std.
 
