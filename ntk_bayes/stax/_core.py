@@ -135,16 +135,16 @@ class Layer(eqx.Module):
     @full_precision
     def kernel_fn(
         self,
-        x1,
-        x2=None,
-        get=None,
+        x1: jax.typing.ArrayLike | Kernel,
+        x2: jax.typing.ArrayLike | None = None,
+        get: str | tuple[str, ...] | None = None,
         *,
-        memory_budget: int | None = None,
+        memory_budget: int | str | None = None,
         block_size: int | None = None,
         spatial_output: str | None = None,
-        devices=None,
-        **unused,
-    ):
+        devices: int | Sequence[jax.Device] | None = None,
+        **unused: Any,
+    ) -> Kernel | jax.Array | tuple[jax.Array, ...]:
         """Analytic NNGP/NTK kernels of this network between ``x1`` and ``x2``.
 
         Args:
