@@ -47,8 +47,17 @@ class GlobalSelfAttention(Layer):
                   + 2\, OV^2\, G_1 Σ_{12} G_2^\top
 
     (the last term: gradients of the value and output weights; the tied key weights
-    contribute nothing in the limit). Only ``linear_scaling=True`` has a closed form;
-    with ``False`` the finite network works but ``kernel_fn`` raises.
+    contribute nothing in the limit). With ``linear_scaling=False`` the logits stay
+    random; only ``attention_mechanism="IDENTITY"`` then has a closed form, with
+    ⟨A, B⟩ = Σ_{t,s} A[t, s] B[t, s] and S = (QK · OV)²:
+
+    .. math::
+
+        Σ'_{12} = S ⟨Σ_{12}, Σ_{12}⟩ Σ_{12} + σ_b^2, \qquad
+        Θ'_{12} = S \big(2 ⟨Σ_{12}, Θ_{12}⟩ Σ_{12}
+                  + ⟨Σ_{12}, Σ_{12}⟩ (Θ_{12} + 4 Σ_{12})\big) + σ_b^2
+
+    (neural-tangents 0.6.5); other mechanisms raise in ``kernel_fn``.
 
     Finite width (all weights N(0, 1)): per head h, K_h = x W_K^h, G_h = φ(QK · K_h
     K_hᵀ / (C_in n_chan_key)) (queries = keys when ``linear_scaling``, else x W_Q^h and
@@ -170,10 +179,12 @@ class GlobalSelfAttention(Layer):
         )
 
     def _token_kernel(self, k):
-        if not self.linear_scaling:
+        if not self.linear_scaling and self.attention_mechanism != "IDENTITY":
             raise NotImplementedError(
-                "GlobalSelfAttention(linear_scaling=False) has no closed-form kernel (its "
-                "logits stay random in the limit); use linear_scaling=True for kernel_fn, or "
+                f"GlobalSelfAttention(linear_scaling=False, attention_mechanism="
+                f"{self.attention_mechanism!r}) has no closed-form kernel (its logits stay "
+                "random in the limit; neural-tangents has none either); use "
+                "linear_scaling=True or attention_mechanism='IDENTITY' for kernel_fn, or "
                 "estimate the kernel with ntk_bayes.monte_carlo_kernel_fn"
             )
         if k.diagonal_spatial and k.shape1[1] > 1:
@@ -181,6 +192,8 @@ class GlobalSelfAttention(Layer):
                 "GlobalSelfAttention needs cross-token covariances (the full spatial layout)"
             )
         self.output_shape(k.shape1)
+        if not self.linear_scaling:
+            return self._sqrt_scaling_kernel(k)
         qk = self.W_query_std * self.W_key_std
         ov2 = (self.W_out_std * self.W_value_std) ** 2
         b2 = 0.0 if self.b_std is None else self.b_std**2
@@ -200,6 +213,32 @@ class GlobalSelfAttention(Layer):
             ntk=ntk,
             cov1=own(g1, k.cov1),
             cov2=own(g2, k.cov2),
+            shape1=self.output_shape(k.shape1),
+            shape2=self.output_shape(k.shape2),
+            is_gaussian=True,
+            independent=True,
+            is_input=False,
+        )
+
+    def _sqrt_scaling_kernel(self, k):
+        """``linear_scaling=False`` with identity attention: the logits stay Gaussian, the
+        output is a sum of products of Gaussians, and its second moments close over
+        ⟨A, B⟩ = Σ_{t,s} A[t, s] B[t, s] (neural-tangents 0.6.5's formula)."""
+        std2 = (self.W_query_std * self.W_key_std * self.W_out_std * self.W_value_std) ** 2
+        b2 = 0.0 if self.b_std is None else self.b_std**2
+
+        def dot(a, b):
+            return jnp.sum(a * b, axis=(-2, -1), keepdims=True)
+
+        s12 = dot(k.nngp, k.nngp)
+        ntk = None
+        if k.ntk is not None:
+            ntk = std2 * (2 * dot(k.nngp, k.ntk) * k.nngp + s12 * (k.ntk + 4 * k.nngp)) + b2
+        return k.replace(
+            nngp=std2 * s12 * k.nngp + b2,
+            ntk=ntk,
+            cov1=std2 * dot(k.cov1, k.cov1) * k.cov1 + b2,
+            cov2=std2 * dot(k.cov2, k.cov2) * k.cov2 + b2,
             shape1=self.output_shape(k.shape1),
             shape2=self.output_shape(k.shape2),
             is_gaussian=True,

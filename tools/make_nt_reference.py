@@ -1,0 +1,133 @@
+"""Neural-tangents 0.6.5 kernels of the random architectures in ``random_architectures``.
+
+Run once, in an environment of its own (neural-tangents pins an old jax)::
+
+    python3.11 -m venv /tmp/ntvenv
+    /tmp/ntvenv/bin/pip install neural-tangents==0.6.5 "jax[cpu]==0.4.23" \\
+        "jaxlib==0.4.23" "numpy<2" "scipy<1.13"
+    /tmp/ntvenv/bin/python tools/make_nt_reference.py [workers [n_cases]]
+
+(about 30 min with 2 workers on two cores; finished cases are kept in a temporary
+folder, so an interrupted run resumes where it stopped).
+
+It writes ``tests/data/nt_random_arch.npz`` (per case ``{i}/x1``, ``{i}/x2`` and the
+float64 ``{i}/nngp``, ``{i}/ntk`` of x1 with itself, ``{i}/nngp12``, ``{i}/ntk12`` of x1
+against x2, ``{i}/nngp_self``, ``{i}/ntk_self`` of each of the first ``SELF_PAIRS``
+points of x1 alone) and
+``tests/data/nt_random_arch.json`` (the specs, seed, versions, date).
+
+Self-pairs come from one-point calls because neural-tangents' self-pairs in a batch
+are only as exact as round-off allows: it recovers the angle between a point and itself
+from ``q1 q2 - Σ12²``, which is one ulp off when Σ12 and q are summed in different
+orders, and the square root (in ReLU-like NTK factors, Sign, attention weights) turns
+that ulp into ~1e-9. Its value for a point then depends on which other points share
+the batch (case 23: 1.3e-9 between x1[1] in the batch and x1[1] alone). Alone, Σ12 and
+q come out identical. ``json["self_pair_batch_error"]`` records the batch error per case.
+
+Inputs are multiples of 1/8 in [-2, 2], so every inner product x·x' is exact in float64
+and both libraries start from the same Gram matrix to the last bit.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import pathlib
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import random_architectures as ra  # noqa: E402
+
+OUT = pathlib.Path(__file__).parent.parent / "tests" / "data"
+SELF_PAIRS = 3  # points of x1 whose self-pair is also computed alone
+CACHE = pathlib.Path(tempfile.gettempdir()) / "nt_random_arch_cache"
+
+
+def inputs(case: dict, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([seed, case["id"]])
+    x1, x2 = (np.round(rng.normal(size=s) * 8).clip(-16, 16) / 8 for s in ra.input_shapes(case))
+    return x1, x2
+
+
+def _init_worker() -> None:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+
+def reference_case(i: int) -> tuple[dict, dict]:
+    """neural-tangents' kernels of case ``i``: (case spec with notes, arrays)."""
+    from neural_tangents import stax
+
+    case = ra.make_case(i)
+    x1, x2 = inputs(case, ra.SEED)
+    _, _, kernel_fn = ra.build(stax, case["net"])
+    # One call on x1 and x2 together gives both blocks (neural-tangents is eager here and
+    # its time is per call, not per point).
+    k = kernel_fn(np.concatenate([x1, x2]), None, ("nngp", "ntk"))
+    n1 = len(x1)
+    out = {"x1": x1, "x2": x2}
+    for name in ("nngp", "ntk"):
+        out[name], out[name + "12"] = getattr(k, name)[:n1, :n1], getattr(k, name)[:n1, n1:]
+    # Eager, one point at a time: under jit or vmap XLA may fuse the Σ12 and q paths
+    # differently and the self-pair is one ulp off again (seen on case 23).
+    alone = [kernel_fn(x1[j : j + 1], None, ("nngp", "ntk")) for j in range(SELF_PAIRS)]
+    out["nngp_self"] = np.array([float(k.nngp[0, 0]) for k in alone])
+    out["ntk_self"] = np.array([float(k.ntk[0, 0]) for k in alone])
+    out = {name: np.asarray(a, dtype=np.float64) for name, a in out.items()}
+    for name, a in out.items():
+        if not np.all(np.isfinite(a)):
+            raise RuntimeError(f"case {i}: neural-tangents gave non-finite {name}: {case}")
+    case["self_pair_batch_error"] = {
+        n: float(
+            np.max(np.abs(np.diag(out[n])[:SELF_PAIRS] - out[n + "_self"])) / np.max(np.abs(out[n]))
+        )
+        for n in ("nngp", "ntk")
+    }
+    print(i, case["family"], flush=True)
+    return case, {f"{i}/{name}": a for name, a in out.items()}
+
+
+def cached_case(i: int) -> tuple[dict, dict]:
+    """:func:`reference_case`, kept in ``CACHE`` so that an interrupted run resumes."""
+    path = CACHE / f"{ra.SEED}-{i}.npz"
+    if not path.exists():
+        case, arrays = reference_case(i)
+        np.savez(path, case=json.dumps(case), **{k.replace("/", "|"): v for k, v in arrays.items()})
+    with np.load(path) as f:
+        return json.loads(str(f["case"])), {k.replace("|", "/"): f[k] for k in f if k != "case"}
+
+
+def main(workers: int = 2, n_cases: int = ra.CASES) -> None:
+    import multiprocessing
+
+    import jax
+    import neural_tangents as nt
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with multiprocessing.get_context("spawn").Pool(workers, _init_worker) as pool:
+        results = pool.map(cached_case, range(n_cases), chunksize=1)
+    arrays, cases = {}, []
+    for case, a in results:
+        cases.append(case)
+        arrays |= a
+    OUT.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(OUT / "nt_random_arch.npz", **arrays)
+    meta = {
+        "seed": ra.SEED,
+        "stat_cases": ra.STAT_CASES,
+        "neural_tangents": nt.__version__,
+        "jax": jax.__version__,
+        "numpy": np.__version__,
+        "date": datetime.date.today().isoformat(),
+        "made_by": "tools/make_nt_reference.py",
+        "cases": cases,
+    }
+    (OUT / "nt_random_arch.json").write_text(json.dumps(meta, indent=None) + "\n")
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:3]))
