@@ -9,14 +9,15 @@
 # Compiled XLA programs are kept in $NTK_BAYES_JAX_CACHE (default .venv/jax-cache), so a
 # second run skips most compilation; delete the folder to measure a cold run.
 source "$(dirname "$0")/_venv.sh"
-TIERS=(tests/unit tests/stat tests/e2e)
+# e2e first: its long subprocess tests start at once instead of ending the run alone
+TIERS=(tests/e2e tests/stat tests/unit)
 MARK="not slow"
 ARGS=()
 for a in "$@"; do
     case "$a" in
         --fast) TIERS=(tests/unit) ;;
-        --slow) TIERS=(tests); MARK="" ;;
-        --only-slow) TIERS=(tests); MARK="slow" ;;
+        --slow) TIERS=(tests/e2e tests/slow tests/stat tests/unit); MARK="" ;;
+        --only-slow) TIERS=(tests/slow tests/e2e tests/stat tests/unit); MARK="slow" ;;
         *) ARGS+=("$a") ;;
     esac
 done
@@ -25,4 +26,4 @@ export NTK_BAYES_JAX_CACHE="${NTK_BAYES_JAX_CACHE:-$VENV/jax-cache}"
 "$VENV/bin/ruff" format --check --quiet ntk_bayes tests examples benchmarks || {
     echo "ruff format would change the files above: run .venv/bin/ruff format" >&2; exit 1; }
 echo "== pytest ${TIERS[*]} ${MARK:+(-m \"$MARK\")}"
-"$PY" -m pytest -q -p no:cacheprovider -n 2 --durations=15 ${MARK:+-m "$MARK"} "${TIERS[@]}" "${ARGS[@]}"
+"$PY" -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=15 ${MARK:+-m "$MARK"} "${TIERS[@]}" "${ARGS[@]}"

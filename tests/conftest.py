@@ -27,6 +27,22 @@ def pytest_collection_modifyitems(items):
         tier = item.path.parent.name
         if tier in TIERS:
             item.add_marker(getattr(pytest.mark, tier))
+        if _has_own_module_fixture(item):  # one worker builds it once (--dist loadgroup)
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def _has_own_module_fixture(item):
+    """Whether the test uses a module-scoped fixture defined in its own module: under
+    pytest-xdist each worker that gets one of the module's tests would build it again."""
+    info = getattr(item, "_fixtureinfo", None)
+    module = getattr(item, "module", None)
+    if info is None or module is None:
+        return False
+    for name in item.fixturenames:
+        defs = info.name2fixturedefs.get(name) or ()
+        if defs and defs[-1].scope == "module" and defs[-1].func.__module__ == module.__name__:
+            return True
+    return False
 
 
 @pytest.fixture(params=["float32", "float64"])
@@ -111,3 +127,7 @@ def pytest_configure(config):
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+        # subprocesses (CLI runs, examples, forced-device scripts) read the same cache
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = cache
+        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+        os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"

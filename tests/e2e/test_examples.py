@@ -26,11 +26,6 @@ THEORY_FIGURES = {
 def run_example(name, cwd, *args):
     """Run ``examples/<name>.py --quick *args`` in ``cwd``; return its stdout."""
     env = dict(os.environ, MPLBACKEND="Agg")
-    cache = os.environ.get("NTK_BAYES_JAX_CACHE")
-    if cache:  # the session's compiled programs, as tests/conftest.py sets them up
-        env["JAX_COMPILATION_CACHE_DIR"] = cache
-        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-        env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py"), "--quick", *args],
         cwd=cwd,

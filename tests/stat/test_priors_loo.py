@@ -98,7 +98,9 @@ def test_from_numpyro_batched_masked_site_counts_real_points():
         nets = jax.vmap(lambda wc: relu_net(w=wc, depth=1))(w)
         numpyro.sample("y", nb.GaussianProcess(nets, X, noise=NOISE, point_mask=mask), obs=y)
 
-    mcmc = MCMC(NUTS(grouped), num_warmup=50, num_samples=50, num_chains=1, progress_bar=False)
+    # shapes and masking only: shallow trees keep the group funnel from costing minutes
+    kernel = NUTS(grouped, max_tree_depth=4)
+    mcmc = MCMC(kernel, num_warmup=50, num_samples=50, num_chains=1, progress_bar=False)
     mcmc.run(jax.random.PRNGKey(1), Xp, mask, y=yp)
     idata = nb.diagnostics.from_numpyro(mcmc)
     assert idata["log_likelihood"]["y"].shape == (1, 50, 9)
