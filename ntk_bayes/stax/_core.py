@@ -153,7 +153,8 @@ class Layer(eqx.Module):
             get: ``None`` (the whole :class:`Kernel` state), one of
                 ``"nngp"``, ``"ntk"``, ``"cov1"``, ``"cov2"`` (an array), or a tuple
                 of them (a namedtuple with those fields), as in neural-tangents.
-            memory_budget: bytes the computation may use at once; tiles of the
+            memory_budget: bytes the computation may use at once (an int, or a string
+                such as ``"1GB"`` or ``"512MiB"``); tiles of the
                 ``n1 x n2`` problem are sized to fit. Default: a fraction of free memory.
             block_size: force tiles of at most this many rows/columns.
             spatial_output: what to return when the network's output keeps spatial

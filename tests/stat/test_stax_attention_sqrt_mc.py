@@ -2,14 +2,10 @@
 Monte Carlo estimates of its finite twin (issue 15; neural-tangents' values are checked
 in tests/stat/test_differential_nt.py)."""
 
-import jax
-import numpy as np
+from _mc import mc_z_scores
 from _nets import tokens
 
-import ntk_bayes as nb
 from ntk_bayes import stax
-
-KEY = jax.random.PRNGKey(0)
 
 
 def test_sqrt_scaled_identity_attention_matches_monte_carlo():
@@ -33,13 +29,8 @@ def test_sqrt_scaled_identity_attention_matches_monte_carlo():
         ),
         stax.GlobalAvgPool(),
     )
-    x1, x2 = tokens(3), tokens(2, seed=1)
-    k = net.kernel_fn(x1, x2, ("nngp", "ntk"))
-    mc = nb.monte_carlo_kernel_fn(net.init_fn, net.apply_fn, KEY, 64, batch_size=16)
-    mean, se = mc(x1, x2, ("nngp", "ntk"), with_stderr=True)
+    z, k, mean, _ = mc_z_scores(net, tokens(3), tokens(2, seed=1))
     for name in ("nngp", "ntk"):
-        a, m, s = (np.asarray(getattr(o, name), np.float64) for o in (k, mean, se))
-        z = np.abs(m - a) / np.maximum(s, 1e-6 * np.abs(a).max())
         # 12 z-scores of 64-sample means; were they t(63), P(max > 4.5) < 12 * 3e-5 < 1e-3
         # (products of Gaussians have heavier tails: measured SE 21% of the NNGP, 4% NTK).
-        assert z.max() < 4.5, (name, z.max(), a, m)
+        assert z[name].max() < 4.5, (name, z[name].max(), getattr(k, name), getattr(mean, name))
