@@ -22,6 +22,7 @@ for a in "$@"; do
     esac
 done
 export NTK_BAYES_JAX_CACHE="${NTK_BAYES_JAX_CACHE:-$VENV/jax-cache}"
+mkdir -p "$NTK_BAYES_JAX_CACHE"
 "$VENV/bin/ruff" check ntk_bayes tests examples benchmarks
 "$VENV/bin/ruff" format --check --quiet ntk_bayes tests examples benchmarks || {
     echo "ruff format would change the files above: run .venv/bin/ruff format" >&2; exit 1; }
