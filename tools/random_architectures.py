@@ -16,7 +16,8 @@ Left out, and why:
 - ``Sign`` outside fully connected networks: neural-tangents 0.6.5 sets every
   same-point, cross-position covariance after ``Sign`` to 1 (ntk_bayes is right there;
   ``tests/stat/test_stax_exact_mc.py`` shows it against Monte Carlo). Fully connected
-  networks have no positions, so there both are exact.
+  networks have no positions, so there both agree, except on self-pairs after chained
+  Signs, where neural-tangents' round-off grows to percents (case 288).
 - ``Dropout`` (stochastic), ``ElementwiseNumerical`` (quadrature, not a closed form),
   ``Hermite``, ``Polynomial`` and the other neural-tangents layers ntk_bayes lacks.
 - ``GlobalSelfAttention(linear_scaling=False)`` with other mechanisms than
