@@ -23,8 +23,8 @@ for a in "$@"; do
 done
 export NTK_BAYES_JAX_CACHE="${NTK_BAYES_JAX_CACHE:-$VENV/jax-cache}"
 mkdir -p "$NTK_BAYES_JAX_CACHE"
-"$VENV/bin/ruff" check ntk_bayes tests examples benchmarks
-"$VENV/bin/ruff" format --check --quiet ntk_bayes tests examples benchmarks || {
+"$VENV/bin/ruff" check ntk_bayes tests examples benchmarks tools
+"$VENV/bin/ruff" format --check --quiet ntk_bayes tests examples benchmarks tools || {
     echo "ruff format would change the files above: run .venv/bin/ruff format" >&2; exit 1; }
 echo "== pytest ${TIERS[*]} ${MARK:+(-m \"$MARK\")}"
 "$PY" -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=15 ${MARK:+-m "$MARK"} "${TIERS[@]}" "${ARGS[@]}"
