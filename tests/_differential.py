@@ -6,12 +6,12 @@ stored in ``tests/data/nt_random_arch.{json,npz}``.
 """
 
 import functools
-import importlib.util
 import json
 import pathlib
 
 import numpy as np
 import pytest
+from _examples import load_script
 from conftest import enable_x64
 
 from ntk_bayes import stax
@@ -27,12 +27,7 @@ RTOL = 1e-10
 @functools.cache
 def architectures():
     """``tools/random_architectures.py`` as a module (``tools`` is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "random_architectures", ROOT / "tools" / "random_architectures.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "tools" / "random_architectures.py")
 
 
 @functools.cache

@@ -8,7 +8,6 @@ is generated in pytest's temporary directory by the benchmark's own writer and m
 by its own wrapper (``benchmarks/bench_big_csv.py``).
 """
 
-import importlib.util
 import json
 import os
 import resource
@@ -16,18 +15,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from _examples import load_script
 
 _ROOT = Path(__file__).resolve().parents[2]
 _CAP = 6 << 30  # 6 GiB of address space
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_big_csv", _ROOT / "benchmarks" / "bench_big_csv.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(_ROOT / "benchmarks" / "bench_big_csv.py")
 
 
 def _capped():
