@@ -444,9 +444,11 @@ def from_numpyro(
     from numpyro import handlers
 
     from ..priors import GaussianProcess, loo_log_likelihood
+    from ..priors._predict import one_device_mcmc
 
     if not hasattr(mcmc, "get_samples") or not hasattr(mcmc, "sampler"):
         raise TypeError(f"`mcmc` must be a numpyro MCMC object, got {type(mcmc).__name__}")
+    mcmc = one_device_mcmc(mcmc)  # parallel chains: draws sharded over devices
     model = mcmc.sampler.model
     args, kw = getattr(mcmc, "_args", ()), getattr(mcmc, "_kwargs", {})
     first = jax.tree_util.tree_map(lambda x: x[0], mcmc.get_samples())

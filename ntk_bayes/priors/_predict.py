@@ -29,10 +29,48 @@ __all__ = ["posterior_predictive", "loo_log_likelihood"]
 def _draws(samples):
     """Samples dict with leading (chain, draw) axes; MCMC objects and flat dicts accepted."""
     if hasattr(samples, "get_samples"):
-        return samples.get_samples(group_by_chain=True), True
+        return _one_device(samples.get_samples(group_by_chain=True)), True
     if not isinstance(samples, dict) or not samples:
         raise TypeError("`samples` must be an MCMC object or a non-empty dict of arrays")
     return {k: jnp.asarray(v) for k, v in samples.items()}, False
+
+
+def _one_device(tree):
+    """Draws sharded over several devices, as uncommitted arrays on the default device.
+
+    ``chain_method="parallel"`` leaves every draw array sharded over the chains' devices.
+    Replaying the model on them op by op makes each operation a multi-device program;
+    with forced host CPU devices on a busy machine such a program was seen to stall
+    for good (CI, jax 0.10). The draws are small (hyperparameters): one copy through
+    the host makes them ordinary arrays that follow the computation.
+    """
+
+    def gather(x):
+        if isinstance(x, jax.Array) and len(x.sharding.device_set) > 1:
+            return jnp.asarray(jax.device_get(x))
+        return x
+
+    return jax.tree_util.tree_map(gather, tree)
+
+
+def one_device_mcmc(mcmc):
+    """``mcmc`` itself, or a shallow copy whose stored states are gathered by
+    :func:`_one_device` when they are sharded over several devices (parallel chains), so
+    that ArviZ's conversion (which replays the model for log-likelihoods) and ours run
+    single-device programs. Relies on NumPyro's ``MCMC._states``; any other object is
+    returned as is."""
+    import copy
+
+    states = getattr(mcmc, "_states", None)
+    if not isinstance(states, dict) or not hasattr(mcmc, "_states_flat"):
+        return mcmc
+    gathered = _one_device(states)
+    old, new = jax.tree_util.tree_leaves(states), jax.tree_util.tree_leaves(gathered)
+    if all(a is b for a, b in zip(old, new, strict=True)):
+        return mcmc
+    view = copy.copy(mcmc)
+    view._states, view._states_flat = gathered, None
+    return view
 
 
 def _as_key(key):

@@ -370,6 +370,15 @@ def tiled_kernel(
     if x2 is None:
         x2 = x1
     mesh = _devices.tile_mesh(devices)
+    if mesh is not None and devices is None and (
+        _committed_elsewhere((net, x1, x2), mesh)
+        or _one_tile(net, block_fn, opts, x1, x2, names, memory_budget, block_size, symmetric)
+    ):
+        # All local devices by default, but inputs committed to other devices decide
+        # where the work runs (as in JAX), and a kernel that is one tile on one device
+        # gains nothing from them: splitting it only adds multi-device dispatch and
+        # transfers (and, on forced host CPU devices, threads competing for the cores).
+        mesh = None
     n_dev = 1 if mesh is None else mesh.size
 
     def per_pair_bytes(a, b, wanted):
@@ -406,6 +415,40 @@ def tiled_kernel(
         b1, b2 = _balanced(b1, n1), _balanced(b2, n2)
         out.update(_run(net, x1, x2, pair, b1, b2, block_fn, opts, symmetric, mesh, same))
     return out
+
+
+def _committed_elsewhere(tree, mesh):
+    """Whether a concrete input is committed to devices other than the mesh's."""
+    devs = set(mesh.devices.flat)
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer):
+            if leaf.committed and leaf.sharding.device_set != devs:
+                return True
+    return False
+
+
+def _one_tile(net, block_fn, opts, x1, x2, names, memory_budget, block_size, symmetric):
+    """Whether every requested output is a single tile on a single device."""
+    for name, x in (("cov1", x1), ("cov2", x2)):
+        if name in names:
+            nbytes = _probe(net, block_fn, opts, x[:1], x[:1], ("cov1",))[0]
+            if plan_tiles(x.shape[0], 1, nbytes, memory_budget, block_size)[0] < x.shape[0]:
+                return False
+    pair = tuple(n for n in names if n not in ("cov1", "cov2"))
+    if pair:
+        nbytes = _probe(net, block_fn, opts, x1[:1], x2[:1], pair)[0]
+        b1, b2 = plan_tiles(
+            x1.shape[0],
+            x2.shape[0],
+            nbytes,
+            memory_budget,
+            block_size,
+            square=symmetric,
+            max_pairs=_speed_cap(nbytes, None),
+        )
+        if b1 < x1.shape[0] or b2 < x2.shape[0]:
+            return False
+    return True
 
 
 def _balanced(b, n):

@@ -166,7 +166,9 @@ class Layer(eqx.Module):
                 ``"diagonal"`` for pointwise networks.
             devices: where the tiles run: ``None`` (all local devices of the default
                 backend), an int (the first that many), or a sequence of devices.
-                Tiles are split evenly across them with ``jax.shard_map``.
+                Tiles are split evenly across them with ``jax.shard_map``. With
+                ``None``, a kernel that is a single tile runs on the default device
+                alone; an explicit value always spreads the tiles.
 
         Returns:
             Arrays of shape ``(n1, n2)`` (plus spatial axes if not read out).

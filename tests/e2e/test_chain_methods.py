@@ -7,9 +7,9 @@ inside pmap). The flag must be set before JAX starts, hence the subprocess.
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
+
+from _examples import run_python
 
 SCRIPT = textwrap.dedent(
     """
@@ -62,9 +62,7 @@ SCRIPT = textwrap.dedent(
 def test_parallel_vectorized_and_sequential_chains_with_gp_sites():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
     env["JAX_PLATFORMS"] = "cpu"
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=1200
-    )
+    proc = run_python(["-c", SCRIPT], env=env, timeout=900)  # ~150 s idle, 2 cores
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT"))
     out = json.loads(line[len("RESULT") :])

@@ -7,24 +7,17 @@ radon.py (85-county hierarchy as one batched GP; --quick keeps 12 counties).
 
 import os
 import re
-import subprocess
-import sys
 
 import pytest
-from _examples import EXAMPLES
+from _examples import EXAMPLES, run_python
 
 NUMBER = r"[-+]?\d+\.?\d*"
 
 
 def _run(name, *args):
     env = dict(os.environ, MPLBACKEND="Agg", JAX_PLATFORMS="cpu")
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / f"{name}.py"), "--quick", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    # Each runs in 10-100 s on an idle 2-core VM; 300 s is a hang (stacks are printed).
+    proc = run_python([EXAMPLES / f"{name}.py", "--quick", *args], env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 

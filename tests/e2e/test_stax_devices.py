@@ -26,6 +26,20 @@ SCRIPT = textwrap.dedent(
 
     assert len(jax.local_devices()) == 4, jax.local_devices()
     assert _devices.tile_mesh(None).size == 4 and _devices.tile_mesh(1) is None
+    # By default a one-tile kernel stays on one device; an explicit count spreads it.
+    from ntk_bayes.stax import _batching
+    meshes, run = [], _batching._run
+    _batching._run = lambda *a, **k: meshes.append(a[9]) or run(*a, **k)
+    small = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
+    small.kernel_fn(np.ones((25, 3)), None, "nngp")
+    small.kernel_fn(np.ones((25, 3)), None, "nngp", devices=4)
+    assert meshes[0] is None and meshes[1].size == 4, meshes
+    # Inputs committed to one device keep the work there (JAX refuses a mesh beside them).
+    xc = jax.device_put(np.linspace(-1, 1, 90).reshape(30, 3), jax.devices()[0])
+    on_0 = small.kernel_fn(xc, None, "nngp", block_size=10)
+    assert meshes[2] is None, meshes
+    assert np.array_equal(on_0, small.kernel_fn(np.asarray(xc), None, "nngp", block_size=10))
+    _batching._run = run
     conv = lambda: stax.Conv(16, (3, 3), padding="SAME", W_std=1.3, b_std=0.1)
     nets = {
         "cnn_gap": stax.serial(conv(), stax.Relu(), conv(), stax.Relu(), stax.GlobalAvgPool(),
