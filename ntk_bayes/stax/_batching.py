@@ -370,15 +370,14 @@ def tiled_kernel(
     if x2 is None:
         x2 = x1
     mesh = _devices.tile_mesh(devices)
-    if mesh is not None and devices is None and (
-        _committed_elsewhere((net, x1, x2), mesh)
-        or _one_tile(net, block_fn, opts, x1, x2, names, memory_budget, block_size, symmetric)
-    ):
+    if mesh is not None and devices is None:
         # All local devices by default, but inputs committed to other devices decide
         # where the work runs (as in JAX), and a kernel that is one tile on one device
         # gains nothing from them: splitting it only adds multi-device dispatch and
         # transfers (and, on forced host CPU devices, threads competing for the cores).
-        mesh = None
+        one = _one_tile(net, block_fn, opts, x1, x2, names, memory_budget, block_size, symmetric)
+        if one or _committed_elsewhere((net, x1, x2), mesh):
+            mesh = None
     n_dev = 1 if mesh is None else mesh.size
 
     def per_pair_bytes(a, b, wanted):
