@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike
     from numpyro.infer import MCMC
 
+    from ..priors import Replicates
+
 __all__ = [
     "ARVIZ_1",
     "to_inference_data",
@@ -415,7 +417,11 @@ def from_class_probs(
 
 
 def from_numpyro(
-    mcmc: MCMC, *, gp_sites: list[str] | tuple[str, ...] | None = None, **kwargs: Any
+    mcmc: MCMC,
+    *,
+    gp_sites: list[str] | tuple[str, ...] | None = None,
+    replicates: Mapping[str, Replicates] | None = None,
+    **kwargs: Any,
 ) -> az.InferenceData | xarray.DataTree:
     """``az.from_numpyro(mcmc)`` with N pointwise terms for every GaussianProcess site.
 
@@ -432,6 +438,11 @@ def from_numpyro(
             taken from it).
         gp_sites: names of the GP sites to convert (default: every observed
             :class:`~ntk_bayes.GaussianProcess` site).
+        replicates: ``{site: rep}`` for GP sites that observe collapsed replicates
+            (:func:`~ntk_bayes.priors.collapse_replicates`): their points are then the N
+            original observations (``rep.y``, dimension ``{site}_observation``), and the
+            ``numpyro.factor`` sites (the replicates' constant, not data) are left out
+            of ``log_likelihood``.
         **kwargs: passed to ``az.from_numpyro`` (``coords``, ``dims``, ...).
 
     Returns:
@@ -440,6 +451,7 @@ def from_numpyro(
             flattened real points, dimension ``{site}_point``.
     """
     import jax
+    import numpyro.distributions as dist
     import xarray as xr
     from numpyro import handlers
 
@@ -471,7 +483,34 @@ def from_numpyro(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         idata = az.from_numpyro(mcmc, **kwargs)
+    replicates = dict(replicates or {})
+    for name in replicates:
+        if name not in found:
+            raise ValueError(
+                f"`replicates` names {name!r}, not an observed GaussianProcess site; "
+                f"GP sites: {sorted(found)}"
+            )
+    if replicates:
+        factors = [k for k, s in tr.items() if isinstance(s.get("fn"), dist.Unit)]
+        ll_group = _get_group(idata, "log_likelihood")
+        for k in factors:
+            if ll_group is not None and k in ll_group:
+                idata = _drop_var(idata, "log_likelihood", k)
     for name in sites:
+        if name in replicates:
+            rep = replicates[name]
+            ll = loo_log_likelihood(model, mcmc, *args, site=name, replicates=rep, **kw)
+            dims = [f"{name}_observation"]
+            idata = _set_var(
+                idata,
+                "log_likelihood",
+                name,
+                xr.DataArray(np.asarray(ll, np.float64), dims=["chain", "draw"] + dims),
+            )
+            idata = _set_var(
+                idata, "observed_data", name, xr.DataArray(np.asarray(rep.y), dims=dims)
+            )
+            continue
         ll = np.asarray(loo_log_likelihood(model, mcmc, *args, site=name, **kw), np.float64)
         y = np.asarray(found[name]["value"])
         mask = found[name]["fn"].point_mask
@@ -510,6 +549,17 @@ def _get_group(idata, group):
     if ARVIZ_1:
         return idata[group].to_dataset() if group in idata.children else None
     return getattr(idata, group, None)
+
+
+def _drop_var(idata, group, name):
+    ds = _get_group(idata, group).drop_vars(name)
+    if ARVIZ_1:
+        import xarray as xr
+
+        idata[group] = xr.DataTree(ds)
+    else:
+        setattr(idata, group, ds)
+    return idata
 
 
 def _set_var(idata, group, name, da):

@@ -101,8 +101,8 @@ def loo(idata, var_name: str = "y") -> dict:
     """PSIS-LOO on the training data, as a version-independent dict.
 
     Returns:
-        ``{"elpd", "se", "p", "max_pareto_k", "n_bad_k", "warning"}`` with bad meaning
-            Pareto k > 0.7.
+        ``{"elpd", "se", "p", "n_points", "max_pareto_k", "n_bad_k", "warning"}`` with
+            bad meaning Pareto k > 0.7 and ``n_points`` the pointwise terms summed.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ArviZ warns on high Pareto k; we report it
@@ -116,6 +116,7 @@ def loo(idata, var_name: str = "y") -> dict:
         "elpd": float(elpd),
         "se": float(se),
         "p": float(p),
+        "n_points": int(k.size),
         "max_pareto_k": float(np.max(k)),
         "n_bad_k": int(np.sum(k > 0.7)),
         "warning": bool(np.any(k > 0.7)),

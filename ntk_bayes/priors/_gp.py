@@ -379,7 +379,10 @@ class GaussianProcess(_MVNBase):
         if self.point_mask is not None:
             k = k * self.point_mask[..., :, None]
         alpha = self._alpha(y)
-        ms = self.mean_fn(Xs) if self.mean_fn is not None else self.mean_value[..., :1]
+        if self.mean_fn is not None:
+            ms = self.mean_fn(Xs)
+        else:  # a vector mean is known at X only (X_test=None); a constant anywhere
+            ms = self.mean_value if X_test is None else self.mean_value[..., :1]
         ms = jnp.broadcast_to(jnp.asarray(ms, Xs.dtype), Xs.shape[: lead + 1])
         kss = kss.astype(self.scale_tril.dtype)
         if self.groups is None:

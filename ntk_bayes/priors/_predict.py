@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from numpyro import handlers
 
 from ._gp import GaussianProcess
+from ._replicates import Replicates
 
 if TYPE_CHECKING:
     from jaxtyping import Array, ArrayLike, PRNGKeyArray
@@ -103,6 +105,18 @@ def _gp_site(model, sample, args, kwargs, site):
     return node["fn"], node["value"]
 
 
+def _replicate_loo(gp, y_mean, rep):
+    if gp.noise is None or jnp.shape(gp.noise) != rep.counts.shape:
+        raise ValueError(
+            "with `replicates` the GP site must observe rep.y_mean with noise=rep.noise(s2) "
+            f"(one variance per unique input, shape {rep.counts.shape}); the site's noise has "
+            f"shape {jnp.shape(gp.noise)}"
+        )
+    post = gp.condition(y_mean, diag=True)
+    noise = gp.noise * np.maximum(rep.counts, 1)  # σ² back from σ²/n_j
+    return rep.loo_log_likelihood(post.mean, post.variance, noise)
+
+
 def _map_draws(fn, draws, grouped):
     if grouped:
         return jax.vmap(jax.vmap(fn))(draws)
@@ -155,18 +169,23 @@ def loo_log_likelihood(
     samples: MCMC | Mapping[str, ArrayLike],
     *args: Any,
     site: str = "y",
+    replicates: Replicates | None = None,
     **kwargs: Any,
 ) -> Array:
     """Exact leave-one-out log densities log p(y_i | y_-i, θ) per draw and point.
 
     Returns ``(chain, draw, N)`` (or ``(chain, draw, K, N)`` with K output columns):
     the ``log_likelihood`` group that ``az.loo`` and ``az.loo_pit`` need to see N
-    points (Rasmussen & Williams 2006, eq. 5.12).
+    points (Rasmussen & Williams 2006, eq. 5.12). With ``replicates`` (the site observes
+    ``rep.y_mean`` with ``noise=rep.noise(σ²)``, see :func:`collapse_replicates`) the N
+    points are the original observations, ``(chain, draw, N)``.
     """
     draws, grouped = _draws(samples)
 
     def one(d):
         gp, y = _gp_site(model, d, args, kwargs, site)
-        return gp.loo_log_likelihood(y)
+        if replicates is None:
+            return gp.loo_log_likelihood(y)
+        return _replicate_loo(gp, y, replicates)
 
     return _map_draws(one, draws, grouped)

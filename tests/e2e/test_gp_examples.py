@@ -42,6 +42,6 @@ def test_latent_gp_examples(likelihood):
 
 def test_radon_quick():
     out = _run("radon", "--chains", "2")
-    m = re.search(r"NUTS: 2 chains \(vectorized\), (\d+) homes", out)
-    assert m and int(m.group(1)) > 50
-    assert re.search(r"PSIS-LOO over \d+ homes", out)
+    m = re.search(r"NUTS: 2 chains \(vectorized\), (\d+) homes on (\d+) distinct inputs", out)
+    assert m and int(m.group(1)) > 50 and int(m.group(2)) < int(m.group(1))
+    assert re.search(rf"PSIS-LOO over {m.group(1)} homes", out)  # every home, not every input

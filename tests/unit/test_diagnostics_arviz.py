@@ -134,7 +134,7 @@ def test_summary_convergence_loo_compare():
     s = dg.summary(good)
     assert {"mean", "r_hat", "ess_bulk"} <= set(s.columns)
     loo = dg.loo(good)
-    assert set(loo) == {"elpd", "se", "p", "max_pareto_k", "n_bad_k", "warning"}
+    assert set(loo) == {"elpd", "se", "p", "n_points", "max_pareto_k", "n_bad_k", "warning"}
     assert 0.3 < loo["p"] < 3 and not loo["warning"]  # one effective parameter
     bad = _mcmc_like(0, shift=1.5)  # a posterior centred in the wrong place
     table = dg.compare({"good": good, "shifted": bad})
