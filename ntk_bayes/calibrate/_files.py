@@ -68,9 +68,12 @@ def result(ctx: Context, name: str, t0: float, **fields) -> ModelResult:
     )
 
 
-def sampled_idata(f_tr, f_te, sd, ds, *, seed, attrs, sample_stats=None, log_lik=None):
+def sampled_idata(
+    f_tr, f_te, sd, ds, *, seed, attrs, sample_stats=None, log_lik=None, posterior=None
+):
     """The file layout of a sampled regression model: ``posterior.f_test`` (function
-    values, for convergence), predictive draws of y at train and test inputs, one
+    values, for convergence) beside the sampled parameters ``posterior`` (e.g. the
+    hyperparameter draws), predictive draws of y at train and test inputs, one
     ``log_likelihood`` variable ``y`` (default ``az.loo`` works) and observed data.
 
     ``sd`` is the noise standard deviation per draw, ``(chain, draw, 1)``."""
@@ -79,7 +82,7 @@ def sampled_idata(f_tr, f_te, sd, ds, *, seed, attrs, sample_stats=None, log_lik
         log_lik = -0.5 * z * z - np.log(sd) - 0.5 * math.log(2 * math.pi)
     rng = np.random.default_rng(seed)
     return dg.to_inference_data(
-        posterior={"f_test": f_te},
+        posterior={**(posterior or {}), "f_test": f_te},
         posterior_predictive={
             "y": f_tr + sd * rng.standard_normal(f_tr.shape),
             "y_test": f_te + sd * rng.standard_normal(f_te.shape),

@@ -166,7 +166,9 @@ def fit_exact_nuts(ctx: Context, name: str, kind: str):
     f_te = mom[2] + sd_te * rng.standard_normal(mom[2].shape)
     posterior = {k: draws[k] for k in _SITES}
     attrs = {**attrs_for(ctx, name, "NUTS over hyperparameters"), "loo_method": "psis"}
-    idata = sampled_idata(f_tr, f_te, sd, ds, seed=s.seed, attrs=attrs, log_lik=mom[4])
+    idata = sampled_idata(
+        f_tr, f_te, sd, ds, seed=s.seed, attrs=attrs, log_lik=mom[4], posterior=posterior
+    )
     # function values for R-hat/ESS: the conditional means, one per hyperparameter draw
     conv_idata = dg.to_inference_data(posterior={**posterior, "f_test": mom[2]})
     conv = dg.convergence(conv_idata)

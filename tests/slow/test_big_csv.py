@@ -10,7 +10,6 @@ by its own wrapper (``benchmarks/bench_big_csv.py``).
 
 import json
 import os
-import resource
 import sys
 from pathlib import Path
 
@@ -25,8 +24,12 @@ def _bench():
     return load_script(_ROOT / "benchmarks" / "bench_big_csv.py")
 
 
-def _capped():
-    resource.setrlimit(resource.RLIMIT_AS, (_CAP, _CAP))
+# The child caps its own address space before it imports anything: a preexec_fn would
+# fork this JAX-threaded worker (JAX warns, rightly, that a fork can deadlock).
+_CAPPED_CLI = (
+    f"import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, ({_CAP}, {_CAP})); "
+    "sys.argv[0] = 'ntk-bayes'; runpy.run_module('ntk_bayes.cli', run_name='__main__')"
+)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS semantics are Linux's")
@@ -36,11 +39,11 @@ def test_two_million_rows_calibrate_within_2gb(tmp_path):
     bench.write_csv(csv, 2_000_000)
     out = tmp_path / "out"
     cmd = [
-        sys.executable, "-m", "ntk_bayes.cli", "calibrate", "--csv", str(csv), "--target",
+        sys.executable, "-c", _CAPPED_CLI, "calibrate", "--csv", str(csv), "--target",
         "y", "--quick", "--quiet", "--n-max", "200", "--models", "nngp,sgpr", "--out", str(out),
     ]  # fmt: skip
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    wall, rss_mb, rc, err = bench.run(cmd, env, preexec_fn=_capped)
+    wall, rss_mb, rc, err = bench.run(cmd, env)
     assert rc == 0, err[-3000:]
     assert rss_mb < 2000, f"peak RSS {rss_mb:.0f} MB"
     m = json.loads((out / "metrics.json").read_text())

@@ -1,6 +1,8 @@
 """Finite-width and kernel-evolution slopes over widths 64 to 2048."""
 
 import jax
+import jax.numpy as jnp
+import pytest
 
 from ntk_bayes import stax
 from ntk_bayes.theory import (
@@ -8,6 +10,13 @@ from ntk_bayes.theory import (
     kernel_evolution,
     scaled_mlp,
 )
+
+
+@pytest.fixture(scope="module")
+def data():
+    """The stat tier's regimes data (tests/stat/test_theory_regimes.py): 8 points in 3-d."""
+    x = jax.random.normal(jax.random.key(1), (8, 3))
+    return x, jnp.sin(2 * x[:, :1])
 
 
 def test_finite_width_slope_deep_erf_64_to_2048(data):
