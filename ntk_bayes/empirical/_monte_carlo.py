@@ -65,7 +65,9 @@ def monte_carlo_kernel_fn(
         )
     nngp_fn = empirical_nngp_fn(apply_fn, trace_axes, diagonal_axes)
     ntk_fn = empirical_ntk_fn(apply_fn, trace_axes, diagonal_axes)
-    keys = jax.random.split(key, n_samples).reshape((n_samples // batch_size, batch_size, -1))
+    keys = jax.random.split(key, n_samples)
+    # typed keys are (n,), legacy uint32 keys (n, 2): keep whatever trails the sample axis
+    keys = keys.reshape((n_samples // batch_size, batch_size) + keys.shape[1:])
     takes_rng = _takes_rng(apply_fn)
 
     def estimate(x1, x2, names):
