@@ -155,7 +155,8 @@ def collapse_replicates(
             raise ValueError(
                 f"`group` must be {N} non-negative integers (one per row), got {g.shape}"
             )
-        keys = np.concatenate([g[:, None].astype(flat.dtype), flat], axis=1)
+        # float64 keys: exact for any group index and any float32/float64 input
+        keys = np.concatenate([g[:, None], flat], axis=1, dtype=np.float64)
     uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     m = uniq.shape[0]
