@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
+from .._numerics import check_finite
+
 __all__ = ["Replicates", "collapse_replicates"]
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -141,10 +143,8 @@ def collapse_replicates(
         )
     if not np.issubdtype(ya.dtype, np.floating):
         ya = ya.astype(np.float64)
-    if Xa.size and not np.all(np.isfinite(Xa)):
-        raise ValueError("`X` contains NaN or infinite values; drop or impute those rows first")
-    if not np.all(np.isfinite(ya)):
-        raise ValueError("`y` contains NaN or infinite values; drop those observations first")
+    check_finite(Xa, "X")
+    check_finite(ya, "y")
     N = ya.size
     flat = Xa.reshape(N, -1)
     if group is None:

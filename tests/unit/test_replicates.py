@@ -133,7 +133,9 @@ def test_bad_input_is_named():
         nb.priors.collapse_replicates(X, y[:-1])
     y_nan = y.copy()
     y_nan[3] = np.nan
-    with pytest.raises(ValueError, match="`y` contains NaN"):
+    with pytest.raises(
+        ValueError, match=r"`y` contains 1 non-finite value\(s\) \(first at index \(3,\)\)"
+    ):
         nb.priors.collapse_replicates(X, y_nan)
     with pytest.raises(ValueError, match="`group` must be"):
         nb.priors.collapse_replicates(X, y, group=np.zeros(3, int))
