@@ -35,9 +35,8 @@ def write_csv(path: Path, rows: int, seed: int = 0, block: int = 200_000) -> Non
             np.savetxt(f, np.column_stack([X, y]), fmt="%.6g", delimiter=",")
 
 
-def run(cmd: list[str], env=None, preexec_fn=None) -> tuple[float, float, int, str]:
-    """Wall time (s), peak RSS of the child (MB), exit status and stderr tail
-    (``preexec_fn`` runs in the wrapper process, e.g. to set resource limits)."""
+def run(cmd: list[str], env=None) -> tuple[float, float, int, str]:
+    """Wall time (s), peak RSS of the child (MB), exit status and stderr tail."""
     t0 = time.perf_counter()
     code = (
         "import resource, subprocess, sys\n"
@@ -51,7 +50,6 @@ def run(cmd: list[str], env=None, preexec_fn=None) -> tuple[float, float, int, s
         capture_output=True,
         text=True,
         env=env,
-        preexec_fn=preexec_fn,
     )
     wall = time.perf_counter() - t0
     rss_kb, rc = p.stdout.split()[-2:]
