@@ -218,6 +218,13 @@ def _add_calibrate(sub) -> None:
         "--dataset", choices=_EMBEDDED, help="embedded dataset (default: toy1d unless --csv)"
     )
     data.add_argument("--csv", type=Path, help="a CSV file with a header row (default: none)")
+    data.add_argument(
+        "--study",
+        action="store_true",
+        help="every embedded real regression dataset (concrete, boston, boston_nob, mcycle, "
+        "diabetes) by the UCI protocol: 20 random 90/10 splits (--splits changes R), one "
+        "report per dataset and a combined study.md (hours: see docs/cli.md)",
+    )
     cal.add_argument(
         "--target", help="--csv: the column to predict (no default: required with --csv)"
     )
@@ -260,6 +267,12 @@ def _add_calibrate(sub) -> None:
         type=_int_at_least(1),
         help="random train/test splits R: every score is a mean ± standard error over them "
         "(default 1; the UCI protocol of --dataset concrete/boston is 20)",
+    )
+    cal.add_argument(
+        "--kfold",
+        type=_int_at_least(2),
+        help="K-fold LOO (K refits) for sampled models whose PSIS-LOO has a Pareto k > 0.7 "
+        "(default: off; the report says where PSIS failed and what K-fold would cost)",
     )
     _common_run_flags(cal, "calibrate", quick_help="tiny budgets for a smoke test")
     cal.set_defaults(func=_run_calibrate, parser=cal)
@@ -451,6 +464,9 @@ def _validate_calibrate(args) -> None:
 
 
 def _run_calibrate(args) -> int:
+    if args.study:
+        _validate_calibrate(args)
+        return _run_study(args)
     import jax
 
     from ._io import atomic_output_dir, sigterm_as_exit
@@ -473,8 +489,7 @@ def _run_calibrate(args) -> int:
         if args.hyper == "nuts" and ds.task != "regression":
             raise UsageError("--hyper nuts applies to the exact GPs of regression data")
         settings = _settings(args, width=args.width, hyper=args.hyper, inducing=args.inducing)
-        if args.splits is not None:
-            settings = type(settings)(**{**settings.as_dict(), "splits": args.splits})
+        settings = _with_splits_kfold(settings, args.splits, args.kfold)
         log(f"{ds.summary()}; {arch.describe()}")
         try:
             run = run_calibration(ds, arch, models, settings, log=log)
@@ -502,6 +517,55 @@ def _run_calibrate(args) -> int:
         _console().print(results_table(summary))
         print(f"report: {report}")
     return 3 if run.failures else 0
+
+
+def _with_splits_kfold(settings, splits, kfold):
+    changes = {k: v for k, v in (("splits", splits), ("kfold", kfold)) if v is not None}
+    return type(settings)(**{**settings.as_dict(), **changes}) if changes else settings
+
+
+def _run_study(args) -> int:
+    import jax
+
+    from ._io import atomic_output_dir, sigterm_as_exit
+    from .calibrate import parse_arch
+    from .calibrate._checks import KernelOverflowError
+    from .calibrate._common import stderr_log
+    from .calibrate._pipeline import check_models
+    from .calibrate._study import STUDY_SPLITS, run_study, write_study
+
+    if args.test_fraction is not None:
+        raise UsageError("--study uses the protocol's 90/10 splits; drop --test-fraction")
+    try:
+        models = check_models(args.models, "regression")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    out = _check_out(args, "calibrate", "study")
+    arch = parse_arch(args.arch or "relu-2x512", args.W_std, args.b_std)
+    log = stderr_log(args.quiet)
+    with jax.enable_x64(not args.float32), sigterm_as_exit(), _progress_to_stderr():
+        settings = _settings(args, width=args.width, hyper=args.hyper, inducing=args.inducing)
+        splits = STUDY_SPLITS if args.splits is None else args.splits
+        settings = _with_splits_kfold(settings, splits, args.kfold)
+        try:
+            study = run_study(arch, settings, models, n_max=args.n_max, log=log)
+        except KernelOverflowError as e:
+            raise UsageError(str(e)) from None
+        with atomic_output_dir(out, force=args.force) as tmp:
+            summary = write_study(study, tmp, extra={"argv": sys.argv[1:]})
+    failed = {d: v["failures"] for d, v in summary["datasets"].items() if v["failures"]}
+    for d, fails in failed.items():
+        for m, err in fails.items():
+            print(f"warning: {d}: model {m} failed: {err}", file=sys.stderr)
+    report = out / "study.md"
+    if args.json:
+        _print_json({**summary, "report": str(report)})
+    else:
+        for d, v in summary["datasets"].items():
+            nlpd = (f"{k} {m['metrics']['nlpd']:.2f}" for k, m in v["models"].items())
+            print(f"{d} NLPD: " + ", ".join(nlpd))
+        print(f"report: {report}")
+    return 3 if failed else 0
 
 
 # ---- width-sweep -----------------------------------------------------------------------

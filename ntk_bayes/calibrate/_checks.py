@@ -18,21 +18,10 @@ import numpy as np
 
 from ..datasets import Dataset
 from ._archs import Architecture
+from ._registry import spec
 
-__all__ = ["KernelOverflowError", "KERNELS", "check_kernels"]
+__all__ = ["KernelOverflowError", "check_kernels"]
 
-#: the kernels each model's fit evaluates, by task
-KERNELS = {
-    "regression": {
-        "nngp": "nngp",
-        "ntkgp": "ntk",
-        "sgpr": "nngp",
-        "ensemble": "ntk",
-        "ntkgp_ensemble": "ntk",
-        "bnn": "nngp",  # its prior is the NNGP's fit; its outputs have the NNGP's variance
-    },
-    "classification": {"nngp": "nngp", "ntkgp": "ntk", "ensemble": "ntk", "bnn": "nngp"},
-}
 _NAMES = {"nngp": "NNGP kernel", "ntk": "NTK"}
 _PROBE = 8  # inputs of largest norm evaluated
 
@@ -74,7 +63,7 @@ def check_kernels(
 
     need: dict[str, list[str]] = {}
     for m in models:
-        kind = KERNELS[ds.task].get(m)
+        kind = spec(ds.task, m).kernel
         if kind is not None:
             need.setdefault(kind, []).append(m)
     if not need:

@@ -34,8 +34,9 @@ from .. import diagnostics as dg
 from ._archs import hyperparameters
 from ._common import Context, ModelResult, fit_bnn_nuts
 from ._files import attrs_for, result
+from ._registry import register
 
-__all__ = ["FIT_CLASSIFICATION"]
+__all__ = ["fit_svgp", "fit_ensemble", "fit_bnn"]
 
 
 def _result(ctx, name, t0, probs, idata, info, **kw) -> ModelResult:
@@ -47,7 +48,18 @@ def _two_columns(p1):
     return np.stack([1.0 - p1, p1], axis=-1)
 
 
+@register("classification", "nngp", label="NNGP (SVGP)", kernel="nngp")
+def fit_nngp(ctx: Context) -> ModelResult:
+    return fit_svgp(ctx, "nngp")
+
+
+@register("classification", "ntkgp", label="NTK-GP (SVGP)", kernel="ntk")
+def fit_ntkgp(ctx: Context) -> ModelResult:
+    return fit_svgp(ctx, "ntkgp")
+
+
 def fit_svgp(ctx: Context, name: str) -> ModelResult:
+    """The SVGP classifier ``name`` (``"nngp"`` or ``"ntkgp"``)."""
     t0 = time.perf_counter()
     s, ds = ctx.settings, ctx.ds
     K = ds.n_classes
@@ -101,6 +113,7 @@ def fit_svgp(ctx: Context, name: str) -> ModelResult:
     return _result(ctx, name, t0, probs, idata, info)
 
 
+@register("classification", "ensemble", label="GD ensemble (NTK vote share)", kernel="ntk")
 def fit_ensemble(ctx: Context) -> ModelResult:
     t0 = time.perf_counter()
     s, ds = ctx.settings, ctx.ds
@@ -151,6 +164,7 @@ def _renorm(p, eps):
     return p / p.sum(-1, keepdims=True)
 
 
+@register("classification", "bnn", label="finite BNN (NUTS)", kernel="nngp")
 def fit_bnn(ctx: Context) -> ModelResult:
     t0 = time.perf_counter()
     s, ds = ctx.settings, ctx.ds
@@ -175,11 +189,3 @@ def fit_bnn(ctx: Context) -> ModelResult:
         "sampler_report": post.sampler_report(),
     }
     return _result(ctx, "bnn", t0, probs, idata, info, convergence=conv)
-
-
-FIT_CLASSIFICATION = {
-    "nngp": lambda ctx: fit_svgp(ctx, "nngp"),
-    "ntkgp": lambda ctx: fit_svgp(ctx, "ntkgp"),
-    "ensemble": fit_ensemble,
-    "bnn": fit_bnn,
-}

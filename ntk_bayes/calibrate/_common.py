@@ -18,26 +18,8 @@ __all__ = [
     "Settings",
     "Context",
     "ModelResult",
-    "REGRESSION_MODELS",
-    "CLASSIFICATION_MODELS",
-    "MODEL_LABELS",
     "grid_for",
 ]
-
-REGRESSION_MODELS = ("nngp", "ntkgp", "sgpr", "ensemble", "ntkgp_ensemble", "bnn")
-CLASSIFICATION_MODELS = ("nngp", "ntkgp", "ensemble", "bnn")
-MODEL_LABELS = {
-    ("regression", "nngp"): "NNGP (exact GP)",
-    ("regression", "ntkgp"): "NTK-GP (exact GP)",
-    ("regression", "sgpr"): "sparse NNGP (SGPR)",
-    ("regression", "ensemble"): "GD ensemble (NTK, t=inf; not a posterior)",
-    ("regression", "ntkgp_ensemble"): "NTKGP ensemble (He et al. 2020, t=inf)",
-    ("regression", "bnn"): "finite BNN (NUTS)",
-    ("classification", "nngp"): "NNGP (SVGP)",
-    ("classification", "ntkgp"): "NTK-GP (SVGP)",
-    ("classification", "ensemble"): "GD ensemble (NTK vote share)",
-    ("classification", "bnn"): "finite BNN (NUTS)",
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +38,9 @@ class Settings:
         n_draws: predictive draws per point stored for models with Gaussian posteriors.
         splits: random train/test splits R; scores are means ± standard errors over
             them (split r uses seed ``seed + r``).
+        kfold: K of the K-fold LOO that replaces a sampled model's PSIS-LOO where a
+            Pareto k exceeds 0.7 (K refits of that model); 0: not computed, the report
+            says so and what it would cost.
         seed: seeds everything.
         quiet: no progress output.
     """
@@ -72,6 +57,7 @@ class Settings:
     max_tree_depth: int = 7
     n_draws: int = 400
     splits: int = 1
+    kfold: int = 0
     seed: int = 0
     quiet: bool = False
 

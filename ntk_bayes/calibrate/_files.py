@@ -1,5 +1,6 @@
-"""What a calibrate run writes per model: global attributes, the ArviZ layout of
-sampled models and what of it goes into the netCDF file (the rendering is
+"""What a calibrate run writes: :func:`write_report` (``report.md``, ``metrics.json``,
+figures, one netCDF file per model), and per model its global attributes, the ArviZ
+layout of sampled models and what of it goes into the netCDF file (the rendering is
 :mod:`._report`, the scoring :mod:`._scoring`).
 
 The file holds what the report was computed from, at a bounded size
@@ -15,14 +16,30 @@ in memory; the file's attributes say how it was thinned.
 from __future__ import annotations
 
 import math
+import os
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import diagnostics as dg
-from ._common import MODEL_LABELS, Context, ModelResult
+from .._io import current_umask, write_json
+from ._common import Context, ModelResult
+from ._registry import spec
 
-__all__ = ["attrs_for", "result", "sampled_idata", "for_file", "MAX_FILE_DRAWS", "FLOAT32_GROUPS"]
+if TYPE_CHECKING:
+    from ._pipeline import CalibrationRun
+
+__all__ = [
+    "write_report",
+    "attrs_for",
+    "result",
+    "sampled_idata",
+    "for_file",
+    "MAX_FILE_DRAWS",
+    "FLOAT32_GROUPS",
+]
 
 #: draws per variable a calibrate netCDF file keeps, all chains together
 MAX_FILE_DRAWS = 1000
@@ -40,7 +57,7 @@ def attrs_for(ctx: Context, name: str, inference: str) -> dict:
     task = ctx.ds.task
     out = {
         "model": name,
-        "label": MODEL_LABELS[(task, name)],
+        "label": spec(task, name).label,
         "inference": inference,
         "dataset": ctx.ds.name,
         "arch": ctx.arch.name,
@@ -61,7 +78,7 @@ def result(ctx: Context, name: str, t0: float, **fields) -> ModelResult:
     task = ctx.ds.task
     return ModelResult(
         name=name,
-        label=MODEL_LABELS[(task, name)],
+        label=spec(task, name).label,
         task=task,
         fit_time=time.perf_counter() - t0,
         **fields,
@@ -129,3 +146,34 @@ def for_file(idata, max_draws: int = MAX_FILE_DRAWS):
         "the report's scores, LOO and R-hat/ESS used all draws",
     )
     return out
+
+
+def write_report(run: CalibrationRun, out: str | os.PathLike, *, extra: dict | None = None) -> dict:
+    """Write ``report.md``, ``metrics.json``, the figures and one netCDF per model.
+
+    Args:
+        run: the fitted models.
+        out: an existing directory (write into a temporary one and rename it into place
+            to keep a failed run from leaving half a report).
+        extra: more top-level entries for ``metrics.json`` (e.g. the command line).
+
+    Returns:
+        The summary written to ``metrics.json``.
+    """
+    from ._report import figures as render_figures
+    from ._report import markdown
+    from ._scoring import build_summary, evaluate
+
+    out = Path(out)
+    evals = evaluate(run)
+    summary = build_summary(run, evals, extra)
+    mode = 0o666 & ~current_umask()
+    for res in run.results:
+        path = dg.save_netcdf(for_file(res.idata), out / f"{res.name}.nc")
+        path.chmod(mode)  # save_netcdf's temporary file is private; results should not be
+    figures = render_figures(run, evals)
+    for name, fig in figures.items():
+        fig.savefig(out / name, dpi=110)
+    write_json(out / "metrics.json", summary)
+    (out / "report.md").write_text(markdown(run, summary, list(figures)))
+    return summary

@@ -12,15 +12,10 @@ from ..datasets import Dataset
 from ..gp import NotPSDError
 from ._archs import Architecture
 from ._checks import check_kernels
-from ._common import (
-    CLASSIFICATION_MODELS,
-    MODEL_LABELS,
-    REGRESSION_MODELS,
-    Context,
-    ModelResult,
-    Settings,
-    grid_for,
-)
+from ._common import Context, ModelResult, Settings, grid_for
+from ._kfold import with_kfold
+from ._registry import models as registered
+from ._registry import spec
 
 __all__ = ["CalibrationRun", "run_calibration", "available_models", "check_models"]
 
@@ -59,8 +54,8 @@ class CalibrationRun:
 
 
 def available_models(task: str) -> tuple[str, ...]:
-    """Model names for ``"regression"`` or ``"classification"``."""
-    return REGRESSION_MODELS if task == "regression" else CLASSIFICATION_MODELS
+    """Model names for ``"regression"`` or ``"classification"``, in report order."""
+    return registered(task)
 
 
 def check_models(models: Sequence[str] | None, task: str) -> tuple[str, ...]:
@@ -118,6 +113,10 @@ def run_calibration(
         raise TypeError(f"`settings.splits` must be an integer, got {settings.splits!r}")
     if settings.splits < 1:
         raise ValueError(f"`settings.splits` must be >= 1, got {settings.splits}")
+    if isinstance(settings.kfold, bool) or not isinstance(settings.kfold, int):
+        raise TypeError(f"`settings.kfold` must be an integer, got {settings.kfold!r}")
+    if settings.kfold == 1 or settings.kfold < 0:
+        raise ValueError(f"`settings.kfold` must be 0 (off) or >= 2, got {settings.kfold}")
     log = log or (lambda msg: None)
     check_kernels(ds, arch, names, grid_for(ds))  # once, before any compilation
     run = _one_split(ds, arch, names, settings, log)
@@ -161,23 +160,25 @@ def resplit(ds: Dataset, seed: int) -> Dataset:
 
 
 def _one_split(ds, arch, names, settings, log) -> CalibrationRun:
-    from ._classification import FIT_CLASSIFICATION
-    from ._regression import FIT_REGRESSION
-
     ctx = Context(ds, arch, settings, x_grid=grid_for(ds), log=log)
-    fitters = FIT_REGRESSION if ds.task == "regression" else FIT_CLASSIFICATION
     results, failures, first_error = [], {}, None
     t0 = time.perf_counter()
     for i, name in enumerate(names, 1):
-        log(f"[{i}/{len(names)}] {MODEL_LABELS[(ds.task, name)]}")
+        model = spec(ds.task, name)
+        log(f"[{i}/{len(names)}] {model.label}")
         t = time.perf_counter()
         try:
-            res = fitters[name](ctx)
+            res = model.fit(ctx)
         except _MODEL_FAILURES as e:
             failures[name] = f"{type(e).__name__}: {e}"
             first_error = first_error or e
             log(f"  {name} failed: {failures[name]}")
             continue
+        try:
+            res = with_kfold(ctx, model.fit, res)
+        except _MODEL_FAILURES as e:  # keep the PSIS estimate, say why there is no K-fold
+            why = f"K-fold failed: {type(e).__name__}: {e}"
+            res = dataclasses.replace(res, loo=dataclasses.replace(res.loo, note=why))
         results.append(res)
         log(f"  done in {time.perf_counter() - t:.1f} s")
     if not results and first_error is not None:

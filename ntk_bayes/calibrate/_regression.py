@@ -37,9 +37,10 @@ from ._common import Context, ModelResult, fit_bnn_nuts
 from ._ensembles import gd_ensemble, ntkgp_ensemble
 from ._files import attrs_for, result, sampled_idata
 from ._hyper import fit_exact_nuts, ml_fit
+from ._registry import register
 from ._scoring import LooResult, convergence_status, divergences, gaussian_loo, psis_loo
 
-__all__ = ["FIT_REGRESSION", "ml_fit"]
+__all__ = ["fit_exact", "fit_sgpr", "fit_ensemble", "fit_ntkgp_ensemble", "fit_bnn"]
 
 
 def _np(a) -> np.ndarray:
@@ -98,7 +99,18 @@ def _moments(model, ds, x_grid):
     return tr, te, grid
 
 
+@register("regression", "nngp", label="NNGP (exact GP)", kernel="nngp")
+def fit_nngp(ctx: Context) -> ModelResult:
+    return fit_exact(ctx, "nngp")
+
+
+@register("regression", "ntkgp", label="NTK-GP (exact GP)", kernel="ntk")
+def fit_ntkgp(ctx: Context) -> ModelResult:
+    return fit_exact(ctx, "ntkgp")
+
+
 def fit_exact(ctx: Context, name: str) -> ModelResult:
+    """The exact GP ``name`` (``"nngp"`` or ``"ntkgp"``) by type-II ML or NUTS."""
     kind = {"nngp": "nngp", "ntkgp": "ntk"}[name]
     if ctx.settings.hyper == "nuts":
         return fit_exact_nuts(ctx, name, kind)
@@ -129,6 +141,7 @@ def _sgpr_loo(model, noise: float) -> LooResult:
     return LooResult("sgpr", gaussian_loo(C, y), note="closed form under N(0, Q + noise I)")
 
 
+@register("regression", "sgpr", label="sparse NNGP (SGPR)", kernel="nngp")
 def fit_sgpr(ctx: Context) -> ModelResult:
     t0 = time.perf_counter()
     s, ds = ctx.settings, ctx.ds
@@ -187,6 +200,7 @@ def _loo_residual_var(kernel_fn, X, y, ridge: float) -> float:
     return float(np.mean(e**2))
 
 
+@register("regression", "ensemble", label="GD ensemble (NTK, t=inf; not a posterior)", kernel="ntk")
 def fit_ensemble(ctx: Context) -> ModelResult:
     t0 = time.perf_counter()
     fit, _ = ml_fit(ctx, "ntk")
@@ -209,6 +223,9 @@ def fit_ensemble(ctx: Context) -> ModelResult:
     )  # fmt: skip
 
 
+@register(
+    "regression", "ntkgp_ensemble", label="NTKGP ensemble (He et al. 2020, t=inf)", kernel="ntk"
+)
 def fit_ntkgp_ensemble(ctx: Context) -> ModelResult:
     t0 = time.perf_counter()
     fit, _ = ml_fit(ctx, "ntk")
@@ -227,6 +244,8 @@ def fit_ntkgp_ensemble(ctx: Context) -> ModelResult:
     )  # fmt: skip
 
 
+# kernel: its prior is the NNGP's fit, and its outputs have the NNGP's variance
+@register("regression", "bnn", label="finite BNN (NUTS)", kernel="nngp")
 def fit_bnn(ctx: Context) -> ModelResult:
     t0 = time.perf_counter()
     s, ds = ctx.settings, ctx.ds
@@ -271,13 +290,3 @@ def fit_bnn(ctx: Context) -> ModelResult:
         loo=psis_loo(idata),
         test_cov=test_cov,
     )
-
-
-FIT_REGRESSION = {
-    "nngp": lambda ctx: fit_exact(ctx, "nngp"),
-    "ntkgp": lambda ctx: fit_exact(ctx, "ntkgp"),
-    "sgpr": fit_sgpr,
-    "ensemble": fit_ensemble,
-    "ntkgp_ensemble": fit_ntkgp_ensemble,
-    "bnn": fit_bnn,
-}

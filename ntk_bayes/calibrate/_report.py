@@ -1,36 +1,27 @@
-"""Scores, calibration verdicts, the terminal table and the files of a calibrate run.
-
-:func:`evaluate` scores every model on the held-out split; :func:`write_report` writes
-into a directory (normally the temporary one of :func:`ntk_bayes._io.atomic_output_dir`)
-
-* ``report.md``: the table, calibration verdicts, LOO comparison, convergence, figures;
-* ``metrics.json``: the same numbers, one entry per model under ``"models"``;
-* ``<model>.nc``: ArviZ data per model (``az.from_netcdf`` opens it);
-* ``coverage.png``, ``pit_ecdf.png`` (regression), ``bands.png`` (1-D inputs),
-  ``reliability.png`` (classification).
+"""Rendering of a calibrate run: the results table (Markdown and terminal), the figures
+and ``report.md``'s text. Scores come from :mod:`._scoring`, files are written by
+:mod:`._files` (:func:`~._files.write_report`).
 
 Regression figures are in the targets' raw units (the models work on standardised ones).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
-import os
 import platform
 import re
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import __version__
 from .. import diagnostics as dg
-from .._io import current_umask, escape_markdown, write_json
-from ._files import for_file
-from ._pipeline import CalibrationRun
-from ._scoring import ESS_MIN, RHAT_MAX, ConvergenceStatus, mean_se, paired, verdict
+from .._io import escape_markdown
+from ._scoring import ESS_MIN, RHAT_MAX
 
-__all__ = ["Evaluation", "evaluate", "write_report", "results_table", "markdown_table"]
+if TYPE_CHECKING:
+    from ._pipeline import CalibrationRun
+
+__all__ = ["CAPTIONS", "figures", "markdown", "results_table", "markdown_table"]
 
 CAPTIONS = {
     "coverage.png": "Share of held-out targets inside each central interval, averaged over "
@@ -47,199 +38,6 @@ CAPTIONS = {
     "growing extrapolation are properties of the kernel, not of the fit.",
     "reliability.png": "Accuracy against confidence per bin; on the diagonal when calibrated.",
 }
-
-CURVE_LEVELS = tuple(float(x) for x in np.round(np.linspace(0.05, 0.95, 19), 2))
-
-
-@dataclasses.dataclass
-class Evaluation:
-    """Scores of one model: ``summary`` (JSON-ready) and the arrays behind the figures."""
-
-    summary: dict
-    pit: np.ndarray | None = None
-    coverage_curve: dict | None = None
-    reliability: dg.Reliability | None = None
-
-
-def _subset(pred, mask):
-    if isinstance(pred, dg.GaussianPredictive):
-        return dg.GaussianPredictive(pred.mean[mask], pred.std[mask])
-    sd = None if pred.noise_std is None else pred.noise_std[:, mask]
-    return dg.SamplePredictive(pred.samples[:, mask], sd)
-
-
-def _gap_summary(ds, pred) -> dict | None:
-    mask = ds.extra.get("test_in_gap")
-    if mask is None:
-        return None
-    mask = np.asarray(mask, bool)
-    if mask.all() or not mask.any():
-        return None
-    out = {}
-    for tag, m in (("gap", mask), ("outside", ~mask)):
-        sub = _subset(pred, m)
-        out[f"mean_std_{tag}"] = ds.y_std * float(np.mean(sub.std))
-        out[f"coverage_90_{tag}"] = dg.coverage(ds.y_test[m], sub, (0.9,))[0.9]
-        out[f"n_{tag}"] = int(m.sum())
-    out["std_ratio"] = out["mean_std_gap"] / out["mean_std_outside"]
-    return out
-
-
-def _by_name(run: CalibrationRun) -> dict[str, list]:
-    """Each model's results over the splits it fitted, split 0 first."""
-    out = {r.name: [] for r in run.results}
-    for sp in run.splits:
-        for r in sp.results:
-            if r.name in out:
-                out[r.name].append((sp.dataset, r))
-    return out
-
-
-def _rho(run: CalibrationRun) -> float:
-    ds = run.dataset
-    return ds.n_test / max(ds.n_train, 1)
-
-
-def _combined_status(results) -> ConvergenceStatus | None:
-    sts = [r.status for _, r in results if r.status is not None]
-    if not sts:
-        return None
-    reasons = tuple(
-        f"split {i + 1}: {why}" if len(sts) > 1 else why
-        for i, st in enumerate(sts)
-        for why in st.reasons
-    )
-    return ConvergenceStatus(
-        max(st.max_rhat for st in sts),
-        min(st.min_ess_bulk for st in sts),
-        min(st.min_ess_tail for st in sts),
-        sum(st.divergences for st in sts),
-        reasons,
-    )
-
-
-def _regression_check(results):
-    """Joint test over splits when every split has a test covariance, else the
-    marginal test of split 0 (which assumes independent test points)."""
-    if all(r.test_cov is not None for _, r in results):
-        ys = [np.asarray(ds.y_test, np.float64) for ds, _ in results]
-        if min(len(y) for y in ys) < 10:
-            return None, None
-        ms = [np.asarray(r.predictive.mean, np.float64) for _, r in results]
-        check = dg.joint_calibration_check(ys, ms, [r.test_cov for _, r in results])
-        return check, np.asarray(check.stats["pit"])
-    ds, r = results[0]
-    if ds.n_test < 10:
-        return None, None
-    return dg.calibration_check(ds.y_test, r.predictive, alpha=dg.ALPHA), dg.pit(
-        ds.y_test, r.predictive
-    )
-
-
-def _mean_se_dict(per_split: list[dict], rho: float) -> tuple[dict, dict]:
-    keys = [k for k, v in per_split[0].items() if isinstance(v, int | float)]
-    mean, se = {}, {}
-    for k in keys:
-        mean[k], se[k] = mean_se([m[k] for m in per_split], rho)
-    return mean, se
-
-
-def evaluate(run: CalibrationRun) -> dict[str, Evaluation]:
-    """Score every model of ``run`` over all its splits."""
-    ds, rho = run.dataset, _rho(run)
-    out = {}
-    for name, results in _by_name(run).items():
-        res = results[0][1]
-        status = _combined_status(results)
-        base = {
-            "label": res.label,
-            "fit_time_s": float(sum(r.fit_time for _, r in results)),
-            "info": res.info,
-            "convergence": res.convergence,
-            "status": None if status is None else status.as_dict(),
-            "posterior": bool(res.loo_ok),
-            "loo": None if res.loo is None else res.loo.as_dict(),
-            "netcdf": f"{res.name}.nc",
-            "n_splits": len(results),
-        }
-        if res.task == "regression":
-            per = [dg.regression_metrics(d.y_test, r.predictive, scale=d.y_std) for d, r in results]
-            base["metrics"], base["metrics_se"] = _mean_se_dict(per, rho)
-            base["metrics_splits"] = {k: [m[k] for m in per] for k in base["metrics"]}
-            check, pit = _regression_check(results)
-            curves = [dg.coverage(d.y_test, r.predictive, CURVE_LEVELS) for d, r in results]
-            curve = {lv: float(np.mean([c[lv] for c in curves])) for lv in CURVE_LEVELS}
-            gap = _gap_summary(ds, res.predictive)
-            if gap is not None:
-                base["gap"] = gap
-            ev = Evaluation(base, pit=pit, coverage_curve=curve)
-        else:
-            y = ds.y_test
-            check = dg.classification_check(y, res.probs, alpha=dg.ALPHA) if len(y) >= 10 else None
-            base["metrics"] = dg.classification_metrics(y, res.probs)
-            base["metrics_se"] = {}
-            rel = dg.reliability(y, res.probs)
-            base["reliability"] = rel.as_dict()
-            ev = Evaluation(base, reliability=rel)
-        cal = None if check is None else check.as_dict()
-        if cal is not None:
-            cal["stats"] = {k: v for k, v in cal["stats"].items() if k != "pit"}
-        base["calibration"] = None if status is not None and not status.converged else cal
-        base["verdict"] = verdict(check, status)
-        out[name] = ev
-    return out
-
-
-def _loo_table(run: CalibrationRun) -> list[dict] | None:
-    """LOO on split 0 by each model's own method; differences to the best model with the
-    standard error of the pointwise differences (only posteriors take part)."""
-    rows = []
-    best = None
-    for r in run.results:
-        if r.loo is None:
-            continue
-        rows.append({"model": r.name, "label": r.label, **r.loo.as_dict()})
-        if (
-            r.loo_ok
-            and r.loo.pointwise is not None
-            and (best is None or r.loo.elpd > best.loo.elpd)
-        ):
-            best = r
-    if not rows:
-        return None
-    for row, r in zip(rows, [x for x in run.results if x.loo is not None], strict=True):
-        if best is None or not r.loo_ok or r.loo.pointwise is None:
-            row["elpd_diff"], row["se_diff"] = None, None
-            continue
-        d = best.loo.pointwise - r.loo.pointwise
-        row["elpd_diff"] = float(d.sum())
-        row["se_diff"] = float(np.sqrt(d.size * np.var(d)))
-    return rows
-
-
-def _paired_nlpd(evals: dict, rho: float) -> list[dict] | None:
-    """NLPD of every regression model minus the best one's, split by split."""
-    reg = {k: e.summary for k, e in evals.items() if "metrics_splits" in e.summary}
-    if len(reg) < 2:
-        return None
-    best = min(reg, key=lambda k: reg[k]["metrics"]["nlpd"])
-    rows = []
-    for k, m in reg.items():
-        a, b = m["metrics_splits"]["nlpd"], reg[best]["metrics_splits"]["nlpd"]
-        if len(a) != len(b):
-            continue
-        d, se = paired(a, b, rho)
-        rows.append({"model": k, "label": m["label"], "best": best, "nlpd_diff": d, "se": se})
-    return rows
-
-
-def _scalar(v):
-    if isinstance(v, bool | np.bool_):
-        return bool(v)
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return str(v)
 
 
 # ---- untrusted text --------------------------------------------------------------------
@@ -345,7 +143,7 @@ def results_table(summary: dict):
     return table
 
 
-# ---- files ---------------------------------------------------------------------------
+# ---- figures and report.md -------------------------------------------------------------
 def _raw(pred, ds):
     if isinstance(pred, dg.GaussianPredictive):
         return dg.GaussianPredictive(ds.unstandardize_y(pred.mean), ds.y_std * pred.std)
@@ -353,15 +151,17 @@ def _raw(pred, ds):
     return dg.SamplePredictive(ds.unstandardize_y(pred.samples), sd)
 
 
-def _plots(run: CalibrationRun, evals: dict, out: Path) -> list[str]:
+def figures(run: CalibrationRun, evals: dict) -> dict:
+    """The report's figures, ``{file name: matplotlib Figure}`` (none without results)."""
     from matplotlib.figure import Figure
 
-    ds, written = run.dataset, []
+    ds, written = run.dataset, {}
     labels = {r.name: r.label for r in run.results}
+    if not run.results:
+        return written
 
     def save(fig, name):
-        fig.savefig(out / name, dpi=110)
-        written.append(name)
+        written[name] = fig
 
     if ds.task == "regression":
         save(
@@ -403,62 +203,8 @@ def _plots(run: CalibrationRun, evals: dict, out: Path) -> list[str]:
     return written
 
 
-def build_summary(run: CalibrationRun, evals: dict, extra: dict | None = None) -> dict:
-    """The JSON-ready record of a run (what ``metrics.json`` holds)."""
-    ds = run.dataset
-    return {
-        "command": "calibrate",
-        "ntk_bayes_version": __version__,
-        "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "dataset": {
-            "name": ds.name,
-            "task": ds.task,
-            "description": ds.description,
-            "n_train": ds.n_train,
-            "n_test": ds.n_test,
-            "input_shape": list(ds.input_shape),
-            "y_std": ds.y_std,
-            "classes": list(ds.classes) if ds.classes else None,
-        },
-        "architecture": run.arch.describe(),
-        "settings": run.settings.as_dict(),
-        "total_time_s": float(sum(sp.total_time for sp in run.splits)),
-        "splits": len(run.splits),
-        "alpha": dg.ALPHA,
-        "models": {name: ev.summary for name, ev in evals.items()},
-        "failures": dict(run.failures),
-        "loo": _loo_table(run),
-        "paired_nlpd": _paired_nlpd(evals, _rho(run)),
-        **(extra or {}),
-    }
-
-
-def write_report(run: CalibrationRun, out: str | os.PathLike, *, extra: dict | None = None) -> dict:
-    """Write ``report.md``, ``metrics.json``, the figures and one netCDF per model.
-
-    Args:
-        run: the fitted models.
-        out: an existing directory (write into a temporary one and rename it into place
-            to keep a failed run from leaving half a report).
-        extra: more top-level entries for ``metrics.json`` (e.g. the command line).
-
-    Returns:
-        The summary written to ``metrics.json``.
-    """
-    out = Path(out)
-    evals = evaluate(run)
-    summary = build_summary(run, evals, extra)
-    mode = 0o666 & ~current_umask()
-    for res in run.results:
-        path = dg.save_netcdf(for_file(res.idata), out / f"{res.name}.nc")
-        path.chmod(mode)  # save_netcdf's temporary file is private; results should not be
-    figures = _plots(run, evals, out) if run.results else []
-    write_json(out / "metrics.json", summary)
-    (out / "report.md").write_text(_markdown(run, summary, figures))
-    return summary
-
-
-def _markdown(run: CalibrationRun, summary: dict, figures: list[str]) -> str:
+def markdown(run: CalibrationRun, summary: dict, figures: list[str]) -> str:
+    """The text of ``report.md`` from the summary (read only through its escaped view)."""
     ds, s = run.dataset, run.settings
     md = _escaped(summary, escape_markdown)  # the only text of the report from here on
     units = " Regression scores are in the target's raw units." if ds.task == "regression" else ""
@@ -639,8 +385,11 @@ def _loo_section(summary: dict) -> list[str]:
         "",
         "Each model by the method right for it: exact GPs in closed form (Rasmussen & "
         "Williams eq. 5.12), the SGPR under its own marginal N(0, Q + noise I), sampled "
-        "posteriors by PSIS with the largest Pareto k (above 0.7 PSIS is unreliable), "
-        "models that are not posteriors not at all. Standardised units; `diff` is the "
+        "posteriors by PSIS with the largest Pareto k (above 0.7 PSIS is unreliable); "
+        "where PSIS fails, K-fold cross-validation (K refits, `--kfold K`; each refit "
+        "sees (K-1)/K of the data, so it is slightly pessimistic next to LOO) or a note "
+        "saying why it was not computed; models that are not posteriors not at all. "
+        "Standardised units; `diff` is the "
         "best posterior's elpd minus this one's, with the standard error of the pointwise "
         "differences.",
         "",

@@ -1,7 +1,9 @@
 r"""Scoring of a calibration study: convergence gates, LOO per model, verdicts, and
 means with standard errors over repeated train/test splits.
 
-Nothing here draws or writes; :mod:`._report` renders and :mod:`._files` writes.
+:func:`evaluate` scores every model of a run over its splits and :func:`build_summary`
+gathers the JSON-ready record (what ``metrics.json`` holds). Nothing here draws or
+writes; :mod:`._report` renders and :mod:`._files` writes.
 
 Standard errors over R random splits (test share ρ = n_test / n_train) use the
 corrected resampled variance of Nadeau & Bengio (2003),
@@ -13,15 +15,22 @@ models are taken split by split and get the same correction.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .. import __version__
 from .. import diagnostics as dg
+
+if TYPE_CHECKING:
+    from ._pipeline import CalibrationRun
 
 __all__ = [
     "RHAT_MAX",
     "ESS_MIN",
+    "PSIS_K_MAX",
     "ConvergenceStatus",
     "convergence_status",
     "LooResult",
@@ -31,10 +40,16 @@ __all__ = [
     "verdict",
     "mean_se",
     "paired",
+    "Evaluation",
+    "evaluate",
+    "build_summary",
+    "CURVE_LEVELS",
 ]
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
+#: Pareto k above which PSIS-LOO is unreliable at a point (Vehtari et al. 2024)
+PSIS_K_MAX = 0.7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,10 +102,14 @@ class LooResult:
     Attributes:
         method: ``"exact"`` (closed form, R&W eq. 5.12), ``"sgpr"`` (closed form under
             the SGPR's own marginal N(0, Q + σ²I)), ``"psis"`` (Pareto-smoothed
-            importance sampling over posterior draws) or ``"none"``.
-        pointwise: log p(y_i | y_{-i}) per training point (standardised units).
-        max_k, n_bad_k: PSIS only: largest Pareto k and the count above 0.7.
+            importance sampling over posterior draws), ``"kfold"`` (K refits, where
+            PSIS failed: :mod:`._kfold`) or ``"none"``.
+        pointwise: log p(y_i | y_{-i}) per training point (standardised units; for
+            K-fold log p(y_i | y_{-F(i)}), F(i) the fold of point i).
+        max_k, n_bad_k: PSIS (and the K-fold that replaced it): largest Pareto k and
+            the count above :data:`PSIS_K_MAX`.
         note: why there is none, or a warning.
+        k, seconds: K-fold only: the folds K and the seconds of the K refits.
     """
 
     method: str
@@ -98,6 +117,8 @@ class LooResult:
     max_k: float | None = None
     n_bad_k: int | None = None
     note: str = ""
+    k: int | None = None
+    seconds: float | None = None
 
     @property
     def elpd(self) -> float | None:
@@ -117,6 +138,8 @@ class LooResult:
             "max_pareto_k": self.max_k,
             "n_bad_k": self.n_bad_k,
             "note": self.note,
+            "k": self.k,
+            "seconds": self.seconds,
         }
 
 
@@ -146,8 +169,8 @@ def psis_loo(idata) -> LooResult:
     else:
         pw, k = res["loo_i"], res["pareto_k"]
     pw, k = np.asarray(pw, np.float64).reshape(-1), np.asarray(k, np.float64).reshape(-1)
-    bad = int(np.sum(k > 0.7))
-    note = f"{bad} Pareto k > 0.7: PSIS unreliable there" if bad else ""
+    bad = int(np.sum(k > PSIS_K_MAX))
+    note = f"{bad} Pareto k > {PSIS_K_MAX}: PSIS unreliable there" if bad else ""
     return LooResult("psis", pw, float(np.max(k)), bad, note)
 
 
@@ -191,3 +214,219 @@ def paired(a, b, rho: float) -> tuple[float, float]:
     """Mean and corrected standard error of the per-split differences ``a - b``."""
     d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
     return float(np.mean(d)), _corrected_se(d, rho)
+
+
+# ---- a run's scores over its splits ----------------------------------------------------
+CURVE_LEVELS = tuple(float(x) for x in np.round(np.linspace(0.05, 0.95, 19), 2))
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """Scores of one model: ``summary`` (JSON-ready) and the arrays behind the figures."""
+
+    summary: dict
+    pit: np.ndarray | None = None
+    coverage_curve: dict | None = None
+    reliability: dg.Reliability | None = None
+
+
+def _subset(pred, mask):
+    if isinstance(pred, dg.GaussianPredictive):
+        return dg.GaussianPredictive(pred.mean[mask], pred.std[mask])
+    sd = None if pred.noise_std is None else pred.noise_std[:, mask]
+    return dg.SamplePredictive(pred.samples[:, mask], sd)
+
+
+def _gap_summary(ds, pred) -> dict | None:
+    mask = ds.extra.get("test_in_gap")
+    if mask is None:
+        return None
+    mask = np.asarray(mask, bool)
+    if mask.all() or not mask.any():
+        return None
+    out = {}
+    for tag, m in (("gap", mask), ("outside", ~mask)):
+        sub = _subset(pred, m)
+        out[f"mean_std_{tag}"] = ds.y_std * float(np.mean(sub.std))
+        out[f"coverage_90_{tag}"] = dg.coverage(ds.y_test[m], sub, (0.9,))[0.9]
+        out[f"n_{tag}"] = int(m.sum())
+    out["std_ratio"] = out["mean_std_gap"] / out["mean_std_outside"]
+    return out
+
+
+def _by_name(run: CalibrationRun) -> dict[str, list]:
+    """Each model's results over the splits it fitted, split 0 first."""
+    out = {r.name: [] for r in run.results}
+    for sp in run.splits:
+        for r in sp.results:
+            if r.name in out:
+                out[r.name].append((sp.dataset, r))
+    return out
+
+
+def _rho(run: CalibrationRun) -> float:
+    ds = run.dataset
+    return ds.n_test / max(ds.n_train, 1)
+
+
+def _combined_status(results) -> ConvergenceStatus | None:
+    sts = [r.status for _, r in results if r.status is not None]
+    if not sts:
+        return None
+    reasons = tuple(
+        f"split {i + 1}: {why}" if len(sts) > 1 else why
+        for i, st in enumerate(sts)
+        for why in st.reasons
+    )
+    return ConvergenceStatus(
+        max(st.max_rhat for st in sts),
+        min(st.min_ess_bulk for st in sts),
+        min(st.min_ess_tail for st in sts),
+        sum(st.divergences for st in sts),
+        reasons,
+    )
+
+
+def _regression_check(results):
+    """Joint test over splits when every split has a test covariance, else the
+    marginal test of split 0 (which assumes independent test points)."""
+    if all(r.test_cov is not None for _, r in results):
+        ys = [np.asarray(ds.y_test, np.float64) for ds, _ in results]
+        if min(len(y) for y in ys) < 10:
+            return None, None
+        ms = [np.asarray(r.predictive.mean, np.float64) for _, r in results]
+        check = dg.joint_calibration_check(ys, ms, [r.test_cov for _, r in results])
+        return check, np.asarray(check.stats["pit"])
+    ds, r = results[0]
+    if ds.n_test < 10:
+        return None, None
+    return dg.calibration_check(ds.y_test, r.predictive, alpha=dg.ALPHA), dg.pit(
+        ds.y_test, r.predictive
+    )
+
+
+def _mean_se_dict(per_split: list[dict], rho: float) -> tuple[dict, dict]:
+    keys = [k for k, v in per_split[0].items() if isinstance(v, int | float)]
+    mean, se = {}, {}
+    for k in keys:
+        mean[k], se[k] = mean_se([m[k] for m in per_split], rho)
+    return mean, se
+
+
+def evaluate(run: CalibrationRun) -> dict[str, Evaluation]:
+    """Score every model of ``run`` over all its splits."""
+    ds, rho = run.dataset, _rho(run)
+    out = {}
+    for name, results in _by_name(run).items():
+        res = results[0][1]
+        status = _combined_status(results)
+        base = {
+            "label": res.label,
+            "fit_time_s": float(sum(r.fit_time for _, r in results)),
+            "info": res.info,
+            "convergence": res.convergence,
+            "status": None if status is None else status.as_dict(),
+            "posterior": bool(res.loo_ok),
+            "loo": None if res.loo is None else res.loo.as_dict(),
+            "netcdf": f"{res.name}.nc",
+            "n_splits": len(results),
+        }
+        if res.task == "regression":
+            per = [dg.regression_metrics(d.y_test, r.predictive, scale=d.y_std) for d, r in results]
+            base["metrics"], base["metrics_se"] = _mean_se_dict(per, rho)
+            base["metrics_splits"] = {k: [m[k] for m in per] for k in base["metrics"]}
+            check, pit = _regression_check(results)
+            curves = [dg.coverage(d.y_test, r.predictive, CURVE_LEVELS) for d, r in results]
+            curve = {lv: float(np.mean([c[lv] for c in curves])) for lv in CURVE_LEVELS}
+            gap = _gap_summary(ds, res.predictive)
+            if gap is not None:
+                base["gap"] = gap
+            ev = Evaluation(base, pit=pit, coverage_curve=curve)
+        else:
+            y = ds.y_test
+            check = dg.classification_check(y, res.probs, alpha=dg.ALPHA) if len(y) >= 10 else None
+            base["metrics"] = dg.classification_metrics(y, res.probs)
+            base["metrics_se"] = {}
+            rel = dg.reliability(y, res.probs)
+            base["reliability"] = rel.as_dict()
+            ev = Evaluation(base, reliability=rel)
+        cal = None if check is None else check.as_dict()
+        if cal is not None:
+            cal["stats"] = {k: v for k, v in cal["stats"].items() if k != "pit"}
+        base["calibration"] = None if status is not None and not status.converged else cal
+        base["verdict"] = verdict(check, status)
+        out[name] = ev
+    return out
+
+
+def _loo_table(run: CalibrationRun) -> list[dict] | None:
+    """LOO on split 0 by each model's own method; differences to the best model with the
+    standard error of the pointwise differences (only posteriors take part)."""
+    rows = []
+    best = None
+    for r in run.results:
+        if r.loo is None:
+            continue
+        rows.append({"model": r.name, "label": r.label, **r.loo.as_dict()})
+        if (
+            r.loo_ok
+            and r.loo.pointwise is not None
+            and (best is None or r.loo.elpd > best.loo.elpd)
+        ):
+            best = r
+    if not rows:
+        return None
+    for row, r in zip(rows, [x for x in run.results if x.loo is not None], strict=True):
+        if best is None or not r.loo_ok or r.loo.pointwise is None:
+            row["elpd_diff"], row["se_diff"] = None, None
+            continue
+        d = best.loo.pointwise - r.loo.pointwise
+        row["elpd_diff"] = float(d.sum())
+        row["se_diff"] = float(np.sqrt(d.size * np.var(d)))
+    return rows
+
+
+def _paired_nlpd(evals: dict, rho: float) -> list[dict] | None:
+    """NLPD of every regression model minus the best one's, split by split."""
+    reg = {k: e.summary for k, e in evals.items() if "metrics_splits" in e.summary}
+    if len(reg) < 2:
+        return None
+    best = min(reg, key=lambda k: reg[k]["metrics"]["nlpd"])
+    rows = []
+    for k, m in reg.items():
+        a, b = m["metrics_splits"]["nlpd"], reg[best]["metrics_splits"]["nlpd"]
+        if len(a) != len(b):
+            continue
+        d, se = paired(a, b, rho)
+        rows.append({"model": k, "label": m["label"], "best": best, "nlpd_diff": d, "se": se})
+    return rows
+
+
+def build_summary(run: CalibrationRun, evals: dict, extra: dict | None = None) -> dict:
+    """The JSON-ready record of a run (what ``metrics.json`` holds)."""
+    ds = run.dataset
+    return {
+        "command": "calibrate",
+        "ntk_bayes_version": __version__,
+        "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "dataset": {
+            "name": ds.name,
+            "task": ds.task,
+            "description": ds.description,
+            "n_train": ds.n_train,
+            "n_test": ds.n_test,
+            "input_shape": list(ds.input_shape),
+            "y_std": ds.y_std,
+            "classes": list(ds.classes) if ds.classes else None,
+        },
+        "architecture": run.arch.describe(),
+        "settings": run.settings.as_dict(),
+        "total_time_s": float(sum(sp.total_time for sp in run.splits)),
+        "splits": len(run.splits),
+        "alpha": dg.ALPHA,
+        "models": {name: ev.summary for name, ev in evals.items()},
+        "failures": dict(run.failures),
+        "loo": _loo_table(run),
+        "paired_nlpd": _paired_nlpd(evals, _rho(run)),
+        **(extra or {}),
+    }

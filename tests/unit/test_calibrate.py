@@ -429,7 +429,8 @@ def test_report_escapes_every_user_string():
     from rich.console import Console
 
     from ntk_bayes.calibrate import evaluate, markdown_table, results_table
-    from ntk_bayes.calibrate._report import _markdown, build_summary
+    from ntk_bayes.calibrate._report import markdown as _markdown
+    from ntk_bayes.calibrate._scoring import build_summary
 
     ds = datasets.load("toy1d", seed=0)
     ds = dataclasses.replace(

@@ -1,0 +1,50 @@
+"""``ntk-bayes calibrate --study``: every real regression dataset, one combined report."""
+
+import json
+
+import pytest
+
+from ntk_bayes import cli, datasets
+from ntk_bayes.calibrate._study import STUDY_DATASETS
+
+
+def test_study_datasets_are_the_embedded_real_regression_sets():
+    regression = {k for k, v in datasets.available().items() if v.startswith("regression")}
+    assert set(STUDY_DATASETS) == regression - {"toy1d"}  # toy1d is synthetic
+    help_text = next(a.help for a in _calibrate_actions() if "--study" in a.option_strings)
+    assert all(name in help_text for name in STUDY_DATASETS)
+
+
+def _calibrate_actions():
+    actions = cli.build_parser()._actions
+    sub = next(a for a in actions if "calibrate" in (getattr(a, "choices", None) or ()))
+    return sub.choices["calibrate"]._actions
+
+
+def test_study_writes_one_report_per_dataset_and_a_combined_one(tmp_path, capsys):
+    out = tmp_path / "study"
+    argv = ["calibrate", "--study", "--quick", "--splits", "2", "--models", "nngp"]
+    status = cli.main([*argv, "--n-max", "30", "--out", str(out)])
+    assert status == 0
+    captured = capsys.readouterr()
+    assert "== dataset 1/5" in captured.err and "split 2/2" in captured.err  # progress
+    assert "report:" in captured.out
+    m = json.loads((out / "study.json").read_text())
+    assert list(m["datasets"]) == list(STUDY_DATASETS)
+    for name, d in m["datasets"].items():
+        assert (out / name / "report.md").is_file() and (out / name / "nngp.nc").is_file()
+        sub = json.loads((out / name / "metrics.json").read_text())
+        assert sub["splits"] == 2 and d["n_train"] == 30
+        assert d["models"]["nngp"]["metrics_se"]["nlpd"] > 0
+    md = (out / "study.md").read_text()
+    assert "## concrete" in md and "PBP" in md and "this study" in md
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--test-fraction", "0.2"], "90/10"), (["--models", "nngp,zzz"], "unknown model")],
+)
+def test_study_bad_flags(tmp_path, capsys, extra, message):
+    status = cli.main(["calibrate", "--study", "--quick", *extra, "--out", str(tmp_path / "o")])
+    assert status == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
