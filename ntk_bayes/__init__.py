@@ -30,7 +30,9 @@ _NAMES = {
     "empirical_kernel_fn": "empirical",
     "empirical_nngp_fn": "empirical",
     "empirical_ntk_fn": "empirical",
+    "linearize": "theory",
     "monte_carlo_kernel_fn": "empirical",
+    "taylor_expand": "theory",
 }
 
 if TYPE_CHECKING:  # for type checkers and the API pages; at run time see __getattr__
@@ -49,6 +51,8 @@ if TYPE_CHECKING:  # for type checkers and the API pages; at run time see __geta
     from .empirical import empirical_ntk_fn as empirical_ntk_fn
     from .empirical import monte_carlo_kernel_fn as monte_carlo_kernel_fn
     from .priors import GaussianProcess as GaussianProcess
+    from .theory import linearize as linearize
+    from .theory import taylor_expand as taylor_expand
 
 
 def __getattr__(name: str):
@@ -78,9 +82,11 @@ __all__ = [
     "empirical_nngp_fn",
     "empirical_ntk_fn",
     "gp",
+    "linearize",
     "monte_carlo_kernel_fn",
     "predict",
     "priors",
     "stax",
+    "taylor_expand",
     "theory",
 ]

@@ -20,6 +20,7 @@ from ._core import serial as serial
 from ._dense import Dense as Dense
 from ._dense import Identity as Identity
 from ._devices import distributed_kernel_fn as distributed_kernel_fn
+from ._dot_general import DotGeneral as DotGeneral
 from ._dropout import Dropout as Dropout
 from ._elementwise import ABRelu as ABRelu
 from ._elementwise import Abs as Abs
@@ -36,6 +37,8 @@ from ._elementwise import Relu as Relu
 from ._elementwise import Sigmoid_like as Sigmoid_like
 from ._elementwise import Sign as Sign
 from ._elementwise import Sin as Sin
+from ._indexing import Index as Index
+from ._indexing import Slice as Slice
 from ._kernel import Kernel as Kernel
 from ._normalization import LayerNorm as LayerNorm
 from ._pooling import AvgPool as AvgPool
@@ -43,6 +46,7 @@ from ._pooling import Flatten as Flatten
 from ._pooling import GlobalAvgPool as GlobalAvgPool
 from ._pooling import GlobalSumPool as GlobalSumPool
 from ._pooling import SumPool as SumPool
+from ._products import FanInProd as FanInProd
 from ._repeat import Repeat as Repeat
 from ._repeat import repeat as repeat
 
@@ -53,12 +57,14 @@ __all__ = [
     "Conv",
     "Cos",
     "Dense",
+    "DotGeneral",
     "Dropout",
     "Elementwise",
     "ElementwiseNumerical",
     "Erf",
     "Exp",
     "FanInConcat",
+    "FanInProd",
     "FanInSum",
     "FanOut",
     "Flatten",
@@ -68,6 +74,7 @@ __all__ = [
     "GlobalSelfAttention",
     "GlobalSumPool",
     "Identity",
+    "Index",
     "Kernel",
     "Layer",
     "LayerNorm",
@@ -80,6 +87,7 @@ __all__ = [
     "Sigmoid_like",
     "Sign",
     "Sin",
+    "Slice",
     "SumPool",
     "batch",
     "distributed_kernel_fn",

@@ -18,6 +18,7 @@ from ._generalization import arora_gram as arora_gram
 from ._generalization import generalization_report as generalization_report
 from ._linearize import effective_ntk_fn as effective_ntk_fn
 from ._linearize import linearize as linearize
+from ._linearize import taylor_expand as taylor_expand
 from ._parameterization import ScaledMLP as ScaledMLP
 from ._parameterization import scaled_mlp as scaled_mlp
 from ._plots import plot_dynamics as plot_dynamics
@@ -84,5 +85,6 @@ __all__ = [
     "relative_change",
     "scaled_mlp",
     "signal_propagation",
+    "taylor_expand",
     "train",
 ]

@@ -19,6 +19,7 @@ which is the ordinary empirical NTK when every ``s_p = 1``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +31,7 @@ import numpy as np
 from .._numerics import is_concrete
 from ..empirical import empirical_ntk_fn
 
-__all__ = ["linearize", "effective_ntk_fn", "check_lr_scales"]
+__all__ = ["linearize", "taylor_expand", "effective_ntk_fn", "check_lr_scales"]
 
 
 def _check_apply_fn(apply_fn) -> None:
@@ -53,26 +54,78 @@ def _check_params(params) -> None:
             )
 
 
-def linearize(apply_fn: Callable, params: Any) -> Callable:
-    """The first-order Taylor expansion of ``apply_fn`` in its parameters around ``params``.
+def linearize(f: Callable, params: Any) -> Callable:
+    """The first-order Taylor expansion of ``f`` in its parameters around ``params``
+    (``neural_tangents.linearize``; also ``ntk_bayes.linearize``).
 
     Args:
-        apply_fn: ``apply_fn(params, x, **kwargs)``, e.g. ``net.apply_fn``.
+        f: ``f(params, *args, **kwargs)`` returning an array or a pytree of arrays, e.g.
+            ``net.apply_fn``.
         params: the expansion point θ0 (a pytree of float arrays).
 
     Returns:
-        ``f_lin(p, x, **kwargs) = f(θ0, x) + J(θ0, x) (p - θ0)``, computed by one
+        ``f_lin(p, *args, **kwargs) = f(θ0, ...) + J(θ0, ...) (p - θ0)``, computed by one
             forward-mode product (``jax.jvp``): no Jacobian is stored.
     """
-    _check_apply_fn(apply_fn)
+    _check_apply_fn(f)
     _check_params(params)
 
-    def f_lin(p, x, **kwargs):
-        dp = jax.tree_util.tree_map(jnp.subtract, p, params)
-        f0, df = jax.jvp(lambda q: apply_fn(q, x, **kwargs), (params,), (dp,))
-        return f0 + df
+    def f_lin(p, *args, **kwargs):
+        dp = _difference(p, params)
+        f0, df = jax.jvp(lambda q: f(q, *args, **kwargs), (params,), (dp,))
+        return jax.tree_util.tree_map(jnp.add, f0, df)
 
     return f_lin
+
+
+def taylor_expand(f: Callable, params: Any, degree: int) -> Callable:
+    r"""The Taylor expansion of ``f`` of order ``degree`` in its parameters around
+    ``params`` (``neural_tangents.taylor_expand``; also ``ntk_bayes.taylor_expand``):
+
+    .. math::
+
+        f^{(d)}(θ) = \sum_{k=0}^{d} \frac{1}{k!}\, D^k f(θ_0)[θ - θ_0]^{k}
+
+    Args:
+        f: ``f(params, *args, **kwargs)`` returning an array or a pytree of arrays.
+        params: the expansion point θ0 (a pytree of float arrays).
+        degree: the order d >= 0 (0: the constant ``f(θ0)``, 1: :func:`linearize`).
+
+    Returns:
+        ``f_tayl(p, *args, **kwargs)``. The k-th term is k nested forward-mode products
+            along θ - θ0 (no Jacobian or Hessian is stored); its cost grows like 2^k.
+    """
+    _check_apply_fn(f)
+    _check_params(params)
+    if isinstance(degree, bool) or not isinstance(degree, int | np.integer) or degree < 0:
+        raise ValueError(f"`degree` must be a non-negative integer, got {degree!r}")
+    degree = int(degree)
+
+    def f_tayl(p, *args, **kwargs):
+        dp = _difference(p, params)
+        g = lambda q: f(q, *args, **kwargs)
+        total = g(params)
+        for k in range(1, degree + 1):
+            g = _directional(g, dp)  # q -> D^k f(q)[dp]^k
+            term = g(params)
+            total = jax.tree_util.tree_map(lambda t, d, k=k: t + d / math.factorial(k), total, term)
+        return total
+
+    return f_tayl
+
+
+def _directional(g: Callable, dp) -> Callable:
+    """``q -> Dg(q)[dp]``, the derivative of ``g`` along ``dp``."""
+    return lambda q: jax.jvp(g, (q,), (dp,))[1]
+
+
+def _difference(p, params):
+    try:
+        return jax.tree_util.tree_map(jnp.subtract, p, params)
+    except ValueError as e:
+        raise ValueError(
+            f"the new parameters must have the structure of the expansion point: {e}"
+        ) from None
 
 
 def check_lr_scales(lr_scales, params):
