@@ -22,6 +22,7 @@ with (W_0, b_0) the preset's values (standardised targets), κ the NNGP or the N
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import jax
@@ -60,6 +61,23 @@ class MLFit:
     log_marginal_likelihood: float
 
 
+@functools.partial(jax.jit, static_argnames=("arch", "kind", "lr"))
+def _ml_step(theta, state, X, y, arch, kind, lr):
+    """One Adam step on -log N(y | 0, κ + σ²I) / n in (log W_std, log b_std, log σ²).
+    The data are arguments, not constants of the program: one compilation per
+    architecture, kernel and data shape serves every split and K-fold refit."""
+
+    def loss(th):
+        net = arch.build(jnp.exp(th[0]), jnp.exp(th[1]))
+        gpd = GaussianProcess(net, X, kernel=kind, noise=jnp.exp(th[2]))
+        return -gpd.log_prob(y) / y.shape[0]
+
+    opt = optax.adam(lr)
+    val, g = jax.value_and_grad(loss)(theta)
+    up, state = opt.update(g, state, theta)
+    return optax.apply_updates(theta, up), state, val
+
+
 def ml_fit(ctx: Context, kind: str):
     """Type-II ML of (log W_std, log b_std, log σ²) of the exact GP with kernel ``kind``
     (cached per run): the same shared-scale model that ``fit_exact_nuts`` samples."""
@@ -69,23 +87,11 @@ def ml_fit(ctx: Context, kind: str):
         X, y = jnp.asarray(ds.X_train), jnp.asarray(ds.y_train)
         theta = jnp.asarray(_centre(ctx.arch), X.dtype)
 
-        def loss(th):
-            net = ctx.arch.build(jnp.exp(th[0]), jnp.exp(th[1]))
-            gpd = GaussianProcess(net, X, kernel=kind, noise=jnp.exp(th[2]))
-            return -gpd.log_prob(y) / y.shape[0]
-
-        opt = optax.adam(s.gp_lr)
-        state = opt.init(theta)
-
-        @jax.jit
-        def step(th, st):
-            val, g = jax.value_and_grad(loss)(th)
-            up, st = opt.update(g, st, th)
-            return optax.apply_updates(th, up), st, val
+        state = optax.adam(s.gp_lr).init(theta)
 
         prev, converged, k = np.inf, False, 0
         for k in range(1, s.gp_iters + 1):
-            new, new_state, val = step(theta, state)
+            new, new_state, val = _ml_step(theta, state, X, y, ctx.arch, kind, s.gp_lr)
             val = float(val)
             if not (np.isfinite(val) and bool(jnp.all(jnp.isfinite(new)))):
                 raise FloatingPointError(

@@ -128,7 +128,7 @@ def write_study(study: Study, out: Path, *, extra: dict | None = None) -> dict:
 
 
 def _study_markdown(summary: dict) -> str:
-    from ._published import CITATIONS, PUBLISHED
+    from ._published import CITATIONS, ERROR_BARS, PUBLISHED
 
     esc = escape_markdown
     lines = [
@@ -168,5 +168,7 @@ def _study_markdown(summary: dict) -> str:
         for model, err in d["failures"].items():
             lines.append(f"| {esc(model)} | this study | - | - | - | FAILED: {esc(err[:80])} |")
         lines.append("")
-    lines += ["## Sources", ""] + [f"* {k}: {v}" for k, v in CITATIONS.items()] + [""]
+    lines += ["## Sources", ""]
+    lines += [f"* {k}: {v} (± = {ERROR_BARS[k]})" for k, v in CITATIONS.items()]
+    lines.append("")
     return "\n".join(lines)
