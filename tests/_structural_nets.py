@@ -11,11 +11,11 @@ import numpy as np
 INPUT_SHAPES = {
     "prod_fc": (4,),
     "prod3_input": (3,),
-    "prod_conv": (5, 4, 2),
-    "index_img": (5, 4, 2),
+    "prod_conv": (3, 3, 2),
+    "index_img": (4, 3, 2),
     "index_seq": (6, 3),
     "dot_scalar_fc": (4,),
-    "dot_img": (5, 4, 2),
+    "dot_img": (3, 3, 2),
     "dot_lhs_2d": (3, 4, 2),
 }
 NAMES = tuple(INPUT_SHAPES)
@@ -108,7 +108,7 @@ def build(stax, name: str, width: int = 8):
             stax.Conv(w, (2, 2), padding="SAME", W_std=1.3, b_std=0.1),
             stax.Relu(),
             stax.DotGeneral(
-                rhs=np.array([1.0, -1.0, 0.5, 0.3, -0.2]),
+                rhs=np.array([1.0, -1.0, 0.5]),
                 dimension_numbers=(((1,), (0,)), ((), ())),
             ),
             stax.Conv(w, (2,), W_std=1.2, b_std=0.2),
