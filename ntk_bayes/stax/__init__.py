@@ -41,6 +41,12 @@ from ._indexing import Index as Index
 from ._indexing import Slice as Slice
 from ._kernel import Kernel as Kernel
 from ._normalization import LayerNorm as LayerNorm
+from ._polynomial import ExpNormalized as ExpNormalized
+from ._polynomial import Gabor as Gabor
+from ._polynomial import Hermite as Hermite
+from ._polynomial import Monomial as Monomial
+from ._polynomial import Polynomial as Polynomial
+from ._polynomial import RectifiedMonomial as RectifiedMonomial
 from ._pooling import AvgPool as AvgPool
 from ._pooling import Flatten as Flatten
 from ._pooling import GlobalAvgPool as GlobalAvgPool
@@ -63,24 +69,30 @@ __all__ = [
     "ElementwiseNumerical",
     "Erf",
     "Exp",
+    "ExpNormalized",
     "FanInConcat",
     "FanInProd",
     "FanInSum",
     "FanOut",
     "Flatten",
+    "Gabor",
     "Gelu",
     "Gaussian",
     "GlobalAvgPool",
     "GlobalSelfAttention",
     "GlobalSumPool",
+    "Hermite",
     "Identity",
     "Index",
     "Kernel",
     "Layer",
     "LayerNorm",
     "LeakyRelu",
+    "Monomial",
     "Parallel",
+    "Polynomial",
     "Rbf",
+    "RectifiedMonomial",
     "Relu",
     "Repeat",
     "Serial",
