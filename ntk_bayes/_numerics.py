@@ -12,6 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._blas import limit_lapack_threads
+
+limit_lapack_threads()  # every numerical module imports this one; see _blas
+
 __all__ = [
     "default_float",
     "tolerance",
