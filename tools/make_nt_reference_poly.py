@@ -57,8 +57,8 @@ LAYERS = {
 # Hermite is defined for unit-variance pre-activations in neural-tangents (it computes
 # Σ12^d), so its reference cases put LayerNorm first; ntk_bayes also has the general form.
 NEEDS_NORM = ("hermite",)
-# neural-tangents returns all-NaN for a second RectifiedMonomial: it evaluates the first
-# one's self-covariances by the general arc-cosine form, which divides by sin θ = 0.
+# neural-tangents 0.6.5 returns NaN for the self-covariance ``cov1`` (and same-point
+# entries) after a RectifiedMonomial, so a second one after it is all-NaN: no deep cases.
 NO_DEEP = ("rectified",)
 
 
