@@ -46,7 +46,7 @@ def run_study(
     arch: Architecture,
     settings: Settings,
     models: Sequence[str] | None = None,
-    datasets: Sequence[str] = STUDY_DATASETS,
+    datasets: Sequence[str] | None = None,
     *,
     n_max: int | None = None,
     log: Callable[[str], None] | None = None,
@@ -58,13 +58,14 @@ def run_study(
         settings: budgets; ``settings.splits`` is R (the protocol's 20 by default in
             the CLI).
         models: regression model names (default: all).
-        datasets: embedded regression dataset names.
+        datasets: embedded regression dataset names (default :data:`STUDY_DATASETS`).
         n_max: cap on the training split (tests; ``None`` for the protocol).
         log: progress, one line per step (the CLI's stderr display).
     """
     from .. import datasets as dsets
 
     log = log or (lambda msg: None)
+    datasets = STUDY_DATASETS if datasets is None else tuple(datasets)
     unknown = [d for d in datasets if d not in dsets.available()]
     if unknown:
         raise ValueError(f"unknown dataset(s) {', '.join(unknown)} for the study")
