@@ -7,6 +7,7 @@ Regression figures are in the targets' raw units (the models work on standardise
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 from typing import TYPE_CHECKING
@@ -203,6 +204,14 @@ def figures(run: CalibrationRun, evals: dict) -> dict:
     return written
 
 
+def _load() -> str:
+    """The 1-minute load average when the report is written (timings depend on it)."""
+    try:
+        return f", load average {os.getloadavg()[0]:.1f} at the end"
+    except (AttributeError, OSError):  # not on every platform
+        return ""
+
+
 def markdown(run: CalibrationRun, summary: dict, figures: list[str]) -> str:
     """The text of ``report.md`` from the summary (read only through its escaped view)."""
     ds, s = run.dataset, run.settings
@@ -218,8 +227,9 @@ def markdown(run: CalibrationRun, summary: dict, figures: list[str]) -> str:
         f"seed {s.seed}.  ",
         f"{len(run.splits)} random train/test split(s): every score is a mean ± standard "
         "error over them (Nadeau-Bengio corrected for overlapping splits).  ",
-        f"Total fit time {summary['total_time_s']:.1f} s on {platform.machine()} "
-        f"({platform.python_version()}, ntk_bayes {__version__}), {summary['created']}.",
+        f"Total fit time {summary['total_time_s']:.1f} s on {platform.machine()} with "
+        f"{os.cpu_count()} CPUs{_load()} ({platform.python_version()}, ntk_bayes "
+        f"{__version__}), {summary['created']}.",
         "",
         "## Held-out scores",
         "",
