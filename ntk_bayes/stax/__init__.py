@@ -14,6 +14,9 @@ from ._branching import FanOut as FanOut
 from ._branching import Parallel as Parallel
 from ._branching import parallel as parallel
 from ._conv import Conv as Conv
+from ._conv_more import ConvLocal as ConvLocal
+from ._conv_more import ConvTranspose as ConvTranspose
+from ._conv_more import ImageResize as ImageResize
 from ._core import Layer as Layer
 from ._core import Serial as Serial
 from ._core import serial as serial
@@ -61,6 +64,8 @@ __all__ = [
     "Abs",
     "AvgPool",
     "Conv",
+    "ConvLocal",
+    "ConvTranspose",
     "Cos",
     "Dense",
     "DotGeneral",
@@ -84,6 +89,7 @@ __all__ = [
     "Hermite",
     "Identity",
     "Index",
+    "ImageResize",
     "Kernel",
     "Layer",
     "LayerNorm",
