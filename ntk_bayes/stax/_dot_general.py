@@ -24,6 +24,7 @@ import numpy as np
 
 from .._numerics import is_concrete
 from ._core import Layer
+from ._indexing import check_default_axes, check_one_stream
 
 __all__ = ["DotGeneral"]
 
@@ -86,15 +87,7 @@ class DotGeneral(Layer):
         batch_axis: int = 0,
         channel_axis: int = -1,
     ):
-        for name, value, default in (
-            ("batch_axis", batch_axis, 0),
-            ("channel_axis", channel_axis, -1),
-        ):
-            if value != default:
-                raise ValueError(
-                    f"DotGeneral: only the default `{name}`={default} is supported; move axes "
-                    "with jnp.moveaxis to (N, ..., C) first"
-                )
+        check_default_axes("DotGeneral", batch_axis, channel_axis)
         if lhs is not None and rhs is not None:
             raise ValueError(
                 "DotGeneral: at most one of `lhs` and `rhs` may be given; the other factor is "
@@ -122,10 +115,8 @@ class DotGeneral(Layer):
             )
         other_cs = lc if self.is_lhs else rc
         n_other = np.ndim(self.other)
-        try:
-            canon = sorted(d % n_other for d in other_cs) if n_other else list(other_cs)
-        except ZeroDivisionError:  # pragma: no cover - n_other == 0 handled above
-            canon = list(other_cs)
+        in_range = all(-n_other <= d < n_other for d in other_cs)
+        canon = sorted(d % n_other for d in other_cs) if in_range else None
         if canon != list(range(n_other)):
             side = "lhs" if self.is_lhs else "rhs"
             raise ValueError(
@@ -164,10 +155,7 @@ class DotGeneral(Layer):
         return pairs
 
     def output_shape(self, input_shape):
-        if not isinstance(input_shape, tuple | list) or (
-            input_shape and not isinstance(input_shape[0], int)
-        ):
-            raise ValueError("DotGeneral got several branches; close them with a fan-in first")
+        check_one_stream("DotGeneral", input_shape)
         if self.other is None or np.ndim(self.other) == 0:
             return tuple(input_shape)
         pairs = self._pairs(len(input_shape))

@@ -12,7 +12,24 @@ import equinox as eqx
 
 from ._core import Layer
 
-__all__ = ["Index", "Slice"]
+__all__ = ["Index", "Slice", "check_default_axes", "check_one_stream"]
+
+
+def check_default_axes(layer: str, batch_axis, channel_axis) -> None:
+    """Layers here work on (N, ..., C): other ``batch_axis``/``channel_axis`` are refused."""
+    for name, value, default in (("batch_axis", batch_axis, 0), ("channel_axis", channel_axis, -1)):
+        if value != default:
+            raise ValueError(
+                f"{layer}: only the default `{name}`={default} is supported; move axes with "
+                "jnp.moveaxis to (N, ..., C) first"
+            )
+
+
+def check_one_stream(layer: str, input_shape) -> None:
+    if not isinstance(input_shape, tuple | list) or (
+        input_shape and not isinstance(input_shape[0], int)
+    ):
+        raise ValueError(f"{layer} got several branches; close them with a fan-in first")
 
 
 class _Slice:
@@ -85,15 +102,7 @@ class Index(Layer):
     idx: tuple = eqx.field(static=True)
 
     def __init__(self, idx: Any, batch_axis: int = 0, channel_axis: int = -1):
-        for name, value, default in (
-            ("batch_axis", batch_axis, 0),
-            ("channel_axis", channel_axis, -1),
-        ):
-            if value != default:
-                raise ValueError(
-                    f"Index: only the default `{name}`={default} is supported; move axes with "
-                    "jnp.moveaxis to (N, ..., C) first"
-                )
+        check_default_axes("Index", batch_axis, channel_axis)
         self.idx = _encode(idx)
 
     def _full_idx(self, ndim: int) -> tuple:
@@ -108,10 +117,7 @@ class Index(Layer):
         return tuple(idx + [_FULL] * (ndim - len(idx)))
 
     def output_shape(self, input_shape):
-        if not isinstance(input_shape, tuple | list) or (
-            input_shape and not isinstance(input_shape[0], int)
-        ):
-            raise ValueError("Index got several branches; close them with a fan-in first")
+        check_one_stream("Index", input_shape)
         idx = self._full_idx(len(input_shape))
         out = []
         for axis, (item, n) in enumerate(zip(idx, input_shape, strict=True)):

@@ -186,6 +186,8 @@ def test_dot_general_errors():
         stax.DotGeneral(rhs=np.ones(5), dimension_numbers=(((), ()), ((1,), (0,))))
     with pytest.raises(ValueError, match="must be contracted exactly once"):
         stax.DotGeneral(rhs=np.ones((5, 3)), dimension_numbers=dn((1,)))
+    with pytest.raises(ValueError, match="must be contracted exactly once"):
+        stax.DotGeneral(rhs=np.ones(5), dimension_numbers=(((1,), (4,)), ((), ())))
     with pytest.raises(ValueError, match="neither `lhs` nor `rhs`"):
         stax.DotGeneral(dimension_numbers=dn((1,)))
     with pytest.raises(TypeError, match="dimension_numbers"):
