@@ -81,6 +81,44 @@ def _parity_series(cs, s, x, top: int):
     return acc * s if (top - 2 * (len(cs) - 1)) % 2 else acc
 
 
+class _OfDegree(Elementwise):
+    """A nonlinearity of one integer ``degree`` d whose derivative kernel is
+    ``_dot_factor(d)`` times its own kernel at degree d - 1 (the derivative of x^d, x₊^d,
+    h_d is d x^(d-1), d x₊^(d-1), sqrt(d) h_{d-1}); d = 0 has Θ' = 0."""
+
+    degree: int = eqx.field(static=True)
+
+    def __init__(self, degree: int):
+        self.degree = _check_degree(degree, type(self).__name__)
+
+    def _moment(self, d, s12, q1, q2):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _diag_moment(self, d, q):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _dot_factor(self, d):
+        return d * d
+
+    def dual(self, s12, q1, q2, ntk):
+        d = self.degree
+        nngp = self._moment(d, s12, q1, q2)
+        if ntk is not None:
+            ntk = ntk * (self._dot_factor(d) * self._moment(d - 1, s12, q1, q2)) if d else 0 * ntk
+        return nngp, ntk
+
+    def dual_diag(self, q):
+        return self._diag_moment(self.degree, q)
+
+    def dot_diag(self, q):
+        d = self.degree
+        return self._dot_factor(d) * self._diag_moment(d - 1, q) if d else 0 * q
+
+
+def _double_factorial(n: int) -> int:
+    return math.prod(range(n, 0, -2))
+
+
 @functools.cache
 def _monomial_coefficients(d: int) -> tuple[float, ...]:
     """E[u^d v^d] = Σ_m c_m Σ12^(d-2m) (q1 q2)^m with c_m = d!² / (m!² (d-2m)! 4^m)."""
@@ -92,7 +130,7 @@ def _monomial_moment(d: int, s12, q1, q2):
     return _parity_series(_monomial_coefficients(d), s12, q1 * q2, d)
 
 
-class Monomial(Elementwise):
+class Monomial(_OfDegree):
     r"""``x ** degree`` (neural-tangents' ``Monomial``; any degree >= 0, neural-tangents
     stops at 5). Expanding x^d in Hermite polynomials:
 
@@ -106,31 +144,14 @@ class Monomial(Elementwise):
     (2d-1)!! q^d.
     """
 
-    degree: int = eqx.field(static=True)
-
-    def __init__(self, degree: int):
-        self.degree = _check_degree(degree, "Monomial")
-
     def fn(self, x):
         return x**self.degree
 
-    def dual(self, s12, q1, q2, ntk):
-        d = self.degree
-        nngp = _monomial_moment(d, s12, q1, q2)
-        if ntk is not None:
-            ntk = ntk * (d * d * _monomial_moment(d - 1, s12, q1, q2)) if d else 0 * ntk
-        return nngp, ntk
+    def _moment(self, d, s12, q1, q2):
+        return _monomial_moment(d, s12, q1, q2)
 
-    def dual_diag(self, q):
-        return _double_factorial(2 * self.degree - 1) * q**self.degree
-
-    def dot_diag(self, q):
-        d = self.degree
-        return d * d * _double_factorial(2 * d - 3) * q ** max(d - 1, 0) if d else 0 * q
-
-
-def _double_factorial(n: int) -> int:
-    return math.prod(range(n, 0, -2))
+    def _diag_moment(self, d, q):
+        return _double_factorial(2 * d - 1) * q**d
 
 
 @functools.cache
@@ -151,11 +172,10 @@ def _arccos_polynomials(d: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
             one_minus * p.deriv() + (2 * n + 1) * rho * p,
             p + one_minus * q.deriv() + 2 * n * rho * q,
         )
-    as_int = (
-        lambda poly, n: tuple(  # noqa: E731
-            int(round(c)) for c in np.pad(poly.coef, (0, max(0, n - len(poly.coef))))[:n]
-        )
-    )
+
+    def as_int(poly, n):  # exact integers, padded to n coefficients
+        return tuple(int(round(c)) for c in np.pad(poly.coef, (0, max(0, n - len(poly.coef)))))[:n]
+
     return as_int(p, d + 1), as_int(q, max(d, 1))
 
 
@@ -175,7 +195,7 @@ def _arccos_moment(d: int, s12, q1, q2):
     return out / (2 * jnp.pi)
 
 
-class RectifiedMonomial(Elementwise):
+class RectifiedMonomial(_OfDegree):
     r"""``(x >= 0) * x ** degree`` (neural-tangents' ``RectifiedMonomial``): the
     arc-cosine kernel of order d (Cho & Saul 2009). With θ the angle between the inputs:
 
@@ -192,27 +212,14 @@ class RectifiedMonomial(Elementwise):
     (2d-1)!! q^d / 2.
     """
 
-    degree: int = eqx.field(static=True)
-
-    def __init__(self, degree: int):
-        self.degree = _check_degree(degree, "RectifiedMonomial")
-
     def fn(self, x):
         return jnp.where(x >= 0, x**self.degree, 0).astype(x.dtype)
 
-    def dual(self, s12, q1, q2, ntk):
-        d = self.degree
-        nngp = _arccos_moment(d, s12, q1, q2)
-        if ntk is not None:
-            ntk = ntk * (d * d * _arccos_moment(d - 1, s12, q1, q2)) if d else 0 * ntk
-        return nngp, ntk
+    def _moment(self, d, s12, q1, q2):
+        return _arccos_moment(d, s12, q1, q2)
 
-    def dual_diag(self, q):
-        return _double_factorial(2 * self.degree - 1) / 2 * q**self.degree
-
-    def dot_diag(self, q):
-        d = self.degree
-        return d * d * _double_factorial(2 * d - 3) / 2 * q ** max(d - 1, 0) if d else 0 * q
+    def _diag_moment(self, d, q):
+        return _double_factorial(2 * d - 1) / 2 * q**d
 
 
 @functools.cache
@@ -226,7 +233,7 @@ def _hermite_moment(d: int, s12, q1, q2):
     return _parity_series(_hermite_coefficients(d), s12, (q1 - 1) * (q2 - 1) / 4, d)
 
 
-class Hermite(Elementwise):
+class Hermite(_OfDegree):
     r"""``He_d(x) / sqrt(d!)``, the probabilists' Hermite polynomial of degree d with
     unit norm under N(0, 1) (neural-tangents' ``Hermite``).
 
@@ -246,11 +253,6 @@ class Hermite(Elementwise):
     exactly as in neural-tangents, which warns instead of checking.
     """
 
-    degree: int = eqx.field(static=True)
-
-    def __init__(self, degree: int):
-        self.degree = _check_degree(degree, "Hermite")
-
     def fn(self, x):
         # h_{n+1} = (x h_n - sqrt(n) h_{n-1}) / sqrt(n+1): the normalised recurrence.
         prev, cur = jnp.zeros_like(x), jnp.ones_like(x)
@@ -258,12 +260,14 @@ class Hermite(Elementwise):
             prev, cur = cur, (x * cur - math.sqrt(n) * prev) / math.sqrt(n + 1)
         return cur
 
-    def dual(self, s12, q1, q2, ntk):
-        d = self.degree
-        nngp = _hermite_moment(d, s12, q1, q2)
-        if ntk is not None:
-            ntk = ntk * (d * _hermite_moment(d - 1, s12, q1, q2)) if d else 0 * ntk
-        return nngp, ntk
+    def _moment(self, d, s12, q1, q2):
+        return _hermite_moment(d, s12, q1, q2)
+
+    def _dot_factor(self, d):
+        return d
+
+    def _diag_moment(self, d, q):
+        return _hermite_moment(d, q, q, q)
 
 
 @functools.cache
