@@ -110,3 +110,29 @@ def test_pipeline_runs_kfold_for_a_registered_model(monkeypatch):
     summary = build_summary(run, evaluate(run))  # no figures: fast
     assert summary["loo"][0]["method"] == "kfold" and summary["loo"][0]["k"] == 5
     assert "| kfold |" in markdown(run, summary, [])
+
+
+# ---- one predict call for train, test and grid inputs ------------------------------------
+def test_joint_moments_equal_the_per_part_calls(monkeypatch):
+    import jax
+    import jax.numpy as jnp
+
+    from ntk_bayes import gp
+    from ntk_bayes.calibrate import _regression
+    from ntk_bayes.calibrate._common import grid_for
+
+    with jax.enable_x64(True):
+        ds = datasets.load("toy1d", seed=4, n=30, dtype=np.float64)
+        grid = grid_for(ds, n=7)
+
+        def rbf(x1, x2):  # a cheap kernel: compilation, not the kernel, is under test
+            return jnp.exp(-0.5 * (x1[:, None, 0] - x2[None, :, 0]) ** 2)
+
+        model = gp.ExactGP(rbf, ds.X_train, ds.y_train, 0.05)
+        joint = _regression._moments(model, ds, grid)
+        monkeypatch.setattr(_regression, "_JOINT_MAX", 0)  # forces one call per part
+        parts = _regression._moments(model, ds, grid)
+    for a, b in zip(joint, parts, strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)
+    assert joint[1][1].shape == (ds.n_test, ds.n_test) and joint[2][0].shape == (7,)
