@@ -32,17 +32,18 @@ def rel_err(a, b, mask=None):
     return np.abs(a - b).max() / np.abs(b).max()
 
 
-def errors(name: str) -> dict:
-    """Matrix-relative errors of one case in float64: x1 against x2, and x1 against
+def errors(name: str, dtype=np.float64) -> dict:
+    """Matrix-relative errors of one case at ``dtype``: x1 against x2, and x1 against
     itself off the diagonal (neural-tangents recovers same-point entries from round-off;
     ``RectifiedMonomial`` divides by sin θ = 0 there). One kernel call on [x1; x2]
     gives both blocks."""
     specs, ref = reference()
     x1, x2 = ref[f"{name}/x1"], ref[f"{name}/x2"]
     n1 = len(x1)
-    with enable_x64(True):
+    with enable_x64(np.dtype(dtype) == np.float64):
         net = architectures().build(stax, specs[name]["net"])
-        k = net.kernel_fn(np.concatenate([x1, x2]), None, ("nngp", "ntk"))
+        k = net.kernel_fn(np.concatenate([x1, x2]).astype(dtype), None, ("nngp", "ntk"))
+        assert k.nngp.dtype == dtype
     off = ~np.eye(n1, dtype=bool)
     out = {}
     for g in ("nngp", "ntk"):

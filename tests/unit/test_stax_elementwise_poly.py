@@ -25,6 +25,16 @@ def test_matches_neural_tangents(name):
     assert max(err.values()) <= RTOL, err
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["monomial3/fc", "rectified2/fc", "hermite3/ln", "poly_cubic/fc", "expnorm/fc", "gabor/fc"],
+)
+def test_matches_neural_tangents_float32(name):
+    """float32 inputs give float32 kernels within float32 round-off of the reference."""
+    err = errors(name, np.float32)
+    assert max(err.values()) <= 2e-6, err
+
+
 # Numpy twins of each layer's function and derivative, written independently of the
 # library, for one-point quadrature: E[φ(u)²] and E[φ'(u)²], u ~ N(0, q).
 def _he(d, x):
