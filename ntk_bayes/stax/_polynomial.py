@@ -321,10 +321,8 @@ class Polynomial(Elementwise):
                 f"Polynomial: `coef` must be a sequence of numbers (constant term first), "
                 f"got {coef!r}"
             )
-        if is_concrete(coef) and np.ndim(coef) != 1 and len(coef):
-            raise ValueError(
-                f"Polynomial: `coef` must be one-dimensional, got shape {np.shape(coef)}"
-            )
+        if getattr(coef, "ndim", 1) != 1:  # nested lists fail below, element by element
+            raise ValueError(f"Polynomial: `coef` must be one-dimensional, got shape {coef.shape}")
         coef = tuple(coef[i] for i in range(len(coef)))
         for i, c in enumerate(coef):
             _check_real(c, f"coef[{i}]", "Polynomial")
