@@ -43,6 +43,10 @@ __all__ = [
     "Evaluation",
     "evaluate",
     "build_summary",
+    "LooRow",
+    "PairedDiff",
+    "loo_table",
+    "paired_nlpd",
     "CURVE_LEVELS",
 ]
 
@@ -359,34 +363,69 @@ def evaluate(run: CalibrationRun) -> dict[str, Evaluation]:
     return out
 
 
-def _loo_table(run: CalibrationRun) -> list[dict] | None:
+@dataclasses.dataclass(frozen=True)
+class LooRow:
+    """One model's row of the LOO comparison (split 1).
+
+    Attributes:
+        model, label: the model's name and table label.
+        loo: its :class:`LooResult`.
+        elpd_diff, se_diff: the best posterior's elpd minus this one's and the standard
+            error of the pointwise differences; ``None`` for models that take no part.
+    """
+
+    model: str
+    label: str
+    loo: LooResult
+    elpd_diff: float | None = None
+    se_diff: float | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "label": self.label,
+            **self.loo.as_dict(),
+            "elpd_diff": self.elpd_diff,
+            "se_diff": self.se_diff,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedDiff:
+    """A model's held-out NLPD minus the best model's, mean ± corrected standard error of
+    the per-split differences."""
+
+    model: str
+    label: str
+    best: str
+    nlpd_diff: float
+    se: float
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def loo_table(run: CalibrationRun) -> list[LooRow] | None:
     """LOO on split 0 by each model's own method; differences to the best model with the
     standard error of the pointwise differences (only posteriors take part)."""
-    rows = []
-    best = None
-    for r in run.results:
-        if r.loo is None:
-            continue
-        rows.append({"model": r.name, "label": r.label, **r.loo.as_dict()})
-        if (
-            r.loo_ok
-            and r.loo.pointwise is not None
-            and (best is None or r.loo.elpd > best.loo.elpd)
-        ):
-            best = r
-    if not rows:
+    scored = [r for r in run.results if r.loo is not None]
+    if not scored:
         return None
-    for row, r in zip(rows, [x for x in run.results if x.loo is not None], strict=True):
-        if best is None or not r.loo_ok or r.loo.pointwise is None:
-            row["elpd_diff"], row["se_diff"] = None, None
+    posteriors = [r for r in scored if r.loo_ok and r.loo.pointwise is not None]
+    best = max(posteriors, key=lambda r: r.loo.elpd, default=None)
+    taking_part = {id(r) for r in posteriors}
+    rows = []
+    for r in scored:
+        if best is None or id(r) not in taking_part:
+            rows.append(LooRow(r.name, r.label, r.loo))
             continue
         d = best.loo.pointwise - r.loo.pointwise
-        row["elpd_diff"] = float(d.sum())
-        row["se_diff"] = float(np.sqrt(d.size * np.var(d)))
+        diff, se = float(d.sum()), float(np.sqrt(d.size * np.var(d)))
+        rows.append(LooRow(r.name, r.label, r.loo, diff, se))
     return rows
 
 
-def _paired_nlpd(evals: dict, rho: float) -> list[dict] | None:
+def paired_nlpd(evals: dict, rho: float) -> list[PairedDiff] | None:
     """NLPD of every regression model minus the best one's, split by split."""
     reg = {k: e.summary for k, e in evals.items() if "metrics_splits" in e.summary}
     if len(reg) < 2:
@@ -398,8 +437,12 @@ def _paired_nlpd(evals: dict, rho: float) -> list[dict] | None:
         if len(a) != len(b):
             continue
         d, se = paired(a, b, rho)
-        rows.append({"model": k, "label": m["label"], "best": best, "nlpd_diff": d, "se": se})
+        rows.append(PairedDiff(k, m["label"], best, d, se))
     return rows
+
+
+def _dicts(rows) -> list[dict] | None:
+    return None if rows is None else [r.as_dict() for r in rows]
 
 
 def build_summary(run: CalibrationRun, evals: dict, extra: dict | None = None) -> dict:
@@ -426,7 +469,7 @@ def build_summary(run: CalibrationRun, evals: dict, extra: dict | None = None) -
         "alpha": dg.ALPHA,
         "models": {name: ev.summary for name, ev in evals.items()},
         "failures": dict(run.failures),
-        "loo": _loo_table(run),
-        "paired_nlpd": _paired_nlpd(evals, _rho(run)),
+        "loo": _dicts(loo_table(run)),
+        "paired_nlpd": _dicts(paired_nlpd(evals, _rho(run))),
         **(extra or {}),
     }
