@@ -58,7 +58,15 @@ MC_NETS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(MC_NETS))
+# One network per layer in the stat tier (about 10 CPU-s of compilation each); the
+# diagonal-layout twins, also checked against neural-tangents in tests/unit, run slow.
+SLOW_MC = {"transpose_diagonal_standard", "local_diagonal", "resize_nearest"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_MC else n for n in sorted(MC_NETS)],
+)
 def test_layers_match_monte_carlo(name):
     x1, x2 = images(3, (4, 3, 2)), images(2, (4, 3, 2), seed=1)
     z, _, mean, se = conv_mc_z(MC_NETS[name](), x1, x2)
