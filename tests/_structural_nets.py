@@ -17,6 +17,8 @@ INPUT_SHAPES = {
     "dot_scalar_fc": (4,),
     "dot_img": (3, 3, 2),
     "dot_lhs_2d": (3, 4, 2),
+    "attn_pos_sum": (5, 3),
+    "attn_pos_concat_img": (3, 2, 2),
 }
 NAMES = tuple(INPUT_SHAPES)
 N1, N2 = 4, 3
@@ -124,6 +126,44 @@ def build(stax, name: str, width: int = 8):
             stax.DotGeneral(lhs=lhs, dimension_numbers=(((0, 1), (2, 1)), ((), ()))),
             stax.Dense(w, W_std=1.2, b_std=0.2),
             stax.Relu(),
+            stax.Dense(1, W_std=1.0, b_std=0.1),
+        )
+    if name == "attn_pos_sum":
+        return stax.serial(
+            stax.Dense(w, W_std=1.2, b_std=0.1),
+            stax.GlobalSelfAttention(
+                w,
+                w,
+                w,
+                2,
+                W_key_std=1.1,
+                W_value_std=1.2,
+                W_query_std=0.9,
+                b_std=0.1,
+                pos_emb_type="SUM",
+                W_pos_emb_std=0.8,
+            ),
+            stax.Relu(),
+            stax.GlobalAvgPool(),
+            stax.Dense(1, W_std=1.0, b_std=0.1),
+        )
+    if name == "attn_pos_concat_img":
+        return stax.serial(
+            stax.Conv(w, (2, 2), padding="SAME", W_std=1.3, b_std=0.1),
+            stax.Relu(),
+            stax.GlobalSelfAttention(
+                w,
+                w,
+                w,
+                1,
+                W_key_std=1.3,
+                W_value_std=1.1,
+                W_out_std=0.9,
+                pos_emb_type="CONCAT",
+                n_chan_pos_emb=w // 2,
+                W_pos_emb_std=1.4,
+            ),
+            stax.GlobalAvgPool(),
             stax.Dense(1, W_std=1.0, b_std=0.1),
         )
     raise KeyError(name)

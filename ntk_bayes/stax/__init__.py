@@ -7,6 +7,7 @@ Every layer and composition is an immutable pytree network::
 """
 
 from ._attention import GlobalSelfAttention as GlobalSelfAttention
+from ._attention import PositionalEmbedding as PositionalEmbedding
 from ._batching import batch as batch
 from ._branching import FanInConcat as FanInConcat
 from ._branching import FanInSum as FanInSum
@@ -96,6 +97,7 @@ __all__ = [
     "LeakyRelu",
     "Monomial",
     "Parallel",
+    "PositionalEmbedding",
     "Polynomial",
     "Rbf",
     "RectifiedMonomial",

@@ -10,6 +10,7 @@ kernel; the layer is then a Gaussian-process layer with a closed-form kernel.
 
 from __future__ import annotations
 
+import enum
 import math
 from typing import Any
 
@@ -20,9 +21,30 @@ import jax.numpy as jnp
 from ._conv import reject_unused
 from ._core import Layer, check_hyper
 
-__all__ = ["GlobalSelfAttention", "ATTENTION_MECHANISMS"]
+__all__ = ["GlobalSelfAttention", "ATTENTION_MECHANISMS", "PositionalEmbedding"]
 
 ATTENTION_MECHANISMS = ("SOFTMAX", "IDENTITY", "ABS", "RELU")
+
+
+class PositionalEmbedding(enum.Enum):
+    """Positional embeddings of ``GlobalSelfAttention(pos_emb_type=...)``, as in
+    neural-tangents: ``NONE``; ``SUM`` (added to the activations that form the keys and
+    queries); ``CONCAT`` (concatenated to them along channels). The layer also takes
+    the names as strings."""
+
+    NONE = "NONE"
+    SUM = "SUM"
+    CONCAT = "CONCAT"
+
+
+def _pos_emb_type(value) -> str:
+    name = value.name if isinstance(value, PositionalEmbedding) else value
+    if not isinstance(name, str) or name.upper() not in PositionalEmbedding.__members__:
+        raise ValueError(
+            f"GlobalSelfAttention: unknown `pos_emb_type` {value!r}; choose 'NONE', 'SUM' or "
+            "'CONCAT'"
+        )
+    return name.upper()
 
 
 def _positive_int(value, name: str) -> int:
@@ -59,6 +81,15 @@ class GlobalSelfAttention(Layer):
 
     (neural-tangents 0.6.5); other mechanisms raise in ``kernel_fn``.
 
+    Positional embeddings (``pos_emb_type="SUM"`` or ``"CONCAT"``, with
+    ``linear_scaling=True``): a learned array E ~ N(0, 1) of shape
+    ``(1, *positions, n_chan_pos_emb)``, times σ_e = ``W_pos_emb_std``, is added to
+    (SUM) or concatenated with (CONCAT) the activations that form keys and queries, not
+    values (``val_pos_emb=False``). In the limit it changes only the attention weights,
+    G_i = φ(QK · (w_x Σ(x_i, x_i) + w_e I)), with I the identity over positions and
+    (w_x, w_e) = (1, σ_e²) for SUM, (C, σ_e² C_e) / (C + C_e) for CONCAT (C the input
+    channels, C_e = ``n_chan_pos_emb``, default C); as in neural-tangents.
+
     Finite width (all weights N(0, 1)): per head h, K_h = x W_K^h, G_h = φ(QK · K_h
     K_hᵀ / (C_in n_chan_key)) (queries = keys when ``linear_scaling``, else x W_Q^h and
     scale 1/(C_in sqrt(n_chan_key))), and the output is
@@ -76,6 +107,9 @@ class GlobalSelfAttention(Layer):
     W_query_std: Any = 1.0
     W_out_std: Any = 1.0
     b_std: Any = None
+    pos_emb_type: str = eqx.field(static=True, default="NONE")
+    n_chan_pos_emb: int | None = eqx.field(static=True, default=None)
+    W_pos_emb_std: Any = 1.0
 
     def __init__(
         self,
@@ -90,19 +124,38 @@ class GlobalSelfAttention(Layer):
         W_out_std=1.0,
         b_std=None,
         attention_mechanism="SOFTMAX",
+        pos_emb_type="NONE",
+        pos_emb_p_norm=2,
+        pos_emb_decay_fn=None,
+        n_chan_pos_emb=None,
+        W_pos_emb_std=1.0,
+        val_pos_emb=False,
         **unused,
     ):
-        unused = dict(unused)
-        if unused.pop("pos_emb_type", "NONE") != "NONE":
-            raise NotImplementedError(
-                "GlobalSelfAttention: positional embeddings are not implemented; add them to "
-                "the inputs (e.g. concatenate position features) before the layer"
-            )
-        for name in ("pos_emb_p_norm", "pos_emb_decay_fn", "n_chan_pos_emb", "W_pos_emb_std"):
-            unused.pop(name, None)
-        if unused.pop("val_pos_emb", False):
-            raise NotImplementedError("GlobalSelfAttention: `val_pos_emb` is not implemented")
-        reject_unused("GlobalSelfAttention", unused)
+        reject_unused("GlobalSelfAttention", dict(unused))
+        self.pos_emb_type = _pos_emb_type(pos_emb_type)
+        if self.pos_emb_type != "NONE":
+            if pos_emb_decay_fn is not None:
+                raise NotImplementedError(
+                    "GlobalSelfAttention: `pos_emb_decay_fn` is not implemented (neural-"
+                    "tangents has no finite network for it either); use None (one-hot "
+                    "positional embeddings)"
+                )
+            if val_pos_emb:
+                raise NotImplementedError(
+                    "GlobalSelfAttention: `val_pos_emb=True` is not implemented; positional "
+                    "embeddings enter keys and queries only"
+                )
+            if not linear_scaling:
+                raise NotImplementedError(
+                    "GlobalSelfAttention: positional embeddings are implemented with "
+                    "linear_scaling=True only"
+                )
+            if n_chan_pos_emb is not None:
+                n_chan_pos_emb = _positive_int(n_chan_pos_emb, "n_chan_pos_emb")
+            check_hyper(W_pos_emb_std, "W_pos_emb_std", "GlobalSelfAttention")
+        self.n_chan_pos_emb = n_chan_pos_emb
+        self.W_pos_emb_std = W_pos_emb_std
         self.n_chan_out = _positive_int(n_chan_out, "n_chan_out")
         self.n_chan_key = _positive_int(n_chan_key, "n_chan_key")
         self.n_chan_val = _positive_int(n_chan_val, "n_chan_val")
@@ -139,7 +192,33 @@ class GlobalSelfAttention(Layer):
                 f"(N, H, W, C), got shape {shape}; for (N, features) data add a token axis, "
                 "e.g. x[:, None, :]"
             )
+        if (
+            self.pos_emb_type == "SUM"
+            and self.n_chan_pos_emb is not None
+            and self.n_chan_pos_emb != shape[-1]
+        ):
+            raise ValueError(
+                f"GlobalSelfAttention: pos_emb_type='SUM' adds the embeddings to the "
+                f"{shape[-1]} input channels, but n_chan_pos_emb={self.n_chan_pos_emb}; pass "
+                f"n_chan_pos_emb=None (or {shape[-1]}), or use pos_emb_type='CONCAT'"
+            )
         return shape[:-1] + (self.n_chan_out,)
+
+    def _pos_weights(self, c_in: int) -> tuple:
+        """``(w_x, w_e)``: weights of the input kernel and of the positional identity in
+        the covariance that forms the attention logits."""
+        if self.pos_emb_type == "NONE":
+            return 1.0, 0.0
+        w2 = self.W_pos_emb_std**2
+        if self.pos_emb_type == "SUM":
+            return 1.0, w2
+        c_e = c_in if self.n_chan_pos_emb is None else self.n_chan_pos_emb
+        return c_in / (c_in + c_e), w2 * c_e / (c_in + c_e)
+
+    def _pos_emb_channels(self, c_in: int) -> int:
+        if self.pos_emb_type == "NONE":
+            return 0
+        return c_in if self.n_chan_pos_emb is None else self.n_chan_pos_emb
 
     def needs_full_spatial(self, out_full: bool) -> bool:
         return True
@@ -197,8 +276,10 @@ class GlobalSelfAttention(Layer):
         qk = self.W_query_std * self.W_key_std
         ov2 = (self.W_out_std * self.W_value_std) ** 2
         b2 = 0.0 if self.b_std is None else self.b_std**2
-        g1 = self._phi(qk * k.cov1)  # (n1, T, T)
-        g2 = self._phi(qk * k.cov2)
+        w_x, w_e = self._pos_weights(k.shape1[-1])
+        eye = w_e * jnp.eye(k.shape1[1], dtype=k.cov1.dtype)
+        g1 = self._phi(qk * (w_x * k.cov1 + eye))  # (n1, T, T)
+        g2 = self._phi(qk * (w_x * k.cov2 + eye))
 
         def pair(mat):
             return ov2 * jnp.einsum("its,ijsu,jvu->ijtv", g1, mat, g2)
@@ -249,8 +330,10 @@ class GlobalSelfAttention(Layer):
     def init(self, key, input_shape):
         out_shape = self.output_shape(input_shape)
         c_in = input_shape[-1]
-        kq, kk, kv, ko, kb = jax.random.split(key, 5)
-        keys = jax.random.normal(kk, (self.n_heads, c_in, self.n_chan_key))
+        kq, kk, kv, ko, kb, ke = jax.random.split(key, 6)
+        c_e = self._pos_emb_channels(c_in)
+        c_keys = c_in + (c_e if self.pos_emb_type == "CONCAT" else 0)
+        keys = jax.random.normal(kk, (self.n_heads, c_keys, self.n_chan_key))
         queries = (
             None
             if self.linear_scaling
@@ -259,35 +342,50 @@ class GlobalSelfAttention(Layer):
         values = jax.random.normal(kv, (self.n_heads, c_in, self.n_chan_val))
         w_out = jax.random.normal(ko, (self.n_heads * self.n_chan_val, self.n_chan_out))
         b = None if self.b_std is None else jax.random.normal(kb, (self.n_chan_out,))
-        return out_shape, (queries, keys, values, w_out, b)
+        if self.pos_emb_type == "NONE":
+            return out_shape, (queries, keys, values, w_out, b)
+        pos_emb = jax.random.normal(ke, (1, *input_shape[1:-1], c_e))
+        return out_shape, (queries, keys, values, w_out, b, pos_emb)
 
     def prior_std(self, input_shape):
         """Unit scales: ``init_fn`` draws every weight from N(0, 1) and ``apply_fn``
         carries the ``*_std`` factors."""
         self.output_shape(input_shape)
-        return (
+        stds = (
             None if self.linear_scaling else 1.0,
             1.0,
             1.0,
             1.0,
             None if self.b_std is None else 1.0,
         )
+        return stds if self.pos_emb_type == "NONE" else stds + (1.0,)
 
     def apply(self, params, x, **kwargs):
-        queries, keys, values, w_out, b = params
+        queries, keys, values, w_out, b = params[:5]
         out_shape = self.output_shape(x.shape)
         if x.ndim > 3:  # images: positions are tokens
+            if len(params) == 6:
+                pe = params[5]
+                params = params[:5] + (pe.reshape(1, -1, pe.shape[-1]),)
             out = self.apply(params, x.reshape(x.shape[0], -1, x.shape[-1]), **kwargs)
             return out.reshape(out_shape)
         n, t, c_in = x.shape
-        if keys.shape[1] != c_in:
+        if values.shape[1] != c_in:
             raise ValueError(
                 f"GlobalSelfAttention: input has {c_in} channels but the weights expect "
-                f"{keys.shape[1]}; re-run init_fn with this input shape"
+                f"{values.shape[1]}; re-run init_fn with this input shape"
             )
-        k_ = jnp.einsum("ntc,hck->hntk", x, keys)
-        q_ = k_ if queries is None else jnp.einsum("ntc,hck->hntk", x, queries)
-        scale = c_in * (self.n_chan_key if self.linear_scaling else math.sqrt(self.n_chan_key))
+        x_k = x  # what keys and queries see
+        if self.pos_emb_type != "NONE":
+            pe = self.W_pos_emb_std * params[5]
+            if self.pos_emb_type == "SUM":
+                x_k = x + pe
+            else:
+                x_k = jnp.concatenate([x, jnp.broadcast_to(pe, (n, t, pe.shape[-1]))], axis=-1)
+        k_ = jnp.einsum("ntc,hck->hntk", x_k, keys)
+        q_ = k_ if queries is None else jnp.einsum("ntc,hck->hntk", x_k, queries)
+        c_k = x_k.shape[-1]
+        scale = c_k * (self.n_chan_key if self.linear_scaling else math.sqrt(self.n_chan_key))
         logits = jnp.einsum("hntk,hnsk->hnts", q_, k_) * (self.W_query_std * self.W_key_std / scale)
         v_ = jnp.einsum("ntc,hcv->hntv", x, values)
         heads = jnp.einsum("hnts,hnsv->nthv", self._phi(logits), v_).reshape(n, t, -1)

@@ -10,6 +10,7 @@ from typing import Any
 
 import equinox as eqx
 
+from ._conv import reject_unused
 from ._core import Layer
 
 __all__ = ["Index", "Slice", "check_default_axes", "check_one_stream"]
@@ -17,12 +18,7 @@ __all__ = ["Index", "Slice", "check_default_axes", "check_one_stream"]
 
 def check_default_axes(layer: str, batch_axis, channel_axis) -> None:
     """Layers here work on (N, ..., C): other ``batch_axis``/``channel_axis`` are refused."""
-    for name, value, default in (("batch_axis", batch_axis, 0), ("channel_axis", channel_axis, -1)):
-        if value != default:
-            raise ValueError(
-                f"{layer}: only the default `{name}`={default} is supported; move axes with "
-                "jnp.moveaxis to (N, ..., C) first"
-            )
+    reject_unused(layer, {"batch_axis": batch_axis, "channel_axis": channel_axis})
 
 
 def check_one_stream(layer: str, input_shape) -> None:

@@ -80,3 +80,38 @@ def test_monte_carlo_rejects_the_diagonal_only_contraction():
     wrong = 1.1**2 * 1.3**2 * np.einsum("ijt,t->ij", diag, A**2) + 0.2**2
     m, s = np.asarray(mean.nngp, np.float64), np.asarray(se.nngp, np.float64)
     assert np.abs(m - wrong).max() / s.max() > 10  # the right kernel passes at 4.5 above
+
+
+@pytest.mark.parametrize("pos_emb_type", ["SUM", pytest.param("CONCAT", marks=pytest.mark.slow)])
+def test_attention_positional_embeddings_match_monte_carlo(pos_emb_type):
+    """Wide keys: the logits concentrate at QK·(w_x Σ(x, x) + w_e I), a bias of
+    O(1/(C_in n_chan_key)) far below the Monte Carlo error (as in
+    test_stax_attention_mc.py). The kernel without embeddings is rejected."""
+
+    def net(pos):
+        return stax.serial(
+            stax.Dense(128, W_std=1.2, b_std=0.1),
+            stax.GlobalSelfAttention(
+                n_chan_out=4,
+                n_chan_key=128,
+                n_chan_val=64,
+                n_heads=8,
+                W_key_std=1.1,
+                W_query_std=1.2,
+                W_value_std=1.2,
+                W_out_std=0.8,
+                b_std=0.2,
+                pos_emb_type=pos,
+                W_pos_emb_std=2.5,
+            ),
+            stax.GlobalAvgPool(),
+        )
+
+    x1, x2 = _inputs("index_tokens", 3, 1), _inputs("index_tokens", 2, 2)
+    z, _, mean, se = mc_z_scores(net(pos_emb_type), x1, x2, n_samples=64, batch_size=16)
+    # 12 entries: per-entry two-sided tail at 4.5 sd is 6.8e-6, false alarm < 1e-4
+    # (64 samples: a t(63) tail at 4.5 is ~3e-5, so < 4e-4).
+    assert max(z["nngp"].max(), z["ntk"].max()) < 4.5, z
+    wrong = np.asarray(net("NONE").kernel_fn(x1, x2, "nngp"), np.float64)
+    m, s = np.asarray(mean.nngp, np.float64), np.asarray(se.nngp, np.float64)
+    assert (np.abs(m - wrong) / s).max() > 6  # power: beyond the 4.5 the right one passes

@@ -28,7 +28,7 @@ def _rel(a, r):
 # float64 for every network; float32 also for the ones without Conv (each Conv network
 # costs seconds of compilation per dtype on this 2-core machine).
 CASES = [(n, "float64") for n in sn.NAMES] + [
-    (n, "float32") for n in ("prod_fc", "prod3_input", "index_seq", "dot_scalar_fc")
+    (n, "float32") for n in ("prod_fc", "prod3_input", "index_seq", "dot_scalar_fc", "attn_pos_sum")
 ]
 
 
@@ -255,3 +255,27 @@ def test_taylor_expand_truncates_a_cubic_and_checks_its_input():
         nb.taylor_expand("f", a0, 1)
     with pytest.raises(ValueError, match="structure of the expansion point"):
         nb.linearize(g, a0)({"b": jnp.asarray(1.0)}, 2.0)
+
+
+def test_positional_embedding_options_and_errors():
+    att = lambda **kw: stax.GlobalSelfAttention(4, 4, 4, 1, **kw)
+    assert att(pos_emb_type=stax.PositionalEmbedding.CONCAT).pos_emb_type == "CONCAT"
+    assert att(pos_emb_type="sum").pos_emb_type == "SUM"
+    with pytest.raises(ValueError, match="unknown `pos_emb_type`"):
+        att(pos_emb_type="ADD")
+    with pytest.raises(NotImplementedError, match="pos_emb_decay_fn"):
+        att(pos_emb_type="SUM", pos_emb_decay_fn=lambda d: 1 / (1 + d))
+    with pytest.raises(NotImplementedError, match="val_pos_emb"):
+        att(pos_emb_type="SUM", val_pos_emb=True)
+    with pytest.raises(NotImplementedError, match="linear_scaling=True only"):
+        att(pos_emb_type="CONCAT", linear_scaling=False)
+    with pytest.raises(ValueError, match="n_chan_pos_emb=None"):
+        att(pos_emb_type="SUM", n_chan_pos_emb=3).init_fn(jax.random.PRNGKey(0), (2, 5, 2))
+    with pytest.raises(ValueError, match="W_pos_emb_std"):
+        att(pos_emb_type="SUM", W_pos_emb_std=-1.0)
+    # The embedding is a parameter with a unit prior scale, one per position and channel.
+    layer = att(pos_emb_type="CONCAT", n_chan_pos_emb=3)
+    _, params = layer.init_fn(jax.random.PRNGKey(0), (2, 5, 2))
+    assert params[5].shape == (1, 5, 3) and params[1].shape == (1, 5, 4)
+    assert layer.prior_std((2, 5, 2))[5] == 1.0
+    assert layer.apply_fn(params, jnp.ones((2, 5, 2))).shape == (2, 5, 4)
