@@ -87,20 +87,18 @@ def _tiny_grid(X, y, Xt, noise, W_std, b_std, W1_std, n=101, half=5.0):
 
 
 @pytest.mark.parametrize(
-    "marginalize_readout",
+    ("marginalize_readout", "target_accept_prob"),
     [
-        # Known open problem (issue 13): with every weight sampled, NUTS on this 3-parameter
-        # Erf network meets the R-hat bar on jax 0.10 (Python 3.11 stack) but not on jax 0.12
-        # (R-hat 1.022 with 4 chains, 1.014 with 8; ESS 191 / 930). The readout-integrated
-        # sampler, the library default, meets it on both. Not strict: it passes where it can.
-        pytest.param(
-            False,
-            marks=pytest.mark.xfail(reason="all-weights NUTS misses R-hat <= 1.01 on jax 0.12"),
-        ),
-        True,
+        # Every weight sampled: where the readout v is near 0 the hidden unit's (w, b) are
+        # free (a funnel), and NUTS needs small steps there. At the default 0.8 it missed
+        # the R-hat bar on jax 0.12 (R-hat 1.022 with 4 chains, 1.014 with 8; a dense mass
+        # matrix made it worse: 1.041 and 3 divergences); 0.95 meets it on jax 0.10 and 0.12.
+        (False, 0.95),
+        # The readout integrated out (the library default) has no funnel.
+        (True, 0.8),
     ],
 )
-def test_one_hidden_unit_matches_grid_posterior(marginalize_readout):
+def test_one_hidden_unit_matches_grid_posterior(marginalize_readout, target_accept_prob):
     """(b) A 3-parameter network (1 hidden Erf unit, no readout bias) on 1-D data: the
     NUTS predictive matches the grid posterior, sampling every weight or with the
     readout integrated out and drawn from its conditional."""
@@ -124,6 +122,7 @@ def test_one_hidden_unit_matches_grid_posterior(marginalize_readout):
         num_chains=4,
         max_tree_depth=6,
         marginalize_readout=marginalize_readout,
+        target_accept_prob=target_accept_prob,
         seed=2,
         progress_bar=False,
     )
