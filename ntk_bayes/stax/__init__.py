@@ -29,6 +29,7 @@ from ._dropout import Dropout as Dropout
 from ._elementwise import ABRelu as ABRelu
 from ._elementwise import Abs as Abs
 from ._elementwise import Cos as Cos
+from ._elementwise import CustomElementwise as CustomElementwise
 from ._elementwise import Elementwise as Elementwise
 from ._elementwise import ElementwiseNumerical as ElementwiseNumerical
 from ._elementwise import Erf as Erf
@@ -68,6 +69,7 @@ __all__ = [
     "ConvLocal",
     "ConvTranspose",
     "Cos",
+    "CustomElementwise",
     "Dense",
     "DotGeneral",
     "Dropout",

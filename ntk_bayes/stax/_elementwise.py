@@ -188,8 +188,23 @@ def _safe_arctan2_jvp(primals, tangents):
     return safe_arctan2(y, x), (dy * x - dx * y) / r2
 
 
-class Elementwise(Layer):
-    """Base of nonlinearities: subclasses give ``fn`` and ``dual``."""
+class _ElementwiseMeta(type(Layer)):
+    """``Elementwise(fn, nngp_fn, d_nngp_fn)`` builds a layer from user functions, as in
+    neural-tangents; subclasses of :class:`Elementwise` construct as usual."""
+
+    def __call__(cls, *args, **kwargs):
+        if cls is Elementwise:
+            return CustomElementwise(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+
+class Elementwise(Layer, metaclass=_ElementwiseMeta):
+    """Base of nonlinearities: subclasses give ``fn`` and ``dual``.
+
+    Called directly, ``Elementwise(fn=None, nngp_fn=None, d_nngp_fn=None)`` is
+    neural-tangents' layer from a scalar nonlinearity and its dual (see
+    :class:`CustomElementwise`).
+    """
 
     def fn(self, x):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -541,6 +556,61 @@ def Sigmoid_like() -> Erf:
     """neural-tangents' ``Sigmoid_like``: ``0.5 * erf(x / 2.4020563531719796) + 0.5``, the
     Erf that best matches the logistic sigmoid."""
     return Erf(a=0.5, b=1 / 2.4020563531719796, c=0.5)
+
+
+class CustomElementwise(Elementwise):
+    r"""A nonlinearity given by its dual: neural-tangents' ``stax.Elementwise``.
+
+    Built by ``stax.Elementwise(fn, nngp_fn, d_nngp_fn)``. With (u, v) bivariate normal
+    with variances q1, q2 and covariance Σ12, ``nngp_fn(Σ12, q1, q2)`` must return
+    E[fn(u) fn(v)] and ``d_nngp_fn(Σ12, q1, q2)`` E[fn'(u) fn'(v)]; without
+    ``d_nngp_fn`` the latter is ∂ nngp_fn / ∂Σ12 by automatic differentiation (Price's
+    theorem), which can lose precision where the dual has a root-type singularity
+    (ReLU-like kinks at Σ12² = q1 q2). All three are scalar functions; they are
+    vectorised here. A point paired with itself uses ``nngp_fn(q, q, q)``.
+
+    Args:
+        fn: the nonlinearity, for ``apply_fn``; ``None`` makes ``apply_fn`` raise.
+        nngp_fn: the dual, for ``kernel_fn``; ``None`` makes ``kernel_fn`` raise.
+        d_nngp_fn: the derivative's dual (optional).
+    """
+
+    fn_: Callable | None = eqx.field(static=True)
+    nngp_fn: Callable | None = eqx.field(static=True)
+    d_nngp_fn: Callable | None = eqx.field(static=True)
+
+    def __init__(self, fn=None, nngp_fn=None, d_nngp_fn=None):
+        if fn is None and nngp_fn is None:
+            raise ValueError(
+                "Elementwise: give `fn` (the nonlinearity, for apply_fn) and/or `nngp_fn` "
+                "(its dual E[fn(u) fn(v)], for kernel_fn); with neither the layer does nothing"
+            )
+        for name, f in (("fn", fn), ("nngp_fn", nngp_fn), ("d_nngp_fn", d_nngp_fn)):
+            if f is not None and not callable(f):
+                raise TypeError(f"Elementwise: `{name}` must be callable or None, got {type(f)}")
+        self.fn_ = fn
+        self.nngp_fn = nngp_fn
+        self.d_nngp_fn = d_nngp_fn
+
+    def fn(self, x):
+        if self.fn_ is None:
+            raise NotImplementedError(
+                "Elementwise was built without `fn`: pass fn= to use the finite network"
+            )
+        return jnp.vectorize(self.fn_)(x)
+
+    def dual(self, s12, q1, q2, ntk):
+        if self.nngp_fn is None:
+            raise NotImplementedError(
+                "Elementwise was built without `nngp_fn`: pass nngp_fn= (E[fn(u) fn(v)] for "
+                "covariance, var1, var2) or use stax.ElementwiseNumerical(fn, deg) for the kernel"
+            )
+        s12, q1, q2 = jnp.broadcast_arrays(s12, q1, q2)
+        nngp = jnp.vectorize(self.nngp_fn)(s12, q1, q2)
+        if ntk is not None:
+            d = self.d_nngp_fn or jax.grad(self.nngp_fn, argnums=0)
+            ntk = ntk * jnp.vectorize(d)(s12, q1, q2)
+        return nngp, ntk
 
 
 class ElementwiseNumerical(Elementwise):
