@@ -21,25 +21,26 @@ import jax
 import jax.numpy as jnp
 
 from ._conv import (
+    Conv,
     _conv_spec,
-    check_padding,
     check_spatial_input,
-    check_window,
-    check_window_fits,
     pad_spatial,
-    reject_unused,
-    window_output_size,
     window_pads,
     window_sum,
 )
-from ._core import Layer, check_hyper
-from ._dense import _affine_prior_std, check_parameterization
+from ._core import Layer
+from ._dense import _affine_prior_std
 from ._kernel import _same_positions
 
 __all__ = ["ConvTranspose", "ConvLocal", "ImageResize"]
 
 
 # ---- shared by the two convolutions ------------------------------------------------------
+
+
+def _renamed(err: Exception, name: str) -> Exception:
+    """``Conv``'s error, naming the layer the user wrote."""
+    return type(err)(str(err).replace("Conv:", f"{name}:", 1))
 
 
 class _AffineConv(Layer):
@@ -68,26 +69,22 @@ class _AffineConv(Layer):
         parameterization="ntk",
         **unused,
     ):
-        name = self._name
-        if isinstance(out_chan, bool) or not isinstance(out_chan, int) or out_chan < 1:
-            raise ValueError(f"{name}: `out_chan` must be a positive integer, got {out_chan!r}")
-        reject_unused(name, {**unused, "dimension_numbers": dimension_numbers})
-        self.filter_shape = check_window(filter_shape, "filter_shape", name)
-        n = len(self.filter_shape)
-        if dimension_numbers is not None and len(dimension_numbers[0]) - 2 != n:
-            raise ValueError(
-                f"{name}: `dimension_numbers` {dimension_numbers!r} names "
-                f"{len(dimension_numbers[0]) - 2} spatial axes but `filter_shape` "
-                f"{self.filter_shape} has {n}"
+        # Conv's arguments and checks, under this layer's name.
+        try:
+            Conv.__init__(
+                self,
+                out_chan,
+                filter_shape,
+                strides,
+                padding,
+                W_std,
+                b_std,
+                parameterization,
+                dimension_numbers=dimension_numbers,
+                **unused,
             )
-        self.strides = (1,) * n if strides is None else check_window(strides, "strides", name, n)
-        self.padding = check_padding(padding, name)
-        check_hyper(W_std, "W_std", name)
-        check_hyper(b_std, "b_std", name, allow_none=True)
-        self.out_chan = out_chan
-        self.W_std = W_std
-        self.b_std = b_std
-        self.parameterization = check_parameterization(parameterization, name)
+        except (ValueError, TypeError) as e:
+            raise _renamed(e, self._name) from None
 
     @property
     def n_spatial(self) -> int:
@@ -143,6 +140,21 @@ class _AffineConv(Layer):
             independent=True,
             is_input=False,
         )
+
+    def _param_shapes(self, input_shape, out_shape):  # pragma: no cover - abstract
+        """Shapes of W and b."""
+        raise NotImplementedError
+
+    def init(self, key, input_shape):
+        out_shape = self.output_shape(input_shape)
+        w_shape, b_shape = self._param_shapes(input_shape, out_shape)
+        k1, k2 = jax.random.split(key)
+        W = jax.random.normal(k1, w_shape)
+        b = None if self.b_std is None else jax.random.normal(k2, b_shape)
+        if self.parameterization == "standard":
+            W = W * (self.W_std / jnp.sqrt(self.fan_in(input_shape)))
+            b = None if b is None else b * self.b_std
+        return out_shape, (W, b)
 
     def _scale(self, out, b, x_shape):
         if self.parameterization == "ntk":
@@ -242,15 +254,8 @@ class ConvTranspose(_AffineConv):
                     x = _fold(x, a, size)
         return x / math.prod(self.filter_shape)
 
-    def init(self, key, input_shape):
-        out_shape = self.output_shape(input_shape)
-        k1, k2 = jax.random.split(key)
-        W = jax.random.normal(k1, self.filter_shape + (input_shape[-1], self.out_chan))
-        b = None if self.b_std is None else jax.random.normal(k2, (self.out_chan,))
-        if self.parameterization == "standard":
-            W = W * (self.W_std / jnp.sqrt(self.fan_in(input_shape)))
-            b = None if b is None else b * self.b_std
-        return out_shape, (W, b)
+    def _param_shapes(self, input_shape, out_shape):
+        return self.filter_shape + (input_shape[-1], self.out_chan), (self.out_chan,)
 
     def apply(self, params, x, **kwargs):
         W, b = params
@@ -318,14 +323,11 @@ class ConvLocal(_AffineConv):
     _name = "ConvLocal"
 
     def output_shape(self, input_shape):
-        shape = check_spatial_input(self._name, input_shape, self.n_spatial, "filter_shape")
-        spatial = shape[1:-1]
-        check_window_fits(self._name, spatial, self.filter_shape, self.padding, "filter_shape")
-        out = tuple(
-            window_output_size(h, f, s, self.padding)
-            for h, f, s in zip(spatial, self.filter_shape, self.strides, strict=True)
-        )
-        return (shape[0],) + out + (self.out_chan,)
+        # Conv's shapes and checks (same windows), under this layer's name.
+        try:
+            return Conv.output_shape(self, input_shape)
+        except (ValueError, TypeError) as e:
+            raise _renamed(e, self._name) from None
 
     def needs_full_spatial(self, out_full: bool) -> bool:
         # Only same-position input covariances are read, but a full-layout consumer gets
@@ -344,16 +346,9 @@ class ConvLocal(_AffineConv):
             return value
         return jnp.where(_position_eye(k_out.shape1[1:-1]), value, 0.0)
 
-    def init(self, key, input_shape):
-        out_shape = self.output_shape(input_shape)
-        k1, k2 = jax.random.split(key)
-        out_spatial = out_shape[1:-1]
-        W = jax.random.normal(k1, out_spatial + (self.fan_in(input_shape), self.out_chan))
-        b = None if self.b_std is None else jax.random.normal(k2, (1,) + out_shape[1:])
-        if self.parameterization == "standard":
-            W = W * (self.W_std / jnp.sqrt(self.fan_in(input_shape)))
-            b = None if b is None else b * self.b_std
-        return out_shape, (W, b)
+    def _param_shapes(self, input_shape, out_shape):
+        W = out_shape[1:-1] + (self.fan_in(input_shape), self.out_chan)
+        return W, (1,) + out_shape[1:]
 
     def apply(self, params, x, **kwargs):
         W, b = params
