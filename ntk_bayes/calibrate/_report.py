@@ -302,7 +302,7 @@ def _paired_section(summary: dict) -> list[str]:
     lines = [
         "## Who is better, and by how much",
         "",
-        f"Held-out NLPD (raw units) minus that of the best model "
+        f"Held-out NLPD (raw units) minus that of the best converged model "
         f"({best}), split by split: mean ± corrected standard error of the paired "
         "differences. A difference within about two standard errors is not resolved.",
         "",

@@ -430,7 +430,10 @@ def paired_nlpd(evals: dict, rho: float) -> list[PairedDiff] | None:
     reg = {k: e.summary for k, e in evals.items() if "metrics_splits" in e.summary}
     if len(reg) < 2:
         return None
-    best = min(reg, key=lambda k: reg[k]["metrics"]["nlpd"])
+    # the reference is the best model whose inference can be trusted (a sampler that
+    # failed its convergence gate is compared, never the reference)
+    trusted = [k for k, m in reg.items() if (m.get("status") or {}).get("converged", True)]
+    best = min(trusted or reg, key=lambda k: reg[k]["metrics"]["nlpd"])
     rows = []
     for k, m in reg.items():
         a, b = m["metrics_splits"]["nlpd"], reg[best]["metrics_splits"]["nlpd"]

@@ -136,3 +136,17 @@ def test_joint_moments_equal_the_per_part_calls(monkeypatch):
         for x, y in zip(a, b, strict=True):
             np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)
     assert joint[1][1].shape == (ds.n_test, ds.n_test) and joint[2][0].shape == (7,)
+
+
+def test_paired_differences_refer_to_the_best_converged_model():
+    from ntk_bayes.calibrate._scoring import Evaluation, paired_nlpd
+
+    def ev(nlpd, converged):
+        status = None if converged is None else {"converged": converged}
+        per = [nlpd, nlpd + 0.1]
+        return Evaluation({"label": "x", "metrics": {"nlpd": nlpd + 0.05},
+                           "metrics_splits": {"nlpd": per}, "status": status})  # fmt: skip
+
+    rows = paired_nlpd({"gp": ev(1.0, None), "bnn": ev(0.5, False)}, 0.1)
+    assert {r.best for r in rows} == {"gp"}  # the unconverged sampler is not the reference
+    assert {r.model: r.nlpd_diff for r in rows} == pytest.approx({"gp": 0.0, "bnn": -0.5})
