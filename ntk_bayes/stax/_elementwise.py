@@ -579,7 +579,12 @@ class CustomElementwise(Elementwise):
     nngp_fn: Callable | None = eqx.field(static=True)
     d_nngp_fn: Callable | None = eqx.field(static=True)
 
-    def __init__(self, fn=None, nngp_fn=None, d_nngp_fn=None):
+    def __init__(
+        self,
+        fn: Callable | None = None,
+        nngp_fn: Callable | None = None,
+        d_nngp_fn: Callable | None = None,
+    ):
         if fn is None and nngp_fn is None:
             raise ValueError(
                 "Elementwise: give `fn` (the nonlinearity, for apply_fn) and/or `nngp_fn` "
