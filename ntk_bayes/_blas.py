@@ -56,11 +56,19 @@ def limit_lapack_threads() -> int | None:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - both are dependencies
         return None
+    libs = lapack_openblas(ThreadpoolController())
+    for lib in libs:
+        lib.set_num_threads(threads)
+    return threads if libs else None
+
+
+def lapack_openblas(controller) -> list:
+    """The OpenBLAS libraries of a ``threadpoolctl.ThreadpoolController`` that jaxlib's
+    LAPACK calls: every loaded OpenBLAS outside NumPy's own folders."""
     numpy_dirs = _numpy_dirs()
-    hits = 0
-    for lib in ThreadpoolController().lib_controllers:
-        path = str(pathlib.Path(lib.filepath).resolve())
-        if lib.internal_api == "openblas" and not path.startswith(numpy_dirs):
-            lib.set_num_threads(threads)
-            hits += 1
-    return threads if hits else None
+    return [
+        lib
+        for lib in controller.lib_controllers
+        if lib.internal_api == "openblas"
+        and not str(pathlib.Path(lib.filepath).resolve()).startswith(numpy_dirs)
+    ]

@@ -11,12 +11,10 @@ def _child(env_extra: dict) -> subprocess.CompletedProcess:
     env.pop("NTK_BAYES_LAPACK_THREADS", None)
     env.update(env_extra)
     code = (
-        "import ntk_bayes._numerics, pathlib, scipy.linalg.cython_lapack\n"
-        "from threadpoolctl import threadpool_info\n"
-        "from ntk_bayes._blas import _numpy_dirs\n"
-        "d = _numpy_dirs()\n"
-        "print([i['num_threads'] for i in threadpool_info() if i['internal_api'] == 'openblas'"
-        " and not str(pathlib.Path(i['filepath']).resolve()).startswith(d)])\n"
+        "import ntk_bayes._numerics, scipy.linalg.cython_lapack\n"
+        "from threadpoolctl import ThreadpoolController\n"
+        "from ntk_bayes._blas import lapack_openblas\n"
+        "print([lib.num_threads for lib in lapack_openblas(ThreadpoolController())])\n"
     )
     return subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120

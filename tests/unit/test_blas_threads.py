@@ -5,23 +5,16 @@ Under load, OpenBLAS worker threads beside XLA's pool made a 40 x 40 triangular 
 """
 
 import os
-import pathlib
 
 import pytest
-from threadpoolctl import threadpool_info
+from threadpoolctl import ThreadpoolController
 
 import ntk_bayes._numerics  # noqa: F401  (the import that applies the limit)
 from ntk_bayes import _blas
 
 
 def _scipy_openblas_threads():
-    numpy_dirs = _blas._numpy_dirs()
-    return [
-        i["num_threads"]
-        for i in threadpool_info()
-        if i["internal_api"] == "openblas"
-        and not str(pathlib.Path(i["filepath"]).resolve()).startswith(numpy_dirs)
-    ]
+    return [lib.num_threads for lib in _blas.lapack_openblas(ThreadpoolController())]
 
 
 @pytest.mark.skipif(
