@@ -13,8 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._blas import limit_lapack_threads
+from ._jaxlib import warn_if_lapack_may_deadlock
 
 limit_lapack_threads()  # every numerical module imports this one; see _blas
+warn_if_lapack_may_deadlock()  # jaxlib 0.10.0-0.11.0 can hang; see _jaxlib
 
 __all__ = [
     "default_float",
