@@ -17,6 +17,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._conv import reject_unused
 from ._core import Layer, check_hyper
@@ -81,14 +82,16 @@ class GlobalSelfAttention(Layer):
 
     (neural-tangents 0.6.5); other mechanisms raise in ``kernel_fn``.
 
-    Positional embeddings (``pos_emb_type="SUM"`` or ``"CONCAT"``, with
-    ``linear_scaling=True``): a learned array E ~ N(0, 1) of shape
-    ``(1, *positions, n_chan_pos_emb)``, times σ_e = ``W_pos_emb_std``, is added to
-    (SUM) or concatenated with (CONCAT) the activations that form keys and queries, not
-    values (``val_pos_emb=False``). In the limit it changes only the attention weights,
-    G_i = φ(QK · (w_x Σ(x_i, x_i) + w_e I)), with I the identity over positions and
-    (w_x, w_e) = (1, σ_e²) for SUM, (C, σ_e² C_e) / (C + C_e) for CONCAT (C the input
-    channels, C_e = ``n_chan_pos_emb``, default C); as in neural-tangents.
+    Positional embeddings (``pos_emb_type="SUM"`` or ``"CONCAT"``): a learned array
+    E ~ N(0, 1) of shape ``(1, *positions, n_chan_pos_emb)``, times σ_e =
+    ``W_pos_emb_std``, is added to (SUM) or concatenated with (CONCAT) the activations
+    that form keys and queries, and values too when ``val_pos_emb``. In the limit every
+    covariance K they see becomes w_x K + w_e R, with (w_x, w_e) = (1, σ_e²) for SUM,
+    (C, σ_e² C_e) / (C + C_e) for CONCAT (C the input channels, C_e =
+    ``n_chan_pos_emb``, default C), and R the covariance of the embeddings between
+    positions: the identity, or R[t, s] = d(Σ_a |t_a − s_a|^p) with d =
+    ``pos_emb_decay_fn`` and p = ``pos_emb_p_norm`` (the finite twin uses L E with
+    L Lᵀ = R); as in neural-tangents 0.6.5.
 
     Finite width (all weights N(0, 1)): per head h, K_h = x W_K^h, G_h = φ(QK · K_h
     K_hᵀ / (C_in n_chan_key)) (queries = keys when ``linear_scaling``, else x W_Q^h and
@@ -110,6 +113,9 @@ class GlobalSelfAttention(Layer):
     pos_emb_type: str = eqx.field(static=True, default="NONE")
     n_chan_pos_emb: int | None = eqx.field(static=True, default=None)
     W_pos_emb_std: Any = 1.0
+    pos_emb_decay_fn: Any = eqx.field(static=True, default=None)
+    pos_emb_p_norm: float = eqx.field(static=True, default=2.0)
+    val_pos_emb: bool = eqx.field(static=True, default=False)
 
     def __init__(
         self,
@@ -135,25 +141,28 @@ class GlobalSelfAttention(Layer):
         reject_unused("GlobalSelfAttention", dict(unused))
         self.pos_emb_type = _pos_emb_type(pos_emb_type)
         if self.pos_emb_type != "NONE":
-            if pos_emb_decay_fn is not None:
-                raise NotImplementedError(
-                    "GlobalSelfAttention: `pos_emb_decay_fn` is not implemented (neural-"
-                    "tangents has no finite network for it either); use None (one-hot "
-                    "positional embeddings)"
+            if pos_emb_decay_fn is not None and not callable(pos_emb_decay_fn):
+                raise TypeError(
+                    "GlobalSelfAttention: `pos_emb_decay_fn` must be a function of the "
+                    f"distance array (or None), got {type(pos_emb_decay_fn).__name__}"
                 )
-            if val_pos_emb:
-                raise NotImplementedError(
-                    "GlobalSelfAttention: `val_pos_emb=True` is not implemented; positional "
-                    "embeddings enter keys and queries only"
+            if isinstance(pos_emb_p_norm, bool) or not isinstance(pos_emb_p_norm, int | float):
+                raise TypeError(
+                    "GlobalSelfAttention: `pos_emb_p_norm` must be a number, got "
+                    f"{type(pos_emb_p_norm).__name__}"
                 )
-            if not linear_scaling:
-                raise NotImplementedError(
-                    "GlobalSelfAttention: positional embeddings are implemented with "
-                    "linear_scaling=True only"
+            if not 0 < pos_emb_p_norm < math.inf:
+                raise ValueError(
+                    f"GlobalSelfAttention: `pos_emb_p_norm` must be positive, got {pos_emb_p_norm}"
                 )
             if n_chan_pos_emb is not None:
                 n_chan_pos_emb = _positive_int(n_chan_pos_emb, "n_chan_pos_emb")
             check_hyper(W_pos_emb_std, "W_pos_emb_std", "GlobalSelfAttention")
+        else:
+            pos_emb_decay_fn, val_pos_emb = None, False
+        self.pos_emb_decay_fn = pos_emb_decay_fn
+        self.pos_emb_p_norm = float(pos_emb_p_norm) if pos_emb_decay_fn is not None else 2.0
+        self.val_pos_emb = bool(val_pos_emb)
         self.n_chan_pos_emb = n_chan_pos_emb
         self.W_pos_emb_std = W_pos_emb_std
         self.n_chan_out = _positive_int(n_chan_out, "n_chan_out")
@@ -236,9 +245,40 @@ class GlobalSelfAttention(Layer):
             return jnp.abs(logits)
         return jnp.maximum(logits, 0.0)
 
+    def _pos_cov(self, spatial: tuple, dtype):
+        """R: covariance of the embeddings between positions, tokens in row-major order
+        (T, T). One-hot embeddings (``pos_emb_decay_fn=None``) give the identity; else
+        R = decay(Σ_a |i_a − j_a|^p) over the spatial axes a, as in neural-tangents."""
+        t = math.prod(spatial)
+        if self.pos_emb_decay_fn is None:
+            return jnp.eye(t, dtype=dtype)
+        coords = np.indices(spatial).reshape(len(spatial), t)
+        dist = (np.abs(coords[:, :, None] - coords[:, None, :]) ** self.pos_emb_p_norm).sum(0)
+        r = jnp.asarray(self.pos_emb_decay_fn(jnp.asarray(dist, dtype)), dtype)
+        if r.shape != (t, t):
+            raise ValueError(
+                f"GlobalSelfAttention: `pos_emb_decay_fn` must map the ({t}, {t}) distance "
+                f"array to an array of the same shape, got shape {r.shape}"
+            )
+        return r
+
+    def _pos_chol(self, spatial: tuple) -> np.ndarray:
+        """Cholesky factor L of R (float64): the finite twin's embeddings are L E."""
+        with jax.ensure_compile_time_eval():  # R is a constant, also under jit
+            r = np.asarray(self._pos_cov(spatial, None), np.float64)
+        try:
+            return np.linalg.cholesky(r)
+        except np.linalg.LinAlgError:
+            raise ValueError(
+                "GlobalSelfAttention: `pos_emb_decay_fn` must give a positive-definite "
+                f"covariance between the {r.shape[0]} positions (the finite network draws "
+                "its embeddings as L E with L L^T = R); use a decay such as "
+                "lambda d: jnp.exp(-d / 2)"
+            ) from None
+
     def kernel(self, k):
         if k.n_spatial == 1:
-            return self._token_kernel(k)
+            return self._token_kernel(k, tuple(k.shape1[1:-1]))
         # Images: every position is a token (neural-tangents' convention).
         if k.diagonal_spatial:
             raise ValueError(  # pragma: no cover - the engine chooses the full layout
@@ -250,14 +290,14 @@ class GlobalSelfAttention(Layer):
             shape1=(k.shape1[0], math.prod(spatial), k.shape1[-1]),
             shape2=(k.shape2[0], math.prod(spatial), k.shape2[-1]),
         )
-        out = self._token_kernel(tokens)
+        out = self._token_kernel(tokens, tuple(spatial))
         return out.map_arrays(
             lambda a, b: _from_tokens(a, b, spatial),
             shape1=self.output_shape(k.shape1),
             shape2=self.output_shape(k.shape2),
         )
 
-    def _token_kernel(self, k):
+    def _token_kernel(self, k, spatial: tuple):
         if not self.linear_scaling and self.attention_mechanism != "IDENTITY":
             raise NotImplementedError(
                 f"GlobalSelfAttention(linear_scaling=False, attention_mechanism="
@@ -271,15 +311,33 @@ class GlobalSelfAttention(Layer):
                 "GlobalSelfAttention needs cross-token covariances (the full spatial layout)"
             )
         self.output_shape(k.shape1)
+        w_x, w_e = self._pos_weights(k.shape1[-1])
+        r = None if self.pos_emb_type == "NONE" else self._pos_cov(spatial, k.cov1.dtype)
+
+        def interp(mat):  # the covariance of what keys and queries see
+            return mat if r is None or mat is None else w_x * mat + w_e * r
+
+        keys = {n: interp(getattr(k, n)) for n in ("nngp", "ntk", "cov1", "cov2")}
+        vals = keys if self.val_pos_emb else {n: getattr(k, n) for n in keys}
         if not self.linear_scaling:
-            return self._sqrt_scaling_kernel(k)
+            out = self._sqrt_scaling_kernel(keys, vals)
+        else:
+            out = self._linear_scaling_kernel(keys, vals)
+        return k.replace(
+            **out,
+            shape1=self.output_shape(k.shape1),
+            shape2=self.output_shape(k.shape2),
+            is_gaussian=True,
+            independent=True,
+            is_input=False,
+        )
+
+    def _linear_scaling_kernel(self, keys, vals):
         qk = self.W_query_std * self.W_key_std
         ov2 = (self.W_out_std * self.W_value_std) ** 2
         b2 = 0.0 if self.b_std is None else self.b_std**2
-        w_x, w_e = self._pos_weights(k.shape1[-1])
-        eye = w_e * jnp.eye(k.shape1[1], dtype=k.cov1.dtype)
-        g1 = self._phi(qk * (w_x * k.cov1 + eye))  # (n1, T, T)
-        g2 = self._phi(qk * (w_x * k.cov2 + eye))
+        g1 = self._phi(qk * keys["cov1"])  # (n1, T, T)
+        g2 = self._phi(qk * keys["cov2"])
 
         def pair(mat):
             return ov2 * jnp.einsum("its,ijsu,jvu->ijtv", g1, mat, g2)
@@ -287,63 +345,59 @@ class GlobalSelfAttention(Layer):
         def own(g, mat):
             return ov2 * jnp.einsum("its,isu,ivu->itv", g, mat, g) + b2
 
-        nngp_w = pair(k.nngp)
-        ntk = None if k.ntk is None else pair(k.ntk) + b2 + 2 * nngp_w
-        return k.replace(
-            nngp=nngp_w + b2,
-            ntk=ntk,
-            cov1=own(g1, k.cov1),
-            cov2=own(g2, k.cov2),
-            shape1=self.output_shape(k.shape1),
-            shape2=self.output_shape(k.shape2),
-            is_gaussian=True,
-            independent=True,
-            is_input=False,
+        nngp_w = pair(vals["nngp"])
+        ntk = None if vals["ntk"] is None else pair(vals["ntk"]) + b2 + 2 * nngp_w
+        return dict(
+            nngp=nngp_w + b2, ntk=ntk, cov1=own(g1, vals["cov1"]), cov2=own(g2, vals["cov2"])
         )
 
-    def _sqrt_scaling_kernel(self, k):
+    def _sqrt_scaling_kernel(self, keys, vals):
         """``linear_scaling=False`` with identity attention: the logits stay Gaussian, the
         output is a sum of products of Gaussians, and its second moments close over
-        ⟨A, B⟩ = Σ_{t,s} A[t, s] B[t, s] (neural-tangents 0.6.5's formula)."""
+        ⟨A, B⟩ = Σ_{t,s} A[t, s] B[t, s] (neural-tangents 0.6.5's formula). K are the
+        covariances of what keys and queries see, V of what values see; a positional
+        embedding's own gradient enters the keys' tangent kernel."""
         std2 = (self.W_query_std * self.W_key_std * self.W_out_std * self.W_value_std) ** 2
         b2 = 0.0 if self.b_std is None else self.b_std**2
 
         def dot(a, b):
             return jnp.sum(a * b, axis=(-2, -1), keepdims=True)
 
-        s12 = dot(k.nngp, k.nngp)
+        def second(name):
+            return std2 * dot(keys[name], vals[name]) * keys[name] + b2
+
+        nk, nv = keys["nngp"], vals["nngp"]
         ntk = None
-        if k.ntk is not None:
-            ntk = std2 * (2 * dot(k.nngp, k.ntk) * k.nngp + s12 * (k.ntk + 4 * k.nngp)) + b2
-        return k.replace(
-            nngp=std2 * s12 * k.nngp + b2,
-            ntk=ntk,
-            cov1=std2 * dot(k.cov1, k.cov1) * k.cov1 + b2,
-            cov2=std2 * dot(k.cov2, k.cov2) * k.cov2 + b2,
-            shape1=self.output_shape(k.shape1),
-            shape2=self.output_shape(k.shape2),
-            is_gaussian=True,
-            independent=True,
-            is_input=False,
-        )
+        if keys["ntk"] is not None:
+            tk, tv = keys["ntk"], vals["ntk"]
+            ntk = std2 * ((dot(tk, nv) + dot(nk, tv)) * nk + dot(nk, nv) * (tk + 4 * nk)) + b2
+        return dict(nngp=second("nngp"), ntk=ntk, cov1=second("cov1"), cov2=second("cov2"))
+
+    def _channels(self, c_in: int) -> tuple:
+        """Input channels of (keys and queries, values)."""
+        c_e = self._pos_emb_channels(c_in)
+        c_keys = c_in + (c_e if self.pos_emb_type == "CONCAT" else 0)
+        return c_keys, (c_keys if self.val_pos_emb else c_in)
 
     def init(self, key, input_shape):
         out_shape = self.output_shape(input_shape)
         c_in = input_shape[-1]
         kq, kk, kv, ko, kb, ke = jax.random.split(key, 6)
         c_e = self._pos_emb_channels(c_in)
-        c_keys = c_in + (c_e if self.pos_emb_type == "CONCAT" else 0)
+        c_keys, c_vals = self._channels(c_in)
         keys = jax.random.normal(kk, (self.n_heads, c_keys, self.n_chan_key))
         queries = (
             None
             if self.linear_scaling
-            else jax.random.normal(kq, (self.n_heads, c_in, self.n_chan_key))
+            else jax.random.normal(kq, (self.n_heads, c_keys, self.n_chan_key))
         )
-        values = jax.random.normal(kv, (self.n_heads, c_in, self.n_chan_val))
+        values = jax.random.normal(kv, (self.n_heads, c_vals, self.n_chan_val))
         w_out = jax.random.normal(ko, (self.n_heads * self.n_chan_val, self.n_chan_out))
         b = None if self.b_std is None else jax.random.normal(kb, (self.n_chan_out,))
         if self.pos_emb_type == "NONE":
             return out_shape, (queries, keys, values, w_out, b)
+        if self.pos_emb_decay_fn is not None:
+            self._pos_chol(tuple(input_shape[1:-1]))  # refuse a non-PD R before any work
         pos_emb = jax.random.normal(ke, (1, *input_shape[1:-1], c_e))
         return out_shape, (queries, keys, values, w_out, b, pos_emb)
 
@@ -363,37 +417,40 @@ class GlobalSelfAttention(Layer):
     def apply(self, params, x, **kwargs):
         queries, keys, values, w_out, b = params[:5]
         out_shape = self.output_shape(x.shape)
-        if x.ndim > 3:  # images: positions are tokens
-            if len(params) == 6:
-                pe = params[5]
-                params = params[:5] + (pe.reshape(1, -1, pe.shape[-1]),)
-            out = self.apply(params, x.reshape(x.shape[0], -1, x.shape[-1]), **kwargs)
-            return out.reshape(out_shape)
-        n, t, c_in = x.shape
-        if values.shape[1] != c_in:
+        spatial = tuple(x.shape[1:-1])
+        n, c_in = x.shape[0], x.shape[-1]
+        x = x.reshape(n, -1, c_in)  # images: positions are tokens
+        t = x.shape[1]
+        c_keys, c_vals = self._channels(c_in)
+        if keys.shape[1] != c_keys or values.shape[1] != c_vals:
             raise ValueError(
                 f"GlobalSelfAttention: input has {c_in} channels but the weights expect "
-                f"{values.shape[1]}; re-run init_fn with this input shape"
+                f"another number; re-run init_fn with this input shape"
             )
         x_k = x  # what keys and queries see
         if self.pos_emb_type != "NONE":
-            pe = self.W_pos_emb_std * params[5]
+            pe = params[5].reshape(t, -1)
+            if self.pos_emb_decay_fn is not None:
+                pe = jnp.asarray(self._pos_chol(spatial), pe.dtype) @ pe
+            pe = self.W_pos_emb_std * pe[None]
             if self.pos_emb_type == "SUM":
                 x_k = x + pe
             else:
                 x_k = jnp.concatenate([x, jnp.broadcast_to(pe, (n, t, pe.shape[-1]))], axis=-1)
+        x_v = x_k if self.val_pos_emb else x
         k_ = jnp.einsum("ntc,hck->hntk", x_k, keys)
         q_ = k_ if queries is None else jnp.einsum("ntc,hck->hntk", x_k, queries)
-        c_k = x_k.shape[-1]
-        scale = c_k * (self.n_chan_key if self.linear_scaling else math.sqrt(self.n_chan_key))
+        scale = c_keys * (self.n_chan_key if self.linear_scaling else math.sqrt(self.n_chan_key))
         logits = jnp.einsum("hntk,hnsk->hnts", q_, k_) * (self.W_query_std * self.W_key_std / scale)
-        v_ = jnp.einsum("ntc,hcv->hntv", x, values)
+        v_ = jnp.einsum("ntc,hcv->hntv", x_v, values)
         heads = jnp.einsum("hnts,hnsv->nthv", self._phi(logits), v_).reshape(n, t, -1)
-        norm = self.W_out_std * self.W_value_std / math.sqrt(self.n_chan_val * self.n_heads * c_in)
+        norm = (
+            self.W_out_std * self.W_value_std / math.sqrt(self.n_chan_val * self.n_heads * c_vals)
+        )
         out = (heads @ w_out) * norm
         if b is not None:
             out = out + self.b_std * b
-        return out
+        return out.reshape(out_shape)
 
 
 def _to_tokens(a, batch_ndim: int, spatial: tuple):

@@ -263,12 +263,7 @@ def test_positional_embedding_options_and_errors():
     assert att(pos_emb_type="sum").pos_emb_type == "SUM"
     with pytest.raises(ValueError, match="unknown `pos_emb_type`"):
         att(pos_emb_type="ADD")
-    with pytest.raises(NotImplementedError, match="pos_emb_decay_fn"):
-        att(pos_emb_type="SUM", pos_emb_decay_fn=lambda d: 1 / (1 + d))
-    with pytest.raises(NotImplementedError, match="val_pos_emb"):
-        att(pos_emb_type="SUM", val_pos_emb=True)
-    with pytest.raises(NotImplementedError, match="linear_scaling=True only"):
-        att(pos_emb_type="CONCAT", linear_scaling=False)
+    # pos_emb_decay_fn, val_pos_emb and linear_scaling=False: tests/unit/test_stax_attention_pos.py
     with pytest.raises(ValueError, match="n_chan_pos_emb=None"):
         att(pos_emb_type="SUM", n_chan_pos_emb=3).init_fn(jax.random.PRNGKey(0), (2, 5, 2))
     with pytest.raises(ValueError, match="W_pos_emb_std"):

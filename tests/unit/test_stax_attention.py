@@ -63,8 +63,6 @@ def test_attention_errors():
         stax.GlobalSelfAttention(4, 4, 4, 0)
     with pytest.raises(ValueError, match="attention_mechanism"):
         stax.GlobalSelfAttention(4, 4, 4, 1, attention_mechanism="TANH")
-    with pytest.raises(NotImplementedError, match="positional"):
-        stax.GlobalSelfAttention(4, 4, 4, 1, pos_emb_type="SUM", val_pos_emb=True)
     net = stax.serial(
         stax.GlobalSelfAttention(4, 4, 4, 1, linear_scaling=False), stax.GlobalAvgPool()
     )
