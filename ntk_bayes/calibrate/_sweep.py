@@ -19,6 +19,22 @@ posterior and μ̂_n, v̂_n their estimates from the BNN's draws:
 Both fall with n until they reach the Monte Carlo floor: the same distances for S
 independent exact draws from the NNGP posterior (S = chains × draws), reported as the
 ``floor`` row. MCMC draws are autocorrelated, so the BNN's floor is somewhat higher.
+
+Whether a fall between two widths is more than Monte Carlo error is judged on a
+standardised distance over the evaluation inputs inside the data's range (``I``; the
+grid's ends extrapolate, where the NNGP's sd s_i is large and says little), with ŝ the
+BNN's posterior sd and ESS its smallest bulk ESS:
+
+.. math::
+
+    d_z(n) = \tfrac1{|I|} \textstyle\sum_{i \in I} |μ̂_n(x_i) - μ(x_i)| / s_i, \qquad
+    e(n) = \tfrac1{|I|} \textstyle\sum_{i \in I} (ŝ_n(x_i) / s_i) / \sqrt{\mathrm{ESS}}.
+
+By the triangle inequality |d̂_z - d_z| is at most the mean of |μ̂_i - μ_n(x_i)| / s_i,
+whose draws' errors are at most fully correlated: ≤ |Z| e(n), Z ~ N(0, 1). So for two
+widths, |Δd̂_z - Δd_z| ≤ |Z_1| e_1 + |Z_2| e_2 ≤ hypot(e_1, e_2) hypot(Z_1, Z_2), and a
+fall larger than ``4 hypot(e_1, e_2)`` is resolved with a false-alarm rate below
+P(χ²_2 > 16) = e⁻⁸ ≈ 3.4e-4 (:func:`fall_is_resolved`).
 """
 
 from __future__ import annotations
@@ -39,9 +55,49 @@ from ._checks import check_kernels
 from ._common import Context, Settings, fit_bnn_nuts, grid_for
 from ._regression import ml_fit
 
-__all__ = ["WidthSweep", "width_sweep", "sweep_settings", "DEFAULT_WIDTHS"]
+__all__ = [
+    "WidthSweep",
+    "width_sweep",
+    "sweep_settings",
+    "standardised_distance",
+    "fall_is_resolved",
+    "DEFAULT_WIDTHS",
+]
 
 DEFAULT_WIDTHS = (4, 16, 64, 256, 512)
+
+
+def standardised_distance(pred, ref: dg.GaussianPredictive, ess: float, inside=None) -> dict:
+    """``{"z_mean_abs_diff": d_z, "z_mc_se": e}`` of ``pred`` (draws, or a Gaussian
+    with ``ess`` as its number of independent draws) from ``ref`` over the points
+    ``inside`` (a boolean mask; default all); see the module docstring."""
+    inside = np.ones(ref.n, bool) if inside is None else np.asarray(inside, bool)
+    if inside.shape != (ref.n,) or not inside.any():
+        raise ValueError(f"`inside` must be a boolean mask of {ref.n} points with one True")
+    s = ref.std[inside]
+    z = np.abs(pred.mean[inside] - ref.mean[inside]) / s
+    # no effective draws (a failed chain's NaN ESS): no bound, so never resolved
+    se = float(np.mean(pred.std[inside] / s) / math.sqrt(ess)) if ess > 0 else math.inf
+    return {"z_mean_abs_diff": float(np.mean(z)), "z_mc_se": se}
+
+
+def fall_is_resolved(narrow: dict, wide: dict, sds: float = 4.0) -> bool:
+    """Whether d_z fell from the row ``narrow`` to the row ``wide`` by more than
+    ``sds`` times the combined Monte Carlo bound (both must have converged); at 4 the
+    false-alarm rate is below 3.4e-4 (module docstring)."""
+    if not (narrow["converged"] and wide["converged"]):
+        return False
+    margin = sds * math.hypot(narrow["z_mc_se"], wide["z_mc_se"])
+    return narrow["z_mean_abs_diff"] - wide["z_mean_abs_diff"] > margin
+
+
+def _inside_data(ds: Dataset, x_eval: np.ndarray) -> np.ndarray:
+    """The evaluation inputs inside the training inputs' range (all of them unless the
+    inputs are 1-D and ``x_eval`` is a grid reaching beyond)."""
+    if x_eval.shape[1:] != (1,):
+        return np.ones(x_eval.shape[0], bool)
+    lo, hi = float(ds.X_train[:, 0].min()), float(ds.X_train[:, 0].max())
+    return (x_eval[:, 0] >= lo) & (x_eval[:, 0] <= hi)
 
 
 def sweep_settings(**changes) -> Settings:
@@ -66,7 +122,8 @@ class WidthSweep:
         dataset, arch, settings: what was run.
         widths: the widths, ascending.
         rows: one dict per width: ``width``, ``mean_abs_diff_mean``,
-            ``mean_abs_diff_log_var``, ``w2``, ``max_rhat``, ``min_ess_bulk``,
+            ``mean_abs_diff_log_var``, ``w2``, ``z_mean_abs_diff`` and ``z_mc_se``
+            (standardised, inside the data; module docstring), ``max_rhat``, ``min_ess_bulk``,
             ``divergences``, ``converged``, ``time_s``.
         floor: the distances of S exact NNGP draws (the Monte Carlo floor).
         nngp: the fitted hyperparameters and noise.
@@ -147,7 +204,9 @@ def width_sweep(
     n_draws = settings.num_chains * settings.num_samples
     rng = np.random.default_rng(settings.seed)
     exact = dg.SamplePredictive(nngp_pred.sample(rng, max(n_draws, 2)))
+    inside = _inside_data(ds, x_eval)
     floor = dg.predictive_distance(exact, nngp_pred)
+    floor.update(standardised_distance(exact, nngp_pred, exact.samples.shape[0], inside))
     net = as_floats(fit.net)
     rows, preds = [], {}
     for i, w in enumerate(widths, 1):
@@ -161,6 +220,7 @@ def width_sweep(
             {
                 "width": w,
                 **dg.predictive_distance(pred, nngp_pred),
+                **standardised_distance(pred, nngp_pred, conv.min_ess_bulk, inside),
                 "max_rhat": conv.max_rhat,
                 "min_ess_bulk": conv.min_ess_bulk,
                 "divergences": conv.divergences,
@@ -194,14 +254,16 @@ def sweep_markdown(sweep: WidthSweep) -> str:
         f"Distance of the BNN's posterior over the latent function from the NNGP posterior "
         f"at {s['evaluation_points']} evaluation inputs (standardised units):",
         "",
-        "| width | mean abs diff of means | mean abs diff of log variances | W2 | max R-hat "
+        "| width | mean abs diff of means | mean abs diff of log variances | W2 "
+        "| d_z ± MC bound (inside the data) | max R-hat "
         "| min ESS | divergences | converged | time (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|:---|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|:---|---:|",
     ]
     for r in s["rows"]:
         lines.append(
             f"| {r['width']} | {r['mean_abs_diff_mean']:.4f} | {r['mean_abs_diff_log_var']:.4f} "
-            f"| {r['w2']:.4f} | {r['max_rhat']:.3f} | {r['min_ess_bulk']:.0f} | "
+            f"| {r['w2']:.4f} | {r['z_mean_abs_diff']:.3f} ± {r['z_mc_se']:.3f} "
+            f"| {r['max_rhat']:.3f} | {r['min_ess_bulk']:.0f} | "
             f"{r['divergences']} | {'yes' if r['converged'] else '**NOT converged**'} | "
             f"{r['time_s']:.1f} |"
         )
@@ -209,7 +271,10 @@ def sweep_markdown(sweep: WidthSweep) -> str:
     lines += [
         f"| floor ({sweep.settings.num_chains * sweep.settings.num_samples} exact NNGP draws) | "
         f"{f['mean_abs_diff_mean']:.4f} | {f['mean_abs_diff_log_var']:.4f} | {f['w2']:.4f} "
-        "| | | | | |",
+        f"| {f['z_mean_abs_diff']:.3f} ± {f['z_mc_se']:.3f} | | | | | |",
+        "",
+        "d_z is the mean |Δ mean| in units of the NNGP's posterior sd over the evaluation "
+        "inputs inside the training data's range; ± its Monte Carlo bound e. " + _falls(sweep.rows),
         "",
         f"Log-log slope against width (converged widths only): means "
         f"{s['slopes']['mean_abs_diff_mean']:+.2f}, log variances "
@@ -227,6 +292,24 @@ def sweep_markdown(sweep: WidthSweep) -> str:
     if sweep.x_eval.shape[1:] == (1,):
         lines += ["![bands](bands.png)", ""]
     return "\n".join(lines)
+
+
+def _falls(rows: list[dict]) -> str:
+    """One sentence per pair of neighbouring converged widths: is d_z's fall resolved?"""
+    ok = [r for r in rows if r["converged"]]
+    if len(ok) < 2:
+        return "Fewer than two widths converged: no fall can be judged."
+    parts = []
+    for a, b in zip(ok, ok[1:], strict=False):
+        verdict = "resolved" if fall_is_resolved(a, b) else "not resolved"
+        parts.append(
+            f"{a['width']} -> {b['width']}: {a['z_mean_abs_diff'] - b['z_mean_abs_diff']:+.3f} "
+            f"against 4 hypot(e) = {4 * math.hypot(a['z_mc_se'], b['z_mc_se']):.3f}, {verdict}"
+        )
+    return (
+        "Falls of d_z between converged widths (resolved when larger than 4 combined bounds; "
+        "false alarm < 3.4e-4): " + "; ".join(parts) + "."
+    )
 
 
 def _fmt(d: dict) -> str:
