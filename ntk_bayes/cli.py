@@ -269,6 +269,15 @@ def _add_calibrate(sub) -> None:
         "(default 1; the UCI protocol of --dataset concrete/boston is 20)",
     )
     cal.add_argument(
+        "--sampled-splits",
+        type=_int_at_least(1),
+        metavar="K",
+        help="run the sampled models (the finite BNN, and the exact GPs under --hyper nuts) "
+        "on the first K of the --splits R only, every other model on all R; the report "
+        "says per model on how many splits it ran and pairs models on the splits both ran "
+        "(default: every model on every split)",
+    )
+    cal.add_argument(
         "--kfold",
         type=_int_at_least(2),
         help="K-fold LOO (K refits) for sampled models whose PSIS-LOO has a Pareto k > 0.7 "
@@ -489,11 +498,15 @@ def _run_calibrate(args) -> int:
         if args.hyper == "nuts" and ds.task != "regression":
             raise UsageError("--hyper nuts applies to the exact GPs of regression data")
         settings = _settings(args, width=args.width, hyper=args.hyper, inducing=args.inducing)
-        settings = _with_splits_kfold(settings, args.splits, args.kfold)
+        settings = _with_splits_kfold(settings, args.splits, args.kfold, args.sampled_splits)
         log(f"{ds.summary()}; {arch.describe()}")
         try:
             run = run_calibration(ds, arch, models, settings, log=log)
         except KernelOverflowError as e:  # the flags or the data, not the computation
+            raise UsageError(str(e)) from None
+        except ValueError as e:
+            if "sampled_splits" not in str(e):
+                raise
             raise UsageError(str(e)) from None
         extra = {"argv": sys.argv[1:]}
         with atomic_output_dir(out, force=args.force) as tmp:
@@ -519,8 +532,9 @@ def _run_calibrate(args) -> int:
     return 3 if run.failures else 0
 
 
-def _with_splits_kfold(settings, splits, kfold):
-    changes = {k: v for k, v in (("splits", splits), ("kfold", kfold)) if v is not None}
+def _with_splits_kfold(settings, splits, kfold, sampled_splits=None):
+    given = (("splits", splits), ("kfold", kfold), ("sampled_splits", sampled_splits))
+    changes = {k: v for k, v in given if v is not None}
     return type(settings)(**{**settings.as_dict(), **changes}) if changes else settings
 
 
@@ -546,10 +560,14 @@ def _run_study(args) -> int:
     with jax.enable_x64(not args.float32), sigterm_as_exit(), _progress_to_stderr():
         settings = _settings(args, width=args.width, hyper=args.hyper, inducing=args.inducing)
         splits = STUDY_SPLITS if args.splits is None else args.splits
-        settings = _with_splits_kfold(settings, splits, args.kfold)
+        settings = _with_splits_kfold(settings, splits, args.kfold, args.sampled_splits)
         try:
             study = run_study(arch, settings, models, n_max=args.n_max, log=log)
         except KernelOverflowError as e:
+            raise UsageError(str(e)) from None
+        except ValueError as e:
+            if "sampled_splits" not in str(e):
+                raise
             raise UsageError(str(e)) from None
         with atomic_output_dir(out, force=args.force) as tmp:
             summary = write_study(study, tmp, extra={"argv": sys.argv[1:]})

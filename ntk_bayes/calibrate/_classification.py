@@ -164,7 +164,7 @@ def _renorm(p, eps):
     return p / p.sum(-1, keepdims=True)
 
 
-@register("classification", "bnn", label="finite BNN (NUTS)", kernel="nngp")
+@register("classification", "bnn", label="finite BNN (NUTS)", kernel="nngp", sampled=True)
 def fit_bnn(ctx: Context) -> ModelResult:
     t0 = time.perf_counter()
     s, ds = ctx.settings, ctx.ds

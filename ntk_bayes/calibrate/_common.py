@@ -39,6 +39,10 @@ class Settings:
         n_draws: predictive draws per point stored for models with Gaussian posteriors.
         splits: random train/test splits R; scores are means ± standard errors over
             them (split r uses seed ``seed + r``).
+        sampled_splits: K: the sampled models (the finite BNN, and the exact GPs with
+            ``hyper="nuts"``) run on the first K of the R splits only, every other model
+            on all R; their scores are over those K, and paired differences use the
+            splits both models ran. ``None``: every model on every split.
         kfold: K of the K-fold LOO that replaces a sampled model's PSIS-LOO where a
             Pareto k exceeds 0.7 (K refits of that model); 0: not computed, the report
             says so and what it would cost.
@@ -59,6 +63,7 @@ class Settings:
     max_tree_depth: int = _BNN_NUTS["max_tree_depth"]
     n_draws: int = 400
     splits: int = 1
+    sampled_splits: int | None = None
     kfold: int = 0
     seed: int = 0
     quiet: bool = False

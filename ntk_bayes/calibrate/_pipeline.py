@@ -17,7 +17,13 @@ from ._kfold import with_kfold
 from ._registry import models as registered
 from ._registry import spec
 
-__all__ = ["CalibrationRun", "run_calibration", "available_models", "check_models"]
+__all__ = [
+    "CalibrationRun",
+    "run_calibration",
+    "available_models",
+    "check_models",
+    "models_on_split",
+]
 
 # failures of one model that should not abort the others (numerical trouble, bad fits);
 # anything else is a bug and propagates
@@ -103,6 +109,8 @@ def run_calibration(
         is raised.
 
     Raises:
+        ValueError: ``settings.sampled_splits`` outside 1..``settings.splits``, or below
+            it when every model samples.
         KernelOverflowError: (a ``ValueError``) a kernel the models need is non-finite
             or overflows the dtype on the data at ``arch``'s W_std, b_std; checked
             before any fit.
@@ -113,6 +121,7 @@ def run_calibration(
         raise TypeError(f"`settings.splits` must be an integer, got {settings.splits!r}")
     if settings.splits < 1:
         raise ValueError(f"`settings.splits` must be >= 1, got {settings.splits}")
+    _check_sampled_splits(settings, names, ds.task)
     if isinstance(settings.kfold, bool) or not isinstance(settings.kfold, int):
         raise TypeError(f"`settings.kfold` must be an integer, got {settings.kfold!r}")
     if settings.kfold == 1 or settings.kfold < 0:
@@ -121,10 +130,46 @@ def run_calibration(
     check_kernels(ds, arch, names, grid_for(ds))  # once, before any compilation
     run = _one_split(ds, arch, names, settings, log)
     for r in range(1, settings.splits):
-        log(f"split {r + 1}/{settings.splits}")
+        names_r = models_on_split(names, ds.task, settings, r)
+        skipped = "" if names_r == names else f" (sampled models skipped: {_skipped(settings)})"
+        log(f"split {r + 1}/{settings.splits}{skipped}")
         s_r = dataclasses.replace(settings, seed=settings.seed + r, quiet=True)
-        run.more_splits.append(_one_split(resplit(ds, settings.seed + r), arch, names, s_r, log))
+        run.more_splits.append(_one_split(resplit(ds, settings.seed + r), arch, names_r, s_r, log))
     return run
+
+
+def _skipped(settings: Settings) -> str:
+    return f"--sampled-splits {settings.sampled_splits} of {settings.splits}"
+
+
+def models_on_split(
+    names: Sequence[str], task: str, settings: Settings, split: int
+) -> tuple[str, ...]:
+    """The models that run on split ``split`` (0-based): all of ``names`` on the first
+    ``settings.sampled_splits`` splits, only those that do not sample after them."""
+    k = settings.sampled_splits
+    if k is None or split < k:
+        return tuple(names)
+    return tuple(n for n in names if not spec(task, n).is_sampled(settings))
+
+
+def _check_sampled_splits(settings: Settings, names: Sequence[str], task: str) -> None:
+    k = settings.sampled_splits
+    if k is None:
+        return
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"`settings.sampled_splits` must be an integer or None, got {k!r}")
+    if not 1 <= k <= settings.splits:
+        raise ValueError(
+            f"`settings.sampled_splits` (--sampled-splits) must be between 1 and the "
+            f"splits R = {settings.splits}, got {k}"
+        )
+    if k < settings.splits and all(spec(task, n).is_sampled(settings) for n in names):
+        raise ValueError(
+            "`settings.sampled_splits` (--sampled-splits) needs a model that does not "
+            f"sample among {', '.join(names)}; with sampled models only, set the splits "
+            f"R to {k} instead"
+        )
 
 
 def resplit(ds: Dataset, seed: int) -> Dataset:

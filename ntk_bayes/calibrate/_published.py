@@ -22,7 +22,10 @@ found with the project's reference search):
 
 from __future__ import annotations
 
-__all__ = ["PUBLISHED", "CITATIONS", "ERROR_BARS"]
+__all__ = ["PUBLISHED", "CITATIONS", "ERROR_BARS", "PROTOCOL_SPLITS"]
+
+#: the random train/test splits every published row averages over
+PROTOCOL_SPLITS = 20
 
 CITATIONS = {
     "HLA15": "Hernández-Lobato & Adams (2015), Probabilistic backpropagation, ICML; PBP "

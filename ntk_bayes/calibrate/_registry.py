@@ -34,6 +34,10 @@ class ModelSpec:
         kernel: the infinite-width kernel its fit evaluates (``"nngp"``, ``"ntk"`` or
             ``None``), checked for overflow before any fit.
         fit: ``fit(ctx) -> ModelResult`` on the run's training split.
+        sampled: whether the fit is a Monte Carlo sampler under given settings:
+            ``True``, ``False`` or ``"hyper-nuts"`` (only with ``Settings.hyper ==
+            "nuts"``). ``Settings.sampled_splits`` limits sampled models to the first K
+            splits.
     """
 
     task: str
@@ -41,26 +45,37 @@ class ModelSpec:
     label: str
     kernel: str | None
     fit: Callable[[Any], Any]
+    sampled: bool | str = False
+
+    def is_sampled(self, settings) -> bool:
+        """Whether this model samples (MCMC) under ``settings``."""
+        if self.sampled == "hyper-nuts":
+            return settings.hyper == "nuts"
+        return bool(self.sampled)
 
 
 _REGISTRY: dict[str, dict[str, ModelSpec]] = {t: {} for t in TASKS}
 
 
-def register(task: str, name: str, *, label: str, kernel: str | None = None):
+def register(
+    task: str, name: str, *, label: str, kernel: str | None = None, sampled: bool | str = False
+):
     """Decorator: register ``fit(ctx)`` as model ``name`` of ``task``.
 
     Raises:
-        ValueError: an unknown task or kernel, or a name registered twice.
+        ValueError: an unknown task, kernel or ``sampled``, or a name registered twice.
     """
     if task not in TASKS:
         raise ValueError(f"`task` must be one of {TASKS}, got {task!r}")
     if kernel not in (None, "nngp", "ntk"):
         raise ValueError(f"`kernel` must be 'nngp', 'ntk' or None, got {kernel!r}")
+    if sampled not in (True, False, "hyper-nuts"):
+        raise ValueError(f"`sampled` must be True, False or 'hyper-nuts', got {sampled!r}")
 
     def deco(fit):
         if name in _REGISTRY[task]:
             raise ValueError(f"model {name!r} of {task} is registered twice")
-        _REGISTRY[task][name] = ModelSpec(task, name, label, kernel, fit)
+        _REGISTRY[task][name] = ModelSpec(task, name, label, kernel, fit, sampled)
         return fit
 
     return deco

@@ -122,12 +122,12 @@ def _moments(model, ds, x_grid):
     return _joint(lambda X, full: model.predict(X, full_cov=full), ds, x_grid)
 
 
-@register("regression", "nngp", label="NNGP (exact GP)", kernel="nngp")
+@register("regression", "nngp", label="NNGP (exact GP)", kernel="nngp", sampled="hyper-nuts")
 def fit_nngp(ctx: Context) -> ModelResult:
     return fit_exact(ctx, "nngp")
 
 
-@register("regression", "ntkgp", label="NTK-GP (exact GP)", kernel="ntk")
+@register("regression", "ntkgp", label="NTK-GP (exact GP)", kernel="ntk", sampled="hyper-nuts")
 def fit_ntkgp(ctx: Context) -> ModelResult:
     return fit_exact(ctx, "ntkgp")
 
@@ -269,7 +269,7 @@ def fit_ntkgp_ensemble(ctx: Context) -> ModelResult:
 
 
 # kernel: its prior is the NNGP's fit, and its outputs have the NNGP's variance
-@register("regression", "bnn", label="finite BNN (NUTS)", kernel="nngp")
+@register("regression", "bnn", label="finite BNN (NUTS)", kernel="nngp", sampled=True)
 def fit_bnn(ctx: Context) -> ModelResult:
     t0 = time.perf_counter()
     s, ds = ctx.settings, ctx.ds

@@ -96,11 +96,20 @@ def _columns(task: str):
     ]
 
 
+def _uneven_splits(summary: dict) -> bool:
+    """Whether some model ran on fewer splits than the run had (``--sampled-splits``)."""
+    total = summary.get("splits")
+    return any(m.get("n_splits", total) != total for m in summary["models"].values())
+
+
 def _rows(summary: dict):
-    """Header and cells of the results table from an escaped summary (:func:`_escaped`)."""
+    """Header and cells of the results table from an escaped summary (:func:`_escaped`);
+    a ``splits`` column when the models ran on different numbers of splits."""
     task = summary["dataset"]["task"]
     cols = _columns(task)
-    header = ["model"] + [c[0] for c in cols] + ["time (s)", "calibration"]
+    uneven = _uneven_splits(summary)
+    header = ["model"] + [c[0] for c in cols] + (["splits"] if uneven else [])
+    header += ["time (s)", "calibration"]
     rows = []
     for m in summary["models"].values():
         met, se = m["metrics"], m.get("metrics_se") or {}
@@ -113,10 +122,12 @@ def _rows(summary: dict):
         rows.append(
             [m["label"]]
             + [cell(key, fmt) for _, key, fmt in cols]
+            + ([str(m["n_splits"])] if uneven else [])
             + [f"{m['fit_time_s']:.1f}", m["verdict"]]
         )
     for name, err in summary.get("failures", {}).items():
-        rows.append([name] + ["-"] * len(cols) + ["-", f"FAILED: {_clip(err, 80)}"])
+        blank = ["-"] * (len(cols) + uneven)
+        rows.append([name] + blank + ["-", f"FAILED: {_clip(err, 80)}"])
     return header, rows
 
 
@@ -226,7 +237,9 @@ def markdown(run: CalibrationRun, summary: dict, figures: list[str]) -> str:
         f"exact GPs by {'NUTS' if s.hyper == 'nuts' else 'type-II maximum likelihood'}; "
         f"seed {s.seed}.  ",
         f"{len(run.splits)} random train/test split(s): every score is a mean ± standard "
-        "error over them (Nadeau-Bengio corrected for overlapping splits).  ",
+        "error over them (Nadeau-Bengio corrected for overlapping splits)."
+        + _sampled_note(summary)
+        + "  ",
         f"Total fit time {summary['total_time_s']:.1f} s on {platform.machine()} with "
         f"{os.cpu_count()} CPUs{_load()} ({platform.python_version()}, ntk_bayes "
         f"{__version__}), {summary['created']}.",
@@ -263,6 +276,24 @@ def markdown(run: CalibrationRun, summary: dict, figures: list[str]) -> str:
         )
     lines.append("")
     return "\n".join(lines)
+
+
+def _sampled_note(summary: dict) -> str:
+    """The sentence saying which models ran on fewer splits (``--sampled-splits K``)."""
+    k, total = summary["settings"].get("sampled_splits"), summary["splits"]
+    if k is None or k >= total:
+        return ""
+    fewer = [
+        f"{m['label']} ({m['n_splits']})"
+        for m in summary["models"].values()
+        if m["n_splits"] < total
+    ]
+    which = ", ".join(fewer) if fewer else "none of the models here"
+    return (
+        f" The sampled models ran on the first {k} of the {total} splits only "
+        f"(`--sampled-splits {k}`, for their cost): {which}; their scores are over those "
+        "splits, the other models' over all, and the `splits` column says which."
+    )
 
 
 def _verdicts(summary: dict, raw: dict) -> list[str]:
@@ -304,19 +335,20 @@ def _paired_section(summary: dict) -> list[str]:
         "",
         f"Held-out NLPD (raw units) minus that of the best converged model "
         f"({best}), split by split: mean ± corrected standard error of the paired "
-        "differences. A difference within about two standard errors is not resolved.",
+        "differences over the splits both models ran (`splits`). A difference within "
+        "about two standard errors is not resolved.",
         "",
-        "| model | NLPD - best | se |",
-        "|---|---:|---:|",
+        "| model | NLPD - best | se | splits |",
+        "|---|---:|---:|---:|",
     ]
     for r in rows:
         se = "-" if not np.isfinite(r["se"]) else f"{r['se']:.3f}"
-        lines.append(f"| {r['label']} | {r['nlpd_diff']:.3f} | {se} |")
+        lines.append(f"| {r['label']} | {r['nlpd_diff']:.3f} | {se} | {r['n_splits']} |")
     return lines + [""]
 
 
 def _published_section(summary: dict, dataset: str) -> list[str]:
-    from ._published import CITATIONS, ERROR_BARS, PUBLISHED
+    from ._published import CITATIONS, ERROR_BARS, PROTOCOL_SPLITS, PUBLISHED
 
     rows = PUBLISHED.get(dataset)
     if not rows:
@@ -325,22 +357,29 @@ def _published_section(summary: dict, dataset: str) -> list[str]:
         "## Beside published results",
         "",
         "Same protocol in the papers (20 random 90/10 splits, standardised on the training "
-        f"part; here {summary['splits']} split(s)); raw units; NLPD is minus the mean test "
+        f"part; here {summary['splits']} split(s), and each of our rows says on how many "
+        "splits that model ran); raw units; NLPD is minus the mean test "
         "log-likelihood. The published networks have one hidden layer of 50 units; their "
         "numbers are checked against the papers' tables (sources and table numbers in "
         "`ntk_bayes/calibrate/_published.py`), each ± as the paper prints it (kind below); "
         "ours is the corrected standard error over this run's splits.",
         "",
-        "| method | source | RMSE | NLPD |",
-        "|---|---|---:|---:|",
+        "| method | source | splits | RMSE | NLPD |",
+        "|---|---|---:|---:|---:|",
     ]
     for method, src, (r, r_se), (n, n_se) in rows:
-        lines.append(f"| {method} | {src} | {r:.2f} ± {r_se:.2f} | {n:.2f} ± {n_se:.2f} |")
+        lines.append(
+            f"| {method} | {src} | {PROTOCOL_SPLITS} | {r:.2f} ± {r_se:.2f} | "
+            f"{n:.2f} ± {n_se:.2f} |"
+        )
     for m in summary["models"].values():
         met, se = m["metrics"], m.get("metrics_se") or {}
         r, n = met["rmse"], met["nlpd"]
         r_se, n_se = se.get("rmse", float("nan")), se.get("nlpd", float("nan"))
-        lines.append(f"| {m['label']} | this run | {r:.2f} ± {r_se:.2f} | {n:.2f} ± {n_se:.2f} |")
+        k = m.get("n_splits", summary["splits"])
+        lines.append(
+            f"| {m['label']} | this run | {k} | {r:.2f} ± {r_se:.2f} | {n:.2f} ± {n_se:.2f} |"
+        )
     lines += [""] + [f"* {k}: {v} (± = {ERROR_BARS[k]})" for k, v in CITATIONS.items()]
     return lines + [""]
 
@@ -435,8 +474,8 @@ def _mcmc_section(run: CalibrationRun, summary: dict) -> list[str]:
         "",
         "Worst split R-hat, smallest bulk/tail ESS over the predictive function values at "
         "the test inputs (which weight-space symmetries do not spoil) and divergences, "
-        f"over all splits. Converged: R-hat <= {RHAT_MAX}, bulk ESS >= {ESS_MIN}, no "
-        "divergence.",
+        f"over every split the model ran. Converged: R-hat <= {RHAT_MAX}, bulk ESS >= "
+        f"{ESS_MIN}, no divergence.",
         "",
         "| model | max R-hat | min ESS bulk | min ESS tail | divergences | converged |",
         "|---|---:|---:|---:|---:|---|",

@@ -259,12 +259,13 @@ def _gap_summary(ds, pred) -> dict | None:
 
 
 def _by_name(run: CalibrationRun) -> dict[str, list]:
-    """Each model's results over the splits it fitted, split 0 first."""
+    """Each model's ``(split number from 1, dataset, result)`` over the splits it fitted
+    (all of them, or the first K for sampled models under ``--sampled-splits K``)."""
     out = {r.name: [] for r in run.results}
-    for sp in run.splits:
+    for i, sp in enumerate(run.splits, 1):
         for r in sp.results:
             if r.name in out:
-                out[r.name].append((sp.dataset, r))
+                out[r.name].append((i, sp.dataset, r))
     return out
 
 
@@ -274,14 +275,13 @@ def _rho(run: CalibrationRun) -> float:
 
 
 def _combined_status(results) -> ConvergenceStatus | None:
-    sts = [r.status for _, r in results if r.status is not None]
+    sts = [(i, r.status) for i, _, r in results if r.status is not None]
     if not sts:
         return None
     reasons = tuple(
-        f"split {i + 1}: {why}" if len(sts) > 1 else why
-        for i, st in enumerate(sts)
-        for why in st.reasons
+        f"split {i}: {why}" if len(sts) > 1 else why for i, st in sts for why in st.reasons
     )
+    sts = [st for _, st in sts]
     return ConvergenceStatus(
         max(st.max_rhat for st in sts),
         min(st.min_ess_bulk for st in sts),
@@ -294,14 +294,14 @@ def _combined_status(results) -> ConvergenceStatus | None:
 def _regression_check(results):
     """Joint test over splits when every split has a test covariance, else the
     marginal test of split 0 (which assumes independent test points)."""
-    if all(r.test_cov is not None for _, r in results):
-        ys = [np.asarray(ds.y_test, np.float64) for ds, _ in results]
+    if all(r.test_cov is not None for _, _, r in results):
+        ys = [np.asarray(ds.y_test, np.float64) for _, ds, _ in results]
         if min(len(y) for y in ys) < 10:
             return None, None
-        ms = [np.asarray(r.predictive.mean, np.float64) for _, r in results]
-        check = dg.joint_calibration_check(ys, ms, [r.test_cov for _, r in results])
+        ms = [np.asarray(r.predictive.mean, np.float64) for _, _, r in results]
+        check = dg.joint_calibration_check(ys, ms, [r.test_cov for _, _, r in results])
         return check, np.asarray(check.stats["pit"])
-    ds, r = results[0]
+    _, ds, r = results[0]
     if ds.n_test < 10:
         return None, None
     return dg.calibration_check(ds.y_test, r.predictive, alpha=dg.ALPHA), dg.pit(
@@ -322,11 +322,11 @@ def evaluate(run: CalibrationRun) -> dict[str, Evaluation]:
     ds, rho = run.dataset, _rho(run)
     out = {}
     for name, results in _by_name(run).items():
-        res = results[0][1]
+        res = results[0][2]
         status = _combined_status(results)
         base = {
             "label": res.label,
-            "fit_time_s": float(sum(r.fit_time for _, r in results)),
+            "fit_time_s": float(sum(r.fit_time for _, _, r in results)),
             "info": res.info,
             "convergence": res.convergence,
             "status": None if status is None else status.as_dict(),
@@ -334,13 +334,16 @@ def evaluate(run: CalibrationRun) -> dict[str, Evaluation]:
             "loo": None if res.loo is None else res.loo.as_dict(),
             "netcdf": f"{res.name}.nc",
             "n_splits": len(results),
+            "split_ids": [i for i, _, _ in results],
         }
         if res.task == "regression":
-            per = [dg.regression_metrics(d.y_test, r.predictive, scale=d.y_std) for d, r in results]
+            per = [
+                dg.regression_metrics(d.y_test, r.predictive, scale=d.y_std) for _, d, r in results
+            ]
             base["metrics"], base["metrics_se"] = _mean_se_dict(per, rho)
             base["metrics_splits"] = {k: [m[k] for m in per] for k in base["metrics"]}
             check, pit = _regression_check(results)
-            curves = [dg.coverage(d.y_test, r.predictive, CURVE_LEVELS) for d, r in results]
+            curves = [dg.coverage(d.y_test, r.predictive, CURVE_LEVELS) for _, d, r in results]
             curve = {lv: float(np.mean([c[lv] for c in curves])) for lv in CURVE_LEVELS}
             gap = _gap_summary(ds, res.predictive)
             if gap is not None:
@@ -393,13 +396,14 @@ class LooRow:
 @dataclasses.dataclass(frozen=True)
 class PairedDiff:
     """A model's held-out NLPD minus the best model's, mean ± corrected standard error of
-    the per-split differences."""
+    the per-split differences over the ``n_splits`` splits both models ran."""
 
     model: str
     label: str
     best: str
     nlpd_diff: float
     se: float
+    n_splits: int
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -435,13 +439,22 @@ def paired_nlpd(evals: dict, rho: float) -> list[PairedDiff] | None:
     trusted = [k for k, m in reg.items() if (m.get("status") or {}).get("converged", True)]
     best = min(trusted or reg, key=lambda k: reg[k]["metrics"]["nlpd"])
     rows = []
+    ref = _per_split(reg[best])
     for k, m in reg.items():
-        a, b = m["metrics_splits"]["nlpd"], reg[best]["metrics_splits"]["nlpd"]
-        if len(a) != len(b):
+        own = _per_split(m)
+        shared = sorted(own.keys() & ref.keys())
+        if not shared:
             continue
-        d, se = paired(a, b, rho)
-        rows.append(PairedDiff(k, m["label"], best, d, se))
+        d, se = paired([own[i] for i in shared], [ref[i] for i in shared], rho)
+        rows.append(PairedDiff(k, m["label"], best, d, se, len(shared)))
     return rows
+
+
+def _per_split(summary: dict) -> dict[int, float]:
+    """``{split number: NLPD}`` of a model's summary (splits 1..n when not recorded)."""
+    nlpd = summary["metrics_splits"]["nlpd"]
+    ids = summary.get("split_ids") or range(1, len(nlpd) + 1)
+    return dict(zip(ids, nlpd, strict=True))
 
 
 def _dicts(rows) -> list[dict] | None:

@@ -114,6 +114,7 @@ def write_study(study: Study, out: Path, *, extra: dict | None = None) -> dict:
                         "metrics": m["metrics"],
                         "metrics_se": m["metrics_se"],
                         "verdict": m["verdict"],
+                        "n_splits": m["n_splits"],
                     }
                     for k, m in s["models"].items()
                 },
@@ -129,7 +130,7 @@ def write_study(study: Study, out: Path, *, extra: dict | None = None) -> dict:
 
 
 def _study_markdown(summary: dict) -> str:
-    from ._published import CITATIONS, ERROR_BARS, PUBLISHED
+    from ._published import CITATIONS, ERROR_BARS, PROTOCOL_SPLITS, PUBLISHED
 
     esc = escape_markdown
     lines = [
@@ -149,11 +150,14 @@ def _study_markdown(summary: dict) -> str:
             f"{d['n_train']} training / {d['n_test']} test points per split; {secs:.0f} s; "
             f"full report: [{esc(d['report'])}]({esc(d['report'])}).",
             "",
-            "| model | source | RMSE | NLPD | cov 90 | calibration |",
-            "|---|---|---:|---:|---:|---|",
+            "| model | source | splits | RMSE | NLPD | cov 90 | calibration |",
+            "|---|---|---:|---:|---:|---:|---|",
         ]
         for method, src, (r, r_e), (n, n_e) in PUBLISHED.get(name, []):
-            lines.append(f"| {method} | {src} | {r:.2f} ± {r_e:.2f} | {n:.2f} ± {n_e:.2f} | | |")
+            lines.append(
+                f"| {method} | {src} | {PROTOCOL_SPLITS} | {r:.2f} ± {r_e:.2f} | "
+                f"{n:.2f} ± {n_e:.2f} | | |"
+            )
         for m in d["models"].values():
             met, se = m["metrics"], m["metrics_se"]
 
@@ -163,11 +167,11 @@ def _study_markdown(summary: dict) -> str:
                 return f"{met[key]:.2f}{tail}"
 
             lines.append(
-                f"| {esc(m['label'])} | this study | {pm('rmse')} | {pm('nlpd')} | "
-                f"{met['coverage_90']:.2f} | {esc(m['verdict'])} |"
+                f"| {esc(m['label'])} | this study | {m['n_splits']} | {pm('rmse')} | "
+                f"{pm('nlpd')} | {met['coverage_90']:.2f} | {esc(m['verdict'])} |"
             )
         for model, err in d["failures"].items():
-            lines.append(f"| {esc(model)} | this study | - | - | - | FAILED: {esc(err[:80])} |")
+            lines.append(f"| {esc(model)} | this study | - | - | - | - | FAILED: {esc(err[:80])} |")
         lines.append("")
     lines += ["## Sources", ""]
     lines += [f"* {k}: {v} (± = {ERROR_BARS[k]})" for k, v in CITATIONS.items()]

@@ -516,3 +516,76 @@ def test_netcdf_files_hold_thinned_float32_draws(tmp_path):
     )
     with pytest.raises(ValueError, match="max_draws"):
         for_file(idata, max_draws=0)
+
+
+# ---- --sampled-splits: costly sampled models on the first K of R splits ----------------
+def _uneven_run(n_splits=3, sampled_on=2):
+    """R = 3 planted splits; "bnn" (a stand-in for the sampled model) on the first 2."""
+    runs = []
+    for r, seed in enumerate(range(11, 11 + n_splits)):
+        ds = datasets.load("toy1d", seed=seed, n=120)
+        mean, std = _truth(ds)
+        results = [_gaussian_model(ds, "nngp", mean, std)]
+        if r < sampled_on:
+            results.append(_gaussian_model(ds, "bnn", mean + 0.3, 1.5 * std))
+        settings = Settings(splits=n_splits, sampled_splits=sampled_on)
+        runs.append(CalibrationRun(ds, parse_arch("relu-2x512"), settings, results))
+    run = runs[0]
+    run.more_splits = runs[1:]
+    return run
+
+
+def test_sampled_splits_score_a_model_over_exactly_the_splits_it_ran(tmp_path):
+    from ntk_bayes.calibrate._scoring import mean_se, paired
+
+    run = _uneven_run()
+    m = write_report(run, tmp_path)
+    nngp, bnn = m["models"]["nngp"], m["models"]["bnn"]
+    assert (m["splits"], nngp["n_splits"], bnn["n_splits"]) == (3, 3, 2)
+    assert (nngp["split_ids"], bnn["split_ids"]) == ([1, 2, 3], [1, 2])
+    rho = run.dataset.n_test / run.dataset.n_train
+    per_bnn = [
+        dg.regression_metrics(sp.dataset.y_test, sp.results[1].predictive, scale=sp.dataset.y_std)
+        for sp in run.splits[:2]
+    ]
+    want = mean_se([p["nlpd"] for p in per_bnn], rho)
+    assert (bnn["metrics"]["nlpd"], bnn["metrics_se"]["nlpd"]) == pytest.approx(want)
+    # the pair uses splits 1 and 2 only, whichever model is the reference
+    rows = {r["model"]: r for r in m["paired_nlpd"]}
+    a, b = bnn["metrics_splits"]["nlpd"], nngp["metrics_splits"]["nlpd"][:2]
+    ref = rows["nngp"]["best"]
+    d, se = paired(a, b, rho) if ref == "nngp" else paired(b, a, rho)
+    other = "bnn" if ref == "nngp" else "nngp"
+    assert rows[other]["n_splits"] == 2 and rows[ref]["n_splits"] == 3
+    assert (rows[other]["nlpd_diff"], rows[other]["se"]) == pytest.approx((d, se))
+    report = (tmp_path / "report.md").read_text()
+    assert "first 2 of the 3 splits only" in report and "bnn (2)" in report
+    assert "| splits | time (s) |" in report  # the held-out table says n per model
+    assert re.search(r"\| bnn \| [-\d.]+ \| [\d.]+ \| 2 \|", report)  # paired table
+
+
+def test_sampled_splits_absent_keeps_every_model_on_every_split():
+    from ntk_bayes.calibrate._pipeline import models_on_split
+
+    names = ("nngp", "ntkgp", "sgpr", "bnn")
+    default, k1 = Settings(splits=3), Settings(splits=3, sampled_splits=1)
+    assert all(models_on_split(names, "regression", default, r) == names for r in range(3))
+    assert models_on_split(names, "regression", k1, 0) == names
+    assert models_on_split(names, "regression", k1, 1) == ("nngp", "ntkgp", "sgpr")
+    nuts = dataclasses.replace(k1, hyper="nuts")  # the exact GPs sample their hyperparameters
+    assert models_on_split(names, "regression", nuts, 2) == ("sgpr",)
+    assert models_on_split(("nngp", "bnn"), "classification", k1, 1) == ("nngp",)
+
+
+@pytest.mark.parametrize(
+    "k, models, message",
+    [(4, None, "between 1 and the splits R = 3"), (0, None, "between 1"),
+     (2, ["bnn"], "needs a model that does not sample")],
+)  # fmt: skip
+def test_sampled_splits_bad_values_fail_before_any_fit(k, models, message):
+    from ntk_bayes.calibrate import run_calibration
+
+    ds = datasets.load("toy1d", seed=0, n=40)
+    settings = Settings.quick(splits=3, sampled_splits=k)
+    with pytest.raises(ValueError, match=message):
+        run_calibration(ds, parse_arch("relu-1x8"), models, settings)
