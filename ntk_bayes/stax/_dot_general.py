@@ -1,13 +1,14 @@
 r"""``DotGeneral``: a constant (non-trainable) linear map of the spatial axes.
 
 ``apply_fn`` is ``lax.dot_general(x, rhs, dimension_numbers)`` (or ``(lhs, x)``). For a
-constant A contracted with spatial axes c of the input, the outputs at free positions
-p are Σ_c A_c x_{c p}, so (neural-tangents' ``Kernel.dot_general``)
+constant A whose axes are contracted with spatial axes c of the input, batched with
+spatial axes b, or free (new axes f), the outputs are y_{b f p} = Σ_c A_{b f c} x_{b c p},
+so (neural-tangents' ``Kernel.dot_general``)
 
 .. math::
 
-    Σ'(x, x')_{p p'} = \sum_{c, c'} A_c A_{c'} Σ(x, x')_{c p, c' p'}, \qquad
-    Θ' \text{ likewise}
+    Σ'(x, x')_{(b f p), (b' f' p')} = \sum_{c, c'} A_{b f c} A_{b' f' c'}
+        Σ(x, x')_{(b c p), (b' c' p')}, \qquad Θ' \text{ likewise}
 
 (no parameters: Θ is mapped, not increased); a scalar A scales both by A².
 """
@@ -28,7 +29,8 @@ from ._indexing import check_default_axes, check_one_stream
 
 __all__ = ["DotGeneral"]
 
-_LETTERS = "abcdefgh"
+_SPACE = "abcdefgh"  # input spatial axes (upper case: the second point)
+_FREE = "pqrstuvw"  # free axes of the constant
 
 
 def _dims(value, what: str) -> tuple:
@@ -63,13 +65,18 @@ def _parse_dimension_numbers(dn) -> tuple:
 class DotGeneral(Layer):
     """Contract the activations with a constant ``lhs`` or ``rhs`` (``stax.DotGeneral``).
 
-    Supported in the kernel regime: a scalar constant (any ``dimension_numbers`` with
-    no dims), and a constant whose every axis is contracted with a spatial axis of the
-    inputs (weighted sums over positions, e.g. the difference of two rows). Outputs
-    keep points first and channels last, as every ntk_bayes layer needs; batch dims,
-    free axes of the constant (which ``lax.dot_general`` places before the points or
-    after the channels), and contracting the batch or channel axis are refused.
-    ``precision`` applies to ``apply_fn``; the kernel always runs at full precision.
+    Every axis of the constant is contracted with a spatial axis of the inputs, batched
+    with one (``dimension_numbers``' batch dims), or free. Outputs keep points first and
+    channels last, as every ntk_bayes layer needs: ``lax.dot_general`` puts batch dims
+    and an ``lhs``'s free axes before the points and an ``rhs``'s free axes after the
+    channels, so ``apply_fn`` moves the points axis to the front and the channel axis to
+    the end: the output is (N, batch dims, free axes of ``lhs``, the input's other
+    spatial axes, free axes of ``rhs``, C). Readouts that pool or flatten all positions
+    (neural-tangents' only layers that accept its own layout there) see the same kernel.
+    Contracting or batching the points axis (a per-point constant, which
+    neural-tangents applies as A[i] to point i of both x1 and x2) or the channel axis
+    is refused. ``precision`` applies to ``apply_fn``; the kernel always runs at full
+    precision.
     """
 
     other: Any
@@ -107,67 +114,94 @@ class DotGeneral(Layer):
             self.other = None
             return
         self.other = _as_constant(other)
-        if lb:
-            raise ValueError(
-                "DotGeneral: batch dims are not supported: lax.dot_general puts them before "
-                "the points' axis, and ntk_bayes layers keep points on axis 0; contract every "
-                "axis of the constant instead"
-            )
-        other_cs = lc if self.is_lhs else rc
+        other_dims = (lc + lb) if self.is_lhs else (rc + rb)
         n_other = np.ndim(self.other)
-        in_range = all(-n_other <= d < n_other for d in other_cs)
-        canon = sorted(d % n_other for d in other_cs) if in_range else None
-        if canon != list(range(n_other)):
-            side = "lhs" if self.is_lhs else "rhs"
+        side = "lhs" if self.is_lhs else "rhs"
+        if not all(-n_other <= d < n_other for d in other_dims):
             raise ValueError(
-                f"DotGeneral: every axis of the constant `{side}` (shape "
-                f"{tuple(np.shape(self.other))}) must be contracted exactly once, got "
-                f"contracting dims {tuple(other_cs)}; lax.dot_general would put its free axes "
-                "outside the (N, ..., C) layout that ntk_bayes layers need"
+                f"DotGeneral: `dimension_numbers` names dims {tuple(other_dims)} of the "
+                f"constant `{side}`, which has only {n_other} axes (shape "
+                f"{tuple(np.shape(self.other))})"
+            )
+        if len({d % n_other for d in other_dims}) != len(other_dims):
+            raise ValueError(
+                f"DotGeneral: an axis of the constant `{side}` is named twice in "
+                f"`dimension_numbers` {dimension_numbers!r}; contract or batch each axis once"
             )
 
     # -- geometry ------------------------------------------------------------------
-    def _pairs(self, ndim: int) -> list[tuple[int, int]]:
-        """``(input spatial index s, constant axis j)`` for each contracted pair."""
-        (lc, rc), _ = self.dimension_numbers
-        input_cs, other_cs = (rc, lc) if self.is_lhs else (lc, rc)
+    def _roles(self, ndim: int) -> list[tuple[str, int | None]]:
+        """Per axis of the constant: ``("c", s)`` contracted with input spatial axis s
+        (0-based among the spatial axes), ``("b", s)`` batched with it, ``("f", None)``
+        free."""
+        (lc, rc), (lb, rb) = self.dimension_numbers
+        if self.is_lhs:
+            (other_cs, input_cs), (other_bs, input_bs) = (lc, rc), (lb, rb)
+        else:
+            (input_cs, other_cs), (input_bs, other_bs) = (lc, rc), (lb, rb)
         n_other = np.ndim(self.other)
-        pairs = []
-        for ic, oc in zip(input_cs, other_cs, strict=True):
-            if not -ndim <= ic < ndim:
-                raise ValueError(
-                    f"DotGeneral: contracting dim {ic} is out of range for {ndim}-axis inputs"
-                )
-            ic %= ndim
-            if ic == 0:
-                raise ValueError(
-                    "DotGeneral: the batch axis 0 cannot be contracted (it mixes points); "
-                    "contract spatial axes only"
-                )
-            if ic == ndim - 1:
-                raise ValueError(
-                    "DotGeneral: the channel axis (-1) cannot be contracted: it is "
-                    "infinitely wide in the kernel regime; contract spatial axes only"
-                )
-            pairs.append((ic - 1, oc % n_other))
-        if len({s for s, _ in pairs}) != len(pairs):
-            raise ValueError("DotGeneral: an input axis is contracted twice")
-        return pairs
+        roles: list[tuple[str, int | None]] = [("f", None)] * n_other
+        seen = set()
+        for kind, ins, outs in (("c", input_cs, other_cs), ("b", input_bs, other_bs)):
+            word = "contracting" if kind == "c" else "batch"
+            for ic, oc in zip(ins, outs, strict=True):
+                if not -ndim <= ic < ndim:
+                    raise ValueError(
+                        f"DotGeneral: {word} dim {ic} is out of range for {ndim}-axis inputs"
+                    )
+                ic %= ndim
+                if ic == 0 and kind == "c":
+                    raise ValueError(
+                        "DotGeneral: the batch axis 0 cannot be contracted (it mixes points); "
+                        "contract spatial axes only"
+                    )
+                if ic == 0:
+                    raise ValueError(
+                        "DotGeneral: the points axis 0 cannot be a batch dim: a constant "
+                        "with one slice per point (neural-tangents applies A[i] to point i "
+                        "of both x1 and x2) ties the kernel to one fixed set of points; "
+                        "apply the per-point map to the inputs before the network, or "
+                        "batch a spatial axis"
+                    )
+                if ic == ndim - 1:
+                    raise ValueError(
+                        f"DotGeneral: the channel axis (-1) cannot be a {word} dim: it is "
+                        f"infinitely wide in the kernel regime; use spatial axes only"
+                    )
+                if ic in seen:
+                    raise ValueError(f"DotGeneral: input axis {ic} is named twice")
+                seen.add(ic)
+                roles[oc % n_other] = (kind, ic - 1)
+        return roles
+
+    def _out_spatial(self, roles, n_spatial: int) -> list[tuple[str, int]]:
+        """The output's spatial axes in order: ``("s", s)`` from input spatial axis s
+        (batched or free), ``("f", j)`` from free axis j of the constant."""
+        (lc, rc), (lb, rb) = self.dimension_numbers
+        input_bs = rb if self.is_lhs else lb
+        batched = [("s", (b % (n_spatial + 2)) - 1) for b in input_bs]
+        used = {s for kind, s in roles if kind in "cb"}
+        free_in = [("s", s) for s in range(n_spatial) if s not in used]
+        free_other = [("f", j) for j, (kind, _) in enumerate(roles) if kind == "f"]
+        if self.is_lhs:
+            return batched + free_other + free_in
+        return batched + free_in + free_other
 
     def output_shape(self, input_shape):
         check_one_stream("DotGeneral", input_shape)
         if self.other is None or np.ndim(self.other) == 0:
             return tuple(input_shape)
-        pairs = self._pairs(len(input_shape))
+        roles = self._roles(len(input_shape))
         shape = np.shape(self.other)
-        for s, j in pairs:
-            if input_shape[1 + s] != shape[j]:
+        for j, (kind, s) in enumerate(roles):
+            if kind != "f" and input_shape[1 + s] != shape[j]:
                 raise ValueError(
                     f"DotGeneral: input axis {1 + s} has size {input_shape[1 + s]} but the "
                     f"constant's axis {j} has size {shape[j]}"
                 )
-        gone = {1 + s for s, _ in pairs}
-        return tuple(n for i, n in enumerate(input_shape) if i not in gone)
+        spatial = self._out_spatial(roles, len(input_shape) - 2)
+        sizes = [input_shape[1 + i] if kind == "s" else shape[i] for kind, i in spatial]
+        return (input_shape[0], *sizes, input_shape[-1])
 
     def _contracts(self) -> bool:
         return self.other is not None and np.ndim(self.other) > 0
@@ -190,20 +224,22 @@ class DotGeneral(Layer):
             return k.map_arrays(fn)
         if k.diagonal_spatial:  # pragma: no cover - needs_full_spatial asks for the full layout
             raise ValueError("DotGeneral: contraction needs covariances between positions")
-        pairs = self._pairs(len(k.shape1))
+        roles = self._roles(len(k.shape1))
+        spatial = self._out_spatial(roles, len(k.shape1) - 2)
+
+        def left(kind, i):
+            return _SPACE[i] if kind in "cbs" else _FREE[i]
+
+        a1 = "".join(left(kind, s if kind != "f" else j) for j, (kind, s) in enumerate(roles))
+        a2 = a1.upper()
+        out_sp = "".join(left(kind, i) + left(kind, i).upper() for kind, i in spatial)
 
         def fn(m, batch_ndim):
             batch = "ij"[:batch_ndim]
             n_sp = (m.ndim - batch_ndim) // 2
-            sub = batch + "".join(_LETTERS[s] + _LETTERS[s].upper() for s in range(n_sp))
-            contracted = {s: j for s, j in pairs}
-            left = "".join(_LETTERS[s] for s, _ in sorted(pairs, key=lambda p: p[1]))
-            right = left.upper()
-            out = batch + "".join(
-                _LETTERS[s] + _LETTERS[s].upper() for s in range(n_sp) if s not in contracted
-            )
+            sub = batch + "".join(_SPACE[s] + _SPACE[s].upper() for s in range(n_sp))
             return jnp.einsum(
-                f"{sub},{left},{right}->{out}", m, a, a, precision=jax.lax.Precision.HIGHEST
+                f"{sub},{a1},{a2}->{batch}{out_sp}", m, a, a, precision=jax.lax.Precision.HIGHEST
             )
 
         return k.map_arrays(
@@ -219,7 +255,17 @@ class DotGeneral(Layer):
         self.output_shape(x.shape)
         other = jnp.asarray(self.other, x.dtype)
         args = (other, x) if self.is_lhs else (x, other)
-        return jax.lax.dot_general(*args, self.dimension_numbers, self.precision)
+        y = jax.lax.dot_general(*args, self.dimension_numbers, self.precision)
+        if other.ndim == 0:
+            return y
+        # lax order: batch dims, lhs free axes, rhs free axes; the input's free axes
+        # run from the points (0) to the channels (-1).
+        roles = self._roles(x.ndim)
+        n_b = sum(kind == "b" for kind, _ in roles)
+        n_free_other = sum(kind == "f" for kind, _ in roles)
+        n_free_in = x.ndim - sum(kind != "f" for kind, _ in roles)
+        first = n_b + (n_free_other if self.is_lhs else 0)
+        return jnp.moveaxis(y, (first, first + n_free_in - 1), (0, -1))
 
 
 def _as_constant(value):
