@@ -238,7 +238,7 @@ def markdown(run: CalibrationRun, summary: dict, figures: list[str]) -> str:
         f"seed {s.seed}.  ",
         f"{len(run.splits)} random train/test split(s): every score is a mean ± standard "
         "error over them (Nadeau-Bengio corrected for overlapping splits)."
-        + _sampled_note(summary)
+        + _sampled_note(md)
         + "  ",
         f"Total fit time {summary['total_time_s']:.1f} s on {platform.machine()} with "
         f"{os.cpu_count()} CPUs{_load()} ({platform.python_version()}, ntk_bayes "

@@ -527,7 +527,8 @@ def _uneven_run(n_splits=3, sampled_on=2):
         mean, std = _truth(ds)
         results = [_gaussian_model(ds, "nngp", mean, std)]
         if r < sampled_on:
-            results.append(_gaussian_model(ds, "bnn", mean + 0.3, 1.5 * std))
+            bnn = _gaussian_model(ds, "bnn", mean + 0.3, 1.5 * std)
+            results.append(dataclasses.replace(bnn, label="BNN (sampled)"))
         settings = Settings(splits=n_splits, sampled_splits=sampled_on)
         runs.append(CalibrationRun(ds, parse_arch("relu-2x512"), settings, results))
     run = runs[0]
@@ -559,9 +560,11 @@ def test_sampled_splits_score_a_model_over_exactly_the_splits_it_ran(tmp_path):
     assert rows[other]["n_splits"] == 2 and rows[ref]["n_splits"] == 3
     assert (rows[other]["nlpd_diff"], rows[other]["se"]) == pytest.approx((d, se))
     report = (tmp_path / "report.md").read_text()
-    assert "first 2 of the 3 splits only" in report and "bnn (2)" in report
+    assert "first 2 of the 3 splits only" in report
+    assert "BNN \\(sampled\\) (2)" in report  # the note reads the escaped labels
+    assert "sampled_splits" in m["settings"] and m["settings"]["sampled_splits"] == 2
     assert "| splits | time (s) |" in report  # the held-out table says n per model
-    assert re.search(r"\| bnn \| [-\d.]+ \| [\d.]+ \| 2 \|", report)  # paired table
+    assert re.search(r"\| BNN \\\(sampled\\\) \| [-\d.]+ \| [\d.]+ \| 2 \|", report)  # paired
 
 
 def test_sampled_splits_absent_keeps_every_model_on_every_split():
