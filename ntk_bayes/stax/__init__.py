@@ -6,6 +6,7 @@ Every layer and composition is an immutable pytree network::
     init_fn, apply_fn, kernel_fn = net
 """
 
+from ._aggregate import Aggregate as Aggregate
 from ._attention import GlobalSelfAttention as GlobalSelfAttention
 from ._attention import PositionalEmbedding as PositionalEmbedding
 from ._batching import batch as batch
@@ -64,6 +65,7 @@ from ._repeat import repeat as repeat
 __all__ = [
     "ABRelu",
     "Abs",
+    "Aggregate",
     "AvgPool",
     "Conv",
     "ConvLocal",

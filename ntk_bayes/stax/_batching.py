@@ -12,6 +12,10 @@ computed, so peak memory is the output plus a few tiles' temporaries. With sever
 devices the tiles are split evenly over them with ``jax.shard_map``, evaluated one
 after another on each with ``jax.lax.map``, then written into the output (peak: about
 twice the output).
+
+The points ``x1`` and ``x2`` are arrays, or pytrees of arrays that share the leading
+(batch) axis: the inputs together with per-point keyword arguments of the layers (e.g.
+``stax.Aggregate``'s ``pattern``), which every tile slices with its rows.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from . import _devices
 __all__ = [
     "batch",
     "check_output_fits",
+    "head",
+    "n_points",
     "default_memory_budget",
     "free_bytes",
     "parse_bytes",
@@ -108,19 +114,44 @@ def default_memory_budget(device=None) -> int:
     return int(free * _CPU_FRACTION)
 
 
+def n_points(x) -> int:
+    """Number of points of ``x``, an array or a pytree of arrays sharing the batch axis."""
+    return jax.tree_util.tree_leaves(x)[0].shape[0]
+
+
+def head(x, m: int = 1):
+    """The first ``m`` points of ``x`` (an array or a pytree of them)."""
+    return jax.tree_util.tree_map(lambda a: a[:m], x)
+
+
+def _dyn_rows(x, start, size):
+    return jax.tree_util.tree_map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, size), x)
+
+
+def _first_repeated(x, m):
+    return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a[:1], (m,) + a.shape[1:]), x)
+
+
+def _signature(x):
+    """Per-point shapes and dtypes of ``x`` (a cache key that ignores the batch size)."""
+    leaves, treedef = jax.tree_util.tree_flatten(x)
+    return treedef, tuple((a.shape[1:], jnp.result_type(a)) for a in leaves)
+
+
 def check_output_fits(net, block_fn, opts, x1, x2, names, devices=None) -> None:
     """Refuse, before any work, an output larger than the memory free for it."""
     x2 = x1 if x2 is None else x2
     pair = tuple(n for n in names if n not in ("cov1", "cov2"))
     if not pair:
         return
-    per_pair = _probe(net, block_fn, opts, x1[:1], x2[:1], pair)[2]
-    need = x1.shape[0] * x2.shape[0] * per_pair
+    per_pair = _probe(net, block_fn, opts, head(x1), head(x2), pair)[2]
+    n1, n2 = n_points(x1), n_points(x2)
+    need = n1 * n2 * per_pair
     device = _devices.resolve_devices(devices)[0]
     free = free_bytes(device)
     if need > free:
         raise ValueError(
-            f"kernel_fn: the output {pair} for {x1.shape[0]} x {x2.shape[0]} points needs "
+            f"kernel_fn: the output {pair} for {n1} x {n2} points needs "
             f"{_human(need)}, more than the {_human(free)} free on {device.platform}; compute "
             "it in row blocks written to disk (e.g. kernel_fn(x1[i:j], x2) into a "
             "numpy.memmap), use fewer points (or inducing points), or pass a `devices=` list "
@@ -221,7 +252,8 @@ def _tile(one, net, a, b, same_points, true):
     shapes = jax.eval_shape(one, net, a, b, same_points)
     # The untaken branch's zeros derive from the inputs so that, inside shard_map,
     # both branches vary over the same mesh axes.
-    zero = (a.reshape(-1)[0] * 0).astype(jnp.result_type(*jax.tree_util.tree_leaves(shapes)))
+    first = jax.tree_util.tree_leaves(a)[0]
+    zero = (first.reshape(-1)[0] * 0).astype(jnp.result_type(*jax.tree_util.tree_leaves(shapes)))
     return jax.lax.cond(
         true,
         lambda: one(net, a, b, same_points),
@@ -292,7 +324,7 @@ def _run(net, x1, x2, names, b1, b2, block_fn, opts, symmetric=False, mesh=None,
     def same_at(same_, r, c):
         return None if same_ is None else (same_, jnp.asarray(r - c, jnp.int32))
 
-    n1, n2 = x1.shape[0], x2.shape[0]
+    n1, n2 = n_points(x1), n_points(x2)
     b1, b2 = min(b1, n1), min(b2, n2)
     if b1 == n1 and b2 == n2 and mesh is None:
         return one(net, x1, x2, same_at(same, 0, 0))
@@ -302,11 +334,11 @@ def _run(net, x1, x2, names, b1, b2, block_fn, opts, symmetric=False, mesh=None,
     C = jnp.asarray([c for _, c in pairs], jnp.int32)
 
     def tile_at(net_, x1_, x2_, same_, r, c):
-        a = jax.lax.dynamic_slice_in_dim(x1_, r, b1)
-        b = jax.lax.dynamic_slice_in_dim(x2_, c, b2)
+        a = _dyn_rows(x1_, r, b1)
+        b = _dyn_rows(x2_, c, b2)
         return _tile(one, net_, a, b, same_at(same_, r, c), r >= 0)
 
-    shapes = jax.eval_shape(one, net, x1[:b1], x2[:b2], same_at(same, 0, 0))
+    shapes = jax.eval_shape(one, net, head(x1, b1), head(x2, b2), same_at(same, 0, 0))
     outs = {
         name: jnp.zeros(
             ((n1,) + sh.shape[1:]) if name in _PER_POINT else ((n1, n2) + sh.shape[2:]), sh.dtype
@@ -386,16 +418,16 @@ def tiled_kernel(
     out = {}
     for name, x in (("cov1", x1), ("cov2", x2)):
         if name in names:
-            nbytes = per_pair_bytes(x[:1], x[:1], ("cov1",))
-            b, _ = plan_tiles(x.shape[0], 1, nbytes, memory_budget, block_size)
-            b = _spread(b, x.shape[0], 1, n_dev)
-            out[name] = _run(net, x, x[:1], ("cov1",), b, 1, block_fn, opts, False, mesh)["cov1"]
+            nbytes = per_pair_bytes(head(x), head(x), ("cov1",))
+            b, _ = plan_tiles(n_points(x), 1, nbytes, memory_budget, block_size)
+            b = _spread(b, n_points(x), 1, n_dev)
+            out[name] = _run(net, x, head(x), ("cov1",), b, 1, block_fn, opts, False, mesh)["cov1"]
     pair = tuple(n for n in names if n not in ("cov1", "cov2"))
     if pair:
-        nbytes, ndims, _ = _probe(net, block_fn, opts, x1[:1], x2[:1], pair)
+        nbytes, ndims, _ = _probe(net, block_fn, opts, head(x1), head(x2), pair)
         # Mirroring tiles is only worth it (and only simple) for scalar-per-pair outputs.
         symmetric = symmetric and all(d == 2 for d in ndims)
-        n1, n2 = x1.shape[0], x2.shape[0]
+        n1, n2 = n_points(x1), n_points(x2)
         b1, b2 = plan_tiles(
             n1,
             n2,
@@ -430,22 +462,22 @@ def _one_tile(net, block_fn, opts, x1, x2, names, memory_budget, block_size, sym
     """Whether every requested output is a single tile on a single device."""
     for name, x in (("cov1", x1), ("cov2", x2)):
         if name in names:
-            nbytes = _probe(net, block_fn, opts, x[:1], x[:1], ("cov1",))[0]
-            if plan_tiles(x.shape[0], 1, nbytes, memory_budget, block_size)[0] < x.shape[0]:
+            nbytes = _probe(net, block_fn, opts, head(x), head(x), ("cov1",))[0]
+            if plan_tiles(n_points(x), 1, nbytes, memory_budget, block_size)[0] < n_points(x):
                 return False
     pair = tuple(n for n in names if n not in ("cov1", "cov2"))
     if pair:
-        nbytes = _probe(net, block_fn, opts, x1[:1], x2[:1], pair)[0]
+        nbytes = _probe(net, block_fn, opts, head(x1), head(x2), pair)[0]
         b1, b2 = plan_tiles(
-            x1.shape[0],
-            x2.shape[0],
+            n_points(x1),
+            n_points(x2),
             nbytes,
             memory_budget,
             block_size,
             square=symmetric,
             max_pairs=_speed_cap(nbytes, None),
         )
-        if b1 < x1.shape[0] or b2 < x2.shape[0]:
+        if b1 < n_points(x1) or b2 < n_points(x2):
             return False
     return True
 
@@ -483,13 +515,11 @@ def _probe(net, block_fn, opts, a, b, names):
         block_fn,
         opts,
         names,
-        a.shape[1:],
-        b.shape[1:],
-        a.dtype,
+        _signature(a),
+        _signature(b),
     )
     if key not in _PROBES:
-        a2 = jnp.broadcast_to(a[:1], (2,) + a.shape[1:])
-        b3 = jnp.broadcast_to(b[:1], (3,) + b.shape[1:])
+        a2, b3 = _first_repeated(a, 2), _first_repeated(b, 3)
         fn = lambda a_, b_: _outputs(block_fn(net, a_, b_, None, *opts), names)
         jaxpr = jax.make_jaxpr(fn)(a2, b3)
         ndims = tuple(v.aval.ndim for v in jaxpr.jaxpr.outvars)

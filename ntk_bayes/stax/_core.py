@@ -23,9 +23,20 @@ from .._numerics import as_float_array, check_finite, full_precision, is_concret
 from . import _batching
 from ._kernel import Kernel
 
-__all__ = ["Layer", "serial", "check_hyper", "split_rng", "KERNEL_GETS"]
+__all__ = ["Layer", "serial", "check_hyper", "split_rng", "KERNEL_GETS", "NOT_GIVEN"]
 
 KERNEL_GETS = ("nngp", "ntk", "cov1", "cov2")
+
+
+class _NotGiven:
+    """Default of a per-call keyword argument that was not passed (``None`` means
+    something: ``pattern=None`` is the identity graph, as in neural-tangents)."""
+
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+NOT_GIVEN = _NotGiven()
 _namedtuples: dict[tuple, type] = {}
 
 
@@ -120,6 +131,14 @@ class Layer(eqx.Module):
         ask their layers."""
         return any(lay.needs_same_points() for lay in getattr(self, "layers", ()))
 
+    def call_kwargs(self) -> frozenset:
+        """Per-call keyword arguments of ``kernel_fn``/``apply_fn`` that the network's
+        layers read (``"pattern"`` for ``Aggregate``); combinators ask their layers."""
+        children = tuple(getattr(self, "layers", ()))
+        if isinstance(getattr(self, "layer", None), Layer):
+            children += (self.layer,)
+        return frozenset().union(*(lay.call_kwargs() for lay in children))
+
     # ---- neural-tangents triple ---------------------------------------------------
     @property
     def init_fn(self):
@@ -127,7 +146,17 @@ class Layer(eqx.Module):
 
     @property
     def apply_fn(self):
-        return self.apply
+        return self._checked_apply
+
+    def _checked_apply(self, params, inputs, **kwargs):
+        """``apply`` after refusing a ``pattern`` that no layer of the network reads
+        (``Aggregate`` layers check their own)."""
+        if kwargs.get("pattern") is not None and "pattern" not in self.call_kwargs():
+            raise ValueError(
+                "apply_fn: `pattern` is read only by stax.Aggregate layers, and this network "
+                "has none; drop `pattern` or add stax.Aggregate()"
+            )
+        return self.apply(params, inputs, **kwargs)
 
     def __iter__(self):
         return iter((self.init_fn, self.apply_fn, self.kernel_fn))
@@ -143,6 +172,7 @@ class Layer(eqx.Module):
         block_size: int | None = None,
         spatial_output: str | None = None,
         devices: int | Sequence[jax.Device] | None = None,
+        pattern: Any = NOT_GIVEN,
         **unused: Any,
     ) -> Kernel | jax.Array | tuple[jax.Array, ...]:
         """Analytic NNGP/NTK kernels of this network between ``x1`` and ``x2``.
@@ -169,6 +199,11 @@ class Layer(eqx.Module):
                 Tiles are split evenly across them with ``jax.shard_map``. With
                 ``None``, a kernel that is a single tile runs on the default device
                 alone; an explicit value always spreads the tiles.
+            pattern: for networks with :class:`~ntk_bayes.stax.Aggregate` layers (and
+                only for them), ``(pattern1, pattern2)``: the graphs of ``x1`` and
+                ``x2``, one per point (leading axis ``n1`` and ``n2``), in the format
+                of the layer's ``implementation``; ``pattern2`` may be ``None`` when
+                ``x2`` is. ``(None, None)`` is the identity graph (no aggregation).
 
         Returns:
             Arrays of shape ``(n1, n2)`` (plus spatial axes if not read out).
@@ -177,12 +212,20 @@ class Layer(eqx.Module):
             _reject_kwargs(unused)
         names, want_all = _parse_get(get)
         if isinstance(x1, Kernel):
-            return _continue(self, x1, x2, names, want_all, get)
+            return _continue(self, x1, x2, names, want_all, get, pattern)
         memory_budget = _batching.parse_bytes(memory_budget, "memory_budget")
         one_set = x2 is None or x2 is x1
         x1, x2, out_shape = _check_inputs(self, x1, x2)
-        same = _same_inputs(self, x1, x2, one_set)
+        n2 = None if x2 is None else x2.shape[0]
+        side = _layer_inputs(self, pattern, x1.shape[0], n2)
+        if side is not None and side[1] is not side[0]:
+            # Two graphs: even one set of points is two sets of nodes (not symmetric).
+            x2, one_set = (x1 if x2 is None else x2), False
+        same = _same_inputs(self, x1, x2, one_set, side)
         opts = (want_all or "ntk" in names, *_layouts(self, x1.shape, out_shape, spatial_output))
+        if side is not None:  # per-point keyword arguments travel with their points
+            x1 = (x1, side[0])
+            x2 = None if one_set else (x2, side[1])
         if want_all:
             names = KERNEL_GETS
         _batching.check_output_fits(self, _block, opts, x1, x2, names, devices)
@@ -203,11 +246,16 @@ class Layer(eqx.Module):
             # pair; its arrays are the tiled ones, so get=None is tiled like any get.
             x2_ = x1 if x2 is None else x2
             pairs = None if same is None else (same, jnp.asarray(0, jnp.int32))
-            k = jax.eval_shape(lambda a, b: _block(self, a, b, None, *opts), x1[:1], x2_[:1])
+            k = jax.eval_shape(
+                lambda a, b: _block(self, a, b, None, *opts),
+                _batching.head(x1),
+                _batching.head(x2_),
+            )
             return k.replace(
                 same_points=pairs,
-                shape1=(x1.shape[0],) + k.shape1[1:],
-                shape2=(x2_.shape[0],) + k.shape2[1:],
+                shape1=(_batching.n_points(x1),) + k.shape1[1:],
+                shape2=(_batching.n_points(x2_),) + k.shape2[1:],
+                layer_inputs=None,
                 **out,
             )
         if isinstance(get, str):
@@ -215,7 +263,16 @@ class Layer(eqx.Module):
         return _kernel_tuple(names)(*(out[n] for n in names))
 
 
-KERNEL_FN_KWARGS = ("x1", "x2", "get", "memory_budget", "block_size", "spatial_output", "devices")
+KERNEL_FN_KWARGS = (
+    "x1",
+    "x2",
+    "get",
+    "memory_budget",
+    "block_size",
+    "spatial_output",
+    "devices",
+    "pattern",
+)
 
 
 def _reject_kwargs(unused: dict) -> None:
@@ -230,7 +287,7 @@ def _reject_kwargs(unused: dict) -> None:
     )
 
 
-def _continue(net, k: Kernel, x2, names, want_all, get):
+def _continue(net, k: Kernel, x2, names, want_all, get, pattern=NOT_GIVEN):
     """neural-tangents' kernel composition: a :class:`Kernel` passed where inputs go
     (e.g. ``kernel_fn(kernel_fn(x1, x2))``) continues the recursion from that state."""
     if x2 is not None:
@@ -253,7 +310,16 @@ def _continue(net, k: Kernel, x2, names, want_all, get):
         )
     if not want_all and "ntk" not in names:
         k = k.replace(ntk=None)
-    out = _continue_jit(net, k)
+    # pattern2=None reuses pattern1 when both sets have the same size (x2 omitted).
+    n1, n2 = k.shape1[0], k.shape2[0]
+    side = _layer_inputs(net, pattern, n1, None if n2 == n1 else n2)
+    if side is not None and side[1] is not side[0] and k.same_points is not None:
+        same, offset = k.same_points  # same points on different graphs are not the same
+        shapes_equal = side[0].shape == side[1].shape
+        same = same & (jnp.array_equal(*side) if shapes_equal else False)
+        k = k.replace(same_points=(same, offset))
+    k = k.replace(layer_inputs=None if side is None else {"pattern": side})
+    out = _continue_jit(net, k).replace(layer_inputs=None)
     if want_all:
         return out
     if isinstance(get, str):
@@ -272,19 +338,100 @@ def _continue_jit(net, k):
     return out
 
 
-def _same_inputs(net, x1, x2, one_set: bool):
+def _same_inputs(net, x1, x2, one_set: bool, side=None):
     """Whether ``x2`` is ``x1`` (omitted, the same array, or equal in value, as
-    neural-tangents decides), a boolean scalar; ``None`` when the shapes differ and no
-    layer needs to know. Nonlinearities use it to evaluate self-pairs exactly."""
+    neural-tangents decides; with equal per-point keyword arguments, e.g. the same
+    graphs), a boolean scalar; ``None`` when the shapes differ and no layer needs to
+    know. Nonlinearities use it to evaluate self-pairs exactly."""
     if one_set:
         return jnp.asarray(True)
-    if x1.shape != x2.shape:
+    shapes = lambda t: [jnp.shape(a) for a in jax.tree_util.tree_leaves(t)]
+    if x1.shape != x2.shape or (side is not None and shapes(side[0]) != shapes(side[1])):
         return jnp.asarray(False) if net.needs_same_points() else None
-    return jnp.array_equal(x1, x2)
+    same = jnp.array_equal(x1, x2)
+    if side is not None:
+        for a, b in zip(*(jax.tree_util.tree_leaves(s) for s in side), strict=True):
+            same = same & jnp.array_equal(a, b)
+    return same
+
+
+def _layer_inputs(net, pattern, n1: int, n2: int | None):
+    """``(pattern1, pattern2)`` checked against the network and the points (``None``:
+    no aggregation). Formats and node counts are the layer's to check (``Aggregate``);
+    here: the pair, the leading axes and the dtypes, before any work."""
+    takes = "pattern" in net.call_kwargs()
+    if pattern is NOT_GIVEN:
+        if takes:
+            raise ValueError(
+                "kernel_fn: this network has stax.Aggregate layers, which need "
+                "`pattern`=(pattern1, pattern2): the graphs of x1 and x2, e.g. adjacency "
+                "arrays of shape (n1, V, V) and (n2, V, V) for V nodes (pattern2=None when "
+                "x2 is None); pass pattern=(None, None) for no aggregation"
+            )
+        return None
+    if not takes:
+        if pattern is None or (
+            isinstance(pattern, tuple | list) and all(q is None for q in pattern)
+        ):
+            return None
+        raise ValueError(
+            "kernel_fn: `pattern` is read only by stax.Aggregate layers, and this network "
+            "has none; drop `pattern` or add stax.Aggregate()"
+        )
+    if pattern is None:
+        return None
+    if not isinstance(pattern, tuple | list) or len(pattern) != 2:
+        what = f"shape {np.shape(pattern)}" if hasattr(pattern, "shape") else repr(pattern)
+        raise ValueError(
+            f"kernel_fn: `pattern` must be a pair (pattern1, pattern2) for x1 and x2, got "
+            f"{what}; for x2=None pass (pattern, None)"
+        )
+    p1, p2 = pattern
+    if p1 is None and p2 is None:
+        return None
+    if p2 is None and n2 is None:
+        p2 = p1
+    if p1 is None or p2 is None:
+        raise ValueError(
+            "kernel_fn: `pattern` has one graph and one None; give both (pattern1, "
+            "pattern2), or (None, None) for no aggregation"
+        )
+    q1 = _check_pattern(p1, "pattern1", n1, "x1")
+    if p2 is p1 and n2 is None:
+        return q1, q1
+    return q1, _check_pattern(p2, "pattern2", n1 if n2 is None else n2, "x2")
+
+
+def _check_pattern(p, name: str, n: int, xs: str):
+    if not isinstance(p, jax.Array | np.ndarray):
+        try:
+            p = np.asarray(p)
+        except Exception:
+            p = np.asarray(p, dtype=object)
+    dtype = np.dtype(p.dtype)
+    if dtype.kind not in "biuf":  # bool, int, unsigned, float
+        raise ValueError(
+            f"kernel_fn: `pattern` ({name}) must hold real numbers (a float, int or bool "
+            f"adjacency array, or int edge lists for implementation='SPARSE'), got dtype "
+            f"{dtype}"
+        )
+    if p.ndim < 1 or p.shape[0] != n:
+        raise ValueError(
+            f"kernel_fn: `pattern` ({name}) must have one graph per point of {xs}, i.e. a "
+            f"leading axis of {n}, got shape {tuple(p.shape)}"
+        )
+    if np.issubdtype(dtype, np.floating):
+        check_finite(p, f"pattern ({name})")
+    return jnp.asarray(p)
 
 
 def _block(net, x1, x2, same_points, need_ntk: bool, full: bool, out_full: bool) -> Kernel:
-    k = net.kernel(_input_kernel(x1, x2, need_ntk, not full, same_points))
+    side = None
+    if isinstance(x1, tuple):  # (points, per-point keyword arguments): see kernel_fn
+        (x1, p1), (x2, p2) = x1, x2
+        side = {"pattern": (p1, p2)}
+    k = _input_kernel(x1, x2, need_ntk, not full, same_points)
+    k = net.kernel(k if side is None else k.replace(layer_inputs=side))
     if isinstance(k, list | tuple):
         raise ValueError(
             f"the network ends with {len(k)} parallel branches; close them with "

@@ -122,6 +122,12 @@ def distributed_kernel_fn(net, x1, x2=None, get="ntk", **kwargs):
             "pairs are one point twice, which row blocks computed per process lose; use "
             "net.kernel_fn on one process (it still spreads tiles over local devices)"
         )
+    if "pattern" in net.call_kwargs():
+        raise NotImplementedError(
+            "distributed_kernel_fn: a network with stax.Aggregate layers takes per-point "
+            "graphs (`pattern`), which the row blocks per process do not slice; use "
+            "net.kernel_fn on one process (it still spreads tiles over local devices)"
+        )
     from jax.experimental import multihost_utils
 
     start, stop = process_row_range(n1)

@@ -17,6 +17,9 @@ A layer maps a frozen :class:`Kernel` to a new one with :meth:`Kernel.replace`
   branches given the input of the last ``FanOut`` (it ends with its own random affine
   layer: Dense, Conv, attention): fan-ins may add kernels only when at most one branch
   is not.
+* ``layer_inputs``  ``None``, or a dict ``name -> (rows for x1, rows for x2)``: the
+  per-call keyword arguments of ``kernel_fn`` that layers read (``stax.Aggregate``'s
+  ``pattern``), sliced by the tiler together with the points they belong to.
 
 ``S`` is ``()`` for (N, features) data. For spatial data with ``diagonal_spatial``
 it is ``(H, W, ...)`` (only same-position covariances are kept); otherwise it is
@@ -49,6 +52,7 @@ class Kernel(eqx.Module):
     is_input: bool = eqx.field(static=True, default=False)
     is_reversed: bool = eqx.field(static=True, default=False)
     independent: bool = eqx.field(static=True, default=False)
+    layer_inputs: Any = None
 
     def replace(self, **changes) -> Kernel:
         return dataclasses.replace(self, **changes)
