@@ -21,20 +21,22 @@ independent exact draws from the NNGP posterior (S = chains × draws), reported 
 ``floor`` row. MCMC draws are autocorrelated, so the BNN's floor is somewhat higher.
 
 Whether a fall between two widths is more than Monte Carlo error is judged on a
-standardised distance over the evaluation inputs inside the data's range (``I``; the
-grid's ends extrapolate, where the NNGP's sd s_i is large and says little), with ŝ the
-BNN's posterior sd and ESS its smallest bulk ESS:
+standardised Wasserstein-2 distance over the evaluation inputs inside the data's range
+(``I``; the grid's ends extrapolate, where the NNGP's sd s_i is large and says little),
+with μ̂, ŝ the BNN's posterior mean and sd:
 
 .. math::
 
-    d_z(n) = \tfrac1{|I|} \textstyle\sum_{i \in I} |μ̂_n(x_i) - μ(x_i)| / s_i, \qquad
-    e(n) = \tfrac1{|I|} \textstyle\sum_{i \in I} (ŝ_n(x_i) / s_i) / \sqrt{\mathrm{ESS}}.
+    d_z(n) = \Big(\tfrac1{|I|} \textstyle\sum_{i \in I}
+             \big((μ̂_n(x_i) - μ(x_i))^2 + (ŝ_n(x_i) - s(x_i))^2\big) / s(x_i)^2\Big)^{1/2}.
 
-By the triangle inequality |d̂_z - d_z| is at most the mean of |μ̂_i - μ_n(x_i)| / s_i,
-whose draws' errors are at most fully correlated: ≤ |Z| e(n), Z ~ N(0, 1). So for two
-widths, |Δd̂_z - Δd_z| ≤ |Z_1| e_1 + |Z_2| e_2 ≤ hypot(e_1, e_2) hypot(Z_1, Z_2), and a
-fall larger than ``4 hypot(e_1, e_2)`` is resolved with a false-alarm rate below
-P(χ²_2 > 16) = e⁻⁸ ≈ 3.4e-4 (:func:`fall_is_resolved`).
+Its Monte Carlo standard error comes from the chains, which are independent replicates
+(NUTS chains from independent starts): the leave-one-chain-out jackknife over the C
+chains, which carries the autocorrelation within chains and the correlation between
+inputs without modelling either. A fall between two widths (independent runs) is
+resolved when it exceeds 5 times the combined standard error: with C - 1 ≥ 15 degrees of
+freedom for each jackknife, P(t₁₅ > 5) = 7.9e-5, so the false-alarm rate is below 1e-4
+(:func:`fall_is_resolved`).
 """
 
 from __future__ import annotations
@@ -67,28 +69,44 @@ __all__ = [
 DEFAULT_WIDTHS = (4, 16, 64, 256, 512)
 
 
-def standardised_distance(pred, ref: dg.GaussianPredictive, ess: float, inside=None) -> dict:
-    """``{"z_mean_abs_diff": d_z, "z_mc_se": e}`` of ``pred`` (draws, or a Gaussian
-    with ``ess`` as its number of independent draws) from ``ref`` over the points
-    ``inside`` (a boolean mask; default all); see the module docstring."""
+def _w2z(mean, sd, ref_mean, ref_sd) -> np.ndarray:
+    return np.sqrt(np.mean(((mean - ref_mean) ** 2 + (sd - ref_sd) ** 2) / ref_sd**2, axis=-1))
+
+
+def standardised_distance(draws, ref: dg.GaussianPredictive, inside=None) -> dict:
+    """``{"z_w2": d_z, "z_w2_se": jackknife se, "z_chains": C}`` of the draws
+    ``(chains, draws, m)`` from ``ref`` over the points ``inside`` (a boolean mask;
+    default all); see the module docstring. Needs at least 2 chains."""
+    f = np.asarray(draws, np.float64)
+    if f.ndim != 3 or f.shape[0] < 2 or f.shape[2] != ref.n:
+        raise ValueError(
+            f"`draws` must be (chains >= 2, draws, {ref.n}) function values, got {f.shape}"
+        )
     inside = np.ones(ref.n, bool) if inside is None else np.asarray(inside, bool)
     if inside.shape != (ref.n,) or not inside.any():
         raise ValueError(f"`inside` must be a boolean mask of {ref.n} points with one True")
-    s = ref.std[inside]
-    z = np.abs(pred.mean[inside] - ref.mean[inside]) / s
-    # no effective draws (a failed chain's NaN ESS): no bound, so never resolved
-    se = float(np.mean(pred.std[inside] / s) / math.sqrt(ess)) if ess > 0 else math.inf
-    return {"z_mean_abs_diff": float(np.mean(z)), "z_mc_se": se}
+    f = f[..., inside]
+    mu, s = ref.mean[inside], ref.std[inside]
+    m1, m2 = f.mean(axis=1), (f**2).mean(axis=1)  # per chain: (C, m)
+    C = f.shape[0]
+
+    def dist(a1, a2):
+        return _w2z(a1, np.sqrt(np.maximum(a2 - a1**2, 0.0)), mu, s)
+
+    full = float(dist(m1.mean(0), m2.mean(0)))
+    loo = dist((m1.sum(0) - m1) / (C - 1), (m2.sum(0) - m2) / (C - 1))  # (C,)
+    se = float(np.sqrt((C - 1) / C * np.sum((loo - loo.mean()) ** 2)))
+    return {"z_w2": full, "z_w2_se": se, "z_chains": C}
 
 
-def fall_is_resolved(narrow: dict, wide: dict, sds: float = 4.0) -> bool:
+def fall_is_resolved(narrow: dict, wide: dict, sds: float = 5.0) -> bool:
     """Whether d_z fell from the row ``narrow`` to the row ``wide`` by more than
-    ``sds`` times the combined Monte Carlo bound (both must have converged); at 4 the
-    false-alarm rate is below 3.4e-4 (module docstring)."""
+    ``sds`` combined jackknife standard errors (both must have converged); at 5, with 16
+    chains a width, the false-alarm rate is below 1e-4 (module docstring)."""
     if not (narrow["converged"] and wide["converged"]):
         return False
-    margin = sds * math.hypot(narrow["z_mc_se"], wide["z_mc_se"])
-    return narrow["z_mean_abs_diff"] - wide["z_mean_abs_diff"] > margin
+    margin = sds * math.hypot(narrow["z_w2_se"], wide["z_w2_se"])
+    return narrow["z_w2"] - wide["z_w2"] > margin
 
 
 def _inside_data(ds: Dataset, x_eval: np.ndarray) -> np.ndarray:
@@ -122,9 +140,9 @@ class WidthSweep:
         dataset, arch, settings: what was run.
         widths: the widths, ascending.
         rows: one dict per width: ``width``, ``mean_abs_diff_mean``,
-            ``mean_abs_diff_log_var``, ``w2``, ``z_mean_abs_diff`` and ``z_mc_se``
-            (standardised, inside the data; module docstring), ``max_rhat``, ``min_ess_bulk``,
-            ``divergences``, ``converged``, ``time_s``.
+            ``mean_abs_diff_log_var``, ``w2``, ``z_w2`` and ``z_w2_se`` (standardised,
+            inside the data, jackknife over chains; module docstring), ``z_chains``,
+            ``max_rhat``, ``min_ess_bulk``, ``divergences``, ``converged``, ``time_s``.
         floor: the distances of S exact NNGP draws (the Monte Carlo floor).
         nngp: the fitted hyperparameters and noise.
         x_eval: evaluation inputs; ``nngp_pred`` the NNGP's latent predictive there and
@@ -206,7 +224,9 @@ def width_sweep(
     exact = dg.SamplePredictive(nngp_pred.sample(rng, max(n_draws, 2)))
     inside = _inside_data(ds, x_eval)
     floor = dg.predictive_distance(exact, nngp_pred)
-    floor.update(standardised_distance(exact, nngp_pred, exact.samples.shape[0], inside))
+    chains = max(settings.num_chains, 2)  # the exact draws as as many independent "chains"
+    per = exact.samples[: chains * (exact.samples.shape[0] // chains)]
+    floor.update(standardised_distance(per.reshape(chains, -1, per.shape[-1]), nngp_pred, inside))
     net = as_floats(fit.net)
     rows, preds = [], {}
     for i, w in enumerate(widths, 1):
@@ -220,7 +240,7 @@ def width_sweep(
             {
                 "width": w,
                 **dg.predictive_distance(pred, nngp_pred),
-                **standardised_distance(pred, nngp_pred, conv.min_ess_bulk, inside),
+                **standardised_distance(f, nngp_pred, inside),
                 "max_rhat": conv.max_rhat,
                 "min_ess_bulk": conv.min_ess_bulk,
                 "divergences": conv.divergences,
@@ -255,14 +275,14 @@ def sweep_markdown(sweep: WidthSweep) -> str:
         f"at {s['evaluation_points']} evaluation inputs (standardised units):",
         "",
         "| width | mean abs diff of means | mean abs diff of log variances | W2 "
-        "| d_z ± MC bound (inside the data) | max R-hat "
+        "| d_z ± se (inside the data) | max R-hat "
         "| min ESS | divergences | converged | time (s) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|:---|---:|",
     ]
     for r in s["rows"]:
         lines.append(
             f"| {r['width']} | {r['mean_abs_diff_mean']:.4f} | {r['mean_abs_diff_log_var']:.4f} "
-            f"| {r['w2']:.4f} | {r['z_mean_abs_diff']:.3f} ± {r['z_mc_se']:.3f} "
+            f"| {r['w2']:.4f} | {r['z_w2']:.3f} ± {r['z_w2_se']:.3f} "
             f"| {r['max_rhat']:.3f} | {r['min_ess_bulk']:.0f} | "
             f"{r['divergences']} | {'yes' if r['converged'] else '**NOT converged**'} | "
             f"{r['time_s']:.1f} |"
@@ -271,10 +291,11 @@ def sweep_markdown(sweep: WidthSweep) -> str:
     lines += [
         f"| floor ({sweep.settings.num_chains * sweep.settings.num_samples} exact NNGP draws) | "
         f"{f['mean_abs_diff_mean']:.4f} | {f['mean_abs_diff_log_var']:.4f} | {f['w2']:.4f} "
-        f"| {f['z_mean_abs_diff']:.3f} ± {f['z_mc_se']:.3f} | | | | | |",
+        f"| {f['z_w2']:.3f} ± {f['z_w2_se']:.3f} | | | | | |",
         "",
-        "d_z is the mean |Δ mean| in units of the NNGP's posterior sd over the evaluation "
-        "inputs inside the training data's range; ± its Monte Carlo bound e. " + _falls(sweep.rows),
+        "d_z is the Wasserstein-2 distance in units of the NNGP's posterior sd over the "
+        "evaluation inputs inside the training data's range; ± its Monte Carlo standard "
+        "error (leave-one-chain-out jackknife). " + _falls(sweep.rows),
         "",
         f"Log-log slope against width (converged widths only): means "
         f"{s['slopes']['mean_abs_diff_mean']:+.2f}, log variances "
@@ -303,12 +324,12 @@ def _falls(rows: list[dict]) -> str:
     for a, b in zip(ok, ok[1:], strict=False):
         verdict = "resolved" if fall_is_resolved(a, b) else "not resolved"
         parts.append(
-            f"{a['width']} -> {b['width']}: {a['z_mean_abs_diff'] - b['z_mean_abs_diff']:+.3f} "
-            f"against 4 hypot(e) = {4 * math.hypot(a['z_mc_se'], b['z_mc_se']):.3f}, {verdict}"
+            f"{a['width']} -> {b['width']}: {a['z_w2'] - b['z_w2']:+.3f} "
+            f"against 5 se = {5 * math.hypot(a['z_w2_se'], b['z_w2_se']):.3f}, {verdict}"
         )
     return (
-        "Falls of d_z between converged widths (resolved when larger than 4 combined bounds; "
-        "false alarm < 3.4e-4): " + "; ".join(parts) + "."
+        "Falls of d_z between converged widths (resolved when larger than 5 combined standard "
+        "errors; false alarm < 1e-4): " + "; ".join(parts) + "."
     )
 
 
