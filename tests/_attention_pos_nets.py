@@ -3,7 +3,7 @@
 ``linear_scaling=False``, built from either library.
 
 ``build(stax, name)`` takes ``neural_tangents.stax`` or ``ntk_bayes.stax``, so
-``tools/make_nt_reference_attention.py`` and the tests describe each network once.
+``tools/make_nt_reference_layers.py`` and the tests describe each network once.
 """
 
 import numpy as np

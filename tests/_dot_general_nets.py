@@ -1,6 +1,6 @@
 """Small networks with DotGeneral's batch dims and constants with free axes, built from
 either library (``build(stax, name)`` takes ``neural_tangents.stax`` or
-``ntk_bayes.stax``), so ``tools/make_nt_reference_dot_general.py`` and the tests describe
+``ntk_bayes.stax``), so ``tools/make_nt_reference_layers.py`` and the tests describe
 each network once.
 
 neural-tangents keeps ``lax.dot_general``'s axis order (batch dims first, an ``lhs``'s

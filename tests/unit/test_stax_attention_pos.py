@@ -1,7 +1,7 @@
 """GlobalSelfAttention's positional-embedding options (``pos_emb_decay_fn``,
 ``pos_emb_p_norm``, ``val_pos_emb``, ``n_chan_pos_emb``) and ``linear_scaling=False``
 with embeddings (issue 15): neural-tangents 0.6.5 values from
-``tools/make_nt_reference_attention.py`` (``tests/data/nt_attention_pos.npz``), the
+``tools/make_nt_reference_layers.py`` (``tests/data/nt_attention_pos.npz``), the
 finite twin, errors. Monte Carlo: ``tests/stat/test_stax_attention_pos_mc.py``.
 """
 

@@ -1,5 +1,5 @@
 """DotGeneral with batch dims and constants with free axes (issue 15): neural-tangents
-0.6.5 values from ``tools/make_nt_reference_dot_general.py``
+0.6.5 values from ``tools/make_nt_reference_layers.py``
 (``tests/data/nt_dot_general.npz``), the finite twin's layout, exactness on raw inputs,
 errors. Monte Carlo: ``tests/stat/test_stax_dot_general_mc.py``.
 """
