@@ -60,7 +60,11 @@ def _safe_sqrt_jvp(primals, tangents):
     (x,), (dx,) = primals, tangents
     y = safe_sqrt(x)
     ok = x > _TINY
-    return y, jnp.where(ok, dx / (2 * jnp.where(ok, y, 1.0)), 0.0)
+    # The factor is formed in the forward pass and the tangent is a plain product: with
+    # the guarded division inside the tangent, jaxlib 0.9.2's XLA CPU made the float32
+    # backward pass NaN where x <= 0 (finite with its fusion pass disabled).
+    scale = jnp.where(ok, 0.5 / jnp.where(ok, y, 1.0), 0.0)
+    return y, dx * scale
 
 
 @jax.custom_jvp
@@ -77,7 +81,8 @@ def _sin_root_jvp(primals, tangents):
     r = sin_root(prod, s12)
     tol = 64 * jnp.finfo(r.dtype).eps * jnp.abs(prod)
     ok = r * r > tol
-    return r, jnp.where(ok, (dprod - 2 * s12 * ds12) / (2 * jnp.where(ok, r, 1.0)), 0.0)
+    scale = jnp.where(ok, 0.5 / jnp.where(ok, r, 1.0), 0.0)  # a product, as in safe_sqrt
+    return r, (dprod - 2 * s12 * ds12) * scale
 
 
 _TAN_PI_8 = math.sqrt(2.0) - 1.0
