@@ -43,6 +43,9 @@ from ._elementwise import Relu as Relu
 from ._elementwise import Sigmoid_like as Sigmoid_like
 from ._elementwise import Sign as Sign
 from ._elementwise import Sin as Sin
+from ._enums import AggregateImplementation as AggregateImplementation
+from ._enums import AttentionMechanism as AttentionMechanism
+from ._enums import Padding as Padding
 from ._indexing import Index as Index
 from ._indexing import Slice as Slice
 from ._kernel import Kernel as Kernel
@@ -63,6 +66,9 @@ from ._repeat import Repeat as Repeat
 from ._repeat import repeat as repeat
 
 __all__ = [
+    "AggregateImplementation",
+    "AttentionMechanism",
+    "Padding",
     "ABRelu",
     "Abs",
     "Aggregate",
