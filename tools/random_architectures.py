@@ -189,8 +189,9 @@ class _Net:
         if layer[0] == "Conv" and self.maybe(0.3):
             kind = self.more.choice(("ConvTranspose", "ConvLocal"))
             kw = dict(layer[1])
-            if kind == "ConvTranspose":  # keep the images small: stride 1 or 2
-                kw["strides"] = [min(st, 2) for st in kw["strides"]]
+            if kind == "ConvTranspose":  # keep the images small (the slow tier's time)
+                top = 2 if len(self.spatial) == 1 else 1
+                kw["strides"] = [min(st, top) for st in kw["strides"]]
             return [kind, kw]
         return layer
 
