@@ -28,7 +28,8 @@ Left out, and why:
 - ``RectifiedMonomial`` except as the last nonlinearity before the readout:
   neural-tangents 0.6.5 returns NaN for its self-covariances (it divides by sin θ = 0),
   so any later nonlinearity is all-NaN; such cases compare no self-pairs
-  (``"self_pairs": "nan in neural-tangents"``).
+  (``"self_pairs": "nan in neural-tangents"``). Nor after a layer of degree 0
+  (constant output: every pair is a same-point pair there, all NaN).
 - ``ImageResize`` on 2-D images after an odd number of convolutions (or after a
   residual block): neural-tangents stores full-layout 2-D kernels with reversed spatial
   axes there and resizes the wrong ones (Monte Carlo sides with ntk_bayes,
