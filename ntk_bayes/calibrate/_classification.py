@@ -183,7 +183,7 @@ def fit_bnn(ctx: Context) -> ModelResult:
     info = {
         "width": s.width,
         "likelihood": lik,
-        "prior": "the preset's W_std/b_std (standard parameterisation)",
+        "prior": f"the preset's W_std/b_std ({model.parameterization} parameterisation)",
         "hyperparameters": hyperparameters(net),
         "sampler": {k: v for k, v in post.info.items() if k != "method"},
         "sampler_report": post.sampler_report(),

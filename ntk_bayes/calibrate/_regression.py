@@ -295,7 +295,7 @@ def fit_bnn(ctx: Context) -> ModelResult:
     info = {
         "width": s.width,
         "prior": "W_std/b_std of every layer = the NNGP's type-II ML values on the same "
-        "training split (standard parameterisation; no held-out data used)",
+        f"training split ({model.parameterization} parameterisation; no held-out data used)",
         "noise_var": fit.noise,
         "hyperparameters": hyperparameters(net),
         "sampler": {k: v for k, v in post.info.items() if k != "method"},

@@ -368,20 +368,25 @@ def _published_section(summary: dict, dataset: str) -> list[str]:
         "|---|---|---:|---:|---:|",
     ]
     for method, src, (r, r_se), (n, n_se) in rows:
-        lines.append(
-            f"| {method} | {src} | {PROTOCOL_SPLITS} | {r:.2f} ± {r_se:.2f} | "
-            f"{n:.2f} ± {n_se:.2f} |"
-        )
+        lines.append(f"| {method} | {src} | {PROTOCOL_SPLITS} | {_pm(r, r_se)} | {_pm(n, n_se)} |")
     for m in summary["models"].values():
         met, se = m["metrics"], m.get("metrics_se") or {}
-        r, n = met["rmse"], met["nlpd"]
-        r_se, n_se = se.get("rmse", float("nan")), se.get("nlpd", float("nan"))
+        r_se, n_se = se.get("rmse"), se.get("nlpd")
         k = m.get("n_splits", summary["splits"])
         lines.append(
-            f"| {m['label']} | this run | {k} | {r:.2f} ± {r_se:.2f} | {n:.2f} ± {n_se:.2f} |"
+            f"| {m['label']} | this run | {k} | {_pm(met['rmse'], r_se)} | "
+            f"{_pm(met['nlpd'], n_se)} |"
         )
     lines += [""] + [f"* {k}: {v} (± = {ERROR_BARS[k]})" for k, v in CITATIONS.items()]
     return lines + [""]
+
+
+def _pm(value: float, err: float | None) -> str:
+    """``value ± err`` at two decimals; the value alone where there is no error bar (one
+    split: the standard error is NaN)."""
+    if err is None or not np.isfinite(err):
+        return f"{value:.2f}"
+    return f"{value:.2f} ± {err:.2f}"
 
 
 def _hyper_section(summary: dict) -> list[str]:
@@ -390,9 +395,9 @@ def _hyper_section(summary: dict) -> list[str]:
         info = m.get("info") or {}
         if "hyperparameters" in info:
             vals = ", ".join(f"{k}={v:.3g}" for k, v in info["hyperparameters"].items())
+            how = f"{info['hyper']}: " if info.get("hyper") else ""
             lines.append(
-                f"* {m['label']}: {info.get('hyper', '')}: {vals}, noise_var="
-                f"{info.get('noise_var', float('nan')):.3g}"
+                f"* {m['label']}: {how}{vals}, noise_var={info.get('noise_var', float('nan')):.3g}"
             )
         elif "posterior_5_50_95" in info:
             vals = ", ".join(

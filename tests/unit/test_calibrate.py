@@ -592,3 +592,17 @@ def test_sampled_splits_bad_values_fail_before_any_fit(k, models, message):
     settings = Settings.quick(splits=3, sampled_splits=k)
     with pytest.raises(ValueError, match=message):
         run_calibration(ds, parse_arch("relu-1x8"), models, settings)
+
+
+def test_published_table_gives_splits_per_row_and_no_nan_error_bar():
+    from ntk_bayes.calibrate._report import _published_section
+
+    def model(label, k, se):
+        return {"label": label, "n_splits": k, "metrics": {"rmse": 4.421, "nlpd": 2.778},
+                "metrics_se": {"rmse": se, "nlpd": se}}  # fmt: skip
+
+    summary = {"splits": 20, "models": {"a": model("GP", 20, 0.2), "b": model("BNN", 1, np.nan)}}
+    text = "\n".join(_published_section(summary, "concrete"))
+    assert "| PBP | HLA15 | 20 | 5.67 ± 0.09 | 3.16 ± 0.02 |" in text
+    assert "| GP | this run | 20 | 4.42 ± 0.20 | 2.78 ± 0.20 |" in text
+    assert "| BNN | this run | 1 | 4.42 | 2.78 |" in text and "± nan" not in text
