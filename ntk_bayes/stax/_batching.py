@@ -301,9 +301,18 @@ def _mirror_lower(outs, starts, b):
 
 def _put(outs, tiles, r, c):
     """Write each tile at row ``r`` (and column ``c`` for per-pair outputs)."""
+    # every start index in r's integer type: literal zeros become int64 under x64, and
+    # dynamic_update_slice refuses mixed index types
+    r = jnp.asarray(r, jnp.int32)
+    c = jnp.asarray(c, jnp.int32)
+    zero = jnp.zeros((), jnp.int32)
     return {
         name: jax.lax.dynamic_update_slice(
-            o, t, (r,) + (0,) * (t.ndim - 1) if name in _PER_POINT else (r, c) + (0,) * (t.ndim - 2)
+            o,
+            t,
+            (r,) + (zero,) * (t.ndim - 1)
+            if name in _PER_POINT
+            else (r, c) + (zero,) * (t.ndim - 2),
         )
         for (name, o), t in zip(outs.items(), tiles.values(), strict=True)
     }

@@ -103,3 +103,16 @@ def test_errors():
         ).init_fn(jax.random.PRNGKey(0), x.shape)
     with pytest.raises(ValueError, match="only 1 axes"):
         stax.DotGeneral(rhs=np.ones(5), dimension_numbers=(((1,), (4,)), ((), ())))
+
+
+def test_full_spatial_output_tiles_in_float64():
+    """A batch-only DotGeneral turns 2 spatial axes into 4 output ones: the tiler writes
+    them with int32 start indices in float64 too (literal zeros were int64 under x64 and
+    dynamic_update_slice refused the mix); tiles equal one block."""
+    x = np.random.default_rng(2).normal(size=(3, 4, 5, 2))
+    net = stax.serial(stax.Dense(3), stax.DotGeneral(**LAYOUTS["rhs_batch"]))
+    with jax.enable_x64(True):
+        one = net.kernel_fn(x, None, "nngp", spatial_output="full")
+        tiled = net.kernel_fn(x, None, "nngp", spatial_output="full", block_size=1)
+        assert one.dtype == np.float64 and one.shape == (3, 3, 4, 4, 3, 3)
+    np.testing.assert_allclose(np.asarray(tiled), np.asarray(one), rtol=1e-12, atol=1e-12)
