@@ -45,7 +45,8 @@ class Aggregate(Layer):
         aggregate_axis: the input axes whose positions are the vertices (an int or a
             sequence; the pattern lists them in increasing order, whatever the order
             given, as neural-tangents); ``None``: every spatial axis.
-        batch_axis, channel_axis: only the defaults (inputs ``(N, *spatial, C)``).
+        batch_axis: only the default 0 (inputs ``(N, *spatial, C)``).
+        channel_axis: only the default -1.
         to_dense: for ``implementation="DENSE"``, maps the ``pattern`` rows of a tile
             (leading axis: points) to dense adjacency arrays; identity by default.
         implementation: ``"DENSE"``: ``pattern`` is a (weighted) adjacency array
