@@ -1,0 +1,145 @@
+"""ntk_bayes against neural-tangents, side by side in one run on this machine.
+
+neural-tangents does not import on current JAX, so it runs in its own environment (e.g.
+a venv with neural-tangents 0.6.5 and jax 0.4.23: ``--nt-python /path/to/python``);
+each measurement is a fresh child process of either library, and the rounds alternate
+between them so that a change of load hits both. Cases (float32, inputs from one NumPy
+seed, NNGP and NTK together under ``jax.jit``):
+
+* ``fc3_relu``: 3 x (Dense(512, W_std=1.5, b_std=0.05) + Relu), Dense(1); n = 2048, d = 128;
+  also the floor (one x @ x.T plus one fused elementwise pass per layer, in ntk_bayes's
+  process).
+* ``cnn3_gap``: 3 x (Conv(64, (3, 3), SAME, W_std=1.4, b_std=0.1) + Relu), GlobalAvgPool,
+  Dense(1); n = 128 inputs of 8 x 8 x 1.
+
+Prints, per case, compile time and best/median call time of each library and the ratios.
+
+    python benchmarks/bench_vs_nt.py --nt-python /work/ntvenv/bin/python [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+CASES = {"fc3_relu": 2048, "cnn3_gap": 128}
+
+
+def _inputs(case: str, n: int):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    shape = (n, 128) if case == "fc3_relu" else (n, 8, 8, 1)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def _network(stax, case: str):
+    if case == "fc3_relu":
+        layers = []
+        for _ in range(3):
+            layers += [stax.Dense(512, W_std=1.5, b_std=0.05), stax.Relu()]
+        return stax.serial(*layers, stax.Dense(1, W_std=1.5, b_std=0.05))
+    block = [stax.Conv(64, (3, 3), padding="SAME", W_std=1.4, b_std=0.1), stax.Relu()]
+    return stax.serial(*(block * 3), stax.GlobalAvgPool(), stax.Dense(1))
+
+
+def child(lib: str, case: str, n: int, repeats: int) -> dict:
+    """One library, one case, in this process: compile + ``repeats`` timed calls."""
+    import jax
+    import jax.numpy as jnp
+
+    if lib == "nt":
+        from neural_tangents import stax
+    else:
+        from ntk_bayes import stax
+    _, _, kernel_fn = _network(stax, case)
+    x = jnp.asarray(_inputs(case, n))
+    fn = jax.jit(lambda a: kernel_fn(a, None, ("nngp", "ntk")))
+    t = time.perf_counter()
+    jax.block_until_ready(fn(x))
+    first = time.perf_counter() - t
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(x))
+        times.append(time.perf_counter() - t)
+    out = {"first": first, "best": min(times), "median": statistics.median(times)}
+    out["compile"] = max(first - out["median"], 0.0)
+    if lib == "ours" and case == "fc3_relu":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from bench_kernels import floor_fn
+
+        floor = jax.jit(lambda a: floor_fn(a, 3))
+        jax.block_until_ready(floor(x))
+        ft = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            jax.block_until_ready(floor(x))
+            ft.append(time.perf_counter() - t)
+        out["floor_best"] = min(ft)
+    out["jax"] = jax.__version__
+    return out
+
+
+def _run_child(python: str, lib: str, case: str, n: int, repeats: int) -> dict:
+    cmd = [python, os.path.abspath(__file__), "--child", lib, "--case", case]
+    cmd += ["--n", str(n), "--repeats", str(repeats)]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"{lib} {case} failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nt-python", help="python of an environment with neural-tangents")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds per case")
+    p.add_argument("--repeats", type=int, default=7, help="timed calls per child")
+    p.add_argument("--cases", default=",".join(CASES))
+    p.add_argument("--child", choices=("nt", "ours"), help=argparse.SUPPRESS)
+    p.add_argument("--case", help=argparse.SUPPRESS)
+    p.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, args.case, args.n, args.repeats)))
+        return 0
+    if not args.nt_python:
+        p.error("--nt-python is required: the python of an environment with neural-tangents")
+    cases = [c for c in args.cases.split(",") if c]
+    for c in cases:
+        if c not in CASES:
+            p.error(f"unknown case {c!r}; choose from {sorted(CASES)}")
+    print(f"{platform.machine()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
+    for case in cases:
+        n = CASES[case]
+        runs = {"ours": [], "nt": []}
+        for _ in range(args.rounds):
+            for lib, py in (("ours", sys.executable), ("nt", args.nt_python)):
+                runs[lib].append(_run_child(py, lib, case, n, args.repeats))
+        best = {k: min(r["best"] for r in v) for k, v in runs.items()}
+        med = {k: statistics.median(r["median"] for r in v) for k, v in runs.items()}
+        comp = {k: statistics.median(r["compile"] for r in v) for k, v in runs.items()}
+        line = (
+            f"{case} n={n}: ntk_bayes best {best['ours']:.4f} s (median {med['ours']:.4f}, "
+            f"compile {comp['ours']:.2f} s; jax {runs['ours'][0]['jax']}) | neural-tangents "
+            f"best {best['nt']:.4f} s (median {med['nt']:.4f}, compile {comp['nt']:.2f} s; "
+            f"jax {runs['nt'][0]['jax']}) | speed-up best {best['nt'] / best['ours']:.1f}x, "
+            f"median {med['nt'] / med['ours']:.1f}x"
+        )
+        if case == "fc3_relu":
+            floor = min(r["floor_best"] for r in runs["ours"])
+            line += f" | floor {floor:.4f} s, ntk_bayes/floor {best['ours'] / floor:.2f}"
+        print(line, flush=True)
+    print(f"load at the end {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
