@@ -83,6 +83,6 @@ def test_width_sweep_approaches_the_nngp_posterior():
     ]
     print("width sweep:", numbers, "floor:", sweep.floor)
     assert narrow["converged"] and wide["converged"], numbers
-    # the standardised W2 inside the data falls by more than 5 combined jackknife standard
-    # errors: false alarm < 1e-4 (ntk_bayes/calibrate/_sweep.py, module docstring)
+    # the standardised W2 inside the data falls by more than t15(1e-4) = 4.88 combined
+    # jackknife standard errors: false alarm < 1e-4 (ntk_bayes/calibrate/_sweep.py)
     assert fall_is_resolved(narrow, wide), numbers

@@ -11,6 +11,7 @@ from ntk_bayes.calibrate import parse_arch
 from ntk_bayes.calibrate._sweep import (
     WidthSweep,
     fall_is_resolved,
+    fall_margin,
     standardised_distance,
     sweep_markdown,
     sweep_settings,
@@ -59,8 +60,8 @@ def test_sweep_marks_non_converged_widths_and_leaves_them_out_of_slopes():
     assert math.isclose(sweep.slope(), -0.5, rel_tol=1e-9)
     md = sweep_markdown(sweep)
     assert "| 64 |" in md and "**NOT converged**" in md and "Widths [64] did not converge" in md
-    # 16 -> 256 (64 skipped: not converged): 0.3 against 5 hypot(0.01, 0.01) = 0.071
-    assert "16 -> 256: +0.300 against 5 se = 0.071, resolved" in md
+    # 16 -> 256 (64 skipped: not converged): 0.3 against t15(1e-4) hypot(0.01, 0.01) = 0.069
+    assert "16 -> 256: +0.300 against 0.069, resolved" in md
 
 
 def test_standardised_distance_planted():
@@ -86,6 +87,12 @@ def test_fall_is_resolved_needs_convergence_and_a_margin():
     assert fall_is_resolved(_row(16, 0.5, True, 0.02), _row(64, 0.3, True, 0.02))
     assert not fall_is_resolved(_row(16, 0.5, True, 0.03), _row(64, 0.3, True, 0.03))
     assert not fall_is_resolved(_row(16, 0.5, False, 0.02), _row(64, 0.3, True, 0.02))
+    # two chains: one degree of freedom, t(1e-4) = 3183: a jackknife of 2 says little
+    few = _row(16, 0.5, True, 0.02) | {"z_chains": 2}
+    assert fall_margin(few, _row(64, 0.3, True, 0.02)) == pytest.approx(
+        3183.1 * 0.02 * 2**0.5, rel=1e-4
+    )
+    assert not fall_is_resolved(few, _row(64, 0.3, True, 0.02))
 
 
 def _chains(rng, mu, s, C, D, rho):
@@ -103,7 +110,7 @@ def test_jackknife_se_matches_the_spread_and_false_alarms_are_rare():
     (1) The jackknife se agrees with the replicate sd of d_z within 25% (400 replicates:
     the sd estimate itself has a 3.5% relative error, so 25% is > 5 of them).
     (2) The fall is resolved in at most 3 of 400 replicate pairs: each has false-alarm
-    probability < 1e-4 (t with 15 dof at 5), so more than 3 has probability < 1e-8."""
+    probability < 1e-4 (t with 15 dof), so more than 3 has probability < 1e-8."""
     rng = np.random.default_rng(0)
     m, C, D, reps = 20, 16, 60, 400
     s = rng.uniform(0.5, 2.0, m)
