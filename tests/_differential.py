@@ -47,11 +47,6 @@ UNSETTLED = {
     "and an Identity (14-23%); Monte Carlo sides with ntk_bayes (z 1.2 against 11.9)",
     242: "neural-tangents wrong: NTK of FanInConcat(axis=-1) over an ExpNormalized branch "
     "(as case 85; 0.5-10%)",
-    # After Monomial(degree=0) every point is alike, so the exact NTK is one constant
-    # (neural-tangents gets it exactly); ntk_bayes' entries for distinct points spread
-    # by 2.2e-10, the arccos of LeakyRelu at ρ = 1 ± 1 ulp: an ntk_bayes round-off bug.
-    170: "ntk_bayes round-off: NTK entries of identical distinct points spread 2.2e-10 after "
-    "Monomial(degree=0) then LeakyRelu (exact: constant)",
     # Off-diagonals agree to 6e-16; neural-tangents' one-point ρ, an ulp below 1, goes
     # through arcsin at each Sign (1e-8, then 1e-4, then 1e-2), as ntk_bayes' did before
     # issue 15; ntk_bayes' self-pairs after Sign are tested exact in test_stax_selfpairs.

@@ -197,6 +197,7 @@ class Aggregate(Layer):
             ntk=None if k.ntk is None else pair(k.ntk),
             cov1=_sandwich(k.cov1, A1, A1, agg, both_batch=False),
             cov2=_sandwich(k.cov2, A2, A2, agg, both_batch=False),
+            points_alike=False,  # each point has its own graph
         )
 
     def apply(self, params, x, pattern=NOT_GIVEN, **kwargs):

@@ -78,6 +78,7 @@ class FanInSum(Layer):
             is_gaussian=all(k.is_gaussian for k in ks),
             is_input=False,
             independent=all(k.independent for k in ks),
+            points_alike=all(k.points_alike for k in ks),
         )
 
     def apply(self, params, xs, **kwargs):
@@ -154,6 +155,7 @@ class FanInConcat(Layer):
             is_gaussian=all(k.is_gaussian for k in ks),
             is_input=False,
             independent=all(k.independent for k in ks),
+            points_alike=all(k.points_alike for k in ks),
         )
 
     def apply(self, params, xs, **kwargs):

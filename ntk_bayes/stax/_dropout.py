@@ -76,6 +76,7 @@ class Dropout(Layer):
             cov1=scaled(k.cov1, eye),
             cov2=scaled(k.cov2, eye),
             is_gaussian=False,
+            points_alike=False,  # the masks are drawn per point
         )
 
     def apply(self, params, x, rng=None, **kwargs):

@@ -226,6 +226,11 @@ class Elementwise(Layer, metaclass=_ElementwiseMeta):
         """``E[φ'(u)^2]`` for u ~ N(0, q): the NTK factor of a point paired with itself."""
         return self.dual(q, q, q, jnp.ones_like(q))[1]
 
+    def is_constant(self) -> bool:
+        """Whether φ is a constant (known from the layer's structure): its outputs are
+        then the same for every point (``Kernel.points_alike``)."""
+        return False
+
     def apply(self, params, x, **kwargs):
         return self.fn(x)
 
@@ -250,7 +255,13 @@ class Elementwise(Layer, metaclass=_ElementwiseMeta):
         else:
             cov1, cov2 = self._own(k, k.cov1), self._own(k, k.cov2)
         return k.replace(
-            nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False, independent=False
+            nngp=nngp,
+            ntk=ntk,
+            cov1=cov1,
+            cov2=cov2,
+            is_gaussian=False,
+            independent=False,
+            points_alike=k.points_alike or self.is_constant(),
         )
 
     def _own(self, k, cov):

@@ -13,6 +13,12 @@ A layer maps a frozen :class:`Kernel` to a new one with :meth:`Kernel.replace`
   ``Dropout`` needs it (its masks are shared only by a point and itself), and every
   nonlinearity uses it to give self-pairs their exact same-point value instead of
   recovering it from round-off (``q1 q2 - Σ12²`` is one ulp, not 0, in compiled code).
+* ``points_alike``  whether every point has the same features: a layer whose output does
+  not depend on its input (``Monomial(degree=0)``) came before, and nothing since told
+  the points apart (a layer that does, train-mode ``Dropout``, ``Aggregate`` with a
+  graph, or a fan-in with a branch that is not alike, clears it). Nonlinearities then
+  give every pair the same-point value, as for self-pairs; ``Dropout`` still pairs only
+  a point with itself (its masks are drawn per point).
 * ``independent``  whether the stream is zero-mean and independent of its sibling
   branches given the input of the last ``FanOut`` (it ends with its own random affine
   layer: Dense, Conv, attention): fan-ins may add kernels only when at most one branch
@@ -52,6 +58,7 @@ class Kernel(eqx.Module):
     is_input: bool = eqx.field(static=True, default=False)
     is_reversed: bool = eqx.field(static=True, default=False)
     independent: bool = eqx.field(static=True, default=False)
+    points_alike: bool = eqx.field(static=True, default=False)
     layer_inputs: Any = None
 
     def replace(self, **changes) -> Kernel:
@@ -102,11 +109,15 @@ class Kernel(eqx.Module):
         return same & (jnp.arange(n2)[None, :] - jnp.arange(n1)[:, None] == offset)
 
     def self_pair_mask(self):
-        """Booleans broadcastable to ``nngp``: entries that pair a point with itself at
-        the same position; ``None`` when ``same_points`` is unknown."""
-        if self.same_points is None:
+        """Booleans broadcastable to ``nngp``: entries that pair a point with itself (or,
+        with ``points_alike``, any two points) at the same position; ``None`` when
+        ``same_points`` is unknown."""
+        if self.points_alike:
+            mask = jnp.ones(self.nngp.shape[:2], bool)
+        elif self.same_points is None:
             return None
-        mask = self.same_pair_mask()
+        else:
+            mask = self.same_pair_mask()
         if self.diagonal_spatial:
             return mask.reshape(mask.shape + (1,) * self.n_spatial)
         return mask.reshape(mask.shape + (1,) * (2 * self.n_spatial)) & self.position_eye()

@@ -147,6 +147,9 @@ class Monomial(_OfDegree):
     def fn(self, x):
         return x**self.degree
 
+    def is_constant(self) -> bool:
+        return self.degree == 0
+
     def _moment(self, d, s12, q1, q2):
         return _monomial_moment(d, s12, q1, q2)
 
@@ -260,6 +263,9 @@ class Hermite(_OfDegree):
             prev, cur = cur, (x * cur - math.sqrt(n) * prev) / math.sqrt(n + 1)
         return cur
 
+    def is_constant(self) -> bool:
+        return self.degree == 0
+
     def _moment(self, d, s12, q1, q2):
         return _hermite_moment(d, s12, q1, q2)
 
@@ -334,6 +340,9 @@ class Polynomial(Elementwise):
         for c in reversed(self.coef):
             out = out * x + c
         return out
+
+    def is_constant(self) -> bool:
+        return len(self.coef) <= 1
 
     def dual(self, s12, q1, q2, ntk):
         nngp = _polynomial_moment(self.coef, s12, q1, q2)

@@ -59,6 +59,7 @@ class FanInProd(Layer):
             is_gaussian=len(ks) == 1 and ks[0].is_gaussian,
             is_input=False,
             independent=all(k.independent for k in ks),
+            points_alike=all(k.points_alike for k in ks),
         )
 
     def apply(self, params, xs, **kwargs):
