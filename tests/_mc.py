@@ -24,3 +24,10 @@ def mc_z_scores(net, x1, x2, n_samples=64, batch_size=16, key=KEY):
         a, m, s = (np.asarray(getattr(o, name), np.float64) for o in (k, mean, se))
         z[name] = np.abs(m - a) / np.maximum(s, 1e-6 * np.abs(a).max())
     return z, k, mean, se
+
+
+def z_against(kernel, mean, se, name="nngp"):
+    """Largest |MC mean - kernel| / se of one kernel (``name``), e.g. a wrong closed form
+    that the test must reject: the power of a check whose right kernel passes."""
+    m, s = (np.asarray(getattr(o, name), np.float64) for o in (mean, se))
+    return float((np.abs(m - np.asarray(kernel, np.float64)) / s).max())

@@ -47,6 +47,30 @@ def tokens(n, t=4, c=3, seed=0):
     return jax.random.normal(jax.random.PRNGKey(seed), (n, t, c))
 
 
+# GlobalSelfAttention with wide keys, values and heads, for Monte Carlo tests: at this
+# width the logits of linear_scaling=True concentrate at their limit, a bias of
+# O(1/(C_in n_chan_key)) far below the Monte Carlo error of 64 networks.
+WIDE_ATTENTION = dict(
+    n_chan_out=4,
+    n_chan_key=128,
+    n_chan_val=64,
+    n_heads=8,
+    W_key_std=0.9,
+    W_query_std=1.1,
+    W_value_std=1.2,
+    W_out_std=0.8,
+    b_std=0.2,
+)
+
+
+def wide_attention(dense=True, **overrides):
+    """``[Dense(128)] → GlobalSelfAttention(WIDE_ATTENTION | overrides) → GlobalAvgPool``;
+    ``dense=False`` feeds the raw tokens to the attention."""
+    head = [stax.Dense(128, W_std=1.2, b_std=0.1)] if dense else []
+    attention = stax.GlobalSelfAttention(**(WIDE_ATTENTION | overrides))
+    return stax.serial(*head, attention, stax.GlobalAvgPool())
+
+
 def dropout_inputs(n, shape=(3,), seed=0):
     return jax.random.normal(jax.random.PRNGKey(seed), (n, *shape))
 

@@ -7,11 +7,8 @@ is part of the empirical NTK (the w_e R term of the keys' or values' tangent ker
 """
 
 import _attention_pos_nets as an
-import numpy as np
-from _mc import mc_z_scores
-from _nets import tokens
-
-from ntk_bayes import stax
+from _mc import mc_z_scores, z_against
+from _nets import tokens, wide_attention
 
 
 def test_linear_scaling_decay_and_value_embeddings_match_monte_carlo():
@@ -20,23 +17,8 @@ def test_linear_scaling_decay_and_value_embeddings_match_monte_carlo():
     test_stax_attention_mc.py). The one-hot kernel without value embeddings is rejected."""
 
     def net(**kw):
-        return stax.serial(
-            stax.Dense(128, W_std=1.2, b_std=0.1),
-            stax.GlobalSelfAttention(
-                n_chan_out=4,
-                n_chan_key=128,
-                n_chan_val=64,
-                n_heads=8,
-                W_key_std=1.1,
-                W_query_std=1.2,
-                W_value_std=1.2,
-                W_out_std=0.8,
-                b_std=0.2,
-                pos_emb_type="SUM",
-                W_pos_emb_std=2.0,
-                **kw,
-            ),
-            stax.GlobalAvgPool(),
+        return wide_attention(
+            W_key_std=1.1, W_query_std=1.2, pos_emb_type="SUM", W_pos_emb_std=2.0, **kw
         )
 
     x1, x2 = tokens(3, 5), tokens(2, 5, seed=1)
@@ -46,35 +28,23 @@ def test_linear_scaling_decay_and_value_embeddings_match_monte_carlo():
     # (64 samples: a t(63) tail at 4.5 is ~3e-5, so < 4e-4).
     assert max(z["nngp"].max(), z["ntk"].max()) < 4.5, z
     for wrong_net in (net(), net(pos_emb_decay_fn=an.exp_decay, pos_emb_p_norm=1.5)):
-        wrong = np.asarray(wrong_net.kernel_fn(x1, x2, "ntk"), np.float64)
-        m, s = np.asarray(mean.ntk, np.float64), np.asarray(se.ntk, np.float64)
-        assert (np.abs(m - wrong) / s).max() > 6  # power: beyond the 4.5 the right one passes
+        wrong = wrong_net.kernel_fn(x1, x2, "ntk")
+        assert z_against(wrong, mean, se, "ntk") > 6  # power: beyond the 4.5 the right one passes
 
 
 def test_sqrt_scaling_identity_with_embeddings_matches_monte_carlo():
     """linear_scaling=False, IDENTITY, CONCAT with a decay and value embeddings, on raw
     tokens: the NNGP's finite-width bias comes only from E Eᵀ / C_e ≠ R, O(1/C_e) with
     C_e = 96, and the NTK's is O(1/n_chan), both far below the Monte Carlo error."""
-    net = stax.serial(
-        stax.GlobalSelfAttention(
-            n_chan_out=4,
-            n_chan_key=128,
-            n_chan_val=64,
-            n_heads=8,
-            linear_scaling=False,
-            attention_mechanism="IDENTITY",
-            W_key_std=0.9,
-            W_query_std=1.1,
-            W_value_std=1.2,
-            W_out_std=0.8,
-            b_std=0.2,
-            pos_emb_type="CONCAT",
-            n_chan_pos_emb=96,
-            W_pos_emb_std=1.5,
-            pos_emb_decay_fn=an.power_decay,
-            val_pos_emb=True,
-        ),
-        stax.GlobalAvgPool(),
+    net = wide_attention(
+        dense=False,
+        linear_scaling=False,
+        attention_mechanism="IDENTITY",
+        pos_emb_type="CONCAT",
+        n_chan_pos_emb=96,
+        W_pos_emb_std=1.5,
+        pos_emb_decay_fn=an.power_decay,
+        val_pos_emb=True,
     )
     z, k, mean, _ = mc_z_scores(net, tokens(3), tokens(2, seed=1))
     for name in ("nngp", "ntk"):

@@ -3,9 +3,7 @@ Monte Carlo estimates of its finite twin (issue 15; neural-tangents' values are 
 in tests/stat/test_differential_nt.py)."""
 
 from _mc import mc_z_scores
-from _nets import tokens
-
-from ntk_bayes import stax
+from _nets import tokens, wide_attention
 
 
 def test_sqrt_scaled_identity_attention_matches_monte_carlo():
@@ -13,22 +11,7 @@ def test_sqrt_scaled_identity_attention_matches_monte_carlo():
     the closed form of products of Gaussians. On raw tokens the NNGP is exact at any
     width, so only the NTK carries a finite-width bias, O(1/n_chan) and far below the
     Monte Carlo error here."""
-    net = stax.serial(
-        stax.GlobalSelfAttention(
-            n_chan_out=4,
-            n_chan_key=128,
-            n_chan_val=64,
-            n_heads=8,
-            linear_scaling=False,
-            W_key_std=0.9,
-            W_query_std=1.1,
-            W_value_std=1.2,
-            W_out_std=0.8,
-            b_std=0.2,
-            attention_mechanism="IDENTITY",
-        ),
-        stax.GlobalAvgPool(),
-    )
+    net = wide_attention(dense=False, linear_scaling=False, attention_mechanism="IDENTITY")
     z, k, mean, _ = mc_z_scores(net, tokens(3), tokens(2, seed=1))
     for name in ("nngp", "ntk"):
         # 12 z-scores of 64-sample means; were they t(63), P(max > 4.5) < 12 * 3e-5 < 1e-3

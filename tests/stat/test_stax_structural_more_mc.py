@@ -11,7 +11,8 @@ import functools
 import jax
 import numpy as np
 import pytest
-from _mc import mc_z_scores
+from _mc import mc_z_scores, z_against
+from _nets import wide_attention
 
 from ntk_bayes import stax
 
@@ -89,29 +90,12 @@ def test_attention_positional_embeddings_match_monte_carlo(pos_emb_type):
     test_stax_attention_mc.py). The kernel without embeddings is rejected."""
 
     def net(pos):
-        return stax.serial(
-            stax.Dense(128, W_std=1.2, b_std=0.1),
-            stax.GlobalSelfAttention(
-                n_chan_out=4,
-                n_chan_key=128,
-                n_chan_val=64,
-                n_heads=8,
-                W_key_std=1.1,
-                W_query_std=1.2,
-                W_value_std=1.2,
-                W_out_std=0.8,
-                b_std=0.2,
-                pos_emb_type=pos,
-                W_pos_emb_std=2.5,
-            ),
-            stax.GlobalAvgPool(),
-        )
+        return wide_attention(W_key_std=1.1, W_query_std=1.2, pos_emb_type=pos, W_pos_emb_std=2.5)
 
     x1, x2 = _inputs("index_tokens", 3, 1), _inputs("index_tokens", 2, 2)
     z, _, mean, se = mc_z_scores(net(pos_emb_type), x1, x2, n_samples=64, batch_size=16)
     # 12 entries: per-entry two-sided tail at 4.5 sd is 6.8e-6, false alarm < 1e-4
     # (64 samples: a t(63) tail at 4.5 is ~3e-5, so < 4e-4).
     assert max(z["nngp"].max(), z["ntk"].max()) < 4.5, z
-    wrong = np.asarray(net("NONE").kernel_fn(x1, x2, "nngp"), np.float64)
-    m, s = np.asarray(mean.nngp, np.float64), np.asarray(se.nngp, np.float64)
-    assert (np.abs(m - wrong) / s).max() > 6  # power: beyond the 4.5 the right one passes
+    wrong = net("NONE").kernel_fn(x1, x2, "nngp")
+    assert z_against(wrong, mean, se) > 6  # power: beyond the 4.5 the right one passes
