@@ -49,6 +49,8 @@ from ._enums import Padding as Padding
 from ._indexing import Index as Index
 from ._indexing import Slice as Slice
 from ._kernel import Kernel as Kernel
+from ._masking import MaskedArray as MaskedArray
+from ._masking import unmask_fn as unmask_fn
 from ._normalization import LayerNorm as LayerNorm
 from ._polynomial import ExpNormalized as ExpNormalized
 from ._polynomial import Gabor as Gabor
@@ -105,6 +107,7 @@ __all__ = [
     "Layer",
     "LayerNorm",
     "LeakyRelu",
+    "MaskedArray",
     "Monomial",
     "Parallel",
     "PositionalEmbedding",
@@ -124,4 +127,5 @@ __all__ = [
     "parallel",
     "repeat",
     "serial",
+    "unmask_fn",
 ]

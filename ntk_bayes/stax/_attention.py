@@ -21,6 +21,7 @@ import numpy as np
 
 from ._conv import reject_unused
 from ._core import Layer, check_hyper
+from ._masking import NEG_INF, token_masks
 
 __all__ = ["GlobalSelfAttention", "ATTENTION_MECHANISMS", "PositionalEmbedding"]
 
@@ -245,6 +246,12 @@ class GlobalSelfAttention(Layer):
             return jnp.abs(logits)
         return jnp.maximum(logits, 0.0)
 
+    def _mask_keys(self, logits, key_mask):
+        """Logits of masked keys: −10²⁰ under softmax (weight 0), else 0 (as
+        neural-tangents)."""
+        fill = NEG_INF if self.attention_mechanism == "SOFTMAX" else 0.0
+        return jnp.where(key_mask, jnp.asarray(fill, logits.dtype), logits)
+
     def _pos_cov(self, spatial: tuple, dtype):
         """R: covariance of the embeddings between positions, tokens in row-major order
         (T, T). One-hot embeddings (``pos_emb_decay_fn=None``) give the identity; else
@@ -278,7 +285,7 @@ class GlobalSelfAttention(Layer):
 
     def kernel(self, k):
         if k.n_spatial == 1:
-            return self._token_kernel(k, tuple(k.shape1[1:-1]))
+            return self._token_kernel(k, tuple(k.shape1[1:-1]), token_masks(k))
         # Images: every position is a token (neural-tangents' convention).
         if k.diagonal_spatial:
             raise ValueError(  # pragma: no cover - the engine chooses the full layout
@@ -290,14 +297,14 @@ class GlobalSelfAttention(Layer):
             shape1=(k.shape1[0], math.prod(spatial), k.shape1[-1]),
             shape2=(k.shape2[0], math.prod(spatial), k.shape2[-1]),
         )
-        out = self._token_kernel(tokens, tuple(spatial))
+        out = self._token_kernel(tokens, tuple(spatial), token_masks(k))
         return out.map_arrays(
             lambda a, b: _from_tokens(a, b, spatial),
             shape1=self.output_shape(k.shape1),
             shape2=self.output_shape(k.shape2),
         )
 
-    def _token_kernel(self, k, spatial: tuple):
+    def _token_kernel(self, k, spatial: tuple, masks=None):
         if not self.linear_scaling and self.attention_mechanism != "IDENTITY":
             raise NotImplementedError(
                 f"GlobalSelfAttention(linear_scaling=False, attention_mechanism="
@@ -314,15 +321,29 @@ class GlobalSelfAttention(Layer):
         w_x, w_e = self._pos_weights(k.shape1[-1])
         r = None if self.pos_emb_type == "NONE" else self._pos_cov(spatial, k.cov1.dtype)
 
-        def interp(mat):  # the covariance of what keys and queries see
-            return mat if r is None or mat is None else w_x * mat + w_e * r
+        rs = dict.fromkeys(("nngp", "ntk", "cov1", "cov2"), r)
+        if masks is not None and r is not None:  # embeddings are 0 at masked positions
+            m1, m2 = masks
+            pair = m1[:, None, :, None] | m2[None, :, None, :]
+            own1, own2 = (m[:, :, None] | m[:, None, :] for m in masks)
+            zero = jnp.zeros((), r.dtype)
+            rs = dict(
+                nngp=jnp.where(pair, zero, r),
+                ntk=jnp.where(pair, zero, r),
+                cov1=jnp.where(own1, zero, r),
+                cov2=jnp.where(own2, zero, r),
+            )
 
-        keys = {n: interp(getattr(k, n)) for n in ("nngp", "ntk", "cov1", "cov2")}
+        def interp(name):  # the covariance of what keys and queries see
+            mat = getattr(k, name)
+            return mat if r is None or mat is None else w_x * mat + w_e * rs[name]
+
+        keys = {n: interp(n) for n in ("nngp", "ntk", "cov1", "cov2")}
         vals = keys if self.val_pos_emb else {n: getattr(k, n) for n in keys}
         if not self.linear_scaling:
             out = self._sqrt_scaling_kernel(keys, vals)
         else:
-            out = self._linear_scaling_kernel(keys, vals)
+            out = self._linear_scaling_kernel(keys, vals, masks)
         return k.replace(
             **out,
             shape1=self.output_shape(k.shape1),
@@ -332,12 +353,15 @@ class GlobalSelfAttention(Layer):
             is_input=False,
         )
 
-    def _linear_scaling_kernel(self, keys, vals):
+    def _linear_scaling_kernel(self, keys, vals, masks=None):
         qk = self.W_query_std * self.W_key_std
         ov2 = (self.W_out_std * self.W_value_std) ** 2
         b2 = 0.0 if self.b_std is None else self.b_std**2
-        g1 = self._phi(qk * keys["cov1"])  # (n1, T, T)
-        g2 = self._phi(qk * keys["cov2"])
+        l1, l2 = qk * keys["cov1"], qk * keys["cov2"]  # (n, T, T) logits
+        if masks is not None:  # masked keys get no weight
+            m1, m2 = masks
+            l1, l2 = self._mask_keys(l1, m1[:, None, :]), self._mask_keys(l2, m2[:, None, :])
+        g1, g2 = self._phi(l1), self._phi(l2)
 
         def pair(mat):
             return ov2 * jnp.einsum("its,ijsu,jvu->ijtv", g1, mat, g2)
@@ -414,7 +438,7 @@ class GlobalSelfAttention(Layer):
         )
         return stds if self.pos_emb_type == "NONE" else stds + (1.0,)
 
-    def apply(self, params, x, **kwargs):
+    def apply(self, params, x, mask=None, **kwargs):
         queries, keys, values, w_out, b = params[:5]
         out_shape = self.output_shape(x.shape)
         spatial = tuple(x.shape[1:-1])
@@ -433,6 +457,9 @@ class GlobalSelfAttention(Layer):
             if self.pos_emb_decay_fn is not None:
                 pe = jnp.asarray(self._pos_chol(spatial), pe.dtype) @ pe
             pe = self.W_pos_emb_std * pe[None]
+            if mask is not None:  # no embedding at masked positions
+                pos = jnp.all(mask, axis=-1).reshape(-1, t, 1)
+                pe = jnp.where(pos, jnp.zeros((), pe.dtype), pe)
             if self.pos_emb_type == "SUM":
                 x_k = x + pe
             else:
@@ -442,6 +469,9 @@ class GlobalSelfAttention(Layer):
         q_ = k_ if queries is None else jnp.einsum("ntc,hck->hntk", x_k, queries)
         scale = c_keys * (self.n_chan_key if self.linear_scaling else math.sqrt(self.n_chan_key))
         logits = jnp.einsum("hntk,hnsk->hnts", q_, k_) * (self.W_query_std * self.W_key_std / scale)
+        if mask is not None:
+            key_mask = jnp.all(mask, axis=-1).reshape(-1, t)
+            logits = self._mask_keys(logits, key_mask[None, :, None, :])
         v_ = jnp.einsum("ntc,hcv->hntv", x_v, values)
         heads = jnp.einsum("hnts,hnsv->nthv", self._phi(logits), v_).reshape(n, t, -1)
         norm = (

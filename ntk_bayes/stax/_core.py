@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._numerics import as_float_array, check_finite, full_precision, is_concrete
-from . import _batching
+from . import _batching, _masking
 from ._kernel import Kernel
 
 __all__ = ["Layer", "serial", "check_hyper", "split_rng", "KERNEL_GETS", "NOT_GIVEN"]
@@ -150,12 +150,17 @@ class Layer(eqx.Module):
 
     def _checked_apply(self, params, inputs, **kwargs):
         """``apply`` after refusing a ``pattern`` that no layer of the network reads
-        (``Aggregate`` layers check their own)."""
+        (``Aggregate`` layers check their own). With ``mask_constant`` (or a
+        :class:`MaskedArray` input) the output is a ``MaskedArray``, as in
+        neural-tangents (see :func:`ntk_bayes.stax.unmask_fn`)."""
         if kwargs.get("pattern") is not None and "pattern" not in self.call_kwargs():
             raise ValueError(
                 "apply_fn: `pattern` is read only by stax.Aggregate layers, and this network "
                 "has none; drop `pattern` or add stax.Aggregate()"
             )
+        mask_constant = kwargs.pop("mask_constant", None)
+        if mask_constant is not None or isinstance(inputs, _masking.MaskedArray):
+            return _masking.apply_masked(self, params, inputs, mask_constant, **kwargs)
         return self.apply(params, inputs, **kwargs)
 
     def __iter__(self):
@@ -173,6 +178,7 @@ class Layer(eqx.Module):
         spatial_output: str | None = None,
         devices: int | Sequence[jax.Device] | None = None,
         pattern: Any = NOT_GIVEN,
+        mask_constant: float | None = None,
         **unused: Any,
     ) -> Kernel | jax.Array | tuple[jax.Array, ...]:
         """Analytic NNGP/NTK kernels of this network between ``x1`` and ``x2``.
@@ -204,6 +210,11 @@ class Layer(eqx.Module):
                 ``x2``, one per point (leading axis ``n1`` and ``n2``), in the format
                 of the layer's ``implementation``; ``pattern2`` may be ``None`` when
                 ``x2`` is. ``(None, None)`` is the identity graph (no aggregation).
+            mask_constant: the value that marks padding in ``x1`` and ``x2`` (e.g. of
+                variable-length sequences), as in neural-tangents: entries equal to it
+                (NaN entries for NaN) are masked; a position whose channels are all
+                masked takes no part in pooling averages, attention or LayerNorm
+                statistics, and its kernel entries are 0. See ``docs/kernels.md``.
 
         Returns:
             Arrays of shape ``(n1, n2)`` (plus spatial axes if not read out).
@@ -212,20 +223,29 @@ class Layer(eqx.Module):
             _reject_kwargs(unused)
         names, want_all = _parse_get(get)
         if isinstance(x1, Kernel):
+            if mask_constant is not None:
+                raise ValueError(
+                    "kernel_fn: `mask_constant` marks padding in inputs; a Kernel passed "
+                    "as `x1` has none to mask. Pass mask_constant with the inputs instead"
+                )
             return _continue(self, x1, x2, names, want_all, get, pattern)
         memory_budget = _batching.parse_bytes(memory_budget, "memory_budget")
         one_set = x2 is None or x2 is x1
-        x1, x2, out_shape = _check_inputs(self, x1, x2)
+        x1, x2, out_shape, masks = _check_inputs(self, x1, x2, mask_constant)
         n2 = None if x2 is None else x2.shape[0]
         side = _layer_inputs(self, pattern, x1.shape[0], n2)
         if side is not None and side[1] is not side[0]:
             # Two graphs: even one set of points is two sets of nodes (not symmetric).
             x2, one_set = (x1 if x2 is None else x2), False
-        same = _same_inputs(self, x1, x2, one_set, side)
+        extra = ({}, {})  # per-point inputs of layers: they travel with their points
+        for name, pair in (("pattern", side), ("mask", masks)):
+            if pair is not None:
+                extra[0][name], extra[1][name] = pair
+        same = _same_inputs(self, x1, x2, one_set, extra if extra[0] else None)
         opts = (want_all or "ntk" in names, *_layouts(self, x1.shape, out_shape, spatial_output))
-        if side is not None:  # per-point keyword arguments travel with their points
-            x1 = (x1, side[0])
-            x2 = None if one_set else (x2, side[1])
+        if extra[0]:
+            x1 = (x1, extra[0])
+            x2 = None if one_set else (x2, extra[1])
         if want_all:
             names = KERNEL_GETS
         _batching.check_output_fits(self, _block, opts, x1, x2, names, devices)
@@ -272,6 +292,7 @@ KERNEL_FN_KWARGS = (
     "spatial_output",
     "devices",
     "pattern",
+    "mask_constant",
 )
 
 
@@ -427,11 +448,12 @@ def _check_pattern(p, name: str, n: int, xs: str):
 
 def _block(net, x1, x2, same_points, need_ntk: bool, full: bool, out_full: bool) -> Kernel:
     side = None
-    if isinstance(x1, tuple):  # (points, per-point keyword arguments): see kernel_fn
-        (x1, p1), (x2, p2) = x1, x2
-        side = {"pattern": (p1, p2)}
+    if isinstance(x1, tuple):  # (points, per-point inputs of layers): see kernel_fn
+        (x1, e1), (x2, e2) = x1, x2
+        side = {name: (e1[name], e2[name]) for name in e1}
     k = _input_kernel(x1, x2, need_ntk, not full, same_points)
-    k = net.kernel(k if side is None else k.replace(layer_inputs=side))
+    k = k if side is None else k.replace(layer_inputs=side)
+    k = _masking.masked_kernel(net, k) if side and "mask" in side else net.kernel(k)
     if isinstance(k, list | tuple):
         raise ValueError(
             f"the network ends with {len(k)} parallel branches; close them with "
@@ -461,14 +483,21 @@ def _parse_get(get):
     return names, False
 
 
-def _check_inputs(net, x1, x2):
+def _check_inputs(net, x1, x2, mask_constant=None):
+    """Checked inputs, the output shape and, with ``mask_constant``, the inputs with
+    padding set to 0 and ``(mask1, mask2)``: position masks ``(n, *S, 1)`` (``None``
+    for inputs without spatial axes, where masking only zeroes entries)."""
+    if mask_constant is not None:
+        _masking.check_mask_constant(mask_constant, "kernel_fn")
+        _masking.check_network(net)
     x1 = as_float_array(x1, "x1")
     if x1.ndim < 2:
         raise ValueError(
             f"`x1` must have a leading batch axis, e.g. (n, features); got shape {x1.shape}. "
             "Reshape a single point with x[None]."
         )
-    _check_points(x1, "x1")
+    x1, m1 = _masked_points(x1, "x1", mask_constant)
+    m2 = m1
     if x2 is not None:
         x2 = as_float_array(x2, "x2")
         if x2.shape[1:] != x1.shape[1:]:
@@ -476,11 +505,25 @@ def _check_inputs(net, x1, x2):
                 f"`x2` has per-point shape {x2.shape[1:]} but `x1` has {x1.shape[1:]}; "
                 "both must share every axis but the first"
             )
-        _check_points(x2, "x2")
+        x2, m2 = _masked_points(x2, "x2", mask_constant)
         dtype = jnp.promote_types(x1.dtype, x2.dtype)
         x1, x2 = x1.astype(dtype), x2.astype(dtype)
     out_shape = net.output_shape(x1.shape)  # validates the architecture before any work
-    return x1, x2, out_shape
+    masks = None if m1 is None else (m1, m2)
+    return x1, x2, out_shape, masks
+
+
+def _masked_points(x, name: str, mask_constant):
+    """``x`` (padding set to 0) and its position mask, checked; no mask without
+    ``mask_constant`` or spatial axes."""
+    if mask_constant is None:
+        _check_points(x, name)
+        return x, None
+    x, mask = _masking.input_mask(x, mask_constant)
+    _check_points(x, name)
+    mask = _masking.position_mask(mask)
+    _masking.check_not_all_masked(mask, name)
+    return x, (None if x.ndim == 2 else mask)
 
 
 def _check_points(x, name: str) -> None:

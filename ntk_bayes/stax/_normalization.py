@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from ._conv import reject_unused
 from ._core import Layer, check_hyper
 from ._kernel import _interleave
+from ._masking import kernel_masks, masked_mean_var
 
 __all__ = ["LayerNorm"]
 
@@ -87,11 +88,15 @@ class LayerNorm(Layer):
         axes = self._axes(len(k.shape1))
         spatial = tuple(a for a in axes if a != len(k.shape1) - 1)  # 1-based spatial axes
 
-        def var(cov):
+        masks = kernel_masks(k) if spatial else None
+
+        def var(cov, mask=None):
             v = self.eps + k._diag(cov)  # (n, *S)
+            if mask is not None:  # statistics over unmasked positions only
+                return masked_mean_var(v, spatial, mask[..., 0], get_var=False)[0]
             return jnp.mean(v, axis=spatial, keepdims=True) if spatial else v
 
-        v1, v2 = var(k.cov1), var(k.cov2)
+        v1, v2 = (var(k.cov1), var(k.cov2)) if masks is None else map(var, (k.cov1, k.cov2), masks)
         if k.diagonal_spatial:
             pair = v1[:, None] * v2[None, :]
             self1, self2 = v1 * v1, v2 * v2
@@ -107,8 +112,11 @@ class LayerNorm(Layer):
             cov2=k.cov2 / jnp.sqrt(self2),
         )
 
-    def apply(self, params, x, **kwargs):
+    def apply(self, params, x, mask=None, **kwargs):
         axes = self._axes(x.ndim)
+        if mask is not None:  # statistics over unmasked entries
+            mean, var = masked_mean_var(x, axes, mask, get_var=True)
+            return (x - mean) / jnp.sqrt(self.eps + var)
         mean = jnp.mean(x, axis=axes, keepdims=True)
         var = jnp.var(x, axis=axes, keepdims=True)
         return (x - mean) / jnp.sqrt(self.eps + var)

@@ -29,6 +29,7 @@ from ._conv import (
     window_sum,
 )
 from ._core import Layer
+from ._masking import kernel_masks, masked_mean_var, unmasked_count
 
 __all__ = ["AvgPool", "SumPool", "GlobalAvgPool", "GlobalSumPool", "Flatten"]
 
@@ -197,10 +198,27 @@ class _GlobalPool(Layer):
                 f"{self._name} needs cross-position covariances (the full spatial layout)"
             )
         scale = 1.0 / (size * size) if self._average else 1.0
+        masks = kernel_masks(k) if self._average else None
 
-        def pool(x, batch_ndim):
-            return jnp.sum(x, axis=tuple(range(batch_ndim, x.ndim))) * scale
+        def pool(x, batch_ndim, count=None):
+            total = jnp.sum(x, axis=tuple(range(batch_ndim, x.ndim)))
+            if count is None:
+                return total * scale
+            return total / jnp.maximum(count, 1).astype(total.dtype)
 
+        if masks is not None:  # the mean over pairs of unmasked positions
+            u1, u2 = (unmasked_count(m) for m in masks)
+            pairs = u1[:, None] * u2[None, :]
+            return k.replace(
+                nngp=pool(k.nngp, 2, pairs),
+                ntk=None if k.ntk is None else pool(k.ntk, 2, pairs),
+                cov1=pool(k.cov1, 1, u1 * u1),
+                cov2=pool(k.cov2, 1, u2 * u2),
+                shape1=self.output_shape(k.shape1),
+                shape2=self.output_shape(k.shape2),
+                diagonal_spatial=True,
+                is_input=False,
+            )
         return k.map_arrays(
             pool,
             shape1=self.output_shape(k.shape1),
@@ -209,9 +227,11 @@ class _GlobalPool(Layer):
             is_input=False,
         )
 
-    def apply(self, params, x, **kwargs):
+    def apply(self, params, x, mask=None, **kwargs):
         self.output_shape(x.shape)
         axes = tuple(range(1, x.ndim - 1))
+        if mask is not None and self._average:  # mean over unmasked entries
+            return masked_mean_var(x, axes, mask, get_var=False)[0].squeeze(axes)
         return jnp.mean(x, axis=axes) if self._average else jnp.sum(x, axis=axes)
 
 
