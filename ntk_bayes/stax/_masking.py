@@ -87,12 +87,17 @@ def unmask_fn(fn):
 def check_mask_constant(c, where: str) -> None:
     """A real scalar (NaN and ±inf allowed: they mask NaN or infinite entries, as in
     neural-tangents), checked before any work."""
-    if isinstance(c, bool | str | bytes) or not hasattr(np.asarray(c), "dtype"):
+    arr = c
+    if is_concrete(c):  # a tracer (mask_constant under jit) has its shape and dtype
+        try:
+            arr = np.asarray(c)
+        except (TypeError, ValueError):
+            arr = None
+    if isinstance(c, bool | str | bytes) or not hasattr(arr, "dtype"):
         raise TypeError(
             f"{where}: `mask_constant` must be a real number (the padding value), got "
             f"{type(c).__name__}"
         )
-    arr = np.asarray(c) if is_concrete(c) else c
     if arr.ndim != 0:
         raise ValueError(
             f"{where}: `mask_constant` must be a scalar, the value that marks padded "

@@ -46,16 +46,13 @@ def test_matches_neural_tangents_x2_given(name):
             assert rel(getattr(k, g), reference()[f"{name}/{g}12"]) <= 1e-10, g
 
 
-def test_padding_changes_the_kernel():
-    """The masked kernel is not the kernel of zero-padded inputs (the masks matter), and
-    it does not depend on what the padding's length is beyond a point's own length."""
-    x1, x2, c = inputs("conv_gap")
+def test_padding_length_does_not_matter():
+    """GlobalAvgPool averages over a point's own positions: one point padded to 8 or to
+    12 positions has the same kernel. (That the masks matter at all: the zero-padded
+    kernels of these cases differ from neural-tangents' masked ones by 15-80%, and
+    tests/stat/test_stax_mask_mc.py shows one 25 standard errors off.)"""
+    x1, _, c = inputs("conv_gap")
     net = build(stax, "conv_gap")
-    masked = np.asarray(net.kernel_fn(x1, x2, "ntk", mask_constant=c))
-    zeroed = np.asarray(net.kernel_fn(np.where(x1 == c, 0, x1), np.where(x2 == c, 0, x2), "ntk"))
-    assert rel(zeroed, masked) > 0.05
-    # GlobalAvgPool averages over a point's own positions: one point alone, padded
-    # to 8 or to 12 positions, has the same kernel.
     one = x1[1:2]
     longer = np.concatenate([one, np.full((1, 4, one.shape[-1]), c)], axis=1)
     a = net.kernel_fn(one, None, "nngp", mask_constant=c)
