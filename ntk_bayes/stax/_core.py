@@ -226,7 +226,8 @@ class Layer(eqx.Module):
             if mask_constant is not None:
                 raise ValueError(
                     "kernel_fn: `mask_constant` marks padding in inputs; a Kernel passed "
-                    "as `x1` has none to mask. Pass mask_constant with the inputs instead"
+                    "as `x1` already carries the masks of the inputs it was computed from "
+                    "(get=None with mask_constant); drop mask_constant here"
                 )
             return _continue(self, x1, x2, names, want_all, get, pattern)
         memory_budget = _batching.parse_bytes(memory_budget, "memory_budget")
@@ -242,6 +243,7 @@ class Layer(eqx.Module):
             if pair is not None:
                 extra[0][name], extra[1][name] = pair
         same = _same_inputs(self, x1, x2, one_set, extra if extra[0] else None)
+        shapes = (x1.shape, (x1 if x2 is None else x2).shape)
         opts = (want_all or "ntk" in names, *_layouts(self, x1.shape, out_shape, spatial_output))
         if extra[0]:
             x1 = (x1, extra[0])
@@ -271,11 +273,13 @@ class Layer(eqx.Module):
                 _batching.head(x1),
                 _batching.head(x2_),
             )
+            # The output's masks stay with the state, for kernel composition.
+            out_masks = None if masks is None else _masking.output_masks(self, masks, *shapes)
             return k.replace(
                 same_points=pairs,
                 shape1=(_batching.n_points(x1),) + k.shape1[1:],
                 shape2=(_batching.n_points(x2_),) + k.shape2[1:],
-                layer_inputs=None,
+                layer_inputs=None if out_masks is None else {"mask": out_masks},
                 **out,
             )
         if isinstance(get, str):
@@ -339,8 +343,14 @@ def _continue(net, k: Kernel, x2, names, want_all, get, pattern=NOT_GIVEN):
         shapes_equal = side[0].shape == side[1].shape
         same = same & (jnp.array_equal(*side) if shapes_equal else False)
         k = k.replace(same_points=(same, offset))
-    k = k.replace(layer_inputs=None if side is None else {"pattern": side})
-    out = _continue_jit(net, k).replace(layer_inputs=None)
+    masks = _masking.kernel_masks(k)  # a masked state keeps its masks (see kernel_fn)
+    if masks is not None:
+        _masking.check_network(net)
+    inputs = dict(pattern=side, mask=masks)
+    k = k.replace(layer_inputs={n: v for n, v in inputs.items() if v is not None} or None)
+    out = _continue_jit(net, k)
+    out_masks = _masking.kernel_masks(out)
+    out = out.replace(layer_inputs=None if out_masks is None else {"mask": out_masks})
     if want_all:
         return out
     if isinstance(get, str):
@@ -350,7 +360,7 @@ def _continue(net, k: Kernel, x2, names, want_all, get, pattern=NOT_GIVEN):
 
 @jax.jit
 def _continue_jit(net, k):
-    out = net.kernel(k)
+    out = net.kernel(k) if _masking.kernel_masks(k) is None else _masking.masked_kernel(net, k)
     if isinstance(out, list | tuple):
         raise ValueError(
             f"the network ends with {len(out)} parallel branches; close them with "

@@ -351,6 +351,32 @@ def masked_kernel(net, k):
     return _remask(_with_masks(out, masks), masks)
 
 
+def output_masks(net, masks, shape1, shape2):
+    """Position masks of the network's output from those of its inputs (the kernel
+    state's, for ``get=None``), or ``None`` when the output has no spatial axes."""
+    out = tuple(_propagate(net, m, s)[0] for m, s in zip(masks, (shape1, shape2), strict=True))
+    return None if any(m is None or isinstance(m, list) for m in out) else out
+
+
+def _propagate(net, mask, shape):
+    """``(mask, shape)`` after ``net``, as :func:`masked_kernel` moves them."""
+    from ._branching import Parallel
+
+    children = _children(net)
+    if isinstance(net, Parallel):
+        masks = mask if isinstance(mask, list) else [mask] * len(children)
+        outs = [_propagate(*a) for a in zip(children, masks, shape, strict=True)]
+        return [o[0] for o in outs], [o[1] for o in outs]
+    if children is not None:
+        for lay in children:
+            mask, shape = _propagate(lay, mask, shape)
+        return mask, shape
+    new, out_shape = _out_mask(net, mask, shape), net.output_shape(shape)
+    if isinstance(new, list) or new is None:
+        return new, out_shape
+    return (None if len(out_shape) <= 2 else position_mask(new)), out_shape
+
+
 def masked_apply(net, params, x, mask, **kwargs):
     """``(output, output mask)`` of ``net.apply`` on inputs whose entries under ``mask``
     are padding: they are set to 0 before every layer."""

@@ -171,9 +171,14 @@ def test_unsupported_layers_refuse_by_name(layer):
         net.apply_fn(None, x1, mask_constant=c)
 
 
-def test_kernel_input_refuses_mask_constant():
-    x1, _, c = inputs("dense_gap")
-    net = build(stax, "dense_gap")
-    k = stax.Dense(8).kernel_fn(np.where(x1 == c, 0, x1), None)
-    with pytest.raises(ValueError, match="mask_constant"):
-        net.kernel_fn(k, mask_constant=c)
+def test_kernel_composition_keeps_the_masks():
+    """get=None keeps the output's masks: the head's state continued by the tail equals
+    the whole network (neural-tangents' values); mask_constant again is refused."""
+    x1, x2, c = inputs("conv_gap")
+    net = build(stax, "conv_gap")
+    head, tail = stax.serial(*net.layers[:4]), stax.serial(*net.layers[4:])
+    with enable_x64():
+        k = head.kernel_fn(x1, x2, None, mask_constant=c, spatial_output="full")
+        assert rel(tail.kernel_fn(k, get="ntk"), reference()["conv_gap/ntk12"]) <= 1e-10
+    with pytest.raises(ValueError, match="already carries the masks"):
+        tail.kernel_fn(k, mask_constant=c)
