@@ -45,11 +45,17 @@ __all__ = [
     "unmask_fn",
     "NEG_INF",
     "check_mask_constant",
+    "check_not_all_masked",
+    "check_network",
     "input_mask",
+    "position_mask",
     "kernel_masks",
     "token_masks",
     "unmasked_count",
     "masked_mean_var",
+    "masked_kernel",
+    "output_masks",
+    "apply_masked",
 ]
 
 NEG_INF = -1e20  # neural-tangents' masked softmax logit: finite, so no NaN
