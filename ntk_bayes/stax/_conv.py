@@ -349,7 +349,10 @@ class Conv(Layer):
         nngp = w2 * nngp_avg + b2
         ntk = k.ntk
         if ntk is not None:
-            ntk_avg = avg(ntk, 2)
+            # The inputs' NTK is zero (is_input: no layer with parameters came before, and
+            # the layers that keep the flag map a zero NTK to zero): skip its window sum
+            # (on CPU XLA would constant-fold the zeros inside the isolating conditional).
+            ntk_avg = jnp.zeros_like(nngp_avg) if k.is_input else avg(ntk, 2)
             if self.parameterization == "ntk":
                 ntk = nngp + w2 * ntk_avg
             else:
