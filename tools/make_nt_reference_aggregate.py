@@ -2,7 +2,7 @@
 
 Run once, in the neural-tangents environment (see ``make_nt_reference.py``; no network)::
 
-    /work/ntvenv/bin/python tools/make_nt_reference_aggregate.py
+    /work/ntvenv/bin/python tools/make_nt_reference_aggregate.py [--out DIR]
 
 It writes ``tests/data/nt_aggregate.npz``: ``spec`` (JSON: the networks as lists of
 ``[layer name, keyword arguments]``, the apply cases and versions) and per kernel case
@@ -17,14 +17,11 @@ inner product and aggregation of the inputs is exact in float64.
 
 from __future__ import annotations
 
-import datetime
-import json
-import pathlib
-
+import _nt_cases as cases
 import numpy as np
 from make_nt_reference_conv import _inputs, build  # same inputs grid and builder
 
-OUT = pathlib.Path(__file__).parent.parent / "tests" / "data" / "nt_aggregate.npz"
+OUT_NAME = "nt_aggregate.npz"
 SEED = 20261201
 
 RELU, ERF, GAP, FLAT = ["Relu", {}], ["Erf", {}], ["GlobalAvgPool", {}], ["Flatten", {}]
@@ -140,7 +137,6 @@ def main() -> None:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    import neural_tangents as nt
     from neural_tangents import stax
 
     warnings.simplefilter("ignore")  # SPARSE warns that negative indices are padding
@@ -151,22 +147,23 @@ def main() -> None:
         vshape = agg_shape(shape, layers)
         p1, p2 = _graphs(kind, 3, vshape, rng), _graphs(kind, 2, vshape, rng)
         _, _, kernel_fn = build(stax, layers)
-        k12 = kernel_fn(x1, x2, ("nngp", "ntk"), pattern=(p1, p2))
-        k11 = kernel_fn(x1, None, ("nngp", "ntk"), pattern=(p1, p1))
-        arrays.update({f"{name}/x1": x1, f"{name}/x2": x2, f"{name}/p1": p1, f"{name}/p2": p2})
-        for g in ("nngp", "ntk"):
-            arrays[f"{name}/{g}"] = np.asarray(getattr(k11, g), np.float64)
-            arrays[f"{name}/{g}12"] = np.asarray(getattr(k12, g), np.float64)
-        print(name, arrays[f"{name}/ntk"].shape, flush=True)
+        cases.add_kernels(
+            arrays,
+            name,
+            kernel_fn,
+            x1,
+            x2,
+            inputs={"p1": p1, "p2": p2},
+            kw11={"pattern": (p1, p1)},
+            kw12={"pattern": (p1, p2)},
+        )
     for name, (shape, kind, layer) in APPLY.items():
         x = _inputs(shape, 3, rng)
         p = _graphs(kind, 3, agg_shape(shape, [layer]), rng)
         _, apply_fn, _ = build(stax, [layer])
         arrays[f"apply/{name}/x"], arrays[f"apply/{name}/p"] = x, p
         arrays[f"apply/{name}/out"] = np.asarray(apply_fn(((),), x, pattern=p), np.float64)
-    for key, a in arrays.items():
-        if not np.all(np.isfinite(a)):
-            raise RuntimeError(f"neural-tangents gave non-finite {key}")
+    cases.check_finite(arrays)
     spec = {
         "cases": {
             n: {"shape": list(s), "graph": g, "layers": lay} for n, (s, g, lay) in CASES.items()
@@ -175,14 +172,9 @@ def main() -> None:
             n: {"shape": list(s), "graph": g, "layer": lay} for n, (s, g, lay) in APPLY.items()
         },
         "seed": SEED,
-        "neural_tangents": nt.__version__,
-        "jax": jax.__version__,
-        "date": datetime.date.today().isoformat(),
+        **cases.spec_versions(),
     }
-    tmp = OUT.with_name(OUT.stem + ".tmp.npz")
-    np.savez_compressed(tmp, spec=json.dumps(spec), **arrays)
-    tmp.replace(OUT)
-    print("wrote", OUT)
+    cases.save(cases.out_path(OUT_NAME), arrays, spec=spec)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Run once, in the neural-tangents environment (see ``make_nt_reference.py``; no network)::
 
-    /work/ntvenv/bin/python tools/make_nt_reference_conv.py
+    /work/ntvenv/bin/python tools/make_nt_reference_conv.py [--out DIR]
 
 It writes ``tests/data/nt_conv_more.npz``: ``spec`` (JSON: the networks as lists of
 ``[layer name, keyword arguments]``, the apply cases and versions) and per kernel case
@@ -18,13 +18,10 @@ exact in float64 and both libraries start from the same Gram matrix.
 
 from __future__ import annotations
 
-import datetime
-import json
-import pathlib
-
+import _nt_cases as cases
 import numpy as np
 
-OUT = pathlib.Path(__file__).parent.parent / "tests" / "data" / "nt_conv_more.npz"
+OUT_NAME = "nt_conv_more.npz"
 SEED = 20261201
 
 
@@ -245,7 +242,6 @@ def main() -> None:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    import neural_tangents as nt
     from neural_tangents import stax
 
     rng = np.random.default_rng(SEED)
@@ -253,13 +249,7 @@ def main() -> None:
     for name, (shape, layers) in CASES.items():
         x1, x2 = _inputs(shape, 3, rng), _inputs(shape, 2, rng)
         _, _, kernel_fn = build(stax, layers)
-        k12 = kernel_fn(x1, x2, ("nngp", "ntk"))
-        k11 = kernel_fn(x1, None, ("nngp", "ntk"))
-        arrays[f"{name}/x1"], arrays[f"{name}/x2"] = x1, x2
-        for g in ("nngp", "ntk"):
-            arrays[f"{name}/{g}"] = np.asarray(getattr(k11, g), np.float64)
-            arrays[f"{name}/{g}12"] = np.asarray(getattr(k12, g), np.float64)
-        print(name, arrays[f"{name}/ntk"].shape, flush=True)
+        cases.add_kernels(arrays, name, kernel_fn, x1, x2)
     for name, (shape, layer) in APPLY.items():
         x = _inputs(shape, 2, rng)
         init_fn, apply_fn, _ = build(stax, [layer])
@@ -270,21 +260,14 @@ def main() -> None:
             arrays[f"apply/{name}/W"] = np.asarray(W)
             arrays[f"apply/{name}/b"] = np.asarray(b)
         arrays[f"apply/{name}/out"] = np.asarray(apply_fn((params,), x), np.float64)
-    for key, a in arrays.items():
-        if not np.all(np.isfinite(a)):
-            raise RuntimeError(f"neural-tangents gave non-finite {key}")
+    cases.check_finite(arrays)
     spec = {
         "cases": {n: {"shape": list(s), "layers": lay} for n, (s, lay) in CASES.items()},
         "apply": {n: {"shape": list(s), "layer": lay} for n, (s, lay) in APPLY.items()},
         "seed": SEED,
-        "neural_tangents": nt.__version__,
-        "jax": jax.__version__,
-        "date": datetime.date.today().isoformat(),
+        **cases.spec_versions(),
     }
-    tmp = OUT.with_name(OUT.stem + ".tmp.npz")
-    np.savez_compressed(tmp, spec=json.dumps(spec), **arrays)
-    tmp.replace(OUT)
-    print("wrote", OUT)
+    cases.save(cases.out_path(OUT_NAME), arrays, spec=spec)
 
 
 if __name__ == "__main__":

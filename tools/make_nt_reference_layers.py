@@ -9,7 +9,7 @@ round, one file per network module:
 
 Run once, in the neural-tangents environment (no network access needed)::
 
-    /work/ntvenv/bin/python tools/make_nt_reference_layers.py
+    /work/ntvenv/bin/python tools/make_nt_reference_layers.py [--out DIR]
 
 Each file holds per network ``{name}/x1``, ``{name}/x2``, the float64
 ``{name}/{nngp,ntk}`` of x1 with itself (``x2=None``; the blocks of a point with itself
@@ -25,6 +25,7 @@ import importlib
 import pathlib
 import sys
 
+import _nt_cases as cases
 import numpy as np
 
 ROOT = pathlib.Path(__file__).parent.parent
@@ -38,17 +39,7 @@ def reference(module, stax) -> dict[str, np.ndarray]:
     for name in module.NAMES:
         x1, x2 = module.inputs(name)
         _, _, kernel_fn = module.build(stax, name)
-        k11 = kernel_fn(x1, None, ("nngp", "ntk"))
-        k12 = kernel_fn(x1, x2, ("nngp", "ntk"))
-        alone = [kernel_fn(x1[i : i + 1], None, ("nngp", "ntk")) for i in range(len(x1))]
-        arrays[f"{name}/x1"], arrays[f"{name}/x2"] = x1, x2
-        for g in ("nngp", "ntk"):
-            full = np.array(getattr(k11, g), np.float64)
-            for i, k in enumerate(alone):
-                full[i, i] = np.asarray(getattr(k, g), np.float64)[0, 0]
-            arrays[f"{name}/{g}"] = full
-            arrays[f"{name}/{g}12"] = np.asarray(getattr(k12, g), np.float64)
-        print(name, arrays[f"{name}/ntk"].shape, flush=True)
+        cases.add_kernels(arrays, name, kernel_fn, x1, x2, self_pairs_alone=True)
     return arrays
 
 
@@ -58,20 +49,13 @@ def main() -> None:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    import neural_tangents as nt
     from neural_tangents import stax
 
     warnings.filterwarnings("ignore", "Linear scaling attention")
     for module_name, file_name in MODULES.items():
         arrays = reference(importlib.import_module(module_name), stax)
-        arrays["meta/versions"] = np.array(
-            f"neural-tangents {nt.__version__}, jax {jax.__version__}"
-        )
-        out = ROOT / "tests" / "data" / file_name
-        tmp = out.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(out)  # nothing half-written is left on disk
-        print("wrote", out)
+        arrays["meta/versions"] = np.array(cases.versions())
+        cases.save(cases.out_path(file_name), arrays)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ and taylor_expand (the networks of ``tests/_structural_nets.py``).
 
 Run once, in the neural-tangents environment (no network access needed)::
 
-    /work/ntvenv/bin/python tools/make_nt_reference_structural.py
+    /work/ntvenv/bin/python tools/make_nt_reference_structural.py [--out DIR]
 
 It writes ``tests/data/nt_structural.npz``: per network ``{name}/x1``, ``{name}/x2`` and
 the float64 ``{name}/{nngp,ntk}`` of x1 with itself (``x2=None``) and
@@ -19,13 +19,14 @@ from __future__ import annotations
 import pathlib
 import sys
 
+import _nt_cases as cases
 import numpy as np
 
 ROOT = pathlib.Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 import _structural_nets as sn  # noqa: E402
 
-OUT = ROOT / "tests" / "data" / "nt_structural.npz"
+OUT_NAME = "nt_structural.npz"
 
 
 def main() -> None:
@@ -39,22 +40,7 @@ def main() -> None:
     for name in sn.NAMES:
         x1, x2 = sn.inputs(name)
         _, _, kernel_fn = sn.build(stax, name)
-        k11 = kernel_fn(x1, None, ("nngp", "ntk"))
-        k12 = kernel_fn(x1, x2, ("nngp", "ntk"))
-        # Self-pairs from one-point calls: in a batch neural-tangents recovers the angle
-        # between a point and itself from q1 q2 - Σ12², one ulp off, which the ReLU NTK
-        # factor's square root turns into ~1e-9 (see tools/make_nt_reference.py).
-        alone = [kernel_fn(x1[i : i + 1], None, ("nngp", "ntk")) for i in range(len(x1))]
-        arrays[f"{name}/x1"], arrays[f"{name}/x2"] = x1, x2
-        for g in ("nngp", "ntk"):
-            full = np.array(getattr(k11, g), np.float64)
-            diag = np.array([np.asarray(getattr(k, g), np.float64)[0, 0] for k in alone])
-            err = np.abs(np.diag(full) - diag).max() / np.abs(full).max()
-            print(f"  {name} {g}: batch self-pairs off the one-point values by {err:.1e}")
-            full[np.diag_indices(len(x1))] = diag
-            arrays[f"{name}/{g}"] = full
-            arrays[f"{name}/{g}12"] = np.asarray(getattr(k12, g), np.float64)
-        print(name, arrays[f"{name}/ntk"].shape, flush=True)
+        cases.add_kernels(arrays, name, kernel_fn, x1, x2, self_pairs_alone=True)
 
     params, new, x, scale = sn.taylor_case()
     expansions = {"linearize": nt.linearize(sn.taylor_f, params)}
@@ -64,11 +50,8 @@ def main() -> None:
         out = fn(new, x, scale)
         for key, value in out.items():
             arrays[f"taylor/{label}/{key}"] = np.asarray(value, np.float64)
-    arrays["meta/versions"] = np.array(f"neural-tangents {nt.__version__}, jax {jax.__version__}")
-    tmp = OUT.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(OUT)  # nothing half-written is left on disk
-    print("wrote", OUT)
+    arrays["meta/versions"] = np.array(cases.versions())
+    cases.save(cases.out_path(OUT_NAME), arrays)
 
 
 if __name__ == "__main__":
