@@ -185,11 +185,14 @@ def _remask(k, masks):
     def zero(a, m):
         return None if a is None else jnp.where(m, jnp.zeros((), a.dtype), a)
 
+    # Points with different masks differ at the masked positions, so a constant layer
+    # (Monomial(0), ...) no longer makes every pair one point twice.
     return k.replace(
         nngp=zero(k.nngp, pair),
         ntk=zero(k.ntk, pair),
         cov1=zero(k.cov1, own1),
         cov2=zero(k.cov2, own2),
+        points_alike=False,
     )
 
 
