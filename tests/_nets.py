@@ -34,6 +34,16 @@ NONLINEARITIES = {
 }
 
 
+# Relu then Erf: the fully connected network of the transform and tiling tests.
+RELU_ERF_NET = stax.serial(
+    stax.Dense(64, W_std=1.5, b_std=0.05),
+    stax.Relu(),
+    stax.Dense(64, W_std=1.5, b_std=0.05),
+    stax.Erf(),
+    stax.Dense(1, W_std=1.5, b_std=0.05),
+)
+
+
 def images(n, shape=(4, 4, 2), seed=0):
     return jax.random.normal(jax.random.PRNGKey(seed), (n,) + shape)
 
