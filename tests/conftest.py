@@ -2,7 +2,9 @@
 
 import gc
 import json
+import os
 import pathlib
+import time
 
 import jax
 import numpy as np
@@ -29,6 +31,16 @@ def pytest_collection_modifyitems(items):
             item.add_marker(getattr(pytest.mark, tier))
         if _has_own_module_fixture(item):  # one worker builds it once (--dist loadgroup)
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def pytest_runtest_setup(item):
+    """A CI time box: with ``NTK_BAYES_TEST_DEADLINE`` (seconds since the epoch) set, a
+    test that would start after it is skipped, with that reason, instead of the whole
+    run being killed (a killed run reports nothing and cannot gate). A test that started
+    before the deadline runs to its end, so put the longest tests first."""
+    deadline = os.environ.get("NTK_BAYES_TEST_DEADLINE")
+    if deadline and time.time() > float(deadline):
+        pytest.skip("not started: past the CI time box (NTK_BAYES_TEST_DEADLINE)")
 
 
 def _has_own_module_fixture(item):
