@@ -5,47 +5,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _predict_ref import ref_net, ref_tol, rel
 
 from ntk_bayes import predict, stax
 from ntk_bayes.gp import trainable_floats
 
 
-def _ref_net():
-    return stax.serial(
-        stax.Dense(512, W_std=1.4, b_std=0.1),
-        stax.Relu(),
-        stax.Dense(512, W_std=1.4, b_std=0.1),
-        stax.Erf(),
-        stax.Dense(1, W_std=1.0, b_std=0.05),
-    )
-
-
 def _small_net():
     return stax.serial(
         stax.Dense(256, W_std=1.5, b_std=0.1), stax.Relu(), stax.Dense(1, W_std=1.2, b_std=0.1)
-    )
-
-
-def _rel(got, ref):
-    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
-    return np.max(np.abs(got - ref)) / np.max(np.abs(ref))
-
-
-def _ref_tol(dtype, kernel=None):
-    """Agreement expected with neural-tangents' float64 values.
-
-    float32: kernel round-off (~1e-6 relative) is amplified by the condition number of
-    the train kernel (~1e2 for the NTK here). float64: 1e-8, or, for a solve without
-    regularisation, the round-off both implementations make, 100 * cond(K) * eps (a
-    backward-stable solve errs by about cond(K) * eps each; the factor covers BLAS
-    orderings that differ between jaxlib versions).
-    """
-    if dtype != np.float64:
-        return 2e-3
-    if kernel is None:
-        return 1e-8
-    return max(
-        1e-8, 100 * np.linalg.cond(np.asarray(kernel, np.float64)) * np.finfo(np.float64).eps
     )
 
 
@@ -57,44 +25,18 @@ def _data(n=12, m=5, d=3, k=2, seed=0):
 # --- rung 1: neural-tangents reference values ---------------------------------------
 
 
-@pytest.mark.parametrize("reg", ["0", "0.01"])
-@pytest.mark.parametrize("t", ["None", "0.5", "5.0"])
-@pytest.mark.parametrize("get", ["nngp", "ntk"])
-def test_ensemble_matches_neural_tangents(nt_predict_reference, dtype, reg, t, get):
-    d = nt_predict_reference
-    fn = predict.gradient_descent_mse_ensemble(
-        _ref_net().kernel_fn,
-        d["x_train"].astype(dtype),
-        d["y_train"].astype(dtype),
-        learning_rate=0.5,
-        diag_reg=float(reg),
-    )
-    out = fn(
-        t=None if t == "None" else float(t),
-        x_test=d["x_test"].astype(dtype),
-        get=get,
-        compute_cov=True,
-    )
-    assert out.mean.shape == (7, 2) and out.covariance.shape == (7, 7)
-    assert out.mean.dtype == dtype
-    k_train = _ref_net().kernel_fn(d["x_train"].astype(dtype), None, get)
-    tol = _ref_tol(dtype, k_train if reg == "0" else None)
-    assert _rel(out.mean, d[f"gd/reg{reg}/t{t}/{get}/mean"]) <= tol
-    assert _rel(out.covariance, d[f"gd/reg{reg}/t{t}/{get}/cov"]) <= tol
-
-
 @pytest.mark.parametrize("get", ["nngp", "ntk", "ntkgp"])
 def test_gp_inference_matches_neural_tangents(nt_predict_reference, dtype, get):
     d = nt_predict_reference
-    net = _ref_net()
+    net = ref_net()
     xtr, xte = d["x_train"].astype(dtype), d["x_test"].astype(dtype)
     k_dd = net.kernel_fn(xtr, None, ("nngp", "ntk"))
     k_td = net.kernel_fn(xte, xtr, ("nngp", "ntk"))
     k_tt = net.kernel_fn(xte, None, ("nngp", "ntk"))
     fn = predict.gp_inference(k_dd, d["y_train"].astype(dtype), diag_reg=0.01)
     out = fn(get, k_td, k_tt)
-    assert _rel(out.mean, d[f"gp/{get}/mean"]) <= _ref_tol(dtype)
-    assert _rel(out.covariance, d[f"gp/{get}/cov"]) <= _ref_tol(dtype)
+    assert rel(out.mean, d[f"gp/{get}/mean"]) <= ref_tol(dtype)
+    assert rel(out.covariance, d[f"gp/{get}/cov"]) <= ref_tol(dtype)
     both = fn(("ntkgp", "nngp"), k_td, k_tt)
     assert both._fields == ("ntkgp", "nngp")
     assert np.allclose(
@@ -117,14 +59,14 @@ def test_infinite_time_is_ntk_kernel_regression(tol, dtype):
     direct = theta_td @ np.linalg.solve(theta, y)
     inf = fn(t=None, x_test=xs, get="ntk")
     rtol = 1e3 * tol["rtol"] if dtype == np.float32 else 1e-7
-    assert _rel(inf, direct) <= rtol
+    assert rel(inf, direct) <= rtol
     # a finite time long enough for the slowest mode to decay by e^-40 gives the same
     lam_min = np.linalg.eigvalsh(theta)[0]
     t_long = 40.0 * y.size / (0.7 * lam_min)
     late = fn(t=t_long, x_test=xs, get="ntk", compute_cov=True)
     conv = fn(t=None, x_test=xs, get="ntk", compute_cov=True)
-    assert _rel(late.mean, conv.mean) <= rtol
-    assert _rel(late.covariance, conv.covariance) <= rtol
+    assert rel(late.mean, conv.mean) <= rtol
+    assert rel(late.covariance, conv.covariance) <= rtol
 
 
 def test_time_zero_is_the_prior(tol):

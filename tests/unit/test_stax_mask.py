@@ -9,31 +9,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _mask_nets import NAMES, build, inputs, reference
-from _nt_aggregate import limit, rel
+from _mask_nets import build, inputs, reference
+from _nt_aggregate import rel
 from conftest import enable_x64
 
 from ntk_bayes import stax
 
 GET = ("nngp", "ntk")
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_matches_neural_tangents(name, dtype):
-    """NNGP and NTK agree with neural-tangents: 1e-10 relative in float64, a few
-    thousand ulps in float32. One call on [x1; x2] with x2=None (the self-pair path)
-    gives x1 with itself and x1 with x2."""
-    ref = reference()
-    x1, x2, c = inputs(name)
-    k = build(stax, name).kernel_fn(
-        np.concatenate([x1, x2]).astype(dtype), None, GET, mask_constant=c
-    )
-    n1 = len(x1)
-    for g in GET:
-        got = np.asarray(getattr(k, g))
-        assert got.dtype == dtype
-        assert rel(got[:n1, :n1], ref[f"{name}/{g}"]) <= limit(dtype), (g, "x1 x1")
-        assert rel(got[:n1, n1:], ref[f"{name}/{g}12"]) <= limit(dtype), (g, "x1 x2")
 
 
 @pytest.mark.parametrize("name", ["conv_gap", "attn_pos_sum", "layernorm_seq", "fanin_concat"])
