@@ -201,7 +201,11 @@ def _isolated(fn, x, out):
     and dtype of ``fn(x)`` (given, so that ``fn`` is traced once)."""
     probe = x.reshape(-1)[0]
     pred = jnp.logical_not(probe > jnp.inf)
-    return jax.lax.cond(pred, fn, lambda v: jnp.zeros(out.shape, out.dtype), x)
+    # The untaken branch's zeros derive from x so that, inside shard_map (tiles across
+    # devices), both branches vary over the same mesh axes (as in the tiler's _tile).
+    return jax.lax.cond(
+        pred, fn, lambda v: jnp.broadcast_to((v.reshape(-1)[0] * 0).astype(out.dtype), out.shape), x
+    )
 
 
 def _window_sum(x, batch_ndim: int, window, strides, padding: str, full: bool):
