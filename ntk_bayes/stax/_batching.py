@@ -244,23 +244,31 @@ def _starts(n, b):
     return sorted({min(k * b, n - b) for k in range(math.ceil(n / b))})
 
 
+def isolated(pred, fn, shapes, like):
+    """``fn()`` inside ``lax.cond(pred, ...)``, where ``pred`` is always true but traced
+    (unknown to the compiler), so that XLA materialises ``fn``'s result by its own
+    fusions instead of fusing it into its neighbours. ``shapes`` is the pytree of
+    ``jax.ShapeDtypeStruct`` of ``fn()``; the untaken branch's zeros derive from the
+    array ``like`` so that, inside ``shard_map``, both branches vary over the same mesh
+    axes."""
+    zero = like.reshape(-1)[0] * 0
+    return jax.lax.cond(
+        pred,
+        fn,
+        lambda: jax.tree_util.tree_map(
+            lambda s: jnp.broadcast_to(zero.astype(s.dtype), s.shape), shapes
+        ),
+    )
+
+
 def _tile(one, net, a, b, same_points, true):
     """``one(net, a, b, same_points)`` inside a conditional that is always taken
     (``true`` is a traced True), so that the tile is materialised by its own fusions, which XLA runs
     on all threads, instead of being fused into the in-place write of the output, which
     runs on one. Every path uses it, so tiles are bit-identical across device counts."""
     shapes = jax.eval_shape(one, net, a, b, same_points)
-    # The untaken branch's zeros derive from the inputs so that, inside shard_map,
-    # both branches vary over the same mesh axes.
     first = jax.tree_util.tree_leaves(a)[0]
-    zero = (first.reshape(-1)[0] * 0).astype(jnp.result_type(*jax.tree_util.tree_leaves(shapes)))
-    return jax.lax.cond(
-        true,
-        lambda: one(net, a, b, same_points),
-        lambda: jax.tree_util.tree_map(
-            lambda s: jnp.broadcast_to(zero.astype(s.dtype), s.shape), shapes
-        ),
-    )
+    return isolated(true, lambda: one(net, a, b, same_points), shapes, first)
 
 
 _MIRROR_BLOCK = 64

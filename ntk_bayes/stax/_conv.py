@@ -21,6 +21,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ._batching import isolated
 from ._core import Layer, check_hyper
 from ._dense import _affine_prior_std, check_parameterization
 
@@ -199,13 +200,8 @@ def _isolated(fn, x, out):
     of 0.87 s. (``optimization_barrier`` does not help: XLA's CPU pipeline drops it
     before fusion.) The tiler materialises its tiles the same way. ``out`` is the shape
     and dtype of ``fn(x)`` (given, so that ``fn`` is traced once)."""
-    probe = x.reshape(-1)[0]
-    pred = jnp.logical_not(probe > jnp.inf)
-    # The untaken branch's zeros derive from x so that, inside shard_map (tiles across
-    # devices), both branches vary over the same mesh axes (as in the tiler's _tile).
-    return jax.lax.cond(
-        pred, fn, lambda v: jnp.broadcast_to((v.reshape(-1)[0] * 0).astype(out.dtype), out.shape), x
-    )
+    pred = jnp.logical_not(x.reshape(-1)[0] > jnp.inf)
+    return isolated(pred, lambda: fn(x), out, x)
 
 
 def _window_sum(x, batch_ndim: int, window, strides, padding: str, full: bool):
