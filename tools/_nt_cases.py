@@ -47,7 +47,8 @@ def add_kernels(
     float64 ``{name}/{nngp,ntk}`` of x1 with itself (``x2=None``, keywords ``kw11``) and
     ``{name}/{nngp,ntk}12`` of x1 against x2 (keywords ``kw12``).
 
-    ``self_pairs_alone``: the blocks of a point with itself come from one-point calls.
+    ``self_pairs_alone``: the blocks of a point with itself come from one-point calls
+    (with the keywords ``kw11``, which must not be per-point, e.g. ``mask_constant``).
     In a batch neural-tangents recovers the angle between a point and itself from
     q1 q2 - Σ12², one ulp off, which the ReLU NTK factor's square root turns into ~1e-9
     (see tools/make_nt_reference.py); the batch's distance from them is printed.
@@ -56,7 +57,7 @@ def add_kernels(
     k12 = kernel_fn(x1, x2, GETS, **(kw12 or {}))
     alone = []
     if self_pairs_alone:
-        alone = [kernel_fn(x1[i : i + 1], None, GETS) for i in range(len(x1))]
+        alone = [kernel_fn(x1[i : i + 1], None, GETS, **(kw11 or {})) for i in range(len(x1))]
     arrays[f"{name}/x1"], arrays[f"{name}/x2"] = x1, x2
     for key, value in (inputs or {}).items():
         arrays[f"{name}/{key}"] = value
