@@ -2,14 +2,11 @@
 layouts, tiles against one block, the diagonal layout after pooling. Moved from tests/unit
 to keep the edit-test loop under two minutes (each takes seconds)."""
 
-import jax
 import numpy as np
 import pytest
-from _nets import conv_net, images
+from _nets import KEY, conv_net, images
 
 from ntk_bayes import stax
-
-KEY = jax.random.PRNGKey(0)
 
 
 @pytest.mark.parametrize("x2_none", [True, False])

@@ -8,13 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _nets import NONLINEARITIES, RELU_ERF_NET, fc_inputs
+from _nets import KEY, NONLINEARITIES, RELU_ERF_NET, fc_inputs
 
 import ntk_bayes as nb
 from ntk_bayes import stax
-
-KEY = jax.random.PRNGKey(0)
-NET = RELU_ERF_NET
 
 
 @pytest.mark.parametrize("name", sorted(NONLINEARITIES))
@@ -35,20 +32,20 @@ def test_gradients_finite_at_coincident_inputs(name, dtype):
 
     g = jax.grad(loss, argnums=(0, 1))(jnp.asarray(1.4, dtype), jnp.asarray(0.1, dtype))
     assert all(bool(jnp.isfinite(v)) for v in g), g
-    gx = jax.grad(lambda x: jnp.sum(NET.kernel_fn(x, None, "ntk")))(x)
+    gx = jax.grad(lambda x: jnp.sum(RELU_ERF_NET.kernel_fn(x, None, "ntk")))(x)
     assert bool(jnp.all(jnp.isfinite(gx)))
 
 
 def test_tiles_equal_single_block(tol):
     x1, x2 = fc_inputs(37, seed=7), fc_inputs(23, seed=8)
-    full = NET.kernel_fn(x1, x2, ("nngp", "ntk"))
-    rows = NET.kernel_fn(x1, x2, ("nngp", "ntk"), block_size=8)
-    tiny = NET.kernel_fn(x1, x2, ("nngp", "ntk", "cov1", "cov2"), memory_budget=4000)
+    full = RELU_ERF_NET.kernel_fn(x1, x2, ("nngp", "ntk"))
+    rows = RELU_ERF_NET.kernel_fn(x1, x2, ("nngp", "ntk"), block_size=8)
+    tiny = RELU_ERF_NET.kernel_fn(x1, x2, ("nngp", "ntk", "cov1", "cov2"), memory_budget=4000)
     for a, b in ((full, rows), (full, tiny)):
         np.testing.assert_allclose(a.nngp, b.nngp, **tol)
         np.testing.assert_allclose(a.ntk, b.ntk, **tol)
     assert tiny.cov1.shape == (37,) and tiny.cov2.shape == (23,)
-    np.testing.assert_allclose(tiny.cov1, np.diag(NET.kernel_fn(x1, None, "nngp")), **tol)
+    np.testing.assert_allclose(tiny.cov1, np.diag(RELU_ERF_NET.kernel_fn(x1, None, "nngp")), **tol)
 
 
 def test_empirical_kernels_of_an_equinox_model(tol):

@@ -3,11 +3,9 @@ weights, gradients (moved from tests/unit: each compiles a deep network and take
 
 import jax
 import numpy as np
-from _nets import fc_inputs
+from _nets import KEY, fc_inputs
 
 from ntk_bayes import stax
-
-KEY = jax.random.PRNGKey(0)
 
 
 def _block():

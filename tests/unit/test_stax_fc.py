@@ -73,16 +73,16 @@ def test_rbf_layer_gives_rbf_kernel(dtype):
 
 # ---- transforms -----------------------------------------------------------------------
 
-NET = RELU_ERF_NET
-
 
 def test_network_is_pytree_with_hyperparameter_leaves():
-    leaves, treedef = jax.tree_util.tree_flatten(NET)
+    leaves, treedef = jax.tree_util.tree_flatten(RELU_ERF_NET)
     assert 1.5 in leaves and 0.05 in leaves
     rebuilt = jax.tree_util.tree_unflatten(treedef, leaves)
     x = fc_inputs(3)
-    np.testing.assert_array_equal(rebuilt.kernel_fn(x, None, "ntk"), NET.kernel_fn(x, None, "ntk"))
-    assert rebuilt == NET
+    np.testing.assert_array_equal(
+        rebuilt.kernel_fn(x, None, "ntk"), RELU_ERF_NET.kernel_fn(x, None, "ntk")
+    )
+    assert rebuilt == RELU_ERF_NET
 
 
 def test_jit_grad_vmap_over_hyperparameters(dtype):
@@ -132,8 +132,8 @@ def test_division_free_angle_matches_arctan2(dtype):
 def test_symmetric_tiles_mirror_into_the_full_kernel(tol):
     """x2=None computes only the upper triangle of tiles and mirrors it in place."""
     x = fc_inputs(45, seed=3)
-    sym = NET.kernel_fn(x, None, ("nngp", "ntk"), block_size=8)
-    full = NET.kernel_fn(x, x, ("nngp", "ntk"), block_size=8)
+    sym = RELU_ERF_NET.kernel_fn(x, None, ("nngp", "ntk"), block_size=8)
+    full = RELU_ERF_NET.kernel_fn(x, x, ("nngp", "ntk"), block_size=8)
     for a, b in ((sym.nngp, full.nngp), (sym.ntk, full.ntk)):
         np.testing.assert_allclose(a, b, **tol)
         np.testing.assert_allclose(a, np.asarray(a).T, **tol)
@@ -152,12 +152,12 @@ def test_b_std_zero_and_zero_inputs_are_finite():
 
 def test_get_semantics():
     x = fc_inputs(4)
-    assert NET.kernel_fn(x, None, "nngp").shape == (4, 4)
-    both = NET.kernel_fn(x, None, ("ntk", "nngp"))
+    assert RELU_ERF_NET.kernel_fn(x, None, "nngp").shape == (4, 4)
+    both = RELU_ERF_NET.kernel_fn(x, None, ("ntk", "nngp"))
     assert both._fields == ("ntk", "nngp")
-    whole = NET.kernel_fn(x)
+    whole = RELU_ERF_NET.kernel_fn(x)
     np.testing.assert_allclose(whole.ntk, both.ntk, rtol=1e-6)
-    init_fn, apply_fn, kernel_fn = NET
+    init_fn, apply_fn, kernel_fn = RELU_ERF_NET
     out_shape, params = init_fn(KEY, x.shape)
     assert out_shape == (4, 1) and apply_fn(params, x).shape == (4, 1)
     np.testing.assert_allclose(kernel_fn(x, None, "nngp"), both.nngp, rtol=1e-6)
@@ -220,7 +220,7 @@ def test_bad_layer_arguments(make, match):
 )
 def test_bad_kernel_fn_inputs(x1, x2, get, match):
     with pytest.raises((ValueError, TypeError), match=match):
-        NET.kernel_fn(x1, x2, get)
+        RELU_ERF_NET.kernel_fn(x1, x2, get)
 
 
 def test_nonlinearity_without_affine_layer_is_explained():
