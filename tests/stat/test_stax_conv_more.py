@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _grid import dtype_grid
 from conftest import DATA, build_from_spec
 
 from ntk_bayes import stax
@@ -43,7 +44,12 @@ def _limit(dtype):
 # ---- neural-tangents reference values ---------------------------------------------------
 
 
-@pytest.mark.parametrize("case", sorted(SPEC["cases"]))
+# float32 in the default tiers: one network per layer (_grid.py); the rest are slow points
+@pytest.mark.parametrize(
+    ("case", "dtype"),
+    dtype_grid(sorted(SPEC["cases"]), {"cl2d_same_gap", "ct2d_circ_s2_gap", "ir2d_linear_gap"}),
+    indirect=["dtype"],
+)
 def test_kernels_match_neural_tangents(case, ref, dtype):
     net = _net(SPEC["cases"][case]["layers"])
     x1, x2 = ref[f"{case}/x1"].astype(dtype), ref[f"{case}/x2"].astype(dtype)

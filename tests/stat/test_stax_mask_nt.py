@@ -4,6 +4,7 @@ float64, and the contract)."""
 
 import numpy as np
 import pytest
+from _grid import dtype_grid
 from _mask_nets import NAMES, build, inputs, reference
 from _nt_aggregate import limit, rel
 
@@ -12,7 +13,12 @@ from ntk_bayes import stax
 GET = ("nngp", "ntk")
 
 
-@pytest.mark.parametrize("name", NAMES)
+# float32 in the default tiers: convolution, attention and LayerNorm (_grid.py)
+@pytest.mark.parametrize(
+    ("name", "dtype"),
+    dtype_grid(NAMES, {"conv_gap", "attn_softmax", "layernorm_seq"}),
+    indirect=["dtype"],
+)
 def test_matches_neural_tangents(name, dtype):
     """NNGP and NTK agree with neural-tangents: 1e-10 relative in float64, a few
     thousand ulps in float32. One call on [x1; x2] with x2=None (the self-pair path)
