@@ -4,7 +4,7 @@ wide finite networks whose ``apply_fn`` gets the same ``mask_constant``."""
 import types
 
 import numpy as np
-from _mc import mc_z_scores
+from _mc import mc_z_scores, z_against
 from _nets import WIDE_ATTENTION, tokens
 
 from ntk_bayes import stax
@@ -49,3 +49,31 @@ def test_conv_attention_gap_matches_monte_carlo():
     # The masks matter: unmasked (zero-padded) kernels are many standard errors away.
     zeroed = net.kernel_fn(np.where(x1 == PAD, 0, x1), np.where(x2 == PAD, 0, x2), "ntk")
     assert np.max(np.abs(np.asarray(zeroed) - np.asarray(k.ntk))) > 0.05 * np.abs(k.ntk).max()
+
+
+def test_layernorm_pooling_and_fan_in_match_monte_carlo():
+    """LayerNorm over positions and channels (statistics over unmasked positions), a SAME
+    average pool (zeros at masked positions, the window centre's mask), channel
+    concatenation of two branches and GlobalAvgPool, on lengths 6, 4, 2 and 5, 3."""
+    net = stax.serial(
+        stax.Conv(128, (3,), padding="SAME", W_std=1.3, b_std=0.2),
+        stax.LayerNorm(axis=(1, 2)),
+        stax.Relu(),
+        stax.FanOut(2),
+        stax.parallel(
+            stax.AvgPool((2,), padding="SAME"),
+            stax.Conv(128, (1,), W_std=1.1, b_std=0.1),
+        ),
+        stax.FanInConcat(axis=-1),
+        stax.Conv(128, (3,), padding="SAME", W_std=1.2, b_std=0.1),
+        stax.Erf(),
+        stax.GlobalAvgPool(),
+    )
+    x1, x2 = _padded(3, [6, 4, 2], seed=2), _padded(2, [5, 3], seed=3)
+    z, k, mean, se = mc_z_scores(_masked(net, PAD), x1, x2)
+    for name in ("nngp", "ntk"):
+        # as above: 6 entries at 4.5 sd with 64 samples, false alarm < 2e-4
+        assert z[name].max() < 4.5, (name, z[name].max(), getattr(k, name), getattr(mean, name))
+    # Power: the zero-padded kernel (masks ignored, 14-15% off) is rejected by the same MC.
+    zeroed = net.kernel_fn(np.where(x1 == PAD, 0, x1), np.where(x2 == PAD, 0, x2), "ntk")
+    assert z_against(zeroed, mean, se, "ntk") > 4.5
