@@ -133,7 +133,10 @@ def test_escape_markdown_defuses_links_cells_and_tags():
 # ---- SIGINT / SIGKILL while writing ------------------------------------------------------
 _DRIVER = textwrap.dedent(
     """
-    import sys
+    import signal, sys
+    # A shell without job control starts background jobs with SIGINT ignored, and a
+    # child inherits that: restore Python's handler so the injected SIGINT interrupts.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from ntk_bayes import _io
     out, version = sys.argv[1], sys.argv[2]
     with _io.atomic_output_dir(out, force=True) as tmp:
