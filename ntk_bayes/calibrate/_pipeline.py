@@ -107,7 +107,9 @@ def run_calibration(
     Returns:
         A :class:`CalibrationRun`. A model that fails numerically is recorded in
         ``failures`` and the others still run; if every model fails the first error
-        is raised.
+        is raised. JAX's in-process caches of compiled programs are cleared after each
+        split (:func:`release_compiled`), so a caller's own jitted functions compile
+        again on their next call.
 
     Raises:
         ValueError: ``settings.sampled_splits`` outside 1..``settings.splits``, or below
