@@ -30,6 +30,21 @@ def _padded(n, lengths, seed):
     return x
 
 
+def _matches_monte_carlo(net, seeds):
+    """Sequences of lengths 6, 4, 2 and 5, 3 padded with PAD; assert the masked kernels
+    agree with the Monte Carlo estimate and return ``(k, mean, se, zeroed)``: the
+    analytic kernels, the estimate and its standard error, and the NTK of the same
+    inputs zero-padded (masks ignored), for each test's check that masks matter."""
+    x1, x2 = _padded(3, [6, 4, 2], seed=seeds[0]), _padded(2, [5, 3], seed=seeds[1])
+    z, k, mean, se = mc_z_scores(_masked(net, PAD), x1, x2)
+    for name in ("nngp", "ntk"):
+        # 6 entries: per-entry two-sided tail at 4.5 sd is 6.8e-6, false alarm < 1e-4
+        # (64 samples: a t(63) tail at 4.5 is ~3e-5, so < 2e-4).
+        assert z[name].max() < 4.5, (name, z[name].max(), getattr(k, name), getattr(mean, name))
+    zeroed = net.kernel_fn(np.where(x1 == PAD, 0, x1), np.where(x2 == PAD, 0, x2), "ntk")
+    return k, mean, se, zeroed
+
+
 def test_conv_attention_gap_matches_monte_carlo():
     """Conv (the mask of each window's centre), softmax attention (masked keys get no
     weight) and GlobalAvgPool (the mean over unmasked positions) on sequences of
@@ -40,14 +55,8 @@ def test_conv_attention_gap_matches_monte_carlo():
         stax.GlobalSelfAttention(**WIDE_ATTENTION),
         stax.GlobalAvgPool(),
     )
-    x1, x2 = _padded(3, [6, 4, 2], seed=0), _padded(2, [5, 3], seed=1)
-    z, k, mean, _ = mc_z_scores(_masked(net, PAD), x1, x2)
-    for name in ("nngp", "ntk"):
-        # 6 entries: per-entry two-sided tail at 4.5 sd is 6.8e-6, false alarm < 1e-4
-        # (64 samples: a t(63) tail at 4.5 is ~3e-5, so < 2e-4).
-        assert z[name].max() < 4.5, (name, z[name].max(), getattr(k, name), getattr(mean, name))
+    k, _, _, zeroed = _matches_monte_carlo(net, seeds=(0, 1))
     # The masks matter: unmasked (zero-padded) kernels are many standard errors away.
-    zeroed = net.kernel_fn(np.where(x1 == PAD, 0, x1), np.where(x2 == PAD, 0, x2), "ntk")
     assert np.max(np.abs(np.asarray(zeroed) - np.asarray(k.ntk))) > 0.05 * np.abs(k.ntk).max()
 
 
@@ -69,11 +78,6 @@ def test_layernorm_pooling_and_fan_in_match_monte_carlo():
         stax.Erf(),
         stax.GlobalAvgPool(),
     )
-    x1, x2 = _padded(3, [6, 4, 2], seed=2), _padded(2, [5, 3], seed=3)
-    z, k, mean, se = mc_z_scores(_masked(net, PAD), x1, x2)
-    for name in ("nngp", "ntk"):
-        # as above: 6 entries at 4.5 sd with 64 samples, false alarm < 2e-4
-        assert z[name].max() < 4.5, (name, z[name].max(), getattr(k, name), getattr(mean, name))
+    _, mean, se, zeroed = _matches_monte_carlo(net, seeds=(2, 3))
     # Power: the zero-padded kernel (masks ignored, 14-15% off) is rejected by the same MC.
-    zeroed = net.kernel_fn(np.where(x1 == PAD, 0, x1), np.where(x2 == PAD, 0, x2), "ntk")
     assert z_against(zeroed, mean, se, "ntk") > 4.5
