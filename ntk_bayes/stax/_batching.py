@@ -13,6 +13,10 @@ devices the tiles are split evenly over them with ``jax.shard_map``, evaluated o
 after another on each with ``jax.lax.map``, then written into the output (peak: about
 twice the output).
 
+A problem that fits one tile on one device (most kernels of a few thousand points or
+fewer) skips all of that: :func:`one_program` traces the network once on the real
+shapes, reads the largest pairwise array from that trace, and runs the same trace.
+
 The points ``x1`` and ``x2`` are arrays, or pytrees of arrays that share the leading
 (batch) axis: the inputs together with per-point keyword arguments of the layers (e.g.
 ``stax.Aggregate``'s ``pattern``), which every tile slices with its rows.
@@ -37,6 +41,7 @@ __all__ = [
     "check_output_fits",
     "head",
     "n_points",
+    "one_program",
     "default_memory_budget",
     "free_bytes",
     "parse_bytes",
@@ -463,6 +468,56 @@ def tiled_kernel(
         b1, b2 = _balanced(b1, n1), _balanced(b2, n2)
         out.update(_run(net, x1, x2, pair, b1, b2, block_fn, opts, symmetric, mesh, same))
     return out
+
+
+@partial(jax.jit, static_argnames=("block_fn", "opts"))
+def _whole(net, x1, x2, same, block_fn, opts):
+    """``block_fn`` on every pair at once, as one program (the one-tile case)."""
+    same_points = None if same is None else (same, jnp.zeros((), jnp.int32))
+    return block_fn(net, x1, x2, same_points, *opts)
+
+
+def one_program(
+    net,
+    block_fn,
+    opts,
+    x1,
+    x2,
+    names,
+    *,
+    memory_budget=None,
+    block_size=None,
+    devices=None,
+    same=None,
+):
+    """The whole of ``block_fn``'s output, computed as one program, when the problem is a
+    single tile on a single device; ``None`` when it must be tiled (then use
+    :func:`check_output_fits` and :func:`tiled_kernel`).
+
+    The program is traced once on the real shapes; the largest pairwise array of that
+    trace decides, by the same plan as :func:`tiled_kernel`, whether one tile fits, and
+    the call that follows reuses the trace. Small kernels thus cost one trace instead of
+    three (the per-pair probe, the tiled program and the output's structure).
+    """
+    if devices is not None and _devices.tile_mesh(devices) is not None:
+        return None  # an explicit list of devices is honoured by the tiled path
+    x2_ = x1 if x2 is None else x2
+    n1, n2 = n_points(x1), n_points(x2_)
+    if block_size is not None and not isinstance(block_size, bool):
+        if 1 <= int(block_size) < max(n1, n2):
+            return None
+    traced = _whole.trace(net, x1, x2_, same, block_fn=block_fn, opts=opts)
+    jaxpr = traced.jaxpr.jaxpr
+    need = sum(_aval_bytes(getattr(traced.out_info, n)) for n in names if n not in _PER_POINT)
+    if need > free_bytes(_devices.resolve_devices(devices)[0]):
+        return None  # check_output_fits says why
+    per_pair = max(_max_var_bytes(jaxpr, (n1, n2)) // (n1 * n2), 1)
+    b1, b2 = plan_tiles(
+        n1, n2, per_pair, memory_budget, block_size, max_pairs=_speed_cap(per_pair, devices)
+    )
+    if b1 < n1 or b2 < n2:
+        return None
+    return _whole(net, x1, x2_, same, block_fn=block_fn, opts=opts)
 
 
 def _committed_elsewhere(tree, mesh):

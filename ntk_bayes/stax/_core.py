@@ -250,29 +250,26 @@ class Layer(eqx.Module):
             x2 = None if one_set else (x2, extra[1])
         if want_all:
             names = KERNEL_GETS
-        _batching.check_output_fits(self, _block, opts, x1, x2, names, devices)
-        out = _batching.tiled_kernel(
-            self,
-            _block,
-            opts,
-            x1,
-            x2,
-            names,
-            same=same,
-            memory_budget=memory_budget,
-            block_size=block_size,
-            devices=devices,
-        )
+        plan = dict(same=same, memory_budget=memory_budget, block_size=block_size, devices=devices)
+        whole = _batching.one_program(self, _block, opts, x1, x2, names, **plan)
+        if whole is not None:
+            out = {name: getattr(whole, name) for name in names}
+        else:
+            _batching.check_output_fits(self, _block, opts, x1, x2, names, devices)
+            out = _batching.tiled_kernel(self, _block, opts, x1, x2, names, **plan)
         if want_all:
-            # The final state's static structure (shapes, layout, flags), traced on one
-            # pair; its arrays are the tiled ones, so get=None is tiled like any get.
+            # The final state's static structure (shapes, layout, flags): from the one
+            # program, or traced on one pair with the tiled arrays put in, so get=None
+            # is tiled like any get.
             x2_ = x1 if x2 is None else x2
             pairs = None if same is None else (same, jnp.asarray(0, jnp.int32))
-            k = jax.eval_shape(
-                lambda a, b: _block(self, a, b, None, *opts),
-                _batching.head(x1),
-                _batching.head(x2_),
-            )
+            k = whole
+            if k is None:
+                k = jax.eval_shape(
+                    lambda a, b: _block(self, a, b, None, *opts),
+                    _batching.head(x1),
+                    _batching.head(x2_),
+                )
             # The output's masks stay with the state, for kernel composition.
             out_masks = None if masks is None else _masking.output_masks(self, masks, *shapes)
             return k.replace(

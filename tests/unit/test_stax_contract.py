@@ -6,7 +6,7 @@ import pytest
 from _nets import fc_inputs, images
 
 from ntk_bayes import stax
-from ntk_bayes.stax import _batching
+from ntk_bayes.stax import _batching, _core
 
 
 def _net():
@@ -52,6 +52,29 @@ def test_get_none_goes_through_the_tiler():
     whole = _net().kernel_fn(x, None)
     tiled = _net().kernel_fn(x, None, memory_budget="1GB", block_size=2)
     assert isinstance(tiled, stax.Kernel) and tiled.shape1 == (7, 1)
+    for name in ("nngp", "ntk", "cov1", "cov2"):
+        np.testing.assert_allclose(getattr(tiled, name), getattr(whole, name), rtol=1e-5, atol=1e-6)
+
+
+def test_a_one_tile_kernel_is_traced_once_and_a_bigger_one_is_tiled(monkeypatch):
+    """A kernel that fits one tile is one program, traced once on the real shapes (before,
+    the per-pair probe, the tiled program and get=None's output structure traced the
+    network three times); under a budget too small for one tile the tiler takes over and
+    gives the same numbers."""
+    traces, tiler = [], []
+    block, tiled_kernel = _core._block, _batching.tiled_kernel
+    monkeypatch.setattr(_core, "_block", lambda *a: traces.append(1) or block(*a))
+    monkeypatch.setattr(
+        _batching, "tiled_kernel", lambda *a, **k: tiler.append(1) or tiled_kernel(*a, **k)
+    )
+    x = fc_inputs(9)
+    whole = _net().kernel_fn(x, None)
+    assert len(traces) == 1 and not tiler
+    assert isinstance(whole, stax.Kernel) and whole.shape1 == (9, 1) and whole.cov1.shape == (9,)
+    assert whole.same_points is not None  # one set of points: the diagonal is known
+    traces.clear()
+    tiled = _net().kernel_fn(x, None, memory_budget=200)  # a few pairs per tile
+    assert tiler and len(traces) > 1
     for name in ("nngp", "ntk", "cov1", "cov2"):
         np.testing.assert_allclose(getattr(tiled, name), getattr(whole, name), rtol=1e-5, atol=1e-6)
 
