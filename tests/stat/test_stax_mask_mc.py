@@ -4,6 +4,7 @@ wide finite networks whose ``apply_fn`` gets the same ``mask_constant``."""
 import types
 
 import numpy as np
+import pytest
 from _mc import mc_z_scores, z_against
 from _nets import WIDE_ATTENTION, tokens
 
@@ -60,6 +61,10 @@ def test_conv_attention_gap_matches_monte_carlo():
     assert np.max(np.abs(np.asarray(zeroed) - np.asarray(k.ntk))) > 0.05 * np.abs(k.ntk).max()
 
 
+# ~90 s on the 2-core VM (the default tier's costliest test): the slow tier runs it; the
+# default tier keeps the masked Monte Carlo check above and the masked grid against
+# neural-tangents (test_stax_mask_nt.py), which covers LayerNorm over positions.
+@pytest.mark.slow
 def test_layernorm_pooling_and_fan_in_match_monte_carlo():
     """LayerNorm over positions and channels (statistics over unmasked positions), a SAME
     average pool (zeros at masked positions, the window centre's mask), channel
