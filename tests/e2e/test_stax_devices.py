@@ -26,20 +26,29 @@ SCRIPT = textwrap.dedent(
 
     assert len(jax.local_devices()) == 4, jax.local_devices()
     assert _devices.tile_mesh(None).size == 4 and _devices.tile_mesh(1) is None
-    # By default a one-tile kernel stays on one device; an explicit count spreads it.
+    # By default a one-tile kernel is one program on one device; an explicit count
+    # spreads it. `paths` records each call's path: the one program, or the tiler's mesh.
     from ntk_bayes.stax import _batching
-    meshes, run = [], _batching._run
-    _batching._run = lambda *a, **k: meshes.append(a[9]) or run(*a, **k)
+    paths, run, one = [], _batching._run, _batching.one_program
+    _batching._run = lambda *a, **k: paths.append(a[9]) or run(*a, **k)
+
+    def one_spy(*a, **k):
+        out = one(*a, **k)
+        if out is not None:
+            paths.append("one program")
+        return out
+
+    _batching.one_program = one_spy
     small = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
     small.kernel_fn(np.ones((25, 3)), None, "nngp")
     small.kernel_fn(np.ones((25, 3)), None, "nngp", devices=4)
-    assert meshes[0] is None and meshes[1].size == 4, meshes
+    assert paths[0] == "one program" and paths[1].size == 4, paths
     # Inputs committed to one device keep the work there (JAX refuses a mesh beside them).
     xc = jax.device_put(np.linspace(-1, 1, 90).reshape(30, 3), jax.devices()[0])
     on_0 = small.kernel_fn(xc, None, "nngp", block_size=10)
-    assert meshes[2] is None, meshes
+    assert paths[2] is None, paths
     assert np.array_equal(on_0, small.kernel_fn(np.asarray(xc), None, "nngp", block_size=10))
-    _batching._run = run
+    _batching._run, _batching.one_program = run, one
     conv = lambda: stax.Conv(16, (3, 3), padding="SAME", W_std=1.3, b_std=0.1)
     nets = {
         "cnn_gap": stax.serial(conv(), stax.Relu(), conv(), stax.Relu(), stax.GlobalAvgPool(),
