@@ -151,7 +151,11 @@ def check_output_fits(net, block_fn, opts, x1, x2, names, devices=None) -> None:
         return
     per_pair = _probe(net, block_fn, opts, head(x1), head(x2), pair)[2]
     n1, n2 = n_points(x1), n_points(x2)
-    need = n1 * n2 * per_pair
+    _refuse_output(pair, n1, n2, n1 * n2 * per_pair, devices)
+
+
+def _refuse_output(pair, n1, n2, need, devices) -> None:
+    """Raise when ``need`` bytes of output ``pair`` exceed the memory free for them."""
     device = _devices.resolve_devices(devices)[0]
     free = free_bytes(device)
     if need > free:
@@ -492,7 +496,8 @@ def one_program(
 ):
     """The whole of ``block_fn``'s output, computed as one program, when the problem is a
     single tile on a single device; ``None`` when it must be tiled (then use
-    :func:`check_output_fits` and :func:`tiled_kernel`).
+    :func:`check_output_fits` and :func:`tiled_kernel`). An output larger than the free
+    memory is refused here, before any work, as :func:`check_output_fits` would.
 
     The program is traced once on the real shapes; the largest pairwise array of that
     trace decides, by the same plan as :func:`tiled_kernel`, whether one tile fits, and
@@ -508,9 +513,10 @@ def one_program(
             return None
     traced = _whole.trace(net, x1, x2_, same, block_fn=block_fn, opts=opts)
     jaxpr = traced.jaxpr.jaxpr
-    need = sum(_aval_bytes(getattr(traced.out_info, n)) for n in names if n not in _PER_POINT)
-    if need > free_bytes(_devices.resolve_devices(devices)[0]):
-        return None  # check_output_fits says why
+    pair = tuple(n for n in names if n not in _PER_POINT)
+    if pair:  # the check_output_fits of the tiled path, from the trace
+        need = sum(_aval_bytes(getattr(traced.out_info, n)) for n in pair)
+        _refuse_output(pair, n1, n2, need, devices)
     per_pair = max(_max_var_bytes(jaxpr, (n1, n2)) // (n1 * n2), 1)
     b1, b2 = plan_tiles(
         n1, n2, per_pair, memory_budget, block_size, max_pairs=_speed_cap(per_pair, devices)
