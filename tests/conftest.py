@@ -78,12 +78,67 @@ def pytest_collection_finish(session):
 
 def pytest_runtest_setup(item):
     """A CI time box: with ``NTK_BAYES_TEST_DEADLINE`` (seconds since the epoch) set, a
-    test that would start after it is skipped, with that reason, instead of the whole
-    run being killed (a killed run reports nothing and cannot gate). A test that started
-    before the deadline runs to its end, so put the longest tests first."""
+    test is started only if it can end by then, judged by :func:`expected_seconds`; one
+    that cannot is skipped with that reason, instead of the whole run being killed (a
+    killed run reports nothing and cannot gate) or the run ending far past the box. A test
+    that started runs to its end."""
     deadline = os.environ.get("NTK_BAYES_TEST_DEADLINE")
-    if deadline and time.time() > float(deadline):
+    if not deadline:
+        return
+    left = float(deadline) - time.time()
+    if left <= 0:
         pytest.skip("not started: past the CI time box (NTK_BAYES_TEST_DEADLINE)")
+    need = expected_seconds(item)
+    if need > left:
+        pytest.skip(
+            f"not started: would end past the CI time box (needs ~{need:.0f} s as measured, "
+            f"{left:.0f} s left)"
+        )
+
+
+@functools.cache
+def _recorded_durations() -> dict:
+    path = os.environ.get("NTK_BAYES_TEST_DURATIONS")
+    try:
+        return json.loads(pathlib.Path(path).read_text()) if path else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def expected_seconds(item) -> float:
+    """A test's wall time on this machine: its last run's, recorded in the JSON file named
+    by ``NTK_BAYES_TEST_DURATIONS`` (CI keeps one per stack beside its compilation cache);
+    else its ``seconds`` mark (a measurement written next to the test); else 0."""
+    recorded = _recorded_durations().get(item.nodeid)
+    if recorded is not None:
+        return float(recorded)
+    mark = item.get_closest_marker("seconds")
+    return float(mark.args[0]) if mark else 0.0
+
+
+_durations: dict[str, float] = {}
+_ran: set[str] = set()
+
+
+def pytest_runtest_logreport(report):
+    """Sum each test's setup, call and teardown time (in the controller under xdist); a
+    test skipped in its setup never ran and keeps its recorded duration."""
+    _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
+    if report.when == "call":
+        _ran.add(report.nodeid)
+
+
+def pytest_sessionfinish(session):
+    """With ``NTK_BAYES_TEST_DURATIONS`` set, merge this run's durations of the tests that
+    ran into that file (written whole, then renamed: a killed run leaves the old one)."""
+    path = os.environ.get("NTK_BAYES_TEST_DURATIONS")
+    if not path or os.environ.get("PYTEST_XDIST_WORKER") or not _ran:
+        return
+    path = pathlib.Path(path)
+    merged = {**_recorded_durations(), **{k: round(_durations[k], 1) for k in _ran}}
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(merged, indent=0, sort_keys=True))
+    os.replace(tmp, path)
 
 
 @pytest.fixture(params=["float32", "float64"])
@@ -161,8 +216,11 @@ def _release_compiled_programs():
 
 
 def pytest_configure(config):
-    import os
-
+    config.addinivalue_line(
+        "markers",
+        "seconds(n): the test's measured wall time here; the CI time box starts it only "
+        "if n seconds are left (a duration recorded by the last CI run takes precedence)",
+    )
     # Tracing a kernel allocates hundreds of thousands of short-lived Python objects; at
     # CPython's default threshold (700) the young generation is collected thousands of
     # times per test. Collecting every 100,000 allocations instead cut the heavy unit

@@ -2,6 +2,7 @@
 
 import numpy as np
 import numpyro.distributions as dist
+import pytest
 from _nets import erf_mlp, toy_data
 
 from ntk_bayes import bnn, stax
@@ -58,6 +59,8 @@ def _default_context():
     return ctx, as_floats(fit.net), float(fit.noise)
 
 
+# 48 min at load 5-8, 2026-12-01 (docs/contributing.md); longer than CI's slow box
+@pytest.mark.seconds(1500)
 def test_width_sweep_approaches_the_nngp_posterior():
     """(c) With the default sampler the BNN converges at widths 16 and 64 and its
     predictive approaches the NNGP posterior. Two widths only: each costs a full default

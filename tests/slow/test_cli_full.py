@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from _cli_helpers import file_tree, idata_group, open_idata
 
 from ntk_bayes import _io, cli
@@ -26,6 +27,7 @@ def test_calibrate_all_models_with_bnn(tmp_path):
     assert loo["ensemble"]["method"] == "none"  # not a posterior
 
 
+@pytest.mark.seconds(155)  # 153 s at load 5-8, 2026-12-01
 def test_calibrate_hyperparameters_by_nuts(tmp_path):
     out = tmp_path / "nuts"
     argv = ["calibrate", "--quick", "--quiet", "--hyper", "nuts", "--models", "nngp"]
@@ -38,6 +40,7 @@ def test_calibrate_hyperparameters_by_nuts(tmp_path):
     assert post["W_std"].shape[:2] == (2, 30) and float(post["noise_var"].min()) > 0
 
 
+@pytest.mark.seconds(285)  # 282 s at load 5-8, 2026-12-01
 def test_calibrate_classification(tmp_path):
     out = tmp_path / "bc"
     argv = ["calibrate", "--quick", "--quiet", "--dataset", "breast_cancer", "--n-max", "120"]
@@ -50,6 +53,7 @@ def test_calibrate_classification(tmp_path):
         open_idata(out / entry["netcdf"])
 
 
+@pytest.mark.seconds(185)  # 184 s at load 5-8, 2026-12-01
 def test_width_sweep_quick(tmp_path):
     out = tmp_path / "sweep"
     assert cli.main(["width-sweep", "--quick", "--quiet", "--out", str(out)]) == 0

@@ -1,6 +1,7 @@
 """Hierarchical NNGP model: NUTS recovers simulated group and shared hyperparameters."""
 
 import jax
+import pytest
 from _examples import load_example
 from _recovery import assert_recovered
 from _stats import binomial_upper
@@ -8,6 +9,7 @@ from _stats import binomial_upper
 hierarchical = load_example("hierarchical")
 
 
+@pytest.mark.seconds(260)  # at load 5-8, 2026-12-01
 def test_nuts_recovers_group_and_shared_hyperparameters():
     key = jax.random.PRNGKey(0)
     X, Y, w_true = hierarchical.simulate(key, groups=4, points=30, outputs=4)

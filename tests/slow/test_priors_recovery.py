@@ -16,6 +16,7 @@ def _simulate(key, w, b, noise, n=40, k=6):
     return X, gp.sample(jax.random.fold_in(key, 1))
 
 
+@pytest.mark.seconds(150)  # 146 s per truth at load 5-8, 2026-12-01
 @pytest.mark.parametrize("truth", [(1.2, 0.3, 0.05), (1.6, 0.1, 0.2), (2.0, 0.5, 0.1)])
 def test_hyperparameter_recovery_from_prior_simulations(truth):
     # An independent dataset per truth (one key for all made their errors alike).
