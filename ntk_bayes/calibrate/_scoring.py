@@ -198,6 +198,11 @@ def verdict(check, status: ConvergenceStatus | None) -> str:
         tags.append("under-confident")
     if check.biased:
         tags.append("biased")
+    n_splits = check.stats.get("n_splits", 1)
+    counts = check.stats.get("rejecting_splits")
+    if counts and n_splits > 1:  # the joint check over splits: on how many each rejects
+        test = {"over-confident": "overconfident", "under-confident": "underconfident"}
+        tags = [f"{t} ({counts[test.get(t, t)]}/{n_splits} splits)" for t in tags]
     return ", ".join(tags) or "miscalibrated (" + ", ".join(check.flags) + ")"
 
 

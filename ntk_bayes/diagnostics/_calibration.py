@@ -276,6 +276,9 @@ def joint_calibration_check(
     st = {
         "gls_bias_z": bs,
         "chi2_over_dof": [q / d for q, d in zip(qs, dofs, strict=True)],
+        # the splits whose own test rejects at the family-wise level: a model can be
+        # over-confident on some splits and under-confident on others
+        "rejecting_splits": {t: sum(k * v < alpha for v in p[t]) for t in _JOINT_TESTS},
         "whitened_var": float(np.var(z)),
         "n_splits": len(ys),
         "n_points": int(z.size),

@@ -51,6 +51,23 @@ def test_joint_check_planted_cases():
     assert len(over.stats["pit"]) == 180 and over.stats["n_splits"] == 3
 
 
+def test_splits_that_reject_in_opposite_directions_are_counted_in_the_verdict():
+    # planted: 2 splits with sd x 3 (over-confident), 1 with sd / 3 (under-confident) and
+    # 1 calibrated. At n = 60 a 3x sd makes q/dof ~ 9 and a third makes it ~ 0.11: each
+    # planted split rejects at the family-wise level 0.05/16 with probability > 1 - 1e-9,
+    # and the calibrated one rejects with probability < 0.05.
+    parts = [_splits(kind, seed, R=1) for kind, seed in
+             (("over", 11), ("over", 12), ("under", 13), ("calibrated", 14))]  # fmt: skip
+    ys, ms, cs = ([p[i][0] for p in parts] for i in range(3))
+    check = dg.joint_calibration_check(ys, ms, cs)
+    assert check.stats["rejecting_splits"]["overconfident"] == 2
+    assert check.stats["rejecting_splits"]["underconfident"] == 1
+    assert verdict(check, None) == "over-confident (2/4 splits), under-confident (1/4 splits)"
+    # one split: no counts
+    one = dg.joint_calibration_check(ys[0], ms[0], cs[0])
+    assert verdict(one, None) == "over-confident"
+
+
 def test_joint_check_independent_case_matches_marginal_intuition():
     rng = np.random.default_rng(5)
     n = 200
