@@ -27,30 +27,6 @@ def test_conv_relu_gap_matches_neural_tangents(nt_reference, nt_spec, tol, dtype
 # ---- identities ----------------------------------------------------------------------
 
 
-def test_conv_1d_and_3d_agree_with_2d(tol):
-    x = images(3, (5, 2))
-    net1 = stax.serial(
-        conv_net(filter_shape=(3,)), stax.Relu(), conv_net(filter_shape=(2,)), stax.GlobalAvgPool()
-    )
-    net2 = stax.serial(
-        conv_net(filter_shape=(3, 1)),
-        stax.Relu(),
-        conv_net(filter_shape=(2, 1)),
-        stax.GlobalAvgPool(),
-    )
-    net3 = stax.serial(
-        conv_net(filter_shape=(3, 1, 1)),
-        stax.Relu(),
-        conv_net(filter_shape=(2, 1, 1)),
-        stax.GlobalAvgPool(),
-    )
-    k1 = net1.kernel_fn(x, None, "ntk")
-    k2 = net2.kernel_fn(x[:, :, None], None, "ntk")
-    k3 = net3.kernel_fn(x[:, :, None, None], None, "ntk")
-    np.testing.assert_allclose(k1, k2, **tol)
-    np.testing.assert_allclose(k1, k3, **tol)
-
-
 def test_one_by_one_conv_is_dense_per_position(tol):
     x = images(4)
     conv = stax.serial(stax.Conv(64, (1, 1), W_std=1.4, b_std=0.3), stax.Relu(), stax.Flatten())
@@ -59,19 +35,6 @@ def test_one_by_one_conv_is_dense_per_position(tol):
         np.testing.assert_allclose(
             conv.kernel_fn(x, None, get), dense.kernel_fn(x, None, get), **tol
         )
-
-
-def test_flatten_keeps_the_diagonal_layout_and_equals_the_full_one(tol):
-    body = stax.serial(conv_net(), stax.Relu(), conv_net(padding="CIRCULAR", strides=(1, 2)))
-    assert not stax.serial(body, stax.Flatten()).needs_full_spatial(False)
-    assert stax.serial(body, stax.GlobalAvgPool()).needs_full_spatial(False)
-    x1, x2 = images(3), images(2, seed=1)
-    diag = body.kernel_fn(x1, x2, "ntk", spatial_output="diagonal")
-    full = body.kernel_fn(x1, x2, "ntk", spatial_output="full")
-    assert diag.shape == (3, 2, 4, 2) and full.shape == (3, 2, 4, 4, 2, 2)
-    np.testing.assert_allclose(jnp.einsum("ijaabb->ijab", full), diag, **tol)
-    flat = stax.serial(body, stax.Flatten()).kernel_fn(x1, x2, "ntk")
-    np.testing.assert_allclose(flat, diag.mean(axis=(2, 3)), **tol)
 
 
 def test_readout_decides_the_memory_per_pair():

@@ -42,18 +42,6 @@ def test_padding_length_does_not_matter():
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5)
 
 
-def test_tiles_carry_the_masks(dtype, tol):
-    """Tiled (block_size=2, several tiles per side) equals one block, x2=None and given."""
-    x1, x2, c = inputs("attn_softmax")
-    x1 = np.concatenate([x1, x1[::-1]]).astype(dtype)
-    net = build(stax, "attn_softmax")
-    for b in (x2.astype(dtype), None):
-        whole = net.kernel_fn(x1, b, GET, mask_constant=c)
-        tiled = net.kernel_fn(x1, b, GET, mask_constant=c, block_size=2)
-        for g in GET:
-            np.testing.assert_allclose(getattr(tiled, g), getattr(whole, g), **tol)
-
-
 def test_get_none_returns_the_masked_state():
     x1, x2, c = inputs("dense_gap")
     net = build(stax, "dense_gap")
