@@ -23,6 +23,7 @@ import contextlib
 import datetime
 import io
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -223,7 +224,14 @@ def _add_calibrate(sub) -> None:
         action="store_true",
         help="every embedded real regression dataset (concrete, boston, boston_nob, mcycle, "
         "diabetes) by the UCI protocol: 20 random 90/10 splits (--splits changes R), one "
-        "report per dataset and a combined study.md (hours: see docs/cli.md)",
+        "report per dataset and a combined study.md (hours: see docs/cli.md). Each "
+        "dataset's report is kept in OUT.partial/ as soon as it finishes",
+    )
+    cal.add_argument(
+        "--resume",
+        action="store_true",
+        help="--study: continue the stopped study whose finished datasets are in "
+        "OUT.partial/ (same flags, --out OUT given), running only the datasets it lacks",
     )
     cal.add_argument(
         "--target", help="--csv: the column to predict (no default: required with --csv)"
@@ -476,6 +484,8 @@ def _run_calibrate(args) -> int:
     if args.study:
         _validate_calibrate(args)
         return _run_study(args)
+    if args.resume:
+        raise UsageError("--resume continues a stopped --study; add --study")
     import jax
 
     from ._io import atomic_output_dir, sigterm_as_exit
@@ -542,11 +552,11 @@ def _run_study(args) -> int:
     import jax
 
     from ._io import atomic_output_dir, sigterm_as_exit
-    from .calibrate import parse_arch
+    from .calibrate import _study, parse_arch
     from .calibrate._checks import KernelOverflowError
     from .calibrate._common import stderr_log
     from .calibrate._pipeline import check_models
-    from .calibrate._study import STUDY_SPLITS, run_study, write_study
+    from .calibrate._study import STUDY_SPLITS, run_study
 
     if args.test_fraction is not None:
         raise UsageError("--study uses the protocol's 90/10 splits; drop --test-fraction")
@@ -554,23 +564,40 @@ def _run_study(args) -> int:
         models = check_models(args.models, "regression")
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if args.resume and args.out is None:
+        raise UsageError("--resume needs --out OUT, the output the stopped study was writing")
     out = _check_out(args, "calibrate", "study")
     arch = parse_arch(args.arch or "relu-2x512", args.W_std, args.b_std)
     log = stderr_log(args.quiet)
+    extra = {"argv": sys.argv[1:]}
     with jax.enable_x64(not args.float32), sigterm_as_exit(), _progress_to_stderr():
         settings = _settings(args, width=args.width, hyper=args.hyper, inducing=args.inducing)
         splits = STUDY_SPLITS if args.splits is None else args.splits
         settings = _with_splits_kfold(settings, splits, args.kfold, args.sampled_splits)
+        names = _study.STUDY_DATASETS
+        partial = _study_partial(args, out, arch, settings, models, names)
+        done = {n for n in names if (partial / n / "metrics.json").is_file()}
+        keep = lambda name, run, secs: _study.write_dataset(run, partial, name, secs, extra=extra)
         try:
-            study = run_study(arch, settings, models, n_max=args.n_max, log=log)
-        except KernelOverflowError as e:
-            raise UsageError(str(e)) from None
-        except ValueError as e:
-            if "sampled_splits" not in str(e):
-                raise
-            raise UsageError(str(e)) from None
+            run_study(arch, settings, models, n_max=args.n_max, log=log, done=done, on_dataset=keep)
+        except BaseException as e:
+            kept = sorted(p.name for p in partial.iterdir() if p.is_dir() and p.name in names)
+            if kept:  # main() says so instead of "nothing was written"
+                args.kept = f"{', '.join(kept)} kept in {partial}: add --resume to run the rest"
+            elif not args.resume:
+                shutil.rmtree(partial)  # made by this run, which finished no dataset
+            if isinstance(e, KernelOverflowError) or (
+                isinstance(e, ValueError) and "sampled_splits" in str(e)
+            ):
+                raise UsageError(str(e)) from None
+            raise
+        per = {n: json.loads((partial / n / "metrics.json").read_text()) for n in names}
+        seconds = {n: float(per[n]["study_seconds"]) for n in names}
         with atomic_output_dir(out, force=args.force) as tmp:
-            summary = write_study(study, tmp, extra={"argv": sys.argv[1:]})
+            for n in names:  # copies: the partial reports stay until the whole study is in place
+                shutil.copytree(partial / n, tmp / n)
+            summary = _study.write_combined(per, seconds, settings, arch, tmp, extra=extra)
+        shutil.rmtree(partial)
     failed = {d: v["failures"] for d, v in summary["datasets"].items() if v["failures"]}
     for d, fails in failed.items():
         for m, err in fails.items():
@@ -584,6 +611,54 @@ def _run_study(args) -> int:
             print(f"{d} NLPD: " + ", ".join(nlpd))
         print(f"report: {report}")
     return 3 if failed else 0
+
+
+_STUDY_PROGRESS = "progress.json"
+
+
+def _study_partial(args, out: Path, arch, settings, models, names) -> Path:
+    """``OUT.partial/``, where each finished dataset's report is kept until the whole
+    study is in place: made afresh (with the run's set-up in ``progress.json``), or with
+    ``--resume`` the stopped study's, whose set-up must equal this one's."""
+    from ._io import write_json
+
+    partial = out.with_name(out.name + ".partial")
+    setup = json.loads(
+        json.dumps(
+            {
+                "datasets": list(names),
+                "models": None if models is None else list(models),
+                "architecture": arch.describe(),
+                "settings": settings.as_dict(),
+                "n_max": args.n_max,
+                "float32": bool(args.float32),
+            },
+            default=str,
+        )
+    )
+    if not args.resume:
+        if partial.exists():
+            raise UsageError(
+                f"{partial} holds the finished datasets of a stopped study: add --resume to "
+                "continue it with the same flags, or move it away to start afresh"
+            )
+        partial.mkdir(parents=True)
+        write_json(partial / _STUDY_PROGRESS, setup)
+        return partial
+    try:
+        before = json.loads((partial / _STUDY_PROGRESS).read_text())
+    except (OSError, ValueError):
+        raise UsageError(
+            f"--resume: no stopped study at {partial} (its {_STUDY_PROGRESS} is missing or "
+            "unreadable); run without --resume to start one"
+        ) from None
+    changed = [k for k in setup if before.get(k) != setup[k]]
+    if changed:
+        raise UsageError(
+            f"--resume: the stopped study in {partial} ran with other {', '.join(changed)}; "
+            "give the same flags it was started with, or start afresh with another --out"
+        )
+    return partial
 
 
 # ---- width-sweep -----------------------------------------------------------------------
@@ -681,11 +756,17 @@ def main(argv=None) -> int:
         print(f"{sub.prog}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{sub.prog}: interrupted; nothing was written", file=sys.stderr)
+        print(f"{sub.prog}: interrupted; {_written(args)}", file=sys.stderr)
         return 130
     except (FloatingPointError, ValueError) as e:
-        print(f"{sub.prog}: error: {type(e).__name__}: {e}; nothing was written", file=sys.stderr)
+        print(f"{sub.prog}: error: {type(e).__name__}: {e}; {_written(args)}", file=sys.stderr)
         return 1
+
+
+def _written(args) -> str:
+    """What a stopped run left: nothing, or a stopped study's finished datasets."""
+    kept = getattr(args, "kept", None)
+    return "nothing was written" if kept is None else f"nothing else was written; {kept}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from .. import __version__
@@ -50,6 +50,8 @@ def run_study(
     *,
     n_max: int | None = None,
     log: Callable[[str], None] | None = None,
+    done: Collection[str] = (),
+    on_dataset: Callable[[str, CalibrationRun, float], None] | None = None,
 ) -> Study:
     """Run :func:`run_calibration` on every dataset with ``settings.splits`` splits.
 
@@ -61,6 +63,9 @@ def run_study(
         datasets: embedded regression dataset names (default :data:`STUDY_DATASETS`).
         n_max: cap on the training split (tests; ``None`` for the protocol).
         log: progress, one line per step (the CLI's stderr display).
+        done: datasets already finished by a stopped study (resumed): skipped.
+        on_dataset: called with each dataset's name, run and seconds as soon as it
+            finishes (the CLI writes its report then, so a stopped study keeps it).
     """
     from .. import datasets as dsets
 
@@ -71,6 +76,9 @@ def run_study(
         raise ValueError(f"unknown dataset(s) {', '.join(unknown)} for the study")
     runs, seconds = {}, {}
     for i, name in enumerate(datasets, 1):
+        if name in done:
+            log(f"== dataset {i}/{len(datasets)}: {name} finished by the stopped study, kept")
+            continue
         ds = dsets.load(name, seed=settings.seed, test_fraction=STUDY_TEST_FRACTION, n_max=n_max)
         if ds.task != "regression":
             raise ValueError(f"the study is for regression data; {name} is {ds.task}")
@@ -79,7 +87,23 @@ def run_study(
         runs[name] = run_calibration(ds, arch, models, settings, log=log)
         seconds[name] = time.perf_counter() - t0
         log(f"== {name} done in {seconds[name]:.0f} s")
+        if on_dataset is not None:
+            on_dataset(name, runs[name], seconds[name])
     return Study(runs, seconds, settings, arch)
+
+
+def write_dataset(
+    run: CalibrationRun, directory: Path, name: str, seconds: float, *, extra: dict | None = None
+) -> dict:
+    """Write one dataset's ``calibrate`` report to ``directory/name`` whole or not at all
+    (a temporary directory renamed into place), its seconds in ``metrics.json`` under
+    ``study_seconds``; returns that summary."""
+    from .._io import atomic_output_dir
+    from ._files import write_report
+
+    with atomic_output_dir(Path(directory) / name) as tmp:
+        summary = write_report(run, tmp, extra={**(extra or {}), "study_seconds": seconds})
+    return summary
 
 
 def write_study(study: Study, out: Path, *, extra: dict | None = None) -> dict:
@@ -92,17 +116,33 @@ def write_study(study: Study, out: Path, *, extra: dict | None = None) -> dict:
     for name, run in study.runs.items():
         sub = out / name
         sub.mkdir()
-        per[name] = write_report(run, sub, extra=extra)
+        more = {**(extra or {}), "study_seconds": study.seconds[name]}
+        per[name] = write_report(run, sub, extra=more)
+    return write_combined(per, study.seconds, study.settings, study.arch, out, extra=extra)
+
+
+def write_combined(
+    per: dict[str, dict],
+    seconds: dict[str, float],
+    settings: Settings,
+    arch: Architecture,
+    out: Path,
+    *,
+    extra: dict | None = None,
+) -> dict:
+    """Write ``study.md`` and ``study.json`` into ``out`` from the datasets' summaries
+    (``metrics.json`` of each, as written or as read back); returns the combined one."""
+    out = Path(out)
     summary = {
         "command": "calibrate --study",
         "ntk_bayes_version": __version__,
         "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "protocol": f"{study.settings.splits} random {1 - STUDY_TEST_FRACTION:.0%}/"
+        "protocol": f"{settings.splits} random {1 - STUDY_TEST_FRACTION:.0%}/"
         f"{STUDY_TEST_FRACTION:.0%} splits, standardised on the training part",
-        "architecture": study.arch.describe(),
-        "settings": study.settings.as_dict(),
-        "seconds": study.seconds,
-        "total_time_s": float(sum(study.seconds.values())),
+        "architecture": arch.describe(),
+        "settings": settings.as_dict(),
+        "seconds": seconds,
+        "total_time_s": float(sum(seconds.values())),
         "datasets": {
             name: {
                 "n_train": s["dataset"]["n_train"],
