@@ -63,7 +63,7 @@ def test_a_stopped_study_keeps_its_finished_datasets_and_resumes(tmp_path, capsy
 
     monkeypatch.setattr(_study, "STUDY_DATASETS", ("mcycle", "concrete"))
     out, partial = tmp_path / "study", tmp_path / "study.partial"
-    argv = ["calibrate", "--study", "--quick", "--splits", "2", "--models", "nngp"]
+    argv = ["calibrate", "--study", "--quick", "--splits", "1", "--models", "nngp"]
     argv += ["--n-max", "30", "--out", str(out)]
     real, calls = _study.run_calibration, []
 
@@ -83,7 +83,7 @@ def test_a_stopped_study_keeps_its_finished_datasets_and_resumes(tmp_path, capsy
     assert (partial / "mcycle" / "report.md").is_file()
     # without --resume, or with other settings: refused before any work, nothing touched
     assert cli.main(argv) == 2 and "add --resume" in capsys.readouterr().err
-    other = [a if a != "2" else "3" for a in argv]  # --splits 3
+    other = [a if a != "1" else "2" for a in argv]  # --splits 2
     assert cli.main([*other, "--resume"]) == 2
     assert "ran with other settings" in capsys.readouterr().err
     assert calls == ["mcycle", "concrete"]
