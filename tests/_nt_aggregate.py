@@ -1,9 +1,12 @@
 """neural-tangents 0.6.5 reference values of networks with ``stax.Aggregate``
-(``tools/make_nt_reference_aggregate.py``, stored in ``tests/data/nt_aggregate.npz``)."""
+(``tools/make_nt_reference_aggregate.py``, stored in ``tests/data/nt_aggregate.npz``), and
+the inputs and graphs the Aggregate tests share."""
 
 import functools
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from conftest import DATA, build_from_spec
 
@@ -43,3 +46,27 @@ def check_case(case: str, dtype) -> None:
         assert got.dtype == dtype
         assert rel(got[:n1, n1:], ref[f"{case}/{g}12"]) <= limit(dtype), (g, "x1 x2")
         assert rel(got[:n1, :n1], ref[f"{case}/{g}"]) <= limit(dtype), (g, "x1 x1")
+
+
+def points(n, shape=(4, 2), seed=0):
+    return np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (n, *shape)), np.float64)
+
+
+def edges_and_dense(n, V, n_edges, seed=0):
+    """Random edge lists with repeats and padding, and the same graphs as arrays."""
+    r = np.random.default_rng(seed)
+    edges = r.integers(0, V, (n, n_edges, 2)).astype(np.int32)
+    edges[:, -2] = (-1, 2)  # padding: a negative tail or head drops the edge
+    edges[:, -1] = (1, -1)
+    dense = np.zeros((n, V, V))
+    for i in range(n):
+        for s, t in edges[i, :-2]:
+            dense[i, s, t] += 1
+    return edges, dense
+
+
+def decode(e):
+    """Edge lists -> adjacency arrays, a user's ``to_dense``: it sees each tile's rows."""
+    keep = jnp.all(e >= 0, -1)[..., None, None]
+    hot = jax.nn.one_hot(e[..., 0], 4)[..., :, None] * jax.nn.one_hot(e[..., 1], 4)[..., None, :]
+    return jnp.sum(hot * keep, axis=1)

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _nt_aggregate import check_case, limit, reference, rel
+from _nt_aggregate import check_case, edges_and_dense, limit, points, reference, rel
 from conftest import build_from_spec
 
 from ntk_bayes import stax
@@ -36,34 +36,17 @@ def test_apply_matches_neural_tangents(name):
 # ---- identities (apply_fn: no compilation) ----------------------------------------------
 
 
-def _points(n, shape=(4, 2), seed=0):
-    return np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (n, *shape)), np.float64)
-
-
 def _graphs(n, V, seed=0, weighted=True):
     r = np.random.default_rng(seed)
     a = (r.random((n, V, V)) < 0.5) * (r.integers(1, 4, (n, V, V)) if weighted else 1)
     return a.astype(np.float64)
 
 
-def _edges_and_dense(n, V, n_edges, seed=0):
-    """Random edge lists with repeats and padding, and the same graphs as arrays."""
-    r = np.random.default_rng(seed)
-    edges = r.integers(0, V, (n, n_edges, 2)).astype(np.int32)
-    edges[:, -2] = (-1, 2)  # padding: a negative tail or head drops the edge
-    edges[:, -1] = (1, -1)
-    dense = np.zeros((n, V, V))
-    for i in range(n):
-        for s, t in edges[i, :-2]:
-            dense[i, s, t] += 1
-    return edges, dense
-
-
 def test_sparse_equals_dense(dtype):
     # SPARSE decodes the edge lists to DENSE's arrays, in apply_fn and kernel_fn alike
     # (its kernels are checked against neural-tangents: sparse1d, sparse2d).
-    x = _points(3).astype(dtype)
-    edges, dense = _edges_and_dense(3, 4, 9)
+    x = points(3).astype(dtype)
+    edges, dense = edges_and_dense(3, 4, 9)
     out_s = stax.Aggregate(implementation="SPARSE").apply_fn((), x, pattern=edges)
     out_d = stax.Aggregate().apply_fn((), x, pattern=dense)
     assert out_s.dtype == dtype
@@ -76,7 +59,7 @@ def test_sparse_equals_dense(dtype):
 
 def test_axis_order_is_sorted_as_in_neural_tangents():
     # The pattern lists vertices in increasing axis order whatever the order given.
-    x = _points(2, (3, 2, 2))
+    x = points(2, (3, 2, 2))
     a = _graphs(2, 6).reshape(2, 3, 2, 3, 2)
     outs = [
         stax.Aggregate(axes).apply_fn((), x, pattern=a) for axes in (None, (1, 2), (2, 1), (-2, -3))
@@ -88,7 +71,7 @@ def test_axis_order_is_sorted_as_in_neural_tangents():
 
 
 def test_identity_graph_is_no_aggregation():
-    x1, x2 = _points(3), _points(2, seed=1)
+    x1, x2 = points(3), points(2, seed=1)
     assert stax.Aggregate().apply_fn((), x1, pattern=None) is x1
     body = lambda mid: stax.serial(
         stax.Dense(8, W_std=1.3, b_std=0.2),
@@ -107,40 +90,9 @@ def test_identity_graph_is_no_aggregation():
 # ---- tiles, self-pairs, composition, gradients ------------------------------------------
 
 
-def _decode(e):
-    """Edge lists -> adjacency arrays, a user's ``to_dense``: it sees each tile's rows."""
-    keep = jnp.all(e >= 0, -1)[..., None, None]
-    hot = jax.nn.one_hot(e[..., 0], 4)[..., :, None] * jax.nn.one_hot(e[..., 1], 4)[..., None, :]
-    return jnp.sum(hot * keep, axis=1)
-
-
-def test_tiles_slice_graphs_with_their_points():
-    x = _points(5)
-    edges, dense = _edges_and_dense(5, 4, 7, seed=3)
-    net = lambda agg: stax.serial(
-        stax.Dense(8, W_std=1.3, b_std=0.2),
-        stax.Relu(),
-        agg,
-        stax.Dense(8),
-        stax.Erf(),
-        agg,
-        stax.GlobalAvgPool(),
-    )
-    dense_net, edge_net = net(stax.Aggregate()), net(stax.Aggregate(to_dense=_decode))
-    # Untiled against the edge lists decoded tile by tile (x2 equal to x in value: the
-    # same self-pairs, computed without the symmetric path).
-    get = ("nngp", "ntk", "cov2")
-    whole = dense_net.kernel_fn(x, x.copy(), get, pattern=(dense, dense.copy()))
-    tiled = edge_net.kernel_fn(x, None, get[:2] + ("cov1",), pattern=(edges, None), block_size=2)
-    for g in ("nngp", "ntk"):
-        assert rel(getattr(tiled, g), np.asarray(getattr(whole, g))) < 1e-6
-    assert rel(tiled.cov1, np.asarray(whole.cov2)) < 1e-6
-    np.testing.assert_allclose(tiled.ntk, tiled.ntk.T, rtol=1e-6)
-
-
 def test_self_pairs_are_exact_and_know_their_graph():
     with jax.enable_x64(True):
-        x, p = _points(4), _graphs(4, 4, weighted=False)
+        x, p = points(4), _graphs(4, 4, weighted=False)
         other = _graphs(4, 4, seed=7, weighted=False)
         # After Sign, a point with itself on its own graph is exactly its variance
         # (cov1); on another graph it is two different points.
@@ -166,7 +118,7 @@ def test_self_pairs_are_exact_and_know_their_graph():
 
 
 def test_kernel_composition_passes_the_graphs():
-    x1, x2 = _points(3), _points(2, seed=1)
+    x1, x2 = points(3), points(2, seed=1)
     p1, p2 = _graphs(3, 4), _graphs(2, 4, seed=1)
     head = stax.serial(stax.Dense(8, W_std=1.3, b_std=0.2), stax.Relu())
     tail = stax.serial(stax.Aggregate(), stax.Dense(8), stax.Relu(), stax.GlobalAvgPool())
@@ -177,7 +129,7 @@ def test_kernel_composition_passes_the_graphs():
 
 
 def test_gradient_through_aggregate_is_finite():
-    x, p = _points(3), _graphs(3, 4)
+    x, p = points(3), _graphs(3, 4)
 
     def total(w):
         net = stax.serial(
@@ -214,11 +166,11 @@ def _net():
 def test_bad_patterns_are_refused(pattern, match):
     kw = {} if isinstance(pattern, str) else {"pattern": pattern}
     with pytest.raises(ValueError, match=match):
-        _net().kernel_fn(_points(3), None, "nngp", **kw)
+        _net().kernel_fn(points(3), None, "nngp", **kw)
 
 
 def test_pattern_without_aggregate_is_refused():
-    x = _points(3)
+    x = points(3)
     net = stax.serial(stax.Dense(4), stax.Relu(), stax.GlobalAvgPool())
     p = _graphs(3, 4)
     with pytest.raises(ValueError, match="`pattern` is read only by stax.Aggregate"):
@@ -229,7 +181,7 @@ def test_pattern_without_aggregate_is_refused():
 
 
 def test_bad_layers_and_apply_patterns_are_refused():
-    x = _points(3)
+    x = points(3)
     _, params = _net().init_fn(jax.random.PRNGKey(0), x.shape)
     with pytest.raises(ValueError, match="apply_fn needs `pattern`"):
         _net().apply_fn(params, x)
