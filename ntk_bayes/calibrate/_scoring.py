@@ -416,12 +416,20 @@ class PairedDiff:
 
 def loo_table(run: CalibrationRun) -> list[LooRow] | None:
     """LOO on split 0 by each model's own method; differences to the best model with the
-    standard error of the pointwise differences (only posteriors take part)."""
+    standard error of the pointwise differences (only posteriors take part). The
+    reference is the best posterior whose estimate can be trusted: a sampler that failed
+    its convergence gate, or a PSIS estimate with a Pareto k above ``PSIS_K_MAX``, is
+    compared, never the reference (unless no model is trusted)."""
     scored = [r for r in run.results if r.loo is not None]
     if not scored:
         return None
     posteriors = [r for r in scored if r.loo_ok and r.loo.pointwise is not None]
-    best = max(posteriors, key=lambda r: r.loo.elpd, default=None)
+    trusted = [
+        r
+        for r in posteriors
+        if (r.status is None or r.status.converged) and not (r.loo.n_bad_k or 0)
+    ]
+    best = max(trusted or posteriors, key=lambda r: r.loo.elpd, default=None)
     taking_part = {id(r) for r in posteriors}
     rows = []
     for r in scored:

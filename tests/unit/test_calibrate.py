@@ -606,3 +606,34 @@ def test_published_table_gives_splits_per_row_and_no_nan_error_bar():
     assert "| PBP | HLA15 | 20 | 5.67 ± 0.09 | 3.16 ± 0.02 |" in text
     assert "| GP | this run | 20 | 4.42 ± 0.20 | 2.78 ± 0.20 |" in text
     assert "| BNN | this run | 1 | 4.42 | 2.78 |" in text and "± nan" not in text
+
+
+def test_loo_reference_is_never_an_untrusted_estimate():
+    """A sampled model with the highest elpd but a failed convergence gate, or a PSIS
+    estimate with Pareto k > 0.7, is compared with the best trusted posterior and is
+    never the reference (planted pointwise values; deterministic)."""
+    import dataclasses
+
+    from ntk_bayes.calibrate._scoring import LooResult, convergence_status, loo_table
+
+    ds = datasets.load("toy1d", seed=3, n=60)
+    mean, std = _truth(ds)
+    n = ds.n_train
+    stuck = convergence_status({"max_rhat": 1.2, "min_ess_bulk": 30, "min_ess_tail": 30}, 0)
+    good = convergence_status({"max_rhat": 1.001, "min_ess_bulk": 900, "min_ess_tail": 900}, 0)
+    rows = [
+        ("nngp", LooResult("exact", np.full(n, -1.0)), None),
+        ("ntkgp", LooResult("exact", np.full(n, -1.5)), None),
+        ("bnn", LooResult("psis", np.full(n, -0.2), 0.5, 0), stuck),  # not converged
+        ("sgpr", LooResult("psis", np.full(n, -0.1), 1.3, 7), good),  # 7 bad Pareto k
+    ]
+    results = [
+        dataclasses.replace(_gaussian_model(ds, name, mean, std, status=st), loo=loo)
+        for name, loo, st in rows
+    ]
+    table = {r.model: r for r in loo_table(CalibrationRun(ds, None, Settings(), results))}
+    assert table["nngp"].elpd_diff == 0.0  # the reference: best among the trusted
+    assert table["ntkgp"].elpd_diff == pytest.approx(0.5 * n)
+    # compared with the reference, negative: they look better but cannot be trusted
+    assert table["bnn"].elpd_diff == pytest.approx(-0.8 * n)
+    assert table["sgpr"].elpd_diff == pytest.approx(-0.9 * n)
