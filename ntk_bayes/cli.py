@@ -629,7 +629,8 @@ def _study_partial(args, out: Path, arch, settings, models, names) -> Path:
                 "datasets": list(names),
                 "models": None if models is None else list(models),
                 "architecture": arch.describe(),
-                "settings": settings.as_dict(),
+                # what changes the results (not ``quiet``: a resume may be quieter)
+                "settings": {k: v for k, v in settings.as_dict().items() if k != "quiet"},
                 "n_max": args.n_max,
                 "float32": bool(args.float32),
             },
