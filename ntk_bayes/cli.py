@@ -576,12 +576,13 @@ def _run_study(args) -> int:
         settings = _with_splits_kfold(settings, splits, args.kfold, args.sampled_splits)
         names = _study.STUDY_DATASETS
         partial = _study_partial(args, out, arch, settings, models, names)
-        done = {n for n in names if (partial / n / "metrics.json").is_file()}
+        finished = lambda: [n for n in names if (partial / n / "metrics.json").is_file()]
+        done = set(finished())
         keep = lambda name, run, secs: _study.write_dataset(run, partial, name, secs, extra=extra)
         try:
             run_study(arch, settings, models, n_max=args.n_max, log=log, done=done, on_dataset=keep)
         except BaseException as e:
-            kept = sorted(p.name for p in partial.iterdir() if p.is_dir() and p.name in names)
+            kept = finished()
             if kept:  # main() says so instead of "nothing was written"
                 args.kept = f"{', '.join(kept)} kept in {partial}: add --resume to run the rest"
             elif not args.resume:

@@ -106,21 +106,6 @@ def write_dataset(
     return summary
 
 
-def write_study(study: Study, out: Path, *, extra: dict | None = None) -> dict:
-    """Write one calibrate report per dataset under ``out/<dataset>/`` and the combined
-    ``study.md`` and ``study.json``; returns the combined summary."""
-    from ._files import write_report
-
-    out = Path(out)
-    per = {}
-    for name, run in study.runs.items():
-        sub = out / name
-        sub.mkdir()
-        more = {**(extra or {}), "study_seconds": study.seconds[name]}
-        per[name] = write_report(run, sub, extra=more)
-    return write_combined(per, study.seconds, study.settings, study.arch, out, extra=extra)
-
-
 def write_combined(
     per: dict[str, dict],
     seconds: dict[str, float],
