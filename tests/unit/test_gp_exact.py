@@ -234,6 +234,36 @@ def test_jitter_escalates_with_a_warning_then_errors(dtype):
     assert np.all(np.isfinite(np.asarray(dup.predict(x)[0])))
 
 
+def test_traced_batched_ladder_rejitters_only_the_failed_matrices(dtype, tol):
+    """Under jit and grad, a batch of one PD matrix and one that needs two escalations:
+    the PD one keeps the base jitter, the other gets 100x, each factor is exact at its
+    own jitter, and the gradient equals the sum of the per-matrix gradients."""
+    from ntk_bayes._linalg import batched_psd_cholesky, psd_cholesky
+
+    x, _, _ = _data(n=8, d=2)
+    j0 = base_jitter(dtype)
+    pd = jnp.asarray(_indefinite(x, -1.0)(None, None), dtype)  # a dent of -1: PD
+    dented = jnp.asarray(_indefinite(x, 30 * j0)(None, None), dtype)
+    Ks = jnp.stack([pd, dented])
+
+    L, j = jax.jit(batched_psd_cholesky)(Ks)
+    np.testing.assert_allclose(np.asarray(j), [j0, 100 * j0], rtol=1e-5)
+    for k in range(2):
+        scale = float(jnp.mean(jnp.diag(Ks[k])))
+        want = np.asarray(Ks[k]) + float(j[k]) * scale * np.eye(8)
+        np.testing.assert_allclose(np.asarray(L[k] @ L[k].T), want, atol=50 * tol["atol"] * scale)
+
+    def batched(a):
+        return jnp.sum(jnp.log(jnp.diagonal(batched_psd_cholesky(a * Ks)[0], 0, -2, -1)))
+
+    def one(a, K):
+        return jnp.sum(jnp.log(jnp.diag(psd_cholesky(a * K)[0])))
+
+    g = float(jax.jit(jax.grad(batched))(jnp.asarray(1.0, dtype)))
+    each = sum(float(jax.jit(jax.grad(one))(jnp.asarray(1.0, dtype), K)) for K in Ks)
+    assert np.isfinite(g) and g == pytest.approx(each, rel=10 * tol["rtol"])
+
+
 def test_bad_input_is_rejected():
     x, y, xs = _data()
     net = _net()
