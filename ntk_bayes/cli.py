@@ -268,7 +268,9 @@ def _add_calibrate(sub) -> None:
     cal.add_argument(
         "--inducing",
         type=_int_at_least(2),
-        help="inducing points of sparse GPs (default: 32, at most half the training points)",
+        help="inducing points of sparse GPs, at most half the training points (default: "
+        "the SGPR keeps the fewest, 32 to 512, whose mean Nystrom residual is under a "
+        "tenth of the noise variance; the SVGP classifiers 32)",
     )
     cal.add_argument(
         "--splits",

@@ -33,6 +33,10 @@ class Settings:
             posterior) for the exact GPs.
         gp_iters, gp_lr: Adam steps and learning rate of the type-II ML fits.
         inducing: inducing points M of the sparse models (capped at n_train // 2).
+            ``None`` (default): the SGPR keeps the fewest greedy-variance points (at least
+            32, at most ``min(512, n_train // 2)``) whose mean Nyström residual
+            ``tr(K - Q) / n`` is under a tenth of the NNGP's fitted noise variance, so M
+            grows with n and with the kernel's roughness; the SVGP classifiers use 32.
         svgp_epochs: epochs of the SVGP classifiers.
         num_warmup, num_samples, num_chains, max_tree_depth: NUTS settings (BNN and
             hyperparameter posteriors).
@@ -54,7 +58,7 @@ class Settings:
     hyper: str = "ml"
     gp_iters: int = 300
     gp_lr: float = 0.05
-    inducing: int = 32
+    inducing: int | None = None
     svgp_epochs: int = 60
     # the BNN's measured set-up (docs/bnn.md): meets the convergence bar on toy1d
     num_warmup: int = _BNN_NUTS["num_warmup"]

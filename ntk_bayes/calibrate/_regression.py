@@ -164,6 +164,36 @@ def _sgpr_loo(model, noise: float) -> LooResult:
     return LooResult("sgpr", gaussian_loo(C, y), note="closed form under N(0, Q + noise I)")
 
 
+# the auto rule's target: mean Nystrom residual tr(K - Q)/n at most this x the noise variance
+_AUTO_RESIDUAL = 0.1
+_AUTO_M = (32, 512)  # the auto rule's fewest and most inducing points (both <= n // 2)
+
+
+def choose_inducing(net, X, noise: float, inducing: int | None):
+    """Inducing inputs of the SGPR by greedy variance at ``net``'s NNGP: ``inducing``
+    of them, or (``None``) the fewest, between 32 and ``min(512, n // 2)``, whose mean
+    Nystrom residual ``tr(K - Q) / n`` is at most a tenth of ``noise``. Returns ``Z``,
+    the rule in words and that residual over the noise variance (the Titsias bound's
+    trace term is ``n / 2`` times it, in nats)."""
+    n = int(np.shape(X)[0])
+    cap = max(2, n // 2)
+    if inducing is not None:
+        M = int(min(inducing, cap))
+        Z, res = gp.greedy_variance(net, X, M, return_residuals=True)
+        return Z, f"M = {M} (given)", float(res[-1]) / (n * noise)
+    lo, hi = min(_AUTO_M[0], cap), min(_AUTO_M[1], cap)
+    Z, res = gp.greedy_variance(net, X, hi, return_residuals=True)
+    ratio = np.asarray(res, np.float64) / (n * noise)
+    below = np.nonzero(ratio <= _AUTO_RESIDUAL)[0]
+    M = max(lo, int(below[0]) + 1) if below.size else hi
+    reached = "" if below.size else f" (not reached at the cap of {hi})"
+    rule = (
+        f"M = {M}, the fewest in [{lo}, {hi}] with mean Nystrom residual tr(K - Q)/n "
+        f"<= {_AUTO_RESIDUAL:g} x noise variance{reached}"
+    )
+    return Z[:M], rule, float(ratio[M - 1])
+
+
 @register("regression", "sgpr", label="sparse NNGP (SGPR)", kernel="nngp")
 def fit_sgpr(ctx: Context) -> ModelResult:
     t0 = time.perf_counter()
@@ -173,8 +203,8 @@ def fit_sgpr(ctx: Context) -> ModelResult:
     # in a few rounds instead of ~30 from the preset, and Z is chosen at a fitted kernel
     ml, _ = ml_fit(ctx, "nngp")
     net0 = ml.net
-    M = int(min(s.inducing, max(2, ds.n_train // 2)))
-    Z = gp.greedy_variance(net0, ds.X_train, M)
+    Z, rule, residual = choose_inducing(net0, ds.X_train, ml.noise, s.inducing)
+    M = int(Z.shape[0])
     model = gp.SGPR(net0, ds.X_train, ds.y_train, Z, ml.noise)
     # Z is a subset of X_train, so k(Z, X) has coincident pairs: the kernels' derivatives
     # there are finite (stax), and a non-finite step still raises FloatingPointError
@@ -190,7 +220,8 @@ def fit_sgpr(ctx: Context) -> ModelResult:
     noise = float(fitted.noise)
     info = dict(
         inducing_points=M,
-        inducing="greedy variance at the NNGP's type-II ML kernel (fixed)",
+        inducing=f"greedy variance at the NNGP's type-II ML kernel (fixed); {rule}",
+        nystrom_residual_over_noise=residual,
         hyper="Titsias bound (Adam), started from the NNGP's type-II ML values",
         noise_var=noise,
         hyperparameters=hyperparameters(fitted.kernel.net),

@@ -103,8 +103,13 @@ def greedy_variance(
     M: int,
     kind: str = "nngp",
     return_indices: bool = False,
-) -> Array | tuple[Array, Array]:
+    return_residuals: bool = False,
+) -> Array | tuple[Array, ...]:
     """``M`` inducing inputs chosen from ``X`` by greedy conditional variance.
+
+    The order is greedy, so the first ``m`` of the ``M`` points are the choice for
+    ``m``: one call with a generous ``M`` and ``return_residuals`` lets a caller keep
+    the fewest points that reach a residual it can accept (``calibrate``'s SGPR does).
 
     Args:
         kernel: a stax network, :class:`GPKernel` or callable ``k(X1, X2)``.
@@ -112,9 +117,12 @@ def greedy_variance(
         M: number of inducing points, ``M <= N``.
         kind: ``"nngp"`` or ``"ntk"`` for a network kernel.
         return_indices: also return the chosen row indices.
+        return_residuals: also return ``(M,)``: entry ``m - 1`` is the Nyström residual
+            ``tr(K_XX - Q_XX)``, ``Q = K_XZ K_ZZ^-1 K_ZX``, of the first ``m`` points
+            (the trace term of Titsias' bound is this over twice the noise variance).
 
     Returns:
-        ``Z`` ``(M, ...)`` (and the indices ``(M,)``).
+        ``Z`` ``(M, ...)``, then the indices ``(M,)`` and the residuals ``(M,)`` if asked.
     """
     X = _check(X, M)
     k = as_kernel(kernel, kind)
@@ -123,11 +131,12 @@ def greedy_variance(
     dtype = d.dtype
     L = jnp.zeros((n, M), dtype)
     idx = jnp.zeros((M,), jnp.int32)
+    res = jnp.zeros((M,), dtype)
 
     floor = jnp.finfo(dtype).eps * jnp.max(d)
 
     def body(m, state):
-        L, d, idx = state
+        L, d, idx, res = state
         i = jnp.argmax(d)
         col = k(X, X[i][None])[:, 0].astype(dtype)
         # A residual at round-off level means X is exhausted (rank < M): add nothing.
@@ -135,8 +144,10 @@ def greedy_variance(
         e = jnp.where(piv > floor, (col - L @ L[i]) / jnp.sqrt(jnp.maximum(piv, floor)), 0.0)
         # Chosen points have zero residual; clip round-off so they are never re-picked.
         d = jnp.maximum(d - e * e, 0.0).at[i].set(-1.0)
-        return L.at[:, m].set(e), d, idx.at[m].set(i.astype(jnp.int32))
+        res = res.at[m].set(jnp.sum(jnp.maximum(d, 0.0)))
+        return L.at[:, m].set(e), d, idx.at[m].set(i.astype(jnp.int32)), res
 
-    _, _, idx = jax.lax.fori_loop(0, M, body, (L, d, idx))
+    _, _, idx, res = jax.lax.fori_loop(0, M, body, (L, d, idx, res))
     Z = X[idx]
-    return (Z, idx) if return_indices else Z
+    out = (Z,) + ((idx,) if return_indices else ()) + ((res,) if return_residuals else ())
+    return out if len(out) > 1 else Z

@@ -317,6 +317,14 @@ def test_greedy_variance_shrinks_the_nystrom_residual(dtype):
 
     rand = [residual(x[np.random.default_rng(s).choice(40, 8, replace=False)]) for s in range(5)]
     assert residual(np.asarray(Z)) < min(rand)
+    # the residual after each greedy step is the Nystrom residual of that prefix
+    Z2, res = gp.greedy_variance(_net(), x, 8, return_residuals=True)
+    np.testing.assert_array_equal(np.asarray(Z2), np.asarray(Z))
+    total = float(np.sum(np.asarray(k.diag(x))))
+    for m in (1, 4, 8):
+        want = residual(np.asarray(Z)[:m])
+        assert float(res[m - 1]) == pytest.approx(want, rel=1e-3, abs=1e-5 * total), m
+    assert np.all(np.diff(np.asarray(res)) <= 1e-6 * total)  # never grows
 
 
 def test_fit_sgpr_improves_the_bound_and_stops():

@@ -637,3 +637,32 @@ def test_loo_reference_is_never_an_untrusted_estimate():
     # compared with the reference, negative: they look better but cannot be trusted
     assert table["bnn"].elpd_diff == pytest.approx(-0.8 * n)
     assert table["sgpr"].elpd_diff == pytest.approx(-0.9 * n)
+
+
+def test_sgpr_auto_inducing_keeps_the_fewest_points_that_reach_the_residual():
+    """Planted: the noise variance is set so that the residual target falls between 32
+    and 50 greedy points; the rule keeps exactly the first prefix under it, and a given
+    M is kept as given."""
+    import jax
+
+    from ntk_bayes import gp, stax
+    from ntk_bayes.calibrate._regression import choose_inducing
+
+    with jax.enable_x64(True):
+        X = np.linspace(-3, 3, 100)[:, None]
+        net = stax.serial(stax.Dense(8, W_std=1.5, b_std=0.5), stax.Relu(), stax.Dense(1))
+        _, res = gp.greedy_variance(net, X, 50, return_residuals=True)
+        res = np.asarray(res)
+        # the residual of the first 40 points, a hair above: the 40th is the first under
+        noise = res[39] * 1.0001 / (0.1 * 100)
+        assert res[38] > 0.1 * 100 * noise  # the planted case is as described
+        Z, rule, ratio = choose_inducing(net, X, noise, None)
+        assert Z.shape == (40, 1) and ratio <= 0.1 and "M = 40" in rule
+        # a noise so large that 32 already reach it: the floor of 32
+        Z, rule, _ = choose_inducing(net, X, 1e3, None)
+        assert Z.shape == (32, 1)
+        # a noise so small that nothing reaches it: the cap (n // 2), said in the rule
+        Z, rule, ratio = choose_inducing(net, X, 1e-12, None)
+        assert Z.shape == (50, 1) and ratio > 0.1 and "not reached" in rule
+        Z, rule, _ = choose_inducing(net, X, noise, 12)
+        assert Z.shape == (12, 1) and rule == "M = 12 (given)"
