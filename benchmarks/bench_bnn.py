@@ -29,6 +29,8 @@ METHODS = {
     "default": ({"parameterization": "ntk"}, {}),
     # the previous default: the same at 500 + 500
     "collapsed-500": ({"parameterization": "ntk"}, {"num_warmup": 500, "num_samples": 500}),
+    # a dense mass matrix (adapted per chain) on the collapsed model
+    "collapsed-dense": ({"parameterization": "ntk"}, {"dense_mass": True}),
     # shorter trees, same number of iterations
     "collapsed-depth6": ({"parameterization": "ntk"}, {"max_tree_depth": 6}),
     # reparameterisation: W ~ N(0, W_std^2/n) sampled directly (centred scales)
