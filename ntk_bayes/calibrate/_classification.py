@@ -58,6 +58,9 @@ def fit_ntkgp(ctx: Context) -> ModelResult:
     return fit_svgp(ctx, "ntkgp")
 
 
+_SVGP_M = 32  # the SVGP classifiers' inducing points when `Settings.inducing` is None
+
+
 def fit_svgp(ctx: Context, name: str) -> ModelResult:
     """The SVGP classifier ``name`` (``"nngp"`` or ``"ntkgp"``)."""
     t0 = time.perf_counter()
@@ -66,7 +69,7 @@ def fit_svgp(ctx: Context, name: str) -> ModelResult:
     kind = {"nngp": "nngp", "ntkgp": "ntk"}[name]
     key = jax.random.PRNGKey(s.seed)
     k_z, k_fit, k_pred, k_draw = jax.random.split(key, 4)
-    M = int(min(32 if s.inducing is None else s.inducing, max(2, ds.n_train // 2)))
+    M = int(min(_SVGP_M if s.inducing is None else s.inducing, max(2, ds.n_train // 2)))
     Z = gp.kmeans_pp(k_z, jnp.asarray(ds.X_train), M)
     lik = gp.Bernoulli() if K == 2 else gp.Categorical(K)
     model = gp.SVGP(ctx.arch.build(), Z, lik, num_data=ds.n_train, kind=kind)

@@ -177,13 +177,14 @@ def choose_inducing(net, X, noise: float, inducing: int | None):
     trace term is ``n / 2`` times it, in nats)."""
     n = int(np.shape(X)[0])
     cap = max(2, n // 2)
-    if inducing is not None:
-        M = int(min(inducing, cap))
-        Z, res = gp.greedy_variance(net, X, M, return_residuals=True)
-        return Z, f"M = {M} (given)", float(res[-1]) / (n * noise)
-    lo, hi = min(_AUTO_M[0], cap), min(_AUTO_M[1], cap)
+    if inducing is None:
+        lo, hi = min(_AUTO_M[0], cap), min(_AUTO_M[1], cap)
+    else:
+        lo = hi = int(min(inducing, cap))
     Z, res = gp.greedy_variance(net, X, hi, return_residuals=True)
     ratio = np.asarray(res, np.float64) / (n * noise)
+    if inducing is not None:
+        return Z, f"M = {hi} (given)", float(ratio[-1])
     below = np.nonzero(ratio <= _AUTO_RESIDUAL)[0]
     M = max(lo, int(below[0]) + 1) if below.size else hi
     reached = "" if below.size else f" (not reached at the cap of {hi})"
