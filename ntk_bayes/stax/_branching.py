@@ -79,6 +79,7 @@ class FanInSum(Layer):
             is_input=False,
             independent=all(k.independent for k in ks),
             points_alike=all(k.points_alike for k in ks),
+            point_ids=_shared_ids(ks),
         )
 
     def apply(self, params, xs, **kwargs):
@@ -156,6 +157,7 @@ class FanInConcat(Layer):
             is_input=False,
             independent=all(k.independent for k in ks),
             points_alike=all(k.points_alike for k in ks),
+            point_ids=_shared_ids(ks),
         )
 
     def apply(self, params, xs, **kwargs):
@@ -233,6 +235,12 @@ def parallel(*layers) -> Parallel:
         if not isinstance(lay, Layer):
             raise TypeError(f"parallel: argument {i} is {type(lay).__name__}, not a stax layer")
     return Parallel(tuple(layers))
+
+
+def _shared_ids(ks):
+    """The branches' ``point_ids`` when every branch still has them (a train-mode
+    ``Dropout`` in one branch tells copies of a point apart), else ``None``."""
+    return ks[0].point_ids if all(k.point_ids is not None for k in ks) else None
 
 
 def _check_same_layout(layer: str, ks) -> None:

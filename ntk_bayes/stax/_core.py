@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._numerics import as_float_array, check_finite, full_precision, is_concrete
-from . import _batching, _masking
+from . import _batching, _ids, _masking
 from ._kernel import Kernel
 
 __all__ = ["Layer", "serial", "check_hyper", "split_rng", "KERNEL_GETS", "NOT_GIVEN"]
@@ -130,6 +130,15 @@ class Layer(eqx.Module):
         ``Dropout``, whose masks are shared only by a point and itself); combinators
         ask their layers."""
         return any(lay.needs_same_points() for lay in getattr(self, "layers", ()))
+
+    def uses_point_ids(self) -> bool:
+        """Whether the kernel evaluates pairs of equal points by their same-point form
+        (nonlinearities), so ``kernel_fn`` computes ``Kernel.point_ids``; combinators ask
+        their layers."""
+        children = tuple(getattr(self, "layers", ()))
+        if isinstance(getattr(self, "layer", None), Layer):
+            children += (self.layer,)
+        return any(lay.uses_point_ids() for lay in children)
 
     def call_kwargs(self) -> frozenset:
         """Per-call keyword arguments of ``kernel_fn``/``apply_fn`` that the network's
@@ -243,6 +252,17 @@ class Layer(eqx.Module):
             if pair is not None:
                 extra[0][name], extra[1][name] = pair
         same = _same_inputs(self, x1, x2, one_set, extra if extra[0] else None)
+        ids = None
+        if self.uses_point_ids():
+            parts = [
+                [x] + jax.tree_util.tree_leaves(e) for x, e in zip((x1, x2), extra, strict=True)
+            ]
+            equal = one_set or (is_concrete(same) and bool(same))  # x2 equals x1
+            ids = _ids.point_ids(parts[0], None if equal else parts[1])
+            if is_concrete(ids[0]) and not _ids.has_copies(ids, equal):
+                ids = None  # every pair of equal points is a self-pair: the index says so
+            else:
+                extra[0]["ids"], extra[1]["ids"] = ids
         shapes = (x1.shape, (x1 if x2 is None else x2).shape)
         opts = (want_all or "ntk" in names, *_layouts(self, x1.shape, out_shape, spatial_output))
         if extra[0]:
@@ -274,6 +294,7 @@ class Layer(eqx.Module):
             out_masks = None if masks is None else _masking.output_masks(self, masks, *shapes)
             return k.replace(
                 same_points=pairs,
+                point_ids=ids,
                 shape1=(_batching.n_points(x1),) + k.shape1[1:],
                 shape2=(_batching.n_points(x2_),) + k.shape2[1:],
                 layer_inputs=None if out_masks is None else {"mask": out_masks},
@@ -340,6 +361,8 @@ def _continue(net, k: Kernel, x2, names, want_all, get, pattern=NOT_GIVEN):
         shapes_equal = side[0].shape == side[1].shape
         same = same & (jnp.array_equal(*side) if shapes_equal else False)
         k = k.replace(same_points=(same, offset))
+    if side is not None:
+        k = k.replace(point_ids=None)  # the ids did not see these graphs
     masks = _masking.kernel_masks(k)  # a masked state keeps its masks (see kernel_fn)
     if masks is not None:
         _masking.check_network(net)
@@ -455,11 +478,13 @@ def _check_pattern(p, name: str, n: int, xs: str):
 
 def _block(net, x1, x2, same_points, need_ntk: bool, full: bool, out_full: bool) -> Kernel:
     side = None
+    ids = None
     if isinstance(x1, tuple):  # (points, per-point inputs of layers): see kernel_fn
         (x1, e1), (x2, e2) = x1, x2
-        side = {name: (e1[name], e2[name]) for name in e1}
-    k = _input_kernel(x1, x2, need_ntk, not full, same_points)
-    k = k if side is None else k.replace(layer_inputs=side)
+        side = {name: (e1[name], e2[name]) for name in e1 if name != "ids"}
+        ids = (e1["ids"], e2["ids"]) if "ids" in e1 else None
+    k = _input_kernel(x1, x2, need_ntk, not full, same_points).replace(point_ids=ids)
+    k = k if not side else k.replace(layer_inputs=side)
     k = _masking.masked_kernel(net, k) if side and "mask" in side else net.kernel(k)
     if isinstance(k, list | tuple):
         raise ValueError(

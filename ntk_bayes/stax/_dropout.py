@@ -77,6 +77,7 @@ class Dropout(Layer):
             cov2=scaled(k.cov2, eye),
             is_gaussian=False,
             points_alike=False,  # the masks are drawn per point
+            point_ids=None,  # two copies of a point get different masks
         )
 
     def apply(self, params, x, rng=None, **kwargs):

@@ -234,6 +234,9 @@ class Elementwise(Layer, metaclass=_ElementwiseMeta):
     def apply(self, params, x, **kwargs):
         return self.fn(x)
 
+    def uses_point_ids(self) -> bool:
+        return True
+
     def kernel(self, k):
         if not k.is_gaussian:
             raise ValueError(
@@ -244,12 +247,16 @@ class Elementwise(Layer, metaclass=_ElementwiseMeta):
         nngp, ntk = self.dual(_cauchy_schwarz(k.nngp, q1, q2), q1, q2, k.ntk)
         same = k.self_pair_mask()
         if same is not None:
-            # A point paired with itself has Σ12 = q1 = q2 exactly; from the general form
-            # the one-ulp gap of q1 q2 - Σ12² becomes ~1e-8 after the square root, which
-            # Sign and the NTK factors of ABRelu amplify layer after layer.
-            nngp = jnp.where(same, self.dual_diag(q1), nngp)
+            # A point paired with itself (or a copy) has Σ12 = q1 = q2 exactly; from the
+            # general form the one-ulp gap of q1 q2 - Σ12² becomes ~1e-8 after the square
+            # root, which Sign and the NTK factors of ABRelu amplify layer after layer.
+            # The mean of the two sides' values is the same number, and its derivative
+            # in x1 alone is the one-sided ∂k/∂x1 (half the derivative along both
+            # points), which the value of one side alone would double.
+            nngp = jnp.where(same, 0.5 * (self.dual_diag(q1) + self.dual_diag(q2)), nngp)
             if ntk is not None:
-                ntk = jnp.where(same, self.dot_diag(q1) * k.ntk, ntk)
+                dot = 0.5 * (self.dot_diag(q1) + self.dot_diag(q2))
+                ntk = jnp.where(same, dot * k.ntk, ntk)
         if k.diagonal_spatial:
             cov1, cov2 = self.dual_diag(k.cov1), self.dual_diag(k.cov2)
         else:

@@ -13,6 +13,13 @@ A layer maps a frozen :class:`Kernel` to a new one with :meth:`Kernel.replace`
   ``Dropout`` needs it (its masks are shared only by a point and itself), and every
   nonlinearity uses it to give self-pairs their exact same-point value instead of
   recovering it from round-off (``q1 q2 - Σ12²`` is one ulp, not 0, in compiled code).
+* ``point_ids``  ``None``, or ``(ids1, ids2)``: an integer per point of ``x1`` and of
+  ``x2``, equal exactly when two points are equal in value (their inputs and their
+  per-point keyword arguments, e.g. graphs and masks), so a point that occurs twice, at
+  two rows or in both sets, is known to be one point: nonlinearities give such pairs the
+  exact same-point value as they do self-pairs. Computed once per ``kernel_fn`` call
+  and sliced by the tiler with the points; train-mode ``Dropout`` clears it (its masks
+  differ between two copies of a point) and fan-ins keep it only if every branch does.
 * ``points_alike``  whether every point has the same features: a layer whose output does
   not depend on its input (``Monomial(degree=0)``) came before, and nothing since told
   the points apart (a layer that does, train-mode ``Dropout``, ``Aggregate`` with a
@@ -60,6 +67,7 @@ class Kernel(eqx.Module):
     independent: bool = eqx.field(static=True, default=False)
     points_alike: bool = eqx.field(static=True, default=False)
     layer_inputs: Any = None
+    point_ids: Any = None
 
     def replace(self, **changes) -> Kernel:
         return dataclasses.replace(self, **changes)
@@ -108,16 +116,27 @@ class Kernel(eqx.Module):
         same, offset = self.same_points
         return same & (jnp.arange(n2)[None, :] - jnp.arange(n1)[:, None] == offset)
 
+    def equal_pair_mask(self):
+        """``(n1, n2)`` booleans: which pairs are two copies of one point (equal in value,
+        by ``point_ids``; by index, ``same_points``, when the ids are unknown), or
+        ``None`` when neither is known."""
+        if self.point_ids is not None:
+            ids1, ids2 = self.point_ids
+            return ids1[:, None] == ids2[None, :]
+        if self.same_points is None:
+            return None
+        return self.same_pair_mask()
+
     def self_pair_mask(self):
-        """Booleans broadcastable to ``nngp``: entries that pair a point with itself (or,
-        with ``points_alike``, any two points) at the same position; ``None`` when
-        ``same_points`` is unknown."""
+        """Booleans broadcastable to ``nngp``: entries that pair a point with itself or
+        with a copy of itself (or, with ``points_alike``, any two points) at the same
+        position; ``None`` when neither ``point_ids`` nor ``same_points`` is known."""
         if self.points_alike:
             mask = jnp.ones(self.nngp.shape[:2], bool)
-        elif self.same_points is None:
-            return None
         else:
-            mask = self.same_pair_mask()
+            mask = self.equal_pair_mask()
+            if mask is None:
+                return None
         if self.diagonal_spatial:
             return mask.reshape(mask.shape + (1,) * self.n_spatial)
         return mask.reshape(mask.shape + (1,) * (2 * self.n_spatial)) & self.position_eye()

@@ -20,7 +20,7 @@ import operator
 
 import jax.numpy as jnp
 
-from ._branching import _check_cross_terms, _check_same_layout, _need_streams
+from ._branching import _check_cross_terms, _check_same_layout, _need_streams, _shared_ids
 from ._core import Layer
 
 __all__ = ["FanInProd"]
@@ -60,6 +60,7 @@ class FanInProd(Layer):
             is_input=False,
             independent=all(k.independent for k in ks),
             points_alike=all(k.points_alike for k in ks),
+            point_ids=_shared_ids(ks),
         )
 
     def apply(self, params, xs, **kwargs):

@@ -164,3 +164,116 @@ def test_numerical_elementwise_self_pairs_use_one_dimensional_quadrature():
     q = jnp.asarray([0.3, 1.0, 2.5])
     want = [_gauss(lambda u: np.cosh(u) ** -4, float(v)) for v in q]
     np.testing.assert_allclose(np.asarray(tanh.dot_diag(q)), want, rtol=1e-4)
+
+
+def test_point_ids_are_equal_exactly_for_equal_points(dtype):
+    """Planted: copies within a set and across sets share an id; points one ulp apart,
+    or equal in x but not in a per-point part (a mask), do not; -0.0 is 0.0."""
+    from ntk_bayes.stax._ids import point_ids
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(6, 3)).astype(dtype)
+    x1 = np.concatenate([a, a[[0, 2]]])  # rows 6, 7 copy rows 0, 2
+    x1[1, 1] = 0.0
+    x1[3] = x1[1]
+    x1[3, 1] = -0.0  # row 3 equals row 1 in value
+    x1[4] = np.nextafter(x1[5], dtype.type(np.inf))  # one ulp from row 5
+    x2 = np.concatenate([a[[2]], rng.normal(size=(2, 3)).astype(dtype)])
+    m1 = np.ones((8, 2), bool)
+    m1[7, 1] = False  # row 7 is a copy of row 2 in x, not in its mask
+    m2 = np.ones((3, 2), bool)
+    ids1, ids2 = (np.asarray(i) for i in point_ids([x1, m1], [x2, m2]))
+    rows = np.concatenate([np.concatenate([x1, m1], 1), np.concatenate([x2, m2], 1)])
+    ids = np.concatenate([ids1, ids2])
+    equal = (rows[:, None] == rows[None, :]).all(-1)  # 0.0 == -0.0 in numpy too
+    np.testing.assert_array_equal(ids[:, None] == ids[None, :], equal)
+    assert ids1[6] == ids1[0] and ids1[3] == ids1[1] and ids2[0] == ids1[2]
+    assert ids1[7] != ids1[2] and ids1[4] != ids1[5]
+    same1, same2 = point_ids([x1])  # x2 omitted: one set of ids
+    assert same1 is same2 and np.asarray(same1)[6] == np.asarray(same1)[0]
+
+
+@pytest.mark.parametrize("block_size", [None, 3])
+def test_copies_of_a_point_are_exact(dtype, block_size):
+    """A point that occurs twice (two rows of x1, or in x1 and x2) is one point: its
+    pairs take the same-point value, as the self-pairs do. Without the ids they were off
+    by up to 1e-4 relative in float64 after LayerNorm, ABRelu and Sign."""
+    layers = COMPOSITES["mixed"]
+    net = stax.serial(*layers)
+    x = np.asarray(fc_inputs(4, d=5, seed=2), dtype) * 1.7
+    x1 = np.concatenate([x, x[[0, 2]]])  # rows 4, 5 are copies of rows 0, 2
+    x2 = np.concatenate([x[[3]], x1[[1]] + 0.5])
+    want = _reference_diagonal(layers, x)
+    rtol = 1e-13 if dtype == np.float64 else 2e-6
+    k = net.kernel_fn(x1, None, ("nngp", "ntk"), block_size=block_size)
+    kx = net.kernel_fn(x1, x2, ("nngp", "ntk"), block_size=block_size)
+    for g, col in (("nngp", 0), ("ntk", 1)):
+        K = np.asarray(getattr(k, g), np.float64)
+        for i, j in ((0, 4), (4, 0), (2, 5), (4, 4)):
+            np.testing.assert_allclose(K[i, j], want[i % 4, col], rtol=rtol, err_msg=(g, i, j))
+        KX = np.asarray(getattr(kx, g), np.float64)
+        np.testing.assert_allclose(KX[3, 0], want[3, col], rtol=rtol, err_msg=g)
+
+
+def test_copies_split_by_train_dropout(x64):
+    """Train-mode Dropout gives two copies of a point different masks: after it, the
+    copies are two points with correlation `rate` (Relu's arc-cosine value), while the
+    point with itself keeps the same-point value."""
+    rate = 0.5
+    net = stax.serial(
+        stax.Dense(8, W_std=1.0, b_std=None),
+        stax.Dropout(rate),
+        stax.Dense(8, W_std=1.0, b_std=None),
+        stax.Relu(),
+    )
+    x = np.asarray(fc_inputs(2, d=3, seed=4), np.float64)
+    x1 = np.concatenate([x, x[:1]])
+    K = np.asarray(net.kernel_fn(x1, None, "nngp"), np.float64)
+    q = float(x[0] @ x[0]) / 3 / rate  # a point's variance after Dropout
+    theta = math.acos(rate)  # the copies' correlation: Σ / (Σ / rate)
+    cross = q / (2 * math.pi) * (math.sin(theta) + (math.pi - theta) * math.cos(theta))
+    rtol = 1e-12 if x64 else 1e-5
+    np.testing.assert_allclose(K[0, 2], cross, rtol=rtol)
+    np.testing.assert_allclose(K[0, 0], q / 2, rtol=rtol)
+    # Dropout in the second of two summed branches (a fan-in that kept its first
+    # branch's ids would fail): the copies have correlation 2Σ / (Σ/rate + Σ), and the
+    # point with itself variance Σ/rate + Σ.
+    dense = stax.Dense(8, W_std=1.0, b_std=None)
+    net = stax.serial(
+        dense,
+        stax.FanOut(2),
+        stax.parallel(dense, stax.serial(stax.Dropout(rate), dense)),
+        stax.FanInSum(),
+        stax.Relu(),
+    )
+    K = np.asarray(net.kernel_fn(x1, None, "nngp"), np.float64)
+    s = float(x[0] @ x[0]) / 3
+    q = s / rate + s
+    theta = math.acos(2 * s / q)
+    cross = q / (2 * math.pi) * (math.sin(theta) + (math.pi - theta) * math.cos(theta))
+    np.testing.assert_allclose(K[0, 2], cross, rtol=rtol)
+    np.testing.assert_allclose(K[0, 0], q / 2, rtol=rtol)
+
+
+def test_gradient_at_a_copy_is_one_sided():
+    """d/dx1 of k(x1, x2) where x1 equals x2 (two arrays, equal values): the one-sided
+    derivative, checked against central differences in x1 alone (a smooth kernel),
+    not the derivative along both points, which is twice it."""
+    import jax
+    from conftest import enable_x64
+
+    net = stax.serial(stax.Dense(8, W_std=1.3, b_std=0.2), stax.Erf(), stax.Dense(1))
+    with enable_x64(True):
+        x = np.asarray(fc_inputs(1, d=3, seed=6), np.float64)
+
+        def k(x1):
+            return net.kernel_fn(x1, jnp.asarray(x), "ntk")[0, 0]
+
+        g = np.asarray(jax.grad(k)(jnp.asarray(x)))
+        h = 1e-5
+        fd = np.zeros(3)
+        for c in range(3):
+            e = np.zeros_like(x)
+            e[0, c] = h
+            fd[c] = (float(k(jnp.asarray(x + e))) - float(k(jnp.asarray(x - e)))) / (2 * h)
+    np.testing.assert_allclose(g[0], fd, rtol=1e-6, atol=1e-9)
