@@ -11,10 +11,15 @@ keyword arguments) is equal, ``-0.0`` counted as ``0.0``. The rows are sorted by
 32-bit hashes of their bits and each row compared with its neighbour in full, so a hash
 collision can only split a group of copies (those pairs then take the general form, as
 they would without ids), never join two different points. Cost: one sort of the points
-and one pass over their values, next to the ``n1 x n2`` kernel.
+and two passes over their values, next to the ``n1 x n2`` kernel; memory: a few arrays
+of one number per point, and the neighbours are compared a chunk of rows (16 MiB) at a
+time.
 """
 
 from __future__ import annotations
+
+import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -64,28 +69,91 @@ def _hash(words, which: int):
     return jax.lax.reduce(salted, np.uint32(0), jax.lax.add, (1,))
 
 
-def point_ids(parts1, parts2=None):
+def _point_hash(parts, which: int):
+    """One 32-bit hash per point over all its parts."""
+    h = jnp.zeros(parts[0].shape[0], jnp.uint32)
+    for k, a in enumerate(parts):
+        h = _mix(h + _hash(_words(a), which) + jnp.uint32(k + 1))
+    return h
+
+
+def _per_row_chunks(fn, parts, chunk: int):
+    """``fn(rows of parts)`` -> tuple of ``(rows,)`` arrays, evaluated ``chunk`` rows at a
+    time (the last chunk moved back to end at the last row): the temporaries of ``fn``
+    never hold more than ``chunk`` rows."""
+    n = parts[0].shape[0]
+    if chunk >= n:
+        return fn(parts)
+    starts = jnp.minimum(jnp.arange(-(-n // chunk), dtype=jnp.int32) * chunk, n - chunk)
+    shapes = jax.eval_shape(fn, [a[:chunk] for a in parts])
+    outs = tuple(jnp.zeros((n,) + o.shape[1:], o.dtype) for o in shapes)
+
+    def body(i, outs):
+        rows = [jax.lax.dynamic_slice_in_dim(a, starts[i], chunk) for a in parts]
+        return tuple(
+            jax.lax.dynamic_update_slice_in_dim(o, r, starts[i], 0)
+            for o, r in zip(outs, fn(rows), strict=True)
+        )
+
+    return jax.lax.fori_loop(0, starts.shape[0], body, outs)
+
+
+# Rows compared at once when checking sorted neighbours: bounded memory for any n.
+_CHUNK_BYTES = 1 << 24
+
+
+def point_ids(parts1, parts2=None, chunk_bytes: int = _CHUNK_BYTES):
     """``(ids1, ids2)``: int32 ids of the points of ``parts1`` and ``parts2`` (each a list
     of arrays with the points on the leading axis: inputs, graphs, masks), equal exactly
     when two points are equal in every part; ``ids2`` is ``ids1`` when ``parts2`` is
-    ``None``."""
-    ids1, ids2 = _point_ids(list(parts1), None if parts2 is None else list(parts2))
+    ``None``. ``chunk_bytes``: how many bytes of rows are compared at once."""
+    parts2 = None if parts2 is None else list(parts2)
+    ids1, ids2 = _point_ids(list(parts1), parts2, chunk_bytes=chunk_bytes)
     return (ids1, ids1) if parts2 is None else (ids1, ids2)
 
 
-@jax.jit
-def _point_ids(parts1, parts2):
-    words = jnp.concatenate([_words(a) for a in parts1], axis=1)
-    n1 = words.shape[0]
+def _rows(p1, p2, n1: int, idx):
+    """Rows ``idx`` of the points of one part over both sets (``x1`` then ``x2``)."""
+    if p2 is None:
+        return p1[idx]
+    a = p1[jnp.clip(idx, 0, n1 - 1)]
+    b = p2[jnp.clip(idx - n1, 0, p2.shape[0] - 1)]
+    return jnp.where((idx < n1).reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+
+
+@functools.partial(jax.jit, static_argnames="chunk_bytes")
+def _point_ids(parts1, parts2, chunk_bytes: int):
+    n1 = parts1[0].shape[0]
+    row_bytes = sum(math.prod(a.shape[1:]) * a.dtype.itemsize for a in parts1)
+    rows_at_once = max(1, chunk_bytes // max(row_bytes, 1))
+
+    def hashes_of(parts):
+        return _per_row_chunks(
+            lambda rows: (_point_hash(rows, 0), _point_hash(rows, 1)), parts, rows_at_once
+        )
+
+    hashes = hashes_of(parts1)
     if parts2 is not None:
-        words2 = jnp.concatenate([_words(a) for a in parts2], axis=1)
-        words = jnp.concatenate([words, words2], axis=0)
-    m = words.shape[0]
-    order = jax.lax.sort(
-        (_hash(words, 0), _hash(words, 1), jnp.arange(m, dtype=jnp.int32)), num_keys=2
-    )[2]
-    ws = words[order]
-    new = jnp.concatenate([jnp.ones(1, bool), jnp.any(ws[1:] != ws[:-1], axis=1)])
+        hashes = [jnp.concatenate(pair) for pair in zip(hashes, hashes_of(parts2), strict=True)]
+    m = hashes[0].shape[0]
+    order = jax.lax.sort((*hashes, jnp.arange(m, dtype=jnp.int32)), num_keys=2)[2]
+    # each sorted row against its predecessor, in full, a chunk of rows at a time
+    chunk = max(1, min(m - 1, rows_at_once))
+    n_chunks = -(-(m - 1) // chunk)
+    pad = n_chunks * chunk - (m - 1)
+    left = jnp.concatenate([order[:-1], jnp.zeros(pad, jnp.int32)]).reshape(n_chunks, chunk)
+    right = jnp.concatenate([order[1:], jnp.zeros(pad, jnp.int32)]).reshape(n_chunks, chunk)
+
+    def equal_rows(lr):
+        eq = jnp.ones(chunk, bool)
+        for k, p1 in enumerate(parts1):
+            p2 = None if parts2 is None else parts2[k]
+            a, b = (_words(_rows(p1, p2, n1, i)) for i in lr)
+            eq = eq & jnp.all(a == b, axis=1)
+        return eq
+
+    same = jax.lax.map(equal_rows, (left, right)).reshape(-1)[: m - 1]
+    new = jnp.concatenate([jnp.ones(1, bool), ~same])
     group = jnp.cumsum(new.astype(jnp.int32)) - 1
     ids = jnp.zeros(m, jnp.int32).at[order].set(group)
     return ids[:n1], ids[n1:]

@@ -189,8 +189,13 @@ def test_point_ids_are_equal_exactly_for_equal_points(dtype):
     np.testing.assert_array_equal(ids[:, None] == ids[None, :], equal)
     assert ids1[6] == ids1[0] and ids1[3] == ids1[1] and ids2[0] == ids1[2]
     assert ids1[7] != ids1[2] and ids1[4] != ids1[5]
+    # three rows at a time (hashes in overlapping chunks, neighbours in padded ones)
+    small = point_ids([x1, m1], [x2, m2], chunk_bytes=3 * (x1[0].nbytes + m1[0].nbytes))
+    for got, want in zip(small, (ids1, ids2), strict=True):
+        np.testing.assert_array_equal(np.asarray(got), want)
     same1, same2 = point_ids([x1])  # x2 omitted: one set of ids
     assert same1 is same2 and np.asarray(same1)[6] == np.asarray(same1)[0]
+    assert np.asarray(point_ids([x1[:1]])[0]).tolist() == [0]  # one point
 
 
 @pytest.mark.parametrize("block_size", [None, 3])
