@@ -131,22 +131,24 @@ class Layer(eqx.Module):
         ask their layers."""
         return any(lay.needs_same_points() for lay in getattr(self, "layers", ()))
 
+    def _children(self) -> tuple:
+        """The layers a combinator holds (``layers`` of serial/parallel, ``layer`` of
+        ``repeat``); none for a plain layer."""
+        children = tuple(getattr(self, "layers", ()))
+        if isinstance(getattr(self, "layer", None), Layer):
+            children += (self.layer,)
+        return children
+
     def uses_point_ids(self) -> bool:
         """Whether the kernel evaluates pairs of equal points by their same-point form
         (nonlinearities), so ``kernel_fn`` computes ``Kernel.point_ids``; combinators ask
         their layers."""
-        children = tuple(getattr(self, "layers", ()))
-        if isinstance(getattr(self, "layer", None), Layer):
-            children += (self.layer,)
-        return any(lay.uses_point_ids() for lay in children)
+        return any(lay.uses_point_ids() for lay in self._children())
 
     def call_kwargs(self) -> frozenset:
         """Per-call keyword arguments of ``kernel_fn``/``apply_fn`` that the network's
         layers read (``"pattern"`` for ``Aggregate``); combinators ask their layers."""
-        children = tuple(getattr(self, "layers", ()))
-        if isinstance(getattr(self, "layer", None), Layer):
-            children += (self.layer,)
-        return frozenset().union(*(lay.call_kwargs() for lay in children))
+        return frozenset().union(*(lay.call_kwargs() for lay in self._children()))
 
     # ---- neural-tangents triple ---------------------------------------------------
     @property

@@ -43,10 +43,8 @@ def _words(a) -> jax.Array:
     if jnp.issubdtype(a.dtype, jnp.floating):
         a = jnp.where(a == 0, jnp.zeros((), a.dtype), a)  # -0.0 and 0.0 are one value
     size = a.dtype.itemsize
-    if size == 8:
-        w = jax.lax.bitcast_convert_type(a, jnp.uint32)  # (..., 2)
-    elif size == 4:
-        w = jax.lax.bitcast_convert_type(a, jnp.uint32)
+    if size >= 4:
+        w = jax.lax.bitcast_convert_type(a, jnp.uint32)  # 8-byte values: (..., 2) words
     else:
         unsigned = {1: jnp.uint8, 2: jnp.uint16}[size]
         w = jax.lax.bitcast_convert_type(a, unsigned).astype(jnp.uint32)
