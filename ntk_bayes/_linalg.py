@@ -11,6 +11,8 @@ which NumPyro treats as a rejected proposal.
 
 from __future__ import annotations
 
+import functools
+import sys
 import warnings
 
 import jax
@@ -25,6 +27,7 @@ __all__ = [
     "NotPSDError",
     "NumericalWarning",
     "psd_cholesky",
+    "report_factor",
     "batched_psd_cholesky",
     "safe_cholesky",
     "cho_solve",
@@ -71,9 +74,8 @@ def _attempt(K, eye, scale, jitter):
 
 # escalations of the jitter ladder by 10x after the first attempt
 _MAX_TRIES = 5
-
-# Eagerly, one compiled attempt instead of a handful of op-by-op dispatches.
-_attempt_jit = jax.jit(_attempt)
+# the longest ladder report_factor counts along (a caller's max_tries may exceed _MAX_TRIES)
+_MAX_LADDER = 64
 
 
 def psd_cholesky(
@@ -100,34 +102,16 @@ def psd_cholesky(
     j0 = base_jitter(K.dtype) if jitter is None else float(jitter)
     if j0 < 0:
         raise ValueError(f"`jitter` must be >= 0, got {jitter}")
-    eye = jnp.eye(K.shape[0], dtype=K.dtype)
-    scale = jnp.maximum(jnp.mean(jnp.diag(K)), jnp.finfo(K.dtype).tiny)
-
     if is_concrete(K):
         if not np.all(np.isfinite(np.asarray(K))):
             raise NotPSDError(f"{name} contains NaN or inf; check the inputs and hyperparameters")
-        j = j0
-        for i in range(max_tries + 1):
-            L = _attempt_jit(K, eye, scale, jnp.asarray(j, K.dtype))
-            if bool(jnp.all(jnp.isfinite(L))):
-                if i > 0:
-                    warnings.warn(
-                        f"{name} was not numerically positive definite; factorised with "
-                        f"jitter {j:.1e} x mean diagonal after {i} escalation(s). Consider "
-                        "float64 (jax_enable_x64) or a larger noise variance.",
-                        NumericalWarning,
-                        stacklevel=2,
-                    )
-                return L, jnp.asarray(j, K.dtype)
-            j = max(j * 10.0, 1e-12)
-        lam = float(np.linalg.eigvalsh(np.asarray(K, dtype=np.float64))[0])
-        raise NotPSDError(
-            f"{name} is not positive definite: smallest eigenvalue {lam:.3e} (mean diagonal "
-            f"{float(scale):.3e}) even with jitter {j / 10:.1e} x mean diagonal. Use float64 "
-            "(jax.config.update('jax_enable_x64', True)), add observation noise, or remove "
-            "duplicate inputs."
-        )
+        L, j, ok = _factor_program(K, j0, max_tries)
+        report_factor(bool(ok), j, j0, name, lambda: K)
+        return L, j
+    return _ladder_factor(K, j0, max_tries)
 
+
+def _ladder_factor(K, j0: float, max_tries: int):
     # Traced (jit/grad/vmap): one differentiable attempt at the first jitter; only if it
     # fails, a while_loop searches the ladder on stop_gradient(K) and the factor is
     # recomputed at the jitter found. while_loop is not reverse-differentiable, so it
@@ -136,6 +120,8 @@ def psd_cholesky(
     # carry no tangents, so grad neither linearises nor transposes it (tracing a model's
     # log density under grad, as NUTS does a dozen times per run, costs half as much as
     # with the whole ladder inside one differentiated cond).
+    eye = jnp.eye(K.shape[0], dtype=K.dtype)
+    scale = jnp.maximum(jnp.mean(jnp.diag(K)), jnp.finfo(K.dtype).tiny)
     j0 = jnp.asarray(j0, K.dtype)
     L0 = _attempt(K, eye, scale, j0)
     ok = jnp.all(jnp.isfinite(L0))
@@ -148,6 +134,58 @@ def psd_cholesky(
     )
     L = jax.lax.cond(ok, lambda: L0, lambda: _attempt(K, eye, scale, j))
     return L, j
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _factor_program(K, j0: float, max_tries: int):
+    """Eagerly: the traced ladder as one compiled program, and whether its factor is
+    finite (one flag comes back to the host, not the factor)."""
+    L, j = _ladder_factor(K, j0, max_tries)
+    return L, j, jnp.all(jnp.isfinite(L))
+
+
+def report_factor(ok: bool, jitter_used, j0: float, name: str, matrix):
+    """After an eager factorisation: raise :class:`NotPSDError` when the factor stayed
+    non-finite (``matrix()`` gives the matrix, for its smallest eigenvalue), warn with
+    :class:`NumericalWarning` when the ladder went past the first jitter ``j0`` (the
+    warning names the user's line: the first caller outside ntk_bayes, equinox and jax)."""
+    j = float(jitter_used)
+    if not ok:
+        K = np.asarray(matrix(), dtype=np.float64)
+        if not np.all(np.isfinite(K)):
+            raise NotPSDError(f"{name} contains NaN or inf; check the inputs and hyperparameters")
+        lam = float(np.linalg.eigvalsh(K)[0])
+        scale = max(float(np.mean(np.diag(K))), float(np.finfo(np.float64).tiny))
+        raise NotPSDError(
+            f"{name} is not positive definite: smallest eigenvalue {lam:.3e} (mean diagonal "
+            f"{scale:.3e}) even with jitter {j:.1e} x mean diagonal. Use float64 "
+            "(jax.config.update('jax_enable_x64', True)), add observation noise, or remove "
+            "duplicate inputs."
+        )
+    steps, rung = 0, j0
+    while not np.isclose(rung, j, rtol=1e-3, atol=0.0) and steps < _MAX_LADDER:
+        rung, steps = max(rung * 10.0, 1e-12), steps + 1
+    if steps:
+        warnings.warn(
+            f"{name} was not numerically positive definite; factorised with "
+            f"jitter {j:.1e} x mean diagonal after {steps} escalation(s). Consider "
+            "float64 (jax_enable_x64) or a larger noise variance.",
+            NumericalWarning,
+            stacklevel=_caller_level(),
+        )
+
+
+def _caller_level() -> int:
+    """``stacklevel`` (for a warning issued by the caller of this function) of the first
+    frame outside this library and the libraries it runs through."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in (
+        "ntk_bayes",
+        "equinox",
+        "jax",
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _ladder_jitter(K, eye, scale, j0, max_tries: int):
@@ -167,6 +205,12 @@ def _ladder_jitter(K, eye, scale, j0, max_tries: int):
     return j
 
 
+@functools.partial(jax.jit, static_argnums=1)
+def _batched_factor_program(flat, j0: float):
+    """Eagerly: each matrix's ladder (vmapped) as one compiled program."""
+    return jax.vmap(lambda k: _ladder_factor(k, j0, _MAX_TRIES))(flat)
+
+
 def batched_psd_cholesky(K, jitter=None, name: str = "kernel matrix"):
     """:func:`psd_cholesky` over leading batch axes ``(..., n, n)``.
 
@@ -184,7 +228,10 @@ def batched_psd_cholesky(K, jitter=None, name: str = "kernel matrix"):
     if is_concrete(flat) and not np.all(np.isfinite(np.asarray(flat))):
         raise NotPSDError(f"{name} contains NaN or inf; check the inputs and hyperparameters")
     if is_concrete(flat):
-        L, j = jax.vmap(lambda k: psd_cholesky(k, jitter, name=name))(flat)
+        j0 = base_jitter(K.dtype) if jitter is None else float(jitter)
+        if j0 < 0:
+            raise ValueError(f"`jitter` must be >= 0, got {jitter}")
+        L, j = _batched_factor_program(flat, j0)
     else:
         # One batched attempt; the per-matrix ladder (on stop_gradient inputs, in a cond
         # without tangents, as in psd_cholesky) runs only if some factor failed, and

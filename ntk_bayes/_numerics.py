@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,6 +27,8 @@ __all__ = [
     "as_float_array",
     "check_finite",
     "full_precision",
+    "has_tracer",
+    "program_when_concrete",
 ]
 
 
@@ -59,6 +62,32 @@ def base_jitter(dtype=None) -> float:
 def is_concrete(x) -> bool:
     """True when ``x`` holds values now (not a tracer under jit/grad/vmap)."""
     return not isinstance(x, jax.core.Tracer)
+
+
+def has_tracer(tree) -> bool:
+    """True when any leaf of ``tree`` is a tracer (the call is part of someone's trace)."""
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def program_when_concrete(fn):
+    """``fn`` as one compiled program when its arguments hold values, ``fn`` itself when
+    any is traced.
+
+    Called eagerly, a function of a dozen small JAX operations compiles a dozen programs
+    (one per operation, shape and dtype) and dispatches each; under ``equinox.filter_jit``
+    it compiles one (non-array arguments are static). Inside a caller's ``jit``, ``grad``
+    or NumPyro model it runs inline, so the caller's program is exactly what it would be
+    without this wrapper.
+    """
+    jitted = eqx.filter_jit(fn)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if has_tracer((args, kwargs)):
+            return fn(*args, **kwargs)
+        return jitted(*args, **kwargs)
+
+    return call
 
 
 def as_float_array(x, name: str):

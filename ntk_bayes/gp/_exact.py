@@ -35,8 +35,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from .._linalg import batched_psd_cholesky, cho_solve, psd_cholesky, tri_solve
-from .._numerics import full_precision
+from .._linalg import batched_psd_cholesky, cho_solve, psd_cholesky, report_factor, tri_solve
+from .._numerics import base_jitter, full_precision, has_tracer, program_when_concrete
 from ._checks import check_noise, check_X, check_y, mean_values
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
 
@@ -102,13 +102,17 @@ class ExactGP(eqx.Module):
         y2, self.squeeze = check_y(y, n)
         self.noise = check_noise(noise, n)
         self.mean = mean
+        # the kernel matrix is its own program (shared with every other user of this
+        # network and shape); the rest of the fit is one more
         K = check_kernel_matrix(self.kernel(self.X, None), (n, n), "k(X, X)")
-        dtype = K.dtype
-        self.y = y2.astype(dtype)
-        r = self.y - mean_values(mean, self.X, self.y.shape[1], dtype)
-        Ky = K + jnp.diag(jnp.broadcast_to(self.noise.astype(dtype), (n,)))
-        self.L, self.jitter_used = cholesky_factor(Ky, jitter, "k(X, X) + noise")
-        self.alpha = cho_solve(self.L, r)
+        args = (K, self.X, y2, self.noise, mean, jitter)
+        if has_tracer(args):
+            self.y, self.L, self.jitter_used, self.alpha = _fit(*args)
+            return
+        self.y, self.L, self.jitter_used, self.alpha, ok = _fit_program(*args)
+        j0 = base_jitter(K.dtype) if jitter is None else float(jitter)
+        gram = lambda: _noisy(K, self.noise)  # noqa: E731 (only for a failure's message)
+        report_factor(bool(ok), self.jitter_used, j0, _KY, gram)
 
     # -- evidence ------------------------------------------------------------------
     @property
@@ -121,7 +125,7 @@ class ExactGP(eqx.Module):
     @full_precision
     def log_marginal_likelihood(self) -> Float[Array, ""]:
         """``log p(y | X, θ)`` summed over the output columns."""
-        return jnp.sum(log_density(self.L, self._residual().T, self.alpha.T))
+        return _log_marginal_likelihood(self)
 
     # -- posterior -----------------------------------------------------------------
     @full_precision
@@ -150,16 +154,11 @@ class ExactGP(eqx.Module):
             raise ValueError(
                 f"`X_test` has per-point shape {Xs.shape[1:]} but X has {self.X.shape[1:]}"
             )
-        m = Xs.shape[0]
-        mean, var = posterior_moments(self.kernel, self.X, Xs, self.L, self.alpha, full_cov)
-        mean = mean + mean_values(self.mean, Xs, self.num_outputs, self.L.dtype)
-        extra = self._test_noise(include_noise, noise_test, m) if include_noise else 0.0
-        if full_cov:
-            if include_noise:
-                var = var + jnp.diag(jnp.broadcast_to(extra, (m,)))
-            return self._shape(mean), var
-        var = var + extra
-        return self._shape(mean), self._shape(jnp.broadcast_to(var[:, None], mean.shape))
+        if include_noise:
+            extra = self._test_noise(include_noise, noise_test, Xs.shape[0])
+        else:  # an array either way: one program serves both
+            extra = jnp.zeros((), self.L.dtype)
+        return _predict(self, Xs, full_cov, extra)
 
     def _test_noise(self, include_noise, noise_test, m):
         if noise_test is not None:
@@ -191,10 +190,7 @@ class ExactGP(eqx.Module):
             raise ValueError(f"`n_samples` must be a positive integer, got {n_samples!r}")
         mean, cov = self.predict(X_test, full_cov=True, include_noise=include_noise)
         Lc, _ = psd_cholesky(cov, name="posterior covariance")
-        mean2 = mean[:, None] if self.squeeze else mean
-        z = jax.random.normal(key, (n_samples,) + mean2.shape, mean2.dtype)
-        draws = mean2[None] + jnp.einsum("ij,sjk->sik", Lc, z)
-        return draws[..., 0] if self.squeeze else draws
+        return _draw(key, mean, Lc, n_samples, self.squeeze)
 
     # -- leave-one-out -------------------------------------------------------------
     def _inverse_diag(self):
@@ -207,10 +203,7 @@ class ExactGP(eqx.Module):
         Returns:
             ``(mu, var)`` shaped like ``y``.
         """
-        d = self._inverse_diag()[:, None]
-        mu = self.y - self.alpha / d
-        var = jnp.broadcast_to(1.0 / d, mu.shape)
-        return self._shape(mu), self._shape(var)
+        return _loo_mean_var(self)
 
     @full_precision
     def loo_log_predictive(self) -> Array:
@@ -219,7 +212,70 @@ class ExactGP(eqx.Module):
         Returns:
             An array shaped like ``y``; its sum is the LOO log predictive probability.
         """
-        return self._shape(loo_log_predictive(self.L, self.alpha.T).T)
+        return _loo_log_predictive(self)
+
+
+# -- ExactGP's work: one compiled program per call when its inputs hold values
+# (program_when_concrete), inline inside a caller's trace ----------------------------------
+_KY = "k(X, X) + noise"
+
+
+def _noisy(K, noise):
+    """``K + diag(noise)`` in the kernel's dtype."""
+    return K + jnp.diag(jnp.broadcast_to(noise.astype(K.dtype), (K.shape[0],)))
+
+
+def _fit(K, X, y, noise, mean, jitter):
+    """``(y, L, jitter_used, alpha)`` of the fit, given ``K = k(X, X)``."""
+    y = y.astype(K.dtype)
+    r = y - mean_values(mean, X, y.shape[1], K.dtype)
+    L, jitter_used = cholesky_factor(_noisy(K, noise), jitter, _KY)
+    return y, L, jitter_used, cho_solve(L, r)
+
+
+@eqx.filter_jit
+def _fit_program(K, X, y, noise, mean, jitter):
+    """:func:`_fit` and whether its factor is finite (the flag, not L, goes to the host)."""
+    y, L, jitter_used, alpha = _fit(K, X, y, noise, mean, jitter)
+    return y, L, jitter_used, alpha, jnp.all(jnp.isfinite(L))
+
+
+@program_when_concrete
+def _log_marginal_likelihood(gp):
+    return jnp.sum(log_density(gp.L, gp._residual().T, gp.alpha.T))
+
+
+@program_when_concrete
+def _predict(gp, Xs, full_cov, extra):
+    """Posterior moments at ``Xs`` plus ``extra`` (the test noise variance, or 0)."""
+    m = Xs.shape[0]
+    mean, var = posterior_moments(gp.kernel, gp.X, Xs, gp.L, gp.alpha, full_cov)
+    mean = mean + mean_values(gp.mean, Xs, gp.num_outputs, gp.L.dtype)
+    if full_cov:
+        return gp._shape(mean), var + jnp.diag(jnp.broadcast_to(extra, (m,)))
+    var = var + extra
+    return gp._shape(mean), gp._shape(jnp.broadcast_to(var[:, None], mean.shape))
+
+
+@program_when_concrete
+def _draw(key, mean, Lc, n_samples, squeeze):
+    mean2 = mean[:, None] if squeeze else mean
+    z = jax.random.normal(key, (n_samples,) + mean2.shape, mean2.dtype)
+    draws = mean2[None] + jnp.einsum("ij,sjk->sik", Lc, z)
+    return draws[..., 0] if squeeze else draws
+
+
+@program_when_concrete
+def _loo_mean_var(gp):
+    d = gp._inverse_diag()[:, None]
+    mu = gp.y - gp.alpha / d
+    var = jnp.broadcast_to(1.0 / d, mu.shape)
+    return gp._shape(mu), gp._shape(var)
+
+
+@program_when_concrete
+def _loo_log_predictive(gp):
+    return gp._shape(loo_log_predictive(gp.L, gp.alpha.T).T)
 
 
 # -- the exact-GP core: ExactGP and priors.GaussianProcess both run on these -------------

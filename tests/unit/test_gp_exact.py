@@ -220,8 +220,9 @@ def _indefinite(x, depth):
 def test_jitter_escalates_with_a_warning_then_errors(dtype):
     x, y, _ = _data(n=8, d=2)
     # a dent 30x the base jitter needs two escalations
-    with pytest.warns(gp.NumericalWarning, match="escalation"):
+    with pytest.warns(gp.NumericalWarning, match="after 2 escalation") as record:
         model = gp.ExactGP(_indefinite(x, 30 * base_jitter(dtype)), x, y, 0.0)
+    assert record[0].filename == __file__  # the warning names the user's line
     assert np.isfinite(float(model.log_marginal_likelihood()))
     assert float(model.jitter_used) >= 30 * base_jitter(dtype)
     with pytest.raises(gp.NotPSDError, match="smallest eigenvalue") as err:
@@ -323,3 +324,27 @@ def test_kernels_and_solves_use_full_precision_matmuls():
         precisions = re.findall(r"dot_general\[.*?precision=(\S+)", text, re.DOTALL)
         assert len(precisions) == text.count("dot_general["), "a product without precision"
         assert precisions and all("HIGHEST" in p for p in precisions), precisions
+
+
+def test_eager_calls_are_programs_and_traced_calls_are_inline(dtype, tol):
+    """Eagerly, the fit and each method run as compiled programs; inside a caller's jit
+    they trace inline (no nested call of their own in the caller's program), and both
+    ways give the same numbers."""
+    x, y, xs = _data()
+    x, y, xs = (jnp.asarray(a, dtype) for a in (x, y, xs))
+
+    def everything(noise):
+        m = gp.ExactGP(_net(), x, y, noise)
+        mean, var = m.predict(xs, include_noise=True)
+        mu, v = m.loo_mean_var()
+        return m.log_marginal_likelihood(), m.loo_log_predictive(), mean, var, mu, v
+
+    eager = everything(jnp.asarray(0.1, dtype))
+    jaxpr = jax.make_jaxpr(everything)(jnp.asarray(0.1, dtype))
+    names = {str(e.params.get("name", "")) for e in jaxpr.jaxpr.eqns}
+    wrappers = {"_fit_program", "_log_marginal_likelihood", "_predict", "_loo_mean_var"}
+    wrappers |= {"_loo_log_predictive"}
+    assert not names & wrappers, names & wrappers
+    traced = jax.jit(everything)(jnp.asarray(0.1, dtype))
+    for a, b in zip(eager, traced, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), **tol)
