@@ -23,6 +23,7 @@ import contextlib
 import datetime
 import io
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -482,6 +483,39 @@ def _validate_calibrate(args) -> None:
                 raise UsageError(f"{flag} only applies with --csv FILE")
 
 
+def _host_device_per_core() -> int:
+    """Before JAX starts: make the CPU backend one XLA device per core (at most 16), so
+    the BNN's vectorised NUTS chains split over the cores (``chain_method="sharded"``,
+    docs/bnn.md); a kernel that is one tile still runs on one device. A device count the
+    user set in ``XLA_FLAGS`` is kept, and the environment is restored once the backend
+    has read it (subprocesses see what the user set). Returns the devices added (0 when
+    JAX had started, the count was set, or there is one core)."""
+    import jax
+
+    try:
+        from jax._src import xla_bridge
+
+        started = xla_bridge.backends_are_initialized()
+    except (ImportError, AttributeError):  # a JAX without it: leave the devices alone
+        return 0
+    flags = os.environ.get("XLA_FLAGS")
+    if started or "xla_force_host_platform_device_count" in (flags or ""):
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    devices = min(cores or 1, 16)
+    if devices < 2:
+        return 0
+    os.environ["XLA_FLAGS"] = f"{flags or ''} --xla_force_host_platform_device_count={devices}"
+    try:
+        jax.devices()  # the backends start and read the flag
+    finally:
+        if flags is None:
+            del os.environ["XLA_FLAGS"]
+        else:
+            os.environ["XLA_FLAGS"] = flags
+    return devices
+
+
 def _run_calibrate(args) -> int:
     if args.study:
         _validate_calibrate(args)
@@ -750,6 +784,10 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     sub = getattr(args, "parser", parser)
+    if argv is None and getattr(args, "func", None) in (_run_calibrate, _run_sweep):
+        # the process is this command (not a caller's Python session): its NUTS chains
+        # may have the cores
+        _host_device_per_core()
     try:
         return int(args.func(args))
     except UsageError as e:

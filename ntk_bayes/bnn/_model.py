@@ -52,7 +52,7 @@ __all__ = ["BNN", "LIKELIHOODS", "DEFAULT_NUTS"]
 # sets the number of draws per chain.
 DEFAULT_NUTS = dict(
     num_warmup=400,
-    num_samples=300,
+    num_samples=500,
     num_chains=16,
     max_tree_depth=8,
     init="prior",
@@ -325,8 +325,10 @@ class BNN:
                 conditional (same posterior, far better geometry; see
                 :mod:`ntk_bayes.bnn._readout`). Default: whenever the likelihood is
                 Gaussian and the network is a ``serial`` ending in ``Dense(1)``.
-            chain_method: default ``"parallel"`` with a device per chain, else
-                ``"vectorized"``.
+            chain_method: default ``"parallel"`` with a device per chain,
+                ``"sharded"`` when 2 or more local devices split the chains evenly (each
+                runs its share vectorised; ``ntk-bayes calibrate`` makes the CPU one
+                device per core), else ``"vectorized"``.
             progress_bar: one progress line per chain group on stderr.
 
         Returns:

@@ -17,9 +17,16 @@ from jaxtyping import Array, PRNGKeyArray
 from numpyro.infer import MCMC, NUTS, init_to_sample
 from numpyro.infer.util import initialize_model
 
-__all__ = ["NutsRun", "run_nuts", "check_nuts_args", "map_starts", "stderr_progress"]
+__all__ = [
+    "NutsRun",
+    "run_nuts",
+    "check_nuts_args",
+    "chain_devices",
+    "map_starts",
+    "stderr_progress",
+]
 
-CHAIN_METHODS = ("parallel", "sequential", "vectorized")
+CHAIN_METHODS = ("parallel", "sequential", "vectorized", "sharded")
 INITS = ("prior", "map")
 
 
@@ -72,11 +79,48 @@ def check_nuts_args(
     if init not in INITS:
         raise ValueError(f"`init` must be one of {INITS}, got {init!r}")
     if chain_method is None:
-        # one device: vectorised chains share each leapfrog step's overhead
-        chain_method = "parallel" if jax.local_device_count() >= num_chains else "vectorized"
+        # a device per chain: parallel; fewer devices that split the chains evenly: each
+        # runs its share vectorised (sharded); one device: vectorised chains share each
+        # leapfrog step's overhead
+        if jax.local_device_count() >= num_chains:
+            chain_method = "parallel"
+        else:
+            chain_method = "sharded" if chain_devices(num_chains) > 1 else "vectorized"
     if chain_method not in CHAIN_METHODS:
         raise ValueError(f"`chain_method` must be one of {CHAIN_METHODS}, got {chain_method!r}")
+    if chain_method == "sharded" and chain_devices(num_chains) == 1:
+        raise ValueError(
+            f"`chain_method='sharded'` splits the {num_chains} chains evenly over the local "
+            f"devices, but this process has {jax.local_device_count()} device(s) and none of "
+            "2 or more divides the chain count: use 'vectorized', change `num_chains`, or on "
+            "CPUs call numpyro.set_host_device_count(k) before JAX first runs anything"
+        )
     return chain_method
+
+
+def chain_devices(num_chains: int) -> int:
+    """The most local devices that split ``num_chains`` chains evenly (1 if none does)."""
+    most = min(jax.local_device_count(), num_chains)
+    return max(d for d in range(1, most + 1) if num_chains % d == 0)
+
+
+def _over_devices(devices: int):
+    """A NumPyro ``chain_method``: the chains split into ``devices`` equal groups, each
+    group vectorised on one device (``pmap`` of ``vmap``), as NumPyro's MCMC docs mix the
+    two. Chain ``c`` gets the same key as under ``"vectorized"``, so the draws agree to
+    round-off."""
+
+    def method(one_chain):
+        def run(per_chain):
+            grouped = jax.tree_util.tree_map(
+                lambda a: a.reshape((devices, -1) + a.shape[1:]), per_chain
+            )
+            out = jax.pmap(jax.vmap(one_chain))(grouped)
+            return jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:]), out)
+
+        return run
+
+    return method
 
 
 def map_starts(
@@ -171,6 +215,7 @@ def run_nuts(
         if num_chains == 1:
             init_params = jax.tree_util.tree_map(lambda a: a[0], init_params)
     t_init = time.perf_counter() - t0
+    devices = {"parallel": num_chains, "sharded": chain_devices(num_chains)}.get(chain_method, 1)
     kernel = NUTS(
         model,
         target_accept_prob=target_accept_prob,
@@ -184,12 +229,12 @@ def run_nuts(
         num_samples=num_samples,
         num_chains=num_chains,
         thinning=thinning,
-        chain_method=chain_method,
+        chain_method=_over_devices(devices) if chain_method == "sharded" else chain_method,
         progress_bar=False,
     )
     say(
-        f"{label}: {num_chains} chains ({chain_method}) x {num_warmup} warmup + "
-        f"{num_samples} draws, max tree depth {max_tree_depth} ..."
+        f"{label}: {num_chains} chains ({chain_method}, {devices} device(s)) x "
+        f"{num_warmup} warmup + {num_samples} draws, max tree depth {max_tree_depth} ..."
     )
     mcmc.run(
         key_run,
@@ -220,6 +265,7 @@ def run_nuts(
         "num_samples": num_samples,
         "num_chains": num_chains,
         "chain_method": chain_method,
+        "devices": devices,
         "seed": seed,
         "max_tree_depth": max_tree_depth,
         "target_accept_prob": target_accept_prob,

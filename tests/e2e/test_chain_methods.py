@@ -9,6 +9,7 @@ import json
 import os
 import textwrap
 
+import numpy as np
 from _examples import run_python
 
 SCRIPT = textwrap.dedent(
@@ -69,3 +70,81 @@ def test_parallel_vectorized_and_sequential_chains_with_gp_sites():
     for method, r in out.items():
         assert r["w_shape"] == [2, 20] and r["finite"], method
         assert r["ll_y"] == [2, 20, 10] and r["ll_yg"] == [2, 20, 10], method
+
+
+BNN_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import jax, numpy as np
+    from ntk_bayes import bnn, stax
+    from ntk_bayes.bnn._nuts import check_nuts_args
+
+    assert jax.local_device_count() == 2, jax.local_devices()
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 1))
+    y = np.sin(2 * X[:, 0]) + 0.1 * rng.normal(size=12)
+    model = bnn.BNN(stax.serial(stax.Dense(8), stax.Erf(), stax.Dense(1)), width=4, noise=0.05)
+    kw = dict(num_warmup=1, num_samples=4, num_chains=4, max_tree_depth=3, seed=0,
+              progress_bar=False)
+    out = {}
+    for method in ("sharded", "vectorized"):
+        post = model.fit_nuts(X, y, chain_method=method, **kw)
+        out[method] = {"f": np.asarray(post.outputs(X)).tolist(),
+                       "devices": post.info["devices"]}
+    args = dict(num_warmup=1, num_samples=4, max_tree_depth=3, thinning=1,
+                target_accept_prob=0.8, chain_method=None, init="prior", init_steps=1)
+    out["default"] = {c: check_nuts_args(num_chains=c, **args) for c in (2, 3, 4)}
+    print("RESULT" + json.dumps(out))
+    """
+)
+
+
+def test_bnn_chains_sharded_over_two_devices():
+    """16 chains on 2 cores: each device runs its half vectorised (chain_method
+    "sharded", the default when the devices split the chains evenly). Each chain has the
+    key it has under "vectorized", so over the first iterations (1 warmup + 4 draws, before
+    NUTS's discrete choices amplify round-off) the draws agree to round-off."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env["JAX_PLATFORMS"] = "cpu"
+    out = _result(run_python(["-c", BNN_SCRIPT], env=env, timeout=600))
+    assert out["sharded"]["devices"] == 2 and out["vectorized"]["devices"] == 1
+    f_sharded, f_vectorized = (np.asarray(out[m]["f"]) for m in ("sharded", "vectorized"))
+    assert f_sharded.shape == (4, 4, 12, 1)  # chains, draws, points, outputs
+    np.testing.assert_allclose(f_sharded, f_vectorized, rtol=1e-4, atol=1e-6)
+    assert out["default"] == {"2": "parallel", "3": "vectorized", "4": "sharded"}
+
+
+DEVICES_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    import jax
+    from ntk_bayes import cli
+
+    added = cli._host_device_per_core()
+    again = cli._host_device_per_core()  # JAX has started: nothing more
+    print("RESULT" + json.dumps({"added": added, "again": again,
+                                 "devices": jax.local_device_count(),
+                                 "flags": os.environ.get("XLA_FLAGS")}))
+    """
+)
+
+
+def test_the_command_gives_its_chains_a_device_per_core():
+    """`ntk-bayes calibrate` (the process is the command) makes the CPU one XLA device per
+    core before JAX starts, and leaves XLA_FLAGS as it found it; a count the user set is
+    kept."""
+    cores = len(os.sched_getaffinity(0))
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    out = _result(run_python(["-c", DEVICES_SCRIPT], env=env, timeout=300))
+    want = min(cores, 16) if cores > 1 else 0
+    assert out == {"added": want, "again": 0, "devices": max(want, 1), "flags": None}
+    user = "--xla_force_host_platform_device_count=3"
+    out = _result(run_python(["-c", DEVICES_SCRIPT], env=dict(env, XLA_FLAGS=user), timeout=300))
+    assert out == {"added": 0, "again": 0, "devices": 3, "flags": user}
+
+
+def _result(proc):
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT"))
+    return json.loads(line[len("RESULT") :])

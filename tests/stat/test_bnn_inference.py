@@ -62,6 +62,7 @@ def test_sampler_report_flags_divergences_and_tree_depth():
         ({"num_chains": 0}, "num_chains"),
         ({"target_accept_prob": 1.0}, "target_accept_prob"),
         ({"chain_method": "threads"}, "chain_method"),
+        ({"chain_method": "sharded"}, "sharded"),  # one device here
         ({"num_warmup": 2.5}, "num_warmup"),
     ],
 )
