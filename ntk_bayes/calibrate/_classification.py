@@ -35,6 +35,7 @@ from ._archs import hyperparameters
 from ._common import Context, ModelResult, fit_bnn_nuts
 from ._files import attrs_for, result
 from ._registry import register
+from ._scoring import bnn_status
 
 __all__ = ["fit_svgp", "fit_ensemble", "fit_bnn"]
 
@@ -191,4 +192,6 @@ def fit_bnn(ctx: Context) -> ModelResult:
         "sampler": {k: v for k, v in post.info.items() if k != "method"},
         "sampler_report": post.sampler_report(),
     }
-    return _result(ctx, "bnn", t0, probs, idata, info, convergence=conv)
+    # no calibration verdict unless it converged, as for regression
+    status = bnn_status(conv, post)
+    return _result(ctx, "bnn", t0, probs, idata, info, convergence=conv, status=status)

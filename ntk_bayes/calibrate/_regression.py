@@ -24,7 +24,6 @@ y* ~ N(μ(x*), v(x*) + σ²) from its latent mean μ and variance v:
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import jax.numpy as jnp
@@ -39,7 +38,7 @@ from ._ensembles import gd_ensemble, ntkgp_ensemble
 from ._files import attrs_for, result, sampled_idata
 from ._hyper import fit_exact_nuts, ml_fit
 from ._registry import register
-from ._scoring import LooResult, convergence_status, divergences, gaussian_loo, psis_loo
+from ._scoring import LooResult, bnn_status, gaussian_loo, psis_loo
 
 __all__ = ["fit_exact", "fit_sgpr", "fit_ensemble", "fit_ntkgp_ensemble", "fit_bnn"]
 
@@ -318,10 +317,7 @@ def fit_bnn(ctx: Context) -> ModelResult:
         f_tr, f_te, sd, ds, seed=s.seed, attrs=attrs, sample_stats=post.sample_stats
     )
     conv = dg.convergence(idata, var_names=["f_test"])
-    status = convergence_status(conv, divergences(post.info))
-    if status.converged and getattr(post, "converged", True) is False:
-        # the sampler's own check (tree-depth saturation among others) failed
-        status = dataclasses.replace(status, reasons=("the BNN sampler's own check failed",))
+    status = bnn_status(conv, post)
     ff = f_te.reshape(-1, f_te.shape[-1])
     test_cov = np.cov(ff, rowvar=False) + float(np.mean(sd**2)) * np.eye(ff.shape[1])
     info = {

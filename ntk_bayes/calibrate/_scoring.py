@@ -99,6 +99,16 @@ def convergence_status(
     return ConvergenceStatus(rhat, ess_b, ess_t, int(divergences), tuple(reasons))
 
 
+def bnn_status(conv: dict, post) -> ConvergenceStatus:
+    """The finite BNN's gate, in every task: :func:`convergence_status` of its function
+    values ``conv`` and its divergences, failed also when the sampler's own check
+    (tree-depth saturation among others) failed."""
+    status = convergence_status(conv, divergences(post.info))
+    if status.converged and getattr(post, "converged", True) is False:
+        status = dataclasses.replace(status, reasons=("the BNN sampler's own check failed",))
+    return status
+
+
 @dataclasses.dataclass(frozen=True)
 class LooResult:
     """Leave-one-out expected log predictive density on the training data.

@@ -666,3 +666,24 @@ def test_sgpr_auto_inducing_keeps_the_fewest_points_that_reach_the_residual():
         assert Z.shape == (50, 1) and ratio > 0.1 and "not reached" in rule
         Z, rule, _ = choose_inducing(net, X, noise, 12)
         assert Z.shape == (12, 1) and rule == "M = 12 (given)"
+
+
+def test_bnn_status_gates_every_task_on_rhat_ess_divergences_and_the_sampler_check():
+    """One gate for the regression and the classification BNN (the classification one
+    once had none and was called "calibrated" at R-hat 1.39)."""
+    from types import SimpleNamespace
+
+    from ntk_bayes.calibrate._scoring import bnn_status
+
+    good = {"max_rhat": 1.005, "min_ess_bulk": 900.0, "min_ess_tail": 800.0}
+
+    def post(div=0, converged=True):
+        return SimpleNamespace(info={"divergences_per_chain": [0, div]}, converged=converged)
+
+    assert bnn_status(good, post()).converged
+    assert "R-hat" in bnn_status({**good, "max_rhat": 1.39}, post()).reasons[0]
+    assert "bulk ESS" in bnn_status({**good, "min_ess_bulk": 10.0}, post()).reasons[0]
+    assert "divergent" in bnn_status(good, post(div=2)).reasons[0]
+    assert bnn_status(good, post(converged=False)).reasons == (
+        "the BNN sampler's own check failed",
+    )
