@@ -107,8 +107,9 @@ def chain_devices(num_chains: int) -> int:
 def _over_devices(devices: int):
     """A NumPyro ``chain_method``: the chains split into ``devices`` equal groups, each
     group vectorised on one device (``pmap`` of ``vmap``), as NumPyro's MCMC docs mix the
-    two. Chain ``c`` gets the same key as under ``"vectorized"``, so the draws agree to
-    round-off."""
+    two. Chain ``c`` gets the key it has under ``"vectorized"``: the first iterations agree
+    to round-off, after which NUTS's discrete choices make them different chains (as
+    NumPyro's own ``"vectorized"`` and ``"sequential"`` are to each other)."""
 
     def method(one_chain):
         def run(per_chain):
@@ -215,7 +216,9 @@ def run_nuts(
         if num_chains == 1:
             init_params = jax.tree_util.tree_map(lambda a: a[0], init_params)
     t_init = time.perf_counter() - t0
-    devices = {"parallel": num_chains, "sharded": chain_devices(num_chains)}.get(chain_method, 1)
+    # (NumPyro draws "parallel" chains sequentially when there are too few devices)
+    parallel = num_chains if jax.local_device_count() >= num_chains else 1
+    devices = {"parallel": parallel, "sharded": chain_devices(num_chains)}.get(chain_method, 1)
     kernel = NUTS(
         model,
         target_accept_prob=target_accept_prob,
