@@ -65,7 +65,8 @@ class ExactGP(eqx.Module):
         X: inputs ``(N, ...)``.
         y: targets ``(N,)`` or ``(N, K)``; the K columns share the kernel.
         noise: observation noise *variance* σ² >= 0, scalar or ``(N,)``.
-        mean: constant mean (scalar or ``(K,)``) or a callable ``m(X)``.
+        mean: constant mean (scalar or ``(K,)``) or a callable ``m(X)`` of JAX
+            operations (it runs inside the fit's compiled program).
         jitter: first relative jitter of the Cholesky ladder (default by dtype).
         kind: kernel of a network: ``"nngp"`` or ``"ntk"``.
 
