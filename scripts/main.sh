@@ -3,6 +3,12 @@
 # timestamped directory under ntk_bayes_out/ (creates .venv on first use). Extra arguments
 # go to the command, e.g. `bash scripts/main.sh --dataset diabetes` or `--quick`.
 source "$(dirname "$0")/_venv.sh"
+# Compiled XLA programs are kept between runs in JAX's persistent cache (the folder the
+# tests use), so a second run skips most compilation; JAX_COMPILATION_CACHE_DIR="" turns
+# it off. The path is absolute: it is part of every program's cache key.
+export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR-$VENV/jax-cache}"
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="${JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS:-0}"
+export JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="${JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES:--1}"
 OUT="ntk_bayes_out/calibrate-$(date +%Y%m%d-%H%M%S)"
 status=0
 "$VENV/bin/ntk-bayes" calibrate --out "$OUT" "$@" || status=$?
