@@ -98,16 +98,60 @@ def _per_row_chunks(fn, parts, chunk: int):
 
 # Rows compared at once when checking sorted neighbours: bounded memory for any n.
 _CHUNK_BYTES = 1 << 24
+# Concrete inputs on the CPU up to this size get their ids from NumPy on the host: no
+# program to trace, compile or load per input shape (the compiled path cost ~50 ms a
+# shape, 14% of a kernel-heavy test module's time), and a sort of this many bytes is fast.
+_HOST_BYTES = 1 << 24
 
 
-def point_ids(parts1, parts2=None, chunk_bytes: int = _CHUNK_BYTES):
+def point_ids(parts1, parts2=None, chunk_bytes: int = _CHUNK_BYTES, on_host: bool | None = None):
     """``(ids1, ids2)``: int32 ids of the points of ``parts1`` and ``parts2`` (each a list
     of arrays with the points on the leading axis: inputs, graphs, masks), equal exactly
     when two points are equal in every part; ``ids2`` is ``ids1`` when ``parts2`` is
-    ``None``. ``chunk_bytes``: how many bytes of rows are compared at once."""
+    ``None``. ``chunk_bytes``: how many bytes of rows are compared at once (compiled
+    path). ``on_host``: NumPy on the host (``True``) or a compiled program (``False``);
+    default: the host for concrete CPU arrays of at most 16 MiB in all. Both number the
+    distinct points ``0 .. k-1``, not necessarily in the same order."""
+    parts1 = list(parts1)
     parts2 = None if parts2 is None else list(parts2)
-    ids1, ids2 = _point_ids(list(parts1), parts2, chunk_bytes=chunk_bytes)
+    if on_host is None:
+        on_host = _small_on_cpu(parts1 + (parts2 or []))
+    if on_host:
+        ids1, ids2 = _host_ids(parts1, parts2)
+    else:
+        ids1, ids2 = _point_ids(parts1, parts2, chunk_bytes=chunk_bytes)
     return (ids1, ids1) if parts2 is None else (ids1, ids2)
+
+
+def _small_on_cpu(parts) -> bool:
+    total = 0
+    for a in parts:
+        if isinstance(a, jax.core.Tracer):
+            return False
+        if isinstance(a, jax.Array) and any(d.platform != "cpu" for d in a.devices()):
+            return False
+        total += a.size * np.dtype(a.dtype).itemsize
+    return total <= _HOST_BYTES
+
+
+def _host_bytes(a) -> np.ndarray:
+    """The bits of each point of ``a`` as ``(n, B)`` bytes, ``-0.0`` as ``0.0``."""
+    a = np.asarray(a)
+    if jnp.issubdtype(a.dtype, jnp.floating):  # bfloat16 too
+        a = np.where(a == 0, np.zeros((), a.dtype), a)  # -0.0 and 0.0 are one value
+    return np.ascontiguousarray(a).reshape(a.shape[0], -1).view(np.uint8)
+
+
+def _host_ids(parts1, parts2):
+    """:func:`point_ids` by NumPy: the rows' bytes, ``np.unique`` over rows."""
+    n1 = np.shape(parts1[0])[0]
+    sets = [parts1] if parts2 is None else [parts1, parts2]
+    rows = np.concatenate(
+        [np.concatenate([_host_bytes(a) for a in parts], axis=1) for parts in sets], axis=0
+    )
+    _, inverse = np.unique(rows, axis=0, return_inverse=True)
+    ids = jnp.asarray(inverse.reshape(-1).astype(np.int32))
+    return ids[:n1], ids[n1:]
 
 
 def _rows(p1, p2, n1: int, idx):

@@ -169,6 +169,7 @@ def test_numerical_elementwise_self_pairs_use_one_dimensional_quadrature():
 def test_point_ids_are_equal_exactly_for_equal_points(dtype):
     """Planted: copies within a set and across sets share an id; points one ulp apart,
     or equal in x but not in a per-point part (a mask), do not; -0.0 is 0.0."""
+    from ntk_bayes.stax import _ids
     from ntk_bayes.stax._ids import point_ids
 
     rng = np.random.default_rng(3)
@@ -182,20 +183,27 @@ def test_point_ids_are_equal_exactly_for_equal_points(dtype):
     m1 = np.ones((8, 2), bool)
     m1[7, 1] = False  # row 7 is a copy of row 2 in x, not in its mask
     m2 = np.ones((3, 2), bool)
-    ids1, ids2 = (np.asarray(i) for i in point_ids([x1, m1], [x2, m2]))
     rows = np.concatenate([np.concatenate([x1, m1], 1), np.concatenate([x2, m2], 1)])
-    ids = np.concatenate([ids1, ids2])
     equal = (rows[:, None] == rows[None, :]).all(-1)  # 0.0 == -0.0 in numpy too
-    np.testing.assert_array_equal(ids[:, None] == ids[None, :], equal)
-    assert ids1[6] == ids1[0] and ids1[3] == ids1[1] and ids2[0] == ids1[2]
-    assert ids1[7] != ids1[2] and ids1[4] != ids1[5]
-    # three rows at a time (hashes in overlapping chunks, neighbours in padded ones)
-    small = point_ids([x1, m1], [x2, m2], chunk_bytes=3 * (x1[0].nbytes + m1[0].nbytes))
+    for on_host in (True, False):  # NumPy on the host, and the compiled program
+        ids1, ids2 = (np.asarray(i) for i in point_ids([x1, m1], [x2, m2], on_host=on_host))
+        ids = np.concatenate([ids1, ids2])
+        np.testing.assert_array_equal(ids[:, None] == ids[None, :], equal)
+        assert sorted(set(ids.tolist())) == list(range(len(set(ids.tolist()))))  # 0 .. k-1
+        assert ids1[6] == ids1[0] and ids1[3] == ids1[1] and ids2[0] == ids1[2]
+        assert ids1[7] != ids1[2] and ids1[4] != ids1[5]
+        same1, same2 = point_ids([x1], on_host=on_host)  # x2 omitted: one set of ids
+        assert same1 is same2 and np.asarray(same1)[6] == np.asarray(same1)[0]
+        assert np.asarray(point_ids([x1[:1]], on_host=on_host)[0]).tolist() == [0]  # one point
+    # compiled, three rows at a time (hashes in overlapping chunks, neighbours in padded
+    # ones): the ids of the whole-rows program
+    small = point_ids(
+        [x1, m1], [x2, m2], chunk_bytes=3 * (x1[0].nbytes + m1[0].nbytes), on_host=False
+    )
     for got, want in zip(small, (ids1, ids2), strict=True):
         np.testing.assert_array_equal(np.asarray(got), want)
-    same1, same2 = point_ids([x1])  # x2 omitted: one set of ids
-    assert same1 is same2 and np.asarray(same1)[6] == np.asarray(same1)[0]
-    assert np.asarray(point_ids([x1[:1]])[0]).tolist() == [0]  # one point
+    # the default for small CPU arrays is the host
+    assert _ids._small_on_cpu([x1, m1, x2, m2])
 
 
 @pytest.mark.parametrize("block_size", [None, 3])
