@@ -150,8 +150,8 @@ def _host_ids(parts1, parts2):
         [np.concatenate([_host_bytes(a) for a in parts], axis=1) for parts in sets], axis=0
     )
     _, inverse = np.unique(rows, axis=0, return_inverse=True)
-    ids = jnp.asarray(inverse.reshape(-1).astype(np.int32))
-    return ids[:n1], ids[n1:]
+    ids = inverse.reshape(-1).astype(np.int32)
+    return jnp.asarray(ids[:n1]), jnp.asarray(ids[n1:])  # sliced here: no eager program
 
 
 def _rows(p1, p2, n1: int, idx):
