@@ -28,6 +28,7 @@ __all__ = [
     "NumericalWarning",
     "psd_cholesky",
     "report_factor",
+    "first_jitter",
     "batched_psd_cholesky",
     "safe_cholesky",
     "cho_solve",
@@ -78,6 +79,15 @@ _MAX_TRIES = 5
 _MAX_LADDER = 64
 
 
+def first_jitter(jitter: float | None, dtype) -> float:
+    """The ladder's first relative jitter: ``jitter``, or the dtype's base jitter when
+    ``None``; a negative one is refused."""
+    j0 = base_jitter(dtype) if jitter is None else float(jitter)
+    if j0 < 0:
+        raise ValueError(f"`jitter` must be >= 0, got {jitter}")
+    return j0
+
+
 def psd_cholesky(
     K: ArrayLike,
     jitter: float | None = None,
@@ -99,9 +109,7 @@ def psd_cholesky(
     K = jnp.asarray(K)
     if K.ndim != 2 or K.shape[0] != K.shape[1]:
         raise ValueError(f"{name} must be a square matrix, got shape {K.shape}")
-    j0 = base_jitter(K.dtype) if jitter is None else float(jitter)
-    if j0 < 0:
-        raise ValueError(f"`jitter` must be >= 0, got {jitter}")
+    j0 = first_jitter(jitter, K.dtype)
     if is_concrete(K):
         if not np.all(np.isfinite(np.asarray(K))):
             raise NotPSDError(f"{name} contains NaN or inf; check the inputs and hyperparameters")
@@ -225,19 +233,17 @@ def batched_psd_cholesky(K, jitter=None, name: str = "kernel matrix"):
         raise ValueError(f"{name} must be (..., n, n) square matrices, got shape {K.shape}")
     batch = K.shape[:-2]
     flat = K.reshape((-1,) + K.shape[-2:])
-    if is_concrete(flat) and not np.all(np.isfinite(np.asarray(flat))):
-        raise NotPSDError(f"{name} contains NaN or inf; check the inputs and hyperparameters")
+    j0 = first_jitter(jitter, K.dtype)
     if is_concrete(flat):
-        j0 = base_jitter(K.dtype) if jitter is None else float(jitter)
-        if j0 < 0:
-            raise ValueError(f"`jitter` must be >= 0, got {jitter}")
+        if not np.all(np.isfinite(np.asarray(flat))):
+            raise NotPSDError(f"{name} contains NaN or inf; check the inputs and hyperparameters")
         L, j = _batched_factor_program(flat, j0)
     else:
         # One batched attempt; the per-matrix ladder (on stop_gradient inputs, in a cond
         # without tangents, as in psd_cholesky) runs only if some factor failed, and
         # only the failed matrices get a new jitter (a vmapped ladder alone would turn
         # its cond into a select and always run it).
-        j0 = jnp.asarray(base_jitter(K.dtype) if jitter is None else float(jitter), K.dtype)
+        j0 = jnp.asarray(j0, K.dtype)
         eye = jnp.eye(K.shape[-1], dtype=K.dtype)
         diag = jnp.diagonal(flat, axis1=-2, axis2=-1)
         scale = jnp.maximum(jnp.mean(diag, axis=-1), jnp.finfo(K.dtype).tiny)

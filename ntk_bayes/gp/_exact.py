@@ -35,8 +35,15 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from .._linalg import batched_psd_cholesky, cho_solve, psd_cholesky, report_factor, tri_solve
-from .._numerics import base_jitter, full_precision, has_tracer, program_when_concrete
+from .._linalg import (
+    batched_psd_cholesky,
+    cho_solve,
+    first_jitter,
+    psd_cholesky,
+    report_factor,
+    tri_solve,
+)
+from .._numerics import full_precision, has_tracer, program_when_concrete
 from ._checks import check_noise, check_X, check_y, mean_values
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
 
@@ -111,7 +118,7 @@ class ExactGP(eqx.Module):
             self.y, self.L, self.jitter_used, self.alpha = _fit(*args)
             return
         self.y, self.L, self.jitter_used, self.alpha, ok = _fit_program(*args)
-        j0 = base_jitter(K.dtype) if jitter is None else float(jitter)
+        j0 = first_jitter(jitter, K.dtype)
         gram = lambda: _noisy(K, self.noise)  # noqa: E731 (only for a failure's message)
         report_factor(bool(ok), self.jitter_used, j0, _KY, gram)
 
