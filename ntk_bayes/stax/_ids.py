@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._numerics import is_concrete
+
 __all__ = ["point_ids", "has_copies"]
 
 
@@ -126,7 +128,7 @@ def point_ids(parts1, parts2=None, chunk_bytes: int = _CHUNK_BYTES, on_host: boo
 def _small_on_cpu(parts) -> bool:
     total = 0
     for a in parts:
-        if isinstance(a, jax.core.Tracer):
+        if not is_concrete(a):
             return False
         if isinstance(a, jax.Array) and any(d.platform != "cpu" for d in a.devices()):
             return False
