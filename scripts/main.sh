@@ -9,6 +9,11 @@ source "$(dirname "$0")/_venv.sh"
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR-$VENV/jax-cache}"
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="${JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS:-0}"
 export JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="${JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES:--1}"
+# jaxlib 0.9 logs one C++ warning per program loaded from that cache ("Assume version
+# compatibility. PjRt-IFRT does not track XLA executable versions."): dozens of lines of
+# noise per run. Level 2 keeps XLA's errors and drops its warnings; set
+# TF_CPP_MIN_LOG_LEVEL=0 to see them.
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 OUT="ntk_bayes_out/calibrate-$(date +%Y%m%d-%H%M%S)"
 status=0
 "$VENV/bin/ntk-bayes" calibrate --out "$OUT" "$@" || status=$?

@@ -163,12 +163,12 @@ class ExactGP(eqx.Module):
                 f"`X_test` has per-point shape {Xs.shape[1:]} but X has {self.X.shape[1:]}"
             )
         if include_noise:
-            extra = self._test_noise(include_noise, noise_test, Xs.shape[0])
+            extra = self._test_noise(noise_test, Xs.shape[0])
         else:  # an array either way: one program serves both
             extra = jnp.zeros((), self.L.dtype)
         return _predict(self, Xs, full_cov, extra)
 
-    def _test_noise(self, include_noise, noise_test, m):
+    def _test_noise(self, noise_test, m):
         if noise_test is not None:
             return check_noise(noise_test, m, "noise_test").astype(self.L.dtype)
         if self.noise.ndim:
