@@ -50,7 +50,7 @@ from scipy.linalg import solve_triangular
 
 from ._classification import as_probs, reliability
 from ._predictive import GaussianPredictive, SamplePredictive
-from ._regression import LEVELS, _check, _intervals, _pct
+from ._regression import LEVELS, _check, _inside, _pct
 
 __all__ = [
     "ALPHA",
@@ -160,9 +160,9 @@ def calibration_check(
     n = y.shape[0]
     if n < 10:
         raise ValueError(f"calibration tests need at least 10 held-out points, got {n}")
-    lv, lo, hi = _intervals(pred, levels)
-    outside = ((y[None] < lo) | (y[None] > hi)).sum(axis=1)
     u = np.clip(pred.cdf(y), 0.0, 1.0)
+    lv, inside = _inside(y, pred, levels, u)
+    outside = (~inside).sum(axis=1)
     flags, pvals, st = [], {}, {}
 
     p_under, p_over = 1.0, 1.0

@@ -92,13 +92,30 @@ def _intervals(pred, levels):
     return levels, qs[:k], qs[k:]
 
 
+def _inside(y, pred, levels, u=None) -> tuple[tuple[float, ...], np.ndarray]:
+    """``(levels, inside)``: whether each target lies in each central interval, ``(k, n)``.
+
+    For a continuous predictive (Gaussian, or draws blurred by Gaussian noise) the CDF
+    is strictly increasing, so q((1-ℓ)/2) ≤ y ≤ q((1+ℓ)/2) exactly when (1-ℓ)/2 ≤ F(y)
+    ≤ (1+ℓ)/2: one CDF evaluation instead of a quantile solve per level (a mixture of
+    8,000 draws' quantiles at 19 levels took seconds). Bare draws use their quantiles.
+    ``u``: F(y) when the caller has it.
+    """
+    levels = _levels(levels)
+    if isinstance(pred, SamplePredictive) and pred.noise_std is None:
+        _, lo, hi = _intervals(pred, levels)
+        return levels, (lo <= y[None]) & (y[None] <= hi)
+    u = pred.cdf(y) if u is None else u
+    lv = np.asarray(levels)[:, None]
+    return levels, ((1.0 - lv) / 2 <= u[None]) & (u[None] <= (1.0 + lv) / 2)
+
+
 def coverage(
     y: ArrayLike, pred: Predictive, levels: Sequence[float] = LEVELS
 ) -> dict[float, float]:
     """Fraction of targets inside the central predictive interval at each level."""
     y = _check(y, pred)
-    levels, lo, hi = _intervals(pred, levels)
-    inside = (lo <= y[None]) & (y[None] <= hi)
+    levels, inside = _inside(y, pred, levels)
     return {lv: float(m) for lv, m in zip(levels, inside.mean(axis=1), strict=True)}
 
 
@@ -135,10 +152,10 @@ def regression_metrics(
     if not (isinstance(scale, int | float) and math.isfinite(scale) and scale > 0):
         raise ValueError(f"`scale` must be a positive number, got {scale!r}")
     levels = _levels(levels)
-    levels_, lo, hi = _intervals(pred, levels)
-    inside = ((lo <= y[None]) & (y[None] <= hi)).mean(axis=1)
-    cov = dict(zip(levels_, inside.tolist(), strict=True))
     u = np.clip(pred.cdf(y), 0.0, 1.0)
+    levels_, lo, hi = _intervals(pred, levels)
+    inside = _inside(y, pred, levels, u)[1].mean(axis=1)
+    cov = dict(zip(levels_, inside.tolist(), strict=True))
     out = {
         "n": int(y.shape[0]),
         "rmse": scale * float(np.sqrt(np.mean((y - pred.mean) ** 2))),

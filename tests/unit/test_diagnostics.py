@@ -105,6 +105,34 @@ def test_coverage_agrees_with_pit():
     )
 
 
+def test_coverage_equals_the_quantile_definition():
+    """Coverage comes from F(y) for continuous predictives: the same counts as checking
+    q((1-l)/2) <= y <= q((1+l)/2) with the solved quantiles (mixtures included), and from
+    the quantiles themselves for bare draws."""
+    rng = np.random.default_rng(6)
+    n, levels = 80, (0.2, 0.5, 0.9, 0.99)
+    f = rng.normal(size=(300, n)) * rng.uniform(0.2, 2, size=n)
+    preds = [
+        dg.GaussianPredictive(rng.normal(size=n), rng.uniform(0.3, 2, size=n)),
+        dg.SamplePredictive(f, noise_std=0.3),
+        dg.SamplePredictive(f, noise_std=rng.uniform(0.1, 0.5, size=(300, 1))),
+        dg.SamplePredictive(f),
+    ]
+    y = 1.5 * rng.normal(size=n)
+    for pred in preds:
+        q = pred.quantile([(1 - lv) / 2 for lv in levels] + [(1 + lv) / 2 for lv in levels])
+        lo, hi = q[: len(levels)], q[len(levels) :]
+        direct = ((lo <= y) & (y <= hi)).mean(axis=1)
+        cov = dg.coverage(y, pred, levels)
+        np.testing.assert_array_equal([cov[lv] for lv in levels], direct)
+        assert 0 < direct[1] < 1  # the levels split the points: a real comparison
+        m = dg.regression_metrics(y, pred, levels)
+        np.testing.assert_array_equal([m[f"coverage_{round(100 * lv)}"] for lv in levels], direct)
+        st = dg.calibration_check(y, pred, levels).stats
+        got = [st[f"coverage_{round(100 * lv)}"] for lv in levels]  # 1 - k/n: round-off
+        np.testing.assert_allclose(got, direct, rtol=1e-12)
+
+
 def test_regression_metrics_in_raw_units():
     rng = np.random.default_rng(5)
     mean, sd, y = rng.normal(size=50), rng.uniform(0.5, 1.5, size=50), rng.normal(size=50)
