@@ -118,14 +118,21 @@ def main(argv=None):
     p.add_argument("--samples", type=int, default=None, help="default: each method's own")
     p.add_argument("--depth", type=int, default=None, help="default: each method's own")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--float32",
+        action="store_true",
+        help="sample in float32 (default float64, as `ntk-bayes calibrate` without --float32)",
+    )
     p.add_argument("--quick", action="store_true", help="width 4, 4 chains, 30 + 30, depth 4")
     p.add_argument("--json", default=None, help="also write the rows to this file")
     a = p.parse_args(argv)
     if a.quick:
         a.width, a.chains, a.warmup, a.samples, a.depth = 4, 4, 30, 30, 4
+    jax.config.update("jax_enable_x64", not a.float32)
     ds, net, noise = problem(a.seed)
     print(
-        f"device: {jax.devices()[0].platform}; toy1d n={ds.n_train}; noise var {noise:.4g}; "
+        f"device: {jax.devices()[0].platform} ({jax.device_count()}); {ds.X_train.dtype}; "
+        f"toy1d n={ds.n_train}; noise var {noise:.4g}; "
         f"bar: split R-hat <= 1.01, bulk ESS >= 400 at {ds.X_test.shape[0]} test inputs, "
         "0 divergences; times include compilation",
         flush=True,

@@ -19,6 +19,23 @@ each draw's readout comes from its exact conditional: the joint draws have the s
 distribution as from the full model, while the directions the data pin hardest (the
 readout, some 100-200 times tighter than its prior in wide networks) are gone from the
 sampler's geometry (Rao-Blackwellisation; cf. Snoek et al. 2015, Ober & Rasmussen 2019).
+
+The collapsed log-likelihood and its gradient are written out (:func:`woodbury_loglik`):
+with Σ = B Bᵀ + σ² I, P = I + BᵀB/σ² = L Lᵀ and α = Σ⁻¹ y,
+
+.. math::
+
+    \log N(y; 0, Σ) = -\tfrac12\bigl(σ^{-2}(yᵀy - \lVert L^{-1}Bᵀy\rVert^2/σ^2)
+        + n \log σ^2 + 2 \textstyle\sum_i \log L_{ii} + n \log 2π\bigr),
+
+    ∂/∂B = α αᵀ B - B P^{-1}/σ^2, \qquad
+    ∂/∂σ^2 = \tfrac12\bigl(αᵀα - (n - q + \operatorname{tr} P^{-1})/σ^2\bigr),
+
+(Σ⁻¹B = B P⁻¹/σ², the matrix determinant lemma and Woodbury's identity), so NUTS's
+gradient needs one q × q Cholesky and no differentiation through it: 15-30% less time
+per gradient than autodiff through NumPyro's ``LowRankMultivariateNormal`` on the
+default calibrate BNN, at the same accuracy (docs/bnn.md). P⁻¹Bᵀ comes from triangular
+solves: cond(P) is ~1e5 there, and an explicit inverse lost every digit in float32.
 """
 
 from __future__ import annotations
@@ -35,7 +52,56 @@ from jax.flatten_util import ravel_pytree
 from ..stax import Dense, Serial
 from ._finite import param_layout
 
-__all__ = ["Readout", "split_readout", "collapsed_model", "draw_readouts"]
+__all__ = ["Readout", "split_readout", "collapsed_model", "draw_readouts", "woodbury_loglik"]
+
+
+@jax.custom_vjp
+def woodbury_loglik(B, var, y):
+    """log N(y; 0, B Bᵀ + var·I) for B (n × q) with q < n, through a q × q Cholesky;
+    differentiable in ``B``, ``var`` and ``y`` by the closed forms of the module's
+    docstring."""
+    return _woodbury_fwd(B, var, y)[0]
+
+
+def _woodbury_fwd(B, var, y):
+    n, q = B.shape
+    P = jnp.eye(q, dtype=B.dtype) + B.T @ B / var
+    L = jnp.linalg.cholesky(P)
+    c = B.T @ y
+    w = jax.scipy.linalg.solve_triangular(L, c, lower=True)
+    quad = (y @ y - w @ w / var) / var
+    logdet = n * jnp.log(var) + 2 * jnp.sum(jnp.log(jnp.diagonal(L)))
+    return -0.5 * (quad + logdet + n * jnp.log(2 * jnp.pi)), (B, var, y, L, c)
+
+
+def _woodbury_bwd(res, g):
+    B, var, y, L, c = res
+    n, q = B.shape
+    # P⁻¹Bᵀ by two triangular solves, not P⁻¹ times Bᵀ: an explicit inverse of P
+    # (condition number ~1e6 on calibrate's BNN) loses every digit in float32
+    G = jax.scipy.linalg.cho_solve((L, True), B.T)  # q × n
+    alpha = (y - G.T @ c / var) / var  # Σ⁻¹ y
+    g_B = jnp.outer(alpha, alpha @ B) - G.T / var
+    tr_P_inv = jnp.sum(
+        jnp.square(jax.scipy.linalg.solve_triangular(L, jnp.eye(q, dtype=B.dtype), lower=True))
+    )
+    g_var = 0.5 * (alpha @ alpha - (n - q + tr_P_inv) / var)
+    return g * g_B, g * g_var, -g * alpha
+
+
+woodbury_loglik.defvjp(_woodbury_fwd, _woodbury_bwd)
+
+
+class _CollapsedNormal(dist.LowRankMultivariateNormal):
+    """``LowRankMultivariateNormal(0, B, var·1)`` (a constant ``cov_diag``, as
+    :meth:`Readout.marginal` builds it) whose log density of one unbatched target vector
+    is :func:`woodbury_loglik`."""
+
+    def log_prob(self, value):
+        B = self.cov_factor
+        if B.ndim != 2 or jnp.ndim(value) != 1 or jnp.ndim(self.cov_diag) != 1:
+            return super().log_prob(value)
+        return woodbury_loglik(B, self.cov_diag[0], jnp.asarray(value, B.dtype))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,9 +138,7 @@ class Readout:
         """The collapsed likelihood N(0, B Bᵀ + σ² I) of the n targets."""
         n, q = B.shape
         if q < n:
-            return dist.LowRankMultivariateNormal(
-                jnp.zeros(n, B.dtype), B, jnp.full(n, var, B.dtype)
-            )
+            return _CollapsedNormal(jnp.zeros(n, B.dtype), B, jnp.full(n, var, B.dtype))
         cov = B @ B.T + var * jnp.eye(n, dtype=B.dtype)
         return dist.MultivariateNormal(jnp.zeros(n, B.dtype), covariance_matrix=cov)
 
