@@ -32,10 +32,11 @@ with Σ = B Bᵀ + σ² I, P = I + BᵀB/σ² = L Lᵀ and α = Σ⁻¹ y,
     ∂/∂σ^2 = \tfrac12\bigl(αᵀα - (n - q + \operatorname{tr} P^{-1})/σ^2\bigr),
 
 (Σ⁻¹B = B P⁻¹/σ², the matrix determinant lemma and Woodbury's identity), so NUTS's
-gradient needs one q × q Cholesky and no differentiation through it: 15-30% less time
-per gradient than autodiff through NumPyro's ``LowRankMultivariateNormal`` on the
-default calibrate BNN, at the same accuracy (docs/bnn.md). P⁻¹Bᵀ comes from triangular
-solves: cond(P) is ~1e5 there, and an explicit inverse lost every digit in float32.
+gradient needs one q × q Cholesky and no differentiation through it: 16-23% less time
+per vectorised gradient than autodiff through NumPyro's ``LowRankMultivariateNormal`` on
+the default calibrate BNN, at the same accuracy (docs/bnn.md). P⁻¹Bᵀ comes from
+triangular solves: cond(P) is 1e5-1e6 there, and an explicit inverse lost every digit in
+float32.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def _woodbury_bwd(res, g):
     B, var, y, L, c = res
     n, q = B.shape
     # P⁻¹Bᵀ by two triangular solves, not P⁻¹ times Bᵀ: an explicit inverse of P
-    # (condition number ~1e6 on calibrate's BNN) loses every digit in float32
+    # (condition number 1e5-1e6 on calibrate's BNN) loses every digit in float32
     G = jax.scipy.linalg.cho_solve((L, True), B.T)  # q × n
     alpha = (y - G.T @ c / var) / var  # Σ⁻¹ y
     g_B = jnp.outer(alpha, alpha @ B) - G.T / var
