@@ -26,8 +26,10 @@ def test_nuts_small_run_converges_in_function_space():
     idata = post.to_inference_data(Xt, yt)
     conv = dg.convergence(idata, var_names=["f_test"])
     assert conv["max_rhat"] < 1.05 and conv["min_ess_bulk"] > 50, conv
-    # the fit's own diagnostics are ArviZ's on the same draws
-    assert abs(post.convergence.max_rhat - conv["max_rhat"]) < 1e-9
+    # the fit's own diagnostics are ArviZ's on the same draws: to float32 round-off, as the
+    # fit upcasts the float32 draws to float64 and ArviZ 1.x computes in their own dtype
+    # (1.4e-9 apart on the 3.12 stack, 2026-12-02; 0 on ArviZ 0.23)
+    assert abs(post.convergence.max_rhat - conv["max_rhat"]) < 1e-6
     assert post.convergence.divergences == 0
     assert "function space:" in post.sampler_report()
     stats = idata["sample_stats"] if dg.ARVIZ_1 else idata.sample_stats
