@@ -7,7 +7,8 @@
 #   bash scripts/test.sh --only-slow   tests/slow and slow grid points alone
 # Other arguments go to pytest, e.g. `-k priors` or `-n 0` (no worker processes).
 # Compiled XLA programs are kept in $NTK_BAYES_JAX_CACHE (default .venv/jax-cache), so a
-# second run skips most compilation; delete the folder to measure a cold run.
+# second run skips most compilation; delete the folder to measure a cold run. Test
+# durations are kept in $NTK_BAYES_TEST_DURATIONS (default .venv/test-durations.json).
 source "$(dirname "$0")/_venv.sh"
 # e2e first: its long subprocess tests start at once instead of ending the run alone
 TIERS=(tests/e2e tests/stat tests/unit)
@@ -22,6 +23,9 @@ for a in "$@"; do
     esac
 done
 export NTK_BAYES_JAX_CACHE="${NTK_BAYES_JAX_CACHE:-$VENV/jax-cache}"
+# Each run records its tests' durations here; the next starts the longest work units
+# first (tests/conftest.py), so that no long module ends the run alone.
+export NTK_BAYES_TEST_DURATIONS="${NTK_BAYES_TEST_DURATIONS:-$VENV/test-durations.json}"
 mkdir -p "$NTK_BAYES_JAX_CACHE"
 "$VENV/bin/ruff" check ntk_bayes tests examples benchmarks tools
 "$VENV/bin/ruff" format --check --quiet ntk_bayes tests examples benchmarks tools || {
