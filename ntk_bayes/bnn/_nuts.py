@@ -17,6 +17,8 @@ from jaxtyping import Array, PRNGKeyArray
 from numpyro.infer import MCMC, NUTS, init_to_sample
 from numpyro.infer.util import initialize_model
 
+from .._chains import chain_devices, chains_over_devices
+
 __all__ = [
     "NutsRun",
     "run_nuts",
@@ -96,32 +98,6 @@ def check_nuts_args(
             "CPUs call numpyro.set_host_device_count(k) before JAX first runs anything"
         )
     return chain_method
-
-
-def chain_devices(num_chains: int) -> int:
-    """The most local devices that split ``num_chains`` chains evenly (1 if none does)."""
-    most = min(jax.local_device_count(), num_chains)
-    return max(d for d in range(1, most + 1) if num_chains % d == 0)
-
-
-def _over_devices(devices: int):
-    """A NumPyro ``chain_method``: the chains split into ``devices`` equal groups, each
-    group vectorised on one device (``pmap`` of ``vmap``), as NumPyro's MCMC docs mix the
-    two. Chain ``c`` gets the key it has under ``"vectorized"``: the first iterations agree
-    to round-off, after which NUTS's discrete choices make them different chains (as
-    NumPyro's own ``"vectorized"`` and ``"sequential"`` are to each other)."""
-
-    def method(one_chain):
-        def run(per_chain):
-            grouped = jax.tree_util.tree_map(
-                lambda a: a.reshape((devices, -1) + a.shape[1:]), per_chain
-            )
-            out = jax.pmap(jax.vmap(one_chain))(grouped)
-            return jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:]), out)
-
-        return run
-
-    return method
 
 
 def map_starts(
@@ -232,7 +208,7 @@ def run_nuts(
         num_samples=num_samples,
         num_chains=num_chains,
         thinning=thinning,
-        chain_method=_over_devices(devices) if chain_method == "sharded" else chain_method,
+        chain_method=chains_over_devices(devices) if devices > 1 else chain_method,
         progress_bar=False,
     )
     say(

@@ -1,5 +1,6 @@
 """The NumPyro plugin: NNGP/NTK GP priors, latent GPs, predictions from posteriors."""
 
+from .._chains import sharded_chains as sharded_chains
 from ._gp import ConditionedGP as ConditionedGP
 from ._gp import GaussianProcess as GaussianProcess
 from ._gp import pad_groups as pad_groups
@@ -21,5 +22,6 @@ __all__ = [
     "loo_log_likelihood",
     "pad_groups",
     "posterior_predictive",
+    "sharded_chains",
     "sparse_latent_gp",
 ]

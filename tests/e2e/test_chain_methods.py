@@ -94,16 +94,30 @@ BNN_SCRIPT = textwrap.dedent(
     args = dict(num_warmup=1, num_samples=4, max_tree_depth=3, thinning=1,
                 target_accept_prob=0.8, chain_method=None, init="prior", init_steps=1)
     out["default"] = {c: check_nuts_args(num_chains=c, **args) for c in (2, 3, 4)}
+    kw["num_chains"] = 2  # a chain per device: "parallel"
+    for method in ("parallel", "vectorized"):
+        post = model.fit_nuts(X, y, chain_method=method, **kw)
+        out[method + "2"] = {"f": np.asarray(post.outputs(X)).tolist(),
+                             "devices": post.info["devices"]}
+    # the chains' program is the same text each time it is built (a named pmap axis):
+    # an unnamed one put an object's address in it, and no run hit the compile cache
+    from ntk_bayes.priors import sharded_chains
+    one = lambda a: jax.numpy.sin(a).sum()
+    texts = [jax.jit(sharded_chains(one)).lower(np.ones((c, 3))).as_text()
+             for c in (2, 2, 4, 4)]
+    out["same_text"] = [texts[0] == texts[1], texts[2] == texts[3]]
     print("RESULT" + json.dumps(out))
     """
 )
 
 
 def test_bnn_chains_sharded_over_two_devices():
-    """16 chains on 2 cores: each device runs its half vectorised (chain_method
+    """4 chains on 2 cores: each device runs its half vectorised (chain_method
     "sharded", the default when the devices split the chains evenly). Each chain has the
     key it has under "vectorized", so over the first iterations (1 warmup + 4 draws, before
-    NUTS's discrete choices amplify round-off) the draws agree to round-off."""
+    NUTS's discrete choices amplify round-off) the draws agree to round-off. The same for
+    2 chains, one per device ("parallel"). The chains' program is built with a named pmap
+    axis, so its text (the persistent compilation cache's key) is the same every time."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
     env["JAX_PLATFORMS"] = "cpu"
     out = _result(run_python(["-c", BNN_SCRIPT], env=env, timeout=600))
@@ -112,6 +126,9 @@ def test_bnn_chains_sharded_over_two_devices():
     assert f_sharded.shape == (4, 4, 12, 1)  # chains, draws, points, outputs
     np.testing.assert_allclose(f_sharded, f_vectorized, rtol=1e-4, atol=1e-6)
     assert out["default"] == {"2": "parallel", "3": "vectorized", "4": "sharded"}
+    assert out["parallel2"]["devices"] == 2 and out["vectorized2"]["devices"] == 1
+    np.testing.assert_allclose(out["parallel2"]["f"], out["vectorized2"]["f"], rtol=1e-4, atol=1e-6)
+    assert out["same_text"] == [True, True]
 
 
 DEVICES_SCRIPT = textwrap.dedent(

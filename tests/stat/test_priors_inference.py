@@ -80,3 +80,24 @@ def test_latent_gp_bernoulli_classification_by_svi():
     )()
     acc = float(jnp.mean((f > 0) == (y == 1)))
     assert acc > 0.85, acc
+
+
+def test_sharded_chains_on_one_device_are_the_vectorized_chains():
+    """With one local device ``sharded_chains`` vectorises all chains (``vmap`` of one
+    chain; NumPyro's ``"vectorized"`` batches inside the sampler): each chain has the
+    same key, so over the first iterations the draws agree to round-off (a deterministic
+    computation: no false-alarm rate). The two-device split and the named axis are
+    checked in e2e/test_chain_methods.py."""
+
+    def model():
+        numpyro.sample("z", dist.Normal(0.0, 1.0))
+
+    draws = {}
+    for method in ("vectorized", nb.priors.sharded_chains):
+        mcmc = MCMC(NUTS(model), num_warmup=5, num_samples=5, num_chains=3,
+                    chain_method=method, progress_bar=False)  # fmt: skip
+        mcmc.run(KEY)
+        draws[method] = np.asarray(mcmc.get_samples(group_by_chain=True)["z"])
+    assert jax.local_device_count() == 1
+    np.testing.assert_allclose(*draws.values(), rtol=1e-5, atol=1e-6)
+    assert draws["vectorized"].shape == (3, 5)
