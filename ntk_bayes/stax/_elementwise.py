@@ -60,10 +60,12 @@ def _safe_sqrt_jvp(primals, tangents):
     (x,), (dx,) = primals, tangents
     y = safe_sqrt(x)
     ok = x > _TINY
-    # The factor is formed in the forward pass and the tangent is a plain product: with
-    # the guarded division inside the tangent, jaxlib 0.9.2's XLA CPU made the float32
-    # backward pass NaN where x <= 0 (finite with its fusion pass disabled).
-    scale = jnp.where(ok, 0.5 / jnp.where(ok, y, 1.0), 0.0)
+    # The factor is formed in the forward pass from the guarded input alone, and the
+    # tangent is a plain product. Two forms that are equal on paper were miscompiled on
+    # XLA CPU into NaN gradients where x <= 0: the guarded division inside the tangent
+    # (jaxlib 0.9.2, float32), and 0.5 / where(ok, y, 1) with y = sqrt(max(x, 0)) shared
+    # with the primal (jaxlib 0.12, float64, AVX-512 host; finite when run eagerly).
+    scale = jnp.where(ok, 0.5 * rsqrt(jnp.where(ok, x, 1.0)), 0.0)
     return y, dx * scale
 
 
