@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _nets import RELU_ERF_NET, fc_inputs
+from _nets import NONLINEARITIES, RELU_ERF_NET, fc_inputs
 
 from ntk_bayes import stax
 
@@ -103,6 +103,30 @@ def test_jit_grad_vmap_over_hyperparameters(dtype):
     ws = jnp.linspace(0.5, 2.0, 4, dtype=dtype)
     batched = jax.vmap(lambda w: loss(w, 0.2))(ws)
     np.testing.assert_allclose(batched, [loss(w, 0.2) for w in ws], rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(set(NONLINEARITIES) - {"identity"}))  # no dual
+def test_coincident_inputs_differentiate_like_the_diagonal(name, dtype, tol):
+    """Two inputs that coincide (duplicated rows, not a point paired with itself) stay
+    coincident when a hyperparameter moves: the derivative of the pairwise form along
+    s12 = q1 = q2 = t must equal the exact diagonal's d/dq, although the guarded square
+    roots make the partial in s12 alone a one-sided convention there."""
+    layer = NONLINEARITIES[name]
+    t = jnp.asarray([0.3, 1.3, 4.0], dtype)
+
+    def pairwise(t):
+        m = t[:, None]
+        nngp, dot = layer.dual(m, m, m, jnp.ones_like(m))
+        return jnp.sum(nngp), jnp.sum(dot)
+
+    def diagonal(t):
+        return jnp.sum(layer.dual_diag(t[:, None])), jnp.sum(layer.dot_diag(t[:, None]))
+
+    got = jax.jit(jax.jacrev(pairwise))(t)
+    want = jax.jit(jax.jacrev(diagonal))(t)
+    for g, w in zip(got, want, strict=True):
+        assert bool(jnp.all(jnp.isfinite(g))), (name, g)
+        np.testing.assert_allclose(g, w, rtol=tol["rtol"], atol=tol["atol"] * 10)
 
 
 def test_division_free_angle_matches_arctan2(dtype):
