@@ -345,8 +345,8 @@ def test_collapsed_likelihood_and_its_gradient_equal_the_dense_gaussian(dtype, t
     # against the float64 closed form (αα' - C⁻¹)B, ½(α'α - tr C⁻¹) computed in NumPy: the
     # error stays under cond(C)·eps, the first-order forward-error bound of a backward-stable
     # solve, as autodiff through the dense density does. (Which of the two is closer varies
-    # with the CPU's BLAS kernels: on AVX2 ours was the closer in both gradients, on AVX-512
-    # ours is 6x closer in var and 6x farther in B, both 5x under the bound in float32.) An
+    # with the CPU's BLAS kernels: on AVX2 ours was within 2x of it in both gradients, on
+    # AVX-512 ours is 6x closer in var and 6x farther in B, both 5x under the bound in float32.) An
     # explicit inverse of the q × q matrix was 6x worse in float32 (and useless on the BNN).
     U = np.linalg.qr(rng.normal(size=(n, q)))[0]
     V = np.linalg.qr(rng.normal(size=(q, q)))[0]
