@@ -97,7 +97,10 @@ def empirical_ntk_fn(
 
     Jacobians are formed per block of ``batch_size`` inputs (default: all at once), so
     memory is ``batch_size x outputs x parameters``. A ``rng`` keyword (for Dropout) is
-    folded with each block's start, so blocks draw independent masks.
+    folded with each block's start, so blocks draw independent masks; per-point keyword
+    arrays (leading axis the number of points, such as ``pattern``) are cut with their
+    points. Keywords go to ``f`` by neural-tangents' rule: a tuple of two is ``(for x1,
+    for x2)``.
     """
     _no_diagonal(diagonal_axes)
 
@@ -106,9 +109,9 @@ def empirical_ntk_fn(
 
     @full_precision
     def ntk_fn(x1, x2, params, **kwargs):
-        out_ndim = jax.eval_shape(lambda x: f(params, x, **kwargs), x1).ndim
-        traced = _norm_axes(trace_axes, out_ndim, "trace_axes")
         kw1, kw2 = _split_kwargs(kwargs, x1, x2)
+        out_ndim = jax.eval_shape(lambda x: f(params, x, **kw1), x1).ndim
+        traced = _norm_axes(trace_axes, out_ndim, "trace_axes")
         j1 = _batched_jac(jac, params, x1, kw1, batch_size)
         j2 = j1 if x2 is None else _batched_jac(jac, params, x2, kw2, batch_size)
 
@@ -129,15 +132,30 @@ def empirical_ntk_fn(
 
 
 def _split_kwargs(kwargs, x1, x2):
-    """Keyword arguments for ``f`` at ``x1`` and at ``x2``. A ``rng`` (Dropout's masks) is
-    shared when ``x2`` is omitted or is ``x1``, so a point paired with itself sees one
-    mask; otherwise it is split, so different points draw independent masks (as
-    neural-tangents does)."""
+    """Keyword arguments for ``f`` at ``x1`` and at ``x2``, by neural-tangents' rule: a
+    tuple of two is ``(for x1, for x2)`` (e.g. ``pattern=(pattern1, pattern2)`` of graph
+    networks); anything else goes to both. A ``rng`` (Dropout's masks) is shared when
+    ``x2`` is omitted or is ``x1``, so a point paired with itself sees one mask; otherwise
+    it is split, so different points draw independent masks (as neural-tangents does)."""
+    kw1, kw2 = {}, {}
+    for name, value in kwargs.items():
+        if name != "rng" and isinstance(value, tuple) and len(value) == 2:
+            kw1[name], kw2[name] = value
+        else:
+            kw1[name] = kw2[name] = value
     rng = kwargs.get("rng")
-    if rng is None or x2 is None or x2 is x1:
-        return kwargs, kwargs
-    r1, r2 = jax.random.split(rng)
-    return {**kwargs, "rng": r1}, {**kwargs, "rng": r2}
+    if rng is not None and x2 is not None and x2 is not x1:
+        kw1["rng"], kw2["rng"] = jax.random.split(rng)
+    return kw1, kw2
+
+
+def _rows(value, start, stop, n):
+    """Rows ``start:stop`` of a per-point keyword array (leading axis of length ``n``, the
+    number of points, such as a graph ``pattern``); other values are returned whole."""
+    shape = getattr(value, "shape", ())
+    if len(shape) >= 1 and shape[0] == n:
+        return value[start:stop]
+    return value
 
 
 def _batched_jac(jac, params, x, kwargs, batch_size):
@@ -146,9 +164,13 @@ def _batched_jac(jac, params, x, kwargs, batch_size):
         return jac(params, x, kwargs)
 
     def at(s):
-        if kwargs.get("rng") is None:
-            return kwargs
-        return {**kwargs, "rng": jax.random.fold_in(kwargs["rng"], s)}
+        block = {
+            name: _rows(value, s, s + batch_size, n) if name != "rng" else value
+            for name, value in kwargs.items()
+        }
+        if kwargs.get("rng") is not None:
+            block["rng"] = jax.random.fold_in(kwargs["rng"], s)
+        return block
 
     parts = [jac(params, x[s : s + batch_size], at(s)) for s in range(0, n, batch_size)]
     return jax.tree_util.tree_map(lambda *p: jnp.concatenate(p, axis=0), *parts)

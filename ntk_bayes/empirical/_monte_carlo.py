@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import PRNGKeyArray
 
 from ._empirical import empirical_nngp_fn, empirical_ntk_fn
@@ -41,7 +42,8 @@ def monte_carlo_kernel_fn(
     diagonal_axes: Sequence[int] = (),
     implementation: Any = None,
 ) -> Callable[..., Any]:
-    """Returns ``kernel_fn(x1, x2=None, get=("nngp", "ntk"), with_stderr=False)``.
+    """Returns ``kernel_fn(x1, x2=None, get=("nngp", "ntk"), with_stderr=False,
+    **apply_fn_kwargs)``.
 
     Args:
         init_fn: ``init_fn(key, input_shape)`` of the finite network (e.g. ``net.init_fn``).
@@ -54,6 +56,9 @@ def monte_carlo_kernel_fn(
         batch_size: networks evaluated together (vmapped) per step.
 
     ``with_stderr=True`` returns ``(mean, stderr)``, two namedtuples of the same layout.
+    Further keywords go to ``apply_fn`` as in neural-tangents: a tuple of two is ``(for
+    x1, for x2)``, e.g. ``pattern=(pattern1, pattern2)`` for graph networks, anything else
+    goes to both; ``rng`` is drawn per sample and cannot be given.
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"`n_samples` must be a positive integer, got {n_samples!r}")
@@ -70,11 +75,13 @@ def monte_carlo_kernel_fn(
     keys = keys.reshape((n_samples // batch_size, batch_size) + keys.shape[1:])
     takes_rng = _takes_rng(apply_fn)
 
-    def estimate(x1, x2, names):
+    def estimate(x1, x2, names, arrays, static):
         def one(k):
             _, params = init_fn(k, x1.shape)
             fns = {"nngp": nngp_fn, "ntk": ntk_fn}
-            kw = {"rng": jax.random.fold_in(k, 1)} if takes_rng else {}
+            kw = {**arrays, **dict(static)}
+            if takes_rng:
+                kw["rng"] = jax.random.fold_in(k, 1)
             return {g: fns[g](x1, x2, params, **kw) for g in names}
 
         def step(carry, kb):
@@ -93,15 +100,17 @@ def monte_carlo_kernel_fn(
         stderr = {g: jnp.sqrt(var[g] * n_samples / denom / n_samples) for g in names}
         return mean, stderr
 
-    estimate_jit = jax.jit(estimate, static_argnames=("names",))
+    estimate_jit = jax.jit(estimate, static_argnames=("names", "static"))
 
-    def kernel_fn(x1, x2=None, get=_GETS, with_stderr: bool = False):
+    def kernel_fn(x1, x2=None, get=_GETS, with_stderr: bool = False, **apply_fn_kwargs):
         names = (get,) if isinstance(get, str) else tuple(get or _GETS)
         for g in names:
             if g not in _GETS:
                 raise ValueError(f"`get` has unknown kernel {g!r}; choose from {_GETS}")
+        arrays, static = _split_by_kind(apply_fn_kwargs)
         x1 = jnp.asarray(x1)
-        mean, stderr = estimate_jit(x1, None if x2 is None else jnp.asarray(x2), names)
+        x2 = None if x2 is None else jnp.asarray(x2)
+        mean, stderr = estimate_jit(x1, x2, names, arrays, static)
         if isinstance(get, str):
             return (mean[get], stderr[get]) if with_stderr else mean[get]
         nt = collections.namedtuple("Kernel", names)
@@ -110,6 +119,30 @@ def monte_carlo_kernel_fn(
         return nt(**mean)
 
     return kernel_fn
+
+
+def _split_by_kind(kwargs):
+    """``apply_fn``'s keywords as (those holding arrays: traced, a dict) and (the rest:
+    compiled in, a sorted tuple of pairs, which must be hashable)."""
+    if "rng" in kwargs:
+        raise ValueError(
+            "`rng`: monte_carlo_kernel_fn draws each sample's rng from its `key`; drop `rng`"
+        )
+    arrays, static = {}, []
+    for name, value in kwargs.items():
+        leaves = jax.tree_util.tree_leaves(value)
+        if any(isinstance(v, jax.Array | np.ndarray | np.generic) for v in leaves):
+            arrays[name] = value
+            continue
+        try:
+            hash(value)
+        except TypeError:
+            raise TypeError(
+                f"`{name}`={value!r} is neither arrays nor a hashable constant; pass arrays "
+                "(e.g. np.asarray) or a number, string or tuple"
+            ) from None
+        static.append((name, value))
+    return arrays, tuple(sorted(static))
 
 
 def _takes_rng(fn) -> bool:

@@ -142,6 +142,109 @@ def test_gradient_through_aggregate_is_finite():
     assert np.isfinite(g) and g > 0 and np.isfinite(value)
 
 
+# ---- empirical and Monte Carlo kernels: neural-tangents' keyword rule ---------------------
+
+
+def _emp_net():
+    return stax.serial(
+        stax.Dense(6, W_std=1.3, b_std=0.2),
+        stax.Relu(),
+        stax.Aggregate(),
+        stax.GlobalAvgPool(),
+        stax.Dense(3),
+    )
+
+
+def test_empirical_kernels_take_a_graph_per_side():
+    # pattern=(p1, p2): x1's graphs with x1, x2's with x2, as in neural-tangents; checked
+    # against the two sides' functions written out, so a kernel that gave p1 to both
+    # sides (or dropped the graphs) would differ.
+    import ntk_bayes as nb
+
+    with jax.enable_x64(True):
+        net = _emp_net()
+        x1, x2 = points(3), points(2, seed=1)
+        p1, p2 = _graphs(3, 4), _graphs(2, 4, seed=1)
+        _, params = net.init_fn(jax.random.PRNGKey(0), x1.shape)
+        f1 = net.apply_fn(params, x1, pattern=p1)
+        f2 = net.apply_fn(params, x2, pattern=p2)
+        jac = lambda x, p: jax.jacrev(lambda w: net.apply_fn(w, x, pattern=p))(params)
+        j1, j2 = jac(x1, p1), jac(x2, p2)
+        want_ntk = (
+            sum(
+                jnp.einsum(
+                    "ak...,bk...->ab",
+                    a.reshape(a.shape[:2] + (-1,)),
+                    b.reshape(b.shape[:2] + (-1,)),
+                )
+                for a, b in zip(
+                    jax.tree_util.tree_leaves(j1), jax.tree_util.tree_leaves(j2), strict=True
+                )
+            )
+            / f1.shape[-1]
+        )
+        k = nb.empirical_kernel_fn(net.apply_fn)(x1, x2, ("nngp", "ntk"), params, pattern=(p1, p2))
+        assert rel(k.nngp, np.asarray(f1 @ f2.T / f1.shape[-1])) < 1e-14
+        assert rel(k.ntk, np.asarray(want_ntk)) < 1e-13
+        # x2 omitted: pattern2 is not needed, and the kernel is x1's with itself
+        same = nb.empirical_ntk_fn(net.apply_fn)(x1, None, params, pattern=(p1, None))
+        assert (
+            rel(
+                same,
+                np.asarray(nb.empirical_ntk_fn(net.apply_fn)(x1, x1, params, pattern=(p1, p1))),
+            )
+            < 1e-14
+        )
+
+
+@pytest.mark.parametrize("implementation", ["DENSE", "SPARSE"])
+def test_empirical_ntk_blocks_cut_the_graphs_with_their_points(implementation):
+    import ntk_bayes as nb
+
+    with jax.enable_x64(True):
+        net = stax.serial(
+            stax.Dense(5),
+            stax.Erf(),
+            stax.Aggregate(implementation=implementation),
+            stax.GlobalSumPool(),
+            stax.Dense(2),
+        )
+        x = points(5)
+        p = edges_and_dense(5, 4, 7)[0] if implementation == "SPARSE" else _graphs(5, 4)
+        _, params = net.init_fn(jax.random.PRNGKey(3), x.shape)
+        whole = nb.empirical_ntk_fn(net.apply_fn)(x, None, params, pattern=(p, None))
+        blocks = nb.empirical_ntk_fn(net.apply_fn, batch_size=2)(x, None, params, pattern=(p, None))
+        assert rel(blocks, np.asarray(whole)) < 1e-14
+
+
+def test_monte_carlo_kernel_passes_keywords_to_apply_fn():
+    # Two samples, each the empirical kernels of a network drawn as the docstring says
+    # (k_s = split(key, S)[s]; apply with rng = fold_in(k_s, 1)), averaged.
+    import ntk_bayes as nb
+
+    with jax.enable_x64(True):
+        net = _emp_net()
+        x1, x2 = points(3), points(2, seed=1)
+        p1, p2 = _graphs(3, 4), _graphs(2, 4, seed=1)
+        key = jax.random.PRNGKey(5)
+        mc = nb.monte_carlo_kernel_fn(net.init_fn, net.apply_fn, key, 2, batch_size=1)
+        got = mc(x1, x2, ("nngp", "ntk"), pattern=(p1, p2))
+        emp = nb.empirical_kernel_fn(net.apply_fn)
+        want = []
+        for k in jax.random.split(key, 2):
+            _, params = net.init_fn(k, x1.shape)
+            want.append(
+                emp(x1, x2, ("nngp", "ntk"), params, pattern=(p1, p2), rng=jax.random.fold_in(k, 1))
+            )
+        for name in ("nngp", "ntk"):
+            mean = (np.asarray(getattr(want[0], name)) + np.asarray(getattr(want[1], name))) / 2
+            assert rel(getattr(got, name), mean) < 1e-13
+        with pytest.raises(ValueError, match="`rng`"):
+            mc(x1, None, "nngp", pattern=(p1, None), rng=key)
+        with pytest.raises(TypeError, match="`pattern`"):
+            mc(x1, None, "nngp", pattern=[[0.0]])
+
+
 # ---- errors -----------------------------------------------------------------------------
 
 
