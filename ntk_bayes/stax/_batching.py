@@ -270,12 +270,12 @@ def isolated(pred, fn, shapes, like):
     )
 
 
-def _tile(one, net, a, b, same_points, true):
-    """``one(net, a, b, same_points)`` inside a conditional that is always taken
-    (``true`` is a traced True), so that the tile is materialised by its own fusions, which XLA runs
-    on all threads, instead of being fused into the in-place write of the output, which
-    runs on one. Every path uses it, so tiles are bit-identical across device counts."""
-    shapes = jax.eval_shape(one, net, a, b, same_points)
+def _tile(one, net, a, b, same_points, true, shapes):
+    """``one(net, a, b, same_points)`` (whose outputs are ``shapes``) inside a conditional
+    that is always taken (``true`` is a traced True), so that the tile is materialised by
+    its own fusions, which XLA runs on all threads, instead of being fused into the
+    in-place write of the output, which runs on one. Every path uses it, so tiles are
+    bit-identical across device counts."""
     first = jax.tree_util.tree_leaves(a)[0]
     return isolated(true, lambda: one(net, a, b, same_points), shapes, first)
 
@@ -335,14 +335,22 @@ def _put(outs, tiles, r, c):
     }
 
 
-@partial(jax.jit, static_argnames=("names", "b1", "b2", "block_fn", "opts", "symmetric", "mesh"))
-def _run(net, x1, x2, names, b1, b2, block_fn, opts, symmetric=False, mesh=None, same=None):
+@partial(
+    jax.jit,
+    static_argnames=("names", "b1", "b2", "block_fn", "opts", "symmetric", "mesh", "structs"),
+)
+def _run(
+    net, x1, x2, names, b1, b2, block_fn, opts, symmetric=False, mesh=None, same=None, structs=None
+):
     """Tiles of ``b1 x b2`` pairs (only those on and above the diagonal when
     ``symmetric``), each written into the output in place: no padding and no stacked
     tiles to gather and transpose afterwards (that assembly cost a quarter of a fully
     connected kernel's time). With a mesh, the tiles are computed across its devices
     first, then written by the same loop. ``same`` (``None`` or a boolean scalar) tells
-    each tile whether ``x2`` is ``x1``, with its offset from the diagonal."""
+    each tile whether ``x2`` is ``x1``, with its offset from the diagonal. ``structs``
+    (from :func:`_probe`): each output's shape past its point axes and its dtype, so that
+    the tile's shapes need no trace of their own (one trace of the network fewer per
+    call); ``None``: traced."""
 
     def one(net_, a, b, same_points):
         return _outputs(block_fn(net_, a, b, same_points, *opts), names)
@@ -359,12 +367,19 @@ def _run(net, x1, x2, names, b1, b2, block_fn, opts, symmetric=False, mesh=None,
     R = jnp.asarray([r for r, _ in pairs], jnp.int32)
     C = jnp.asarray([c for _, c in pairs], jnp.int32)
 
+    if structs is None:
+        shapes = jax.eval_shape(one, net, head(x1, b1), head(x2, b2), same_at(same, 0, 0))
+    else:
+        shapes = {
+            name: jax.ShapeDtypeStruct(((b1,) if name in _PER_POINT else (b1, b2)) + rest, dt)
+            for name, rest, dt in structs
+        }
+
     def tile_at(net_, x1_, x2_, same_, r, c):
         a = _dyn_rows(x1_, r, b1)
         b = _dyn_rows(x2_, c, b2)
-        return _tile(one, net_, a, b, same_at(same_, r, c), r >= 0)
+        return _tile(one, net_, a, b, same_at(same_, r, c), r >= 0, shapes)
 
-    shapes = jax.eval_shape(one, net, head(x1, b1), head(x2, b2), same_at(same, 0, 0))
     outs = {
         name: jnp.zeros(
             ((n1,) + sh.shape[1:]) if name in _PER_POINT else ((n1, n2) + sh.shape[2:]), sh.dtype
@@ -438,19 +453,18 @@ def tiled_kernel(
             mesh = None
     n_dev = 1 if mesh is None else mesh.size
 
-    def per_pair_bytes(a, b, wanted):
-        return _probe(net, block_fn, opts, a, b, wanted)[0]
-
     out = {}
     for name, x in (("cov1", x1), ("cov2", x2)):
         if name in names:
-            nbytes = per_pair_bytes(head(x), head(x), ("cov1",))
+            nbytes, _, _, structs = _probe(net, block_fn, opts, head(x), head(x), ("cov1",))
             b, _ = plan_tiles(n_points(x), 1, nbytes, memory_budget, block_size)
             b = _spread(b, n_points(x), 1, n_dev)
-            out[name] = _run(net, x, head(x), ("cov1",), b, 1, block_fn, opts, False, mesh)["cov1"]
+            out[name] = _run(
+                net, x, head(x), ("cov1",), b, 1, block_fn, opts, False, mesh, structs=structs
+            )["cov1"]
     pair = tuple(n for n in names if n not in ("cov1", "cov2"))
     if pair:
-        nbytes, ndims, _ = _probe(net, block_fn, opts, head(x1), head(x2), pair)
+        nbytes, ndims, _, structs = _probe(net, block_fn, opts, head(x1), head(x2), pair)
         # Mirroring tiles is only worth it (and only simple) for scalar-per-pair outputs.
         symmetric = symmetric and all(d == 2 for d in ndims)
         n1, n2 = n_points(x1), n_points(x2)
@@ -470,7 +484,7 @@ def tiled_kernel(
             b1 = _spread(b1, n1, math.ceil(n2 / b2), n_dev)
         # Equal tiles that just cover n (2000 rows: 4 x 500, not 4 x 512 with overlap).
         b1, b2 = _balanced(b1, n1), _balanced(b2, n2)
-        out.update(_run(net, x1, x2, pair, b1, b2, block_fn, opts, symmetric, mesh, same))
+        out.update(_run(net, x1, x2, pair, b1, b2, block_fn, opts, symmetric, mesh, same, structs))
     return out
 
 
@@ -579,7 +593,8 @@ _PROBES: dict = {}
 
 
 def _probe(net, block_fn, opts, a, b, names):
-    """(bytes per pair of the largest pairwise intermediate, output ndims), cached per
+    """(bytes per pair of the largest pairwise intermediate, output ndims, output bytes
+    per pair, each output's ``(name, shape past its point axes, dtype)``), cached per
     architecture.
 
     Traced on a (2 x 3)-pair problem: only arrays whose leading axes are (2, 3) grow
@@ -599,12 +614,17 @@ def _probe(net, block_fn, opts, a, b, names):
     if key not in _PROBES:
         a2, b3 = _first_repeated(a, 2), _first_repeated(b, 3)
         fn = lambda a_, b_: _outputs(block_fn(net, a_, b_, None, *opts), names)
-        jaxpr = jax.make_jaxpr(fn)(a2, b3)
+        jaxpr, shapes = jax.make_jaxpr(fn, return_shape=True)(a2, b3)
         ndims = tuple(v.aval.ndim for v in jaxpr.jaxpr.outvars)
         out_bytes = sum(_aval_bytes(v.aval) // 6 for v in jaxpr.jaxpr.outvars)
+        structs = tuple(
+            (name, sh.shape[1 if name in _PER_POINT else 2 :], np.dtype(sh.dtype))
+            for name, sh in shapes.items()
+        )
         if len(_PROBES) > 256:
             _PROBES.clear()
-        _PROBES[key] = (max(_max_var_bytes(jaxpr.jaxpr, (2, 3)) // 6, 1), ndims, out_bytes)
+        per_pair = max(_max_var_bytes(jaxpr.jaxpr, (2, 3)) // 6, 1)
+        _PROBES[key] = (per_pair, ndims, out_bytes, structs)
     return _PROBES[key]
 
 
