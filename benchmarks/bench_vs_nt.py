@@ -61,6 +61,20 @@ def _faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
+def _timed(fn, x, repeats: int) -> tuple[list, list, float]:
+    """``repeats`` calls of a compiled ``fn(x)``: wall seconds, CPU seconds of the process
+    (all threads) and minor page faults per call."""
+    import jax
+
+    times, cpu, flt = [], [], _faults()
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.process_time()
+        jax.block_until_ready(fn(x))
+        times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return times, cpu, (_faults() - flt) / repeats
+
+
 def child(lib: str, case: str, n: int, repeats: int) -> dict:
     """One library, one case, in this process: compile + ``repeats`` timed calls."""
     import jax
@@ -76,15 +90,9 @@ def child(lib: str, case: str, n: int, repeats: int) -> dict:
     t = time.perf_counter()
     jax.block_until_ready(fn(x))
     first = time.perf_counter() - t
-    times, cpu = [], []
-    flt = _faults()
-    for _ in range(repeats):
-        t, c = time.perf_counter(), time.process_time()
-        jax.block_until_ready(fn(x))
-        times.append(time.perf_counter() - t)
-        cpu.append(time.process_time() - c)
+    times, cpu, faults = _timed(fn, x, repeats)
     out = {"first": first, "best": min(times), "median": statistics.median(times)}
-    out["faults"] = (_faults() - flt) / repeats
+    out["faults"] = faults
     # CPU seconds of the process (all threads): steadier than wall time on a loaded VM.
     out["cpu_best"] = min(cpu)
     out["compile"] = max(first - out["median"], 0.0)
@@ -101,13 +109,8 @@ def child(lib: str, case: str, n: int, repeats: int) -> dict:
         for name, f in (("floor", lambda a: floor_fn(a, 3)), ("least", least)):
             f = jax.jit(f)
             jax.block_until_ready(f(x))
-            ft, flt = [], _faults()
-            for _ in range(repeats):
-                t = time.perf_counter()
-                jax.block_until_ready(f(x))
-                ft.append(time.perf_counter() - t)
+            ft, _, out[f"{name}_faults"] = _timed(f, x, repeats)
             out[f"{name}_best"] = min(ft)
-            out[f"{name}_faults"] = (_faults() - flt) / repeats
     out["jax"] = jax.__version__
     return out
 
