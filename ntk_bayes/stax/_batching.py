@@ -340,7 +340,7 @@ def _put(outs, tiles, r, c):
     static_argnames=("names", "b1", "b2", "block_fn", "opts", "symmetric", "mesh", "structs"),
 )
 def _run(
-    net, x1, x2, names, b1, b2, block_fn, opts, symmetric=False, mesh=None, same=None, structs=None
+    net, x1, x2, names, b1, b2, block_fn, opts, symmetric=False, mesh=None, same=None, *, structs
 ):
     """Tiles of ``b1 x b2`` pairs (only those on and above the diagonal when
     ``symmetric``), each written into the output in place: no padding and no stacked
@@ -350,7 +350,7 @@ def _run(
     each tile whether ``x2`` is ``x1``, with its offset from the diagonal. ``structs``
     (from :func:`_probe`): each output's shape past its point axes and its dtype, so that
     the tile's shapes need no trace of their own (one trace of the network fewer per
-    call); ``None``: traced."""
+    call)."""
 
     def one(net_, a, b, same_points):
         return _outputs(block_fn(net_, a, b, same_points, *opts), names)
@@ -367,13 +367,10 @@ def _run(
     R = jnp.asarray([r for r, _ in pairs], jnp.int32)
     C = jnp.asarray([c for _, c in pairs], jnp.int32)
 
-    if structs is None:
-        shapes = jax.eval_shape(one, net, head(x1, b1), head(x2, b2), same_at(same, 0, 0))
-    else:
-        shapes = {
-            name: jax.ShapeDtypeStruct(((b1,) if name in _PER_POINT else (b1, b2)) + rest, dt)
-            for name, rest, dt in structs
-        }
+    shapes = {
+        name: jax.ShapeDtypeStruct(((b1,) if name in _PER_POINT else (b1, b2)) + rest, dt)
+        for name, rest, dt in structs
+    }
 
     def tile_at(net_, x1_, x2_, same_, r, c):
         a = _dyn_rows(x1_, r, b1)
@@ -484,7 +481,9 @@ def tiled_kernel(
             b1 = _spread(b1, n1, math.ceil(n2 / b2), n_dev)
         # Equal tiles that just cover n (2000 rows: 4 x 500, not 4 x 512 with overlap).
         b1, b2 = _balanced(b1, n1), _balanced(b2, n2)
-        out.update(_run(net, x1, x2, pair, b1, b2, block_fn, opts, symmetric, mesh, same, structs))
+        out.update(
+            _run(net, x1, x2, pair, b1, b2, block_fn, opts, symmetric, mesh, same, structs=structs)
+        )
     return out
 
 
