@@ -145,13 +145,21 @@ def _host_bytes(a) -> np.ndarray:
 
 
 def _host_ids(parts1, parts2):
-    """:func:`point_ids` by NumPy: the rows' bytes, ``np.unique`` over rows."""
+    """:func:`point_ids` by NumPy: the rows' bytes as one opaque (void) value per point,
+    ``np.unique`` over those. Sorting void values compares whole rows with ``memcmp``;
+    ``np.unique(axis=0)`` on the byte matrix gives the same ids but compares the rows
+    byte field by byte field (n = 2048 rows of 512 bytes: 17 ms against 1 ms)."""
     n1 = np.shape(parts1[0])[0]
     sets = [parts1] if parts2 is None else [parts1, parts2]
     rows = np.concatenate(
         [np.concatenate([_host_bytes(a) for a in parts], axis=1) for parts in sets], axis=0
     )
-    _, inverse = np.unique(rows, axis=0, return_inverse=True)
+    rows = np.ascontiguousarray(rows)
+    if rows.shape[1] == 0:  # nothing per point: every point is the same point
+        inverse = np.zeros(rows.shape[0], np.int64)
+    else:
+        values = rows.view(np.dtype((np.void, rows.shape[1])))
+        _, inverse = np.unique(values, return_inverse=True)
     ids = inverse.reshape(-1).astype(np.int32)
     return jnp.asarray(ids[:n1]), jnp.asarray(ids[n1:])  # sliced here: no eager program
 

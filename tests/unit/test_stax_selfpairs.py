@@ -195,6 +195,9 @@ def test_point_ids_are_equal_exactly_for_equal_points(dtype):
         same1, same2 = point_ids([x1], on_host=on_host)  # x2 omitted: one set of ids
         assert same1 is same2 and np.asarray(same1)[6] == np.asarray(same1)[0]
         assert np.asarray(point_ids([x1[:1]], on_host=on_host)[0]).tolist() == [0]  # one point
+        # nothing per point (a part with no values): every point is one point
+        nothing = np.zeros((3, 0), dtype)
+        assert np.asarray(point_ids([nothing], on_host=on_host)[0]).tolist() == [0, 0, 0]
     # compiled, three rows at a time (hashes in overlapping chunks, neighbours in padded
     # ones): the ids of the whole-rows program
     small = point_ids(
