@@ -149,7 +149,7 @@ def check_output_fits(net, block_fn, opts, x1, x2, names, devices=None) -> None:
     pair = tuple(n for n in names if n not in ("cov1", "cov2"))
     if not pair:
         return
-    per_pair = _probe(net, block_fn, opts, head(x1), head(x2), pair)[2]
+    per_pair = _probe(net, block_fn, opts, x1, x2, pair)[2]
     n1, n2 = n_points(x1), n_points(x2)
     _refuse_output(pair, n1, n2, n1 * n2 * per_pair, devices)
 
@@ -453,7 +453,7 @@ def tiled_kernel(
     out = {}
     for name, x in (("cov1", x1), ("cov2", x2)):
         if name in names:
-            nbytes, _, _, structs = _probe(net, block_fn, opts, head(x), head(x), ("cov1",))
+            nbytes, _, _, structs = _probe(net, block_fn, opts, x, x, ("cov1",))
             b, _ = plan_tiles(n_points(x), 1, nbytes, memory_budget, block_size)
             b = _spread(b, n_points(x), 1, n_dev)
             out[name] = _run(
@@ -461,7 +461,7 @@ def tiled_kernel(
             )["cov1"]
     pair = tuple(n for n in names if n not in ("cov1", "cov2"))
     if pair:
-        nbytes, ndims, _, structs = _probe(net, block_fn, opts, head(x1), head(x2), pair)
+        nbytes, ndims, _, structs = _probe(net, block_fn, opts, x1, x2, pair)
         # Mirroring tiles is only worth it (and only simple) for scalar-per-pair outputs.
         symmetric = symmetric and all(d == 2 for d in ndims)
         n1, n2 = n_points(x1), n_points(x2)
@@ -530,13 +530,29 @@ def one_program(
     if pair:  # the check_output_fits of the tiled path, from the trace
         need = sum(_aval_bytes(getattr(traced.out_info, n)) for n in pair)
         _refuse_output(pair, n1, n2, need, devices)
-    per_pair = max(_max_var_bytes(jaxpr, (n1, n2)) // (n1 * n2), 1)
+    per_pair = max(_pairwise_peak(jaxpr, (n1, n2)) // (n1 * n2), 1)
     b1, b2 = plan_tiles(
         n1, n2, per_pair, memory_budget, block_size, max_pairs=_speed_cap(per_pair, devices)
     )
     if b1 < n1 or b2 < n2:
         return None
     return _whole(net, x1, x2_, same, block_fn=block_fn, opts=opts)
+
+
+_PEAKS: dict = {}
+
+
+def _pairwise_peak(jaxpr, lead) -> int:
+    """:func:`_max_var_bytes` of ``jaxpr``, remembered per jaxpr: JAX returns the same
+    cached trace for repeated calls on the same shapes, and walking a network's jaxpr
+    took 2-4 ms of each eager ``kernel_fn`` call (n = 2048, 3 layers)."""
+    key = (id(jaxpr), lead)
+    hit = _PEAKS.get(key)
+    if hit is None or hit[0] is not jaxpr:  # the jaxpr itself is kept: ids are not reused
+        if len(_PEAKS) > 256:
+            _PEAKS.clear()
+        hit = _PEAKS[key] = (jaxpr, _max_var_bytes(jaxpr, lead))
+    return hit[1]
 
 
 def _committed_elsewhere(tree, mesh):
@@ -553,12 +569,12 @@ def _one_tile(net, block_fn, opts, x1, x2, names, memory_budget, block_size, sym
     """Whether every requested output is a single tile on a single device."""
     for name, x in (("cov1", x1), ("cov2", x2)):
         if name in names:
-            nbytes = _probe(net, block_fn, opts, head(x), head(x), ("cov1",))[0]
+            nbytes = _probe(net, block_fn, opts, x, x, ("cov1",))[0]
             if plan_tiles(n_points(x), 1, nbytes, memory_budget, block_size)[0] < n_points(x):
                 return False
     pair = tuple(n for n in names if n not in ("cov1", "cov2"))
     if pair:
-        nbytes = _probe(net, block_fn, opts, head(x1), head(x2), pair)[0]
+        nbytes = _probe(net, block_fn, opts, x1, x2, pair)[0]
         b1, b2 = plan_tiles(
             n_points(x1),
             n_points(x2),
@@ -596,9 +612,11 @@ def _probe(net, block_fn, opts, a, b, names):
     per pair, each output's ``(name, shape past its point axes, dtype)``), cached per
     architecture.
 
-    Traced on a (2 x 3)-pair problem: only arrays whose leading axes are (2, 3) grow
-    with the number of pairs (inputs and per-point variances do not), so the largest
-    of them, divided by 6, is what a tile of P pairs costs per pair.
+    Traced on a (2 x 3)-pair problem made of the first points of ``a`` and ``b`` (any
+    number of points; on a cache hit they are not touched, so a call costs no slicing):
+    only arrays whose leading axes are (2, 3) grow with the number of pairs (inputs and
+    per-point variances do not), so the largest of them, divided by 6, is what a tile of
+    P pairs costs per pair.
     """
     leaves, treedef = jax.tree_util.tree_flatten(net)
     key = (
