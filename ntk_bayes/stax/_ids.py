@@ -154,11 +154,10 @@ def _host_ids(parts1, parts2):
     rows = np.concatenate(
         [np.concatenate([_host_bytes(a) for a in parts], axis=1) for parts in sets], axis=0
     )
-    rows = np.ascontiguousarray(rows)
     if rows.shape[1] == 0:  # nothing per point: every point is the same point
         inverse = np.zeros(rows.shape[0], np.int64)
     else:
-        values = rows.view(np.dtype((np.void, rows.shape[1])))
+        values = rows.view(np.dtype((np.void, rows.shape[1])))  # concatenate's C order
         _, inverse = np.unique(values, return_inverse=True)
     ids = inverse.reshape(-1).astype(np.int32)
     return jnp.asarray(ids[:n1]), jnp.asarray(ids[n1:])  # sliced here: no eager program
