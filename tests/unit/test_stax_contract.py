@@ -113,12 +113,22 @@ def test_kernel_composition_continues_the_recursion():
         block.kernel_fn(block.kernel_fn(x1, x2).replace(ntk=None), get="ntk")
 
 
+def _with(x, index, value):
+    x = x.copy()
+    x[index] = value
+    return x
+
+
 @pytest.mark.parametrize(
     "make, match",
     [
         (lambda x: x[:0], r"`x1` has no points"),
         (lambda x: x[:, :0], r"`x1` has zero features"),
         (lambda x: x * np.float32(1e20), r"`x1` has entries up to .* overflow float32"),
+        # one bad entry anywhere, of either sign, is found and located
+        (lambda x: _with(x, (2, 1), np.nan), r"`x1` contains 1 non-finite .* index \(2, 1\)"),
+        (lambda x: _with(x, (1, 0), -np.inf), r"`x1` contains 1 non-finite .* index \(1, 0\)"),
+        (lambda x: _with(x, (0, 2), np.inf), r"`x1` contains 1 non-finite .* index \(0, 2\)"),
     ],
 )
 def test_degenerate_inputs_are_refused(make, match):
