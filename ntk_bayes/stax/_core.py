@@ -74,6 +74,15 @@ def check_hyper(value, name: str, layer: str, *, allow_none: bool = False, posit
             )
 
 
+def ask(layer, method: str, *args):
+    """``layer.<method>(*args)``, called through the layer's class. Equinox builds a
+    bound-method module on each lookup of a method on an instance (~25 us); the walks
+    over a network that every ``kernel_fn`` call makes (``call_kwargs``,
+    ``uses_point_ids``, ``output_shape``) paid that per layer and per level: 0.4 ms for
+    ``call_kwargs`` of a 7-layer network, against 0.03 ms this way."""
+    return getattr(type(layer), method)(layer, *args)
+
+
 class Layer(eqx.Module):
     """Base class of all layers and networks.
 
@@ -129,7 +138,7 @@ class Layer(eqx.Module):
         """Whether the kernel must know which pairs are one point twice (train-mode
         ``Dropout``, whose masks are shared only by a point and itself); combinators
         ask their layers."""
-        return any(lay.needs_same_points() for lay in getattr(self, "layers", ()))
+        return any(ask(lay, "needs_same_points") for lay in getattr(self, "layers", ()))
 
     def _children(self) -> tuple:
         """The layers a combinator holds (``layers`` of serial/parallel, ``layer`` of
@@ -143,12 +152,12 @@ class Layer(eqx.Module):
         """Whether the kernel evaluates pairs of equal points by their same-point form
         (nonlinearities), so ``kernel_fn`` computes ``Kernel.point_ids``; combinators ask
         their layers."""
-        return any(lay.uses_point_ids() for lay in self._children())
+        return any(ask(lay, "uses_point_ids") for lay in Layer._children(self))
 
     def call_kwargs(self) -> frozenset:
         """Per-call keyword arguments of ``kernel_fn``/``apply_fn`` that the network's
         layers read (``"pattern"`` for ``Aggregate``); combinators ask their layers."""
-        return frozenset().union(*(lay.call_kwargs() for lay in self._children()))
+        return frozenset().union(*(ask(lay, "call_kwargs") for lay in Layer._children(self)))
 
     # ---- neural-tangents triple ---------------------------------------------------
     @property
@@ -689,7 +698,7 @@ class Serial(Layer):
     def output_shape(self, input_shape):
         for i, layer in enumerate(self.layers):
             try:
-                input_shape = layer.output_shape(input_shape)
+                input_shape = ask(layer, "output_shape", input_shape)
             except (ValueError, TypeError) as e:
                 raise type(e)(f"layer {i} ({type(layer).__name__}) of serial: {e}") from None
         return input_shape

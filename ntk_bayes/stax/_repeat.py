@@ -13,7 +13,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._core import Layer
+from ._core import Layer, ask
 
 __all__ = ["Repeat", "repeat"]
 
@@ -82,7 +82,7 @@ class Repeat(Layer):
         return self.layer.mixes_space()
 
     def needs_same_points(self) -> bool:
-        return self.layer.needs_same_points()
+        return ask(self.layer, "needs_same_points")
 
 
 def repeat(layer: Layer, n: int) -> Repeat:
