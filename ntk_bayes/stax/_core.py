@@ -273,6 +273,7 @@ class Layer(eqx.Module):
             if is_concrete(ids[0]) and not _ids.has_copies(ids, equal):
                 ids = None  # every pair of equal points is a self-pair: the index says so
             else:
+                ids = tuple(jnp.asarray(i) for i in ids)
                 extra[0]["ids"], extra[1]["ids"] = ids
         shapes = (x1.shape, (x1 if x2 is None else x2).shape)
         opts = (want_all or "ntk" in names, *_layouts(self, x1.shape, out_shape, spatial_output))

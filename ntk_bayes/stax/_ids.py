@@ -112,8 +112,9 @@ def point_ids(parts1, parts2=None, chunk_bytes: int = _CHUNK_BYTES, on_host: boo
     when two points are equal in every part; ``ids2`` is ``ids1`` when ``parts2`` is
     ``None``. ``chunk_bytes``: how many bytes of rows are compared at once (compiled
     path). ``on_host``: NumPy on the host (``True``) or a compiled program (``False``);
-    default: the host for concrete CPU arrays of at most 16 MiB in all. Both number the
-    distinct points ``0 .. k-1``, not necessarily in the same order."""
+    default: the host for concrete CPU arrays of at most 16 MiB in all (its ids are
+    NumPy arrays). Both number the distinct points ``0 .. k-1``, not necessarily in the
+    same order."""
     parts1 = list(parts1)
     parts2 = None if parts2 is None else list(parts2)
     if on_host is None:
@@ -160,7 +161,9 @@ def _host_ids(parts1, parts2):
         values = rows.view(np.dtype((np.void, rows.shape[1])))  # concatenate's C order
         _, inverse = np.unique(values, return_inverse=True)
     ids = inverse.reshape(-1).astype(np.int32)
-    return jnp.asarray(ids[:n1]), jnp.asarray(ids[n1:])  # sliced here: no eager program
+    # NumPy arrays: the caller usually finds no copies and drops them, so the two
+    # transfers to the device are made only for ids that are kept
+    return ids[:n1], ids[n1:]
 
 
 def _rows(p1, p2, n1: int, idx):
