@@ -284,7 +284,7 @@ _PER_POINT = ("cov1", "cov2")
 
 
 def _transposed(tiles, true):
-    """Each ``(b, b)`` tile transposed into its own row-major buffer (``true``: a traced
+    """Each 2-D tile transposed into its own row-major buffer (``true``: a traced
     True, as for :func:`_tile`).
 
     XLA's CPU backend is fast at a transpose it materialises between two contiguous
@@ -297,7 +297,7 @@ def _transposed(tiles, true):
     shapes = {n: jax.ShapeDtypeStruct((t.size,), t.dtype) for n, t in tiles.items()}
     like = next(iter(tiles.values()))
     flat = isolated(true, lambda: {n: t.T.reshape(-1) for n, t in tiles.items()}, shapes, like)
-    return {n: f.reshape(tiles[n].shape) for n, f in flat.items()}
+    return {n: f.reshape(tiles[n].shape[::-1]) for n, f in flat.items()}
 
 
 def _put(outs, tiles, r, c):
