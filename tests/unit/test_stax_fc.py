@@ -162,6 +162,14 @@ def test_symmetric_tiles_mirror_into_the_full_kernel(tol):
     for a, b in ((sym.nngp, full.nngp), (sym.ntk, full.ntk)):
         np.testing.assert_allclose(a, b, **tol)
         np.testing.assert_allclose(a, np.asarray(a).T, **tol)
+    # Tiles that do not overlap (40 points, 5 tiles of 8): each tile below the diagonal
+    # is its mirror image's transpose, bit for bit; only the diagonal tiles, computed
+    # whole, may differ from their own transpose by round-off.
+    x = fc_inputs(40, seed=4)
+    k = RELU_ERF_NET.kernel_fn(x, None, ("nngp", "ntk"), block_size=8)
+    off = np.kron(1 - np.eye(5), np.ones((8, 8))).astype(bool)
+    for a in (np.asarray(k.nngp), np.asarray(k.ntk)):
+        np.testing.assert_array_equal(a[off], a.T[off])
 
 
 def test_b_std_zero_and_zero_inputs_are_finite():
