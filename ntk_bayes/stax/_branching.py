@@ -10,7 +10,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._core import Layer, split_rng
+from ._core import Layer, ask, split_rng
 
 __all__ = ["FanOut", "FanInSum", "FanInConcat", "parallel", "Parallel"]
 
@@ -221,10 +221,10 @@ class Parallel(Layer):
         ]
 
     def needs_full_spatial(self, out_full: bool) -> bool:
-        return any(lay.needs_full_spatial(out_full) for lay in self.layers)
+        return any(ask(lay, "needs_full_spatial", out_full) for lay in self.layers)
 
     def mixes_space(self) -> bool:
-        return any(lay.mixes_space() for lay in self.layers)
+        return any(ask(lay, "mixes_space") for lay in self.layers)
 
 
 def parallel(*layers) -> Parallel:

@@ -75,11 +75,11 @@ class Repeat(Layer):
 
     def needs_full_spatial(self, out_full: bool) -> bool:
         for _ in range(self.n):
-            out_full = self.layer.needs_full_spatial(out_full)
+            out_full = ask(self.layer, "needs_full_spatial", out_full)
         return out_full
 
     def mixes_space(self) -> bool:
-        return self.layer.mixes_space()
+        return ask(self.layer, "mixes_space")
 
     def needs_same_points(self) -> bool:
         return ask(self.layer, "needs_same_points")
