@@ -270,6 +270,18 @@ def isolated(pred, fn, shapes, like):
     )
 
 
+def apart(fn, x, out):
+    """``fn(x)`` inside a conditional whose predicate is always true (``x[0] > inf`` is
+    false for every float, NaN included) but unknown to the compiler, so that XLA
+    materialises ``fn(x)`` by its own fusions and fuses nothing across the boundary
+    (:func:`isolated`; ``optimization_barrier`` does not do this: XLA's CPU pipeline
+    drops it before fusion). ``out`` is the shape and dtype of ``fn(x)`` (given, so that
+    ``fn`` is traced once). Under ``vmap`` over ``x`` the conditional becomes a select,
+    which computes ``fn(x)`` all the same."""
+    pred = jnp.logical_not(x.reshape(-1)[0] > jnp.inf)
+    return isolated(pred, lambda: fn(x), out, x)
+
+
 def _tile(one, net, a, b, same_points, true, shapes):
     """``one(net, a, b, same_points)`` (whose outputs are ``shapes``) inside a conditional
     that is always taken (``true`` is a traced True), so that the tile is materialised by

@@ -21,7 +21,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._batching import isolated
+from ._batching import apart
 from ._core import Layer, check_hyper
 from ._dense import _affine_prior_std, check_parameterization
 
@@ -189,19 +189,14 @@ def window_sum(x, batch_ndim: int, window, strides, padding: str, full: bool):
 
 
 def _isolated(fn, x, out):
-    """``fn(x)`` inside a conditional whose predicate is always true (``x[0] > inf`` is
-    false for every float, NaN included) but unknown to the compiler, so that XLA
-    materialises ``x`` once and fuses nothing across the boundary.
+    """``fn(x)`` materialised apart from its neighbours (:func:`_batching.apart`).
 
     Without it, XLA's CPU fusion copies the elementwise layer that produced ``x`` (the
     arc-cosine kernel of a ReLU, say) into each shifted read of the window sum, and fuses
     the sum's last in-place update into the next layer, where the update's bounds checks
     stop vectorisation: the 3-conv CNN-GAP benchmark (n=128) took 1.35 s of CPU instead
-    of 0.87 s. (``optimization_barrier`` does not help: XLA's CPU pipeline drops it
-    before fusion.) The tiler materialises its tiles the same way. ``out`` is the shape
-    and dtype of ``fn(x)`` (given, so that ``fn`` is traced once)."""
-    pred = jnp.logical_not(x.reshape(-1)[0] > jnp.inf)
-    return isolated(pred, lambda: fn(x), out, x)
+    of 0.87 s. The tiler materialises its tiles the same way."""
+    return apart(fn, x, out)
 
 
 def _window_sum(x, batch_ndim: int, window, strides, padding: str, full: bool):

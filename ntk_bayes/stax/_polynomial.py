@@ -28,7 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._numerics import is_concrete
-from ._elementwise import Elementwise, _angle_between, rsqrt_pos, safe_sqrt, sin_root
+from ._elementwise import (
+    Elementwise,
+    _angle_between,
+    computed_once,
+    rsqrt_pos,
+    safe_sqrt,
+    sin_root,
+)
 
 __all__ = [
     "Monomial",
@@ -182,14 +189,14 @@ def _arccos_polynomials(d: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return as_int(p, d + 1), as_int(q, max(d, 1))
 
 
-def _arccos_moment(d: int, s12, q1, q2):
+def _arccos_moment(d: int, s12, q1, q2, theta=None):
     """E[u₊^d v₊^d] = (q1 q2)^(d/2) J_d(θ) / (2π), with P_d (parity d) and Q_d (parity
     d-1) made homogeneous in (Σ12, sqrt(q1 q2 - Σ12²)) so no pairwise square root of
-    q1 q2 appears."""
+    q1 q2 appears. ``theta``: the angle, when the caller shares it between moments."""
     p, q = _arccos_polynomials(d)
     prod = q1 * q2
     root = sin_root(prod, s12)
-    theta = _angle_between(root, s12, q1, q2)
+    theta = _angle_between(root, s12, q1, q2) if theta is None else theta
     # P̃ = Σ_m p[d-2m] Σ12^(d-2m) prod^m, Q̃ = Σ_m q[d-1-2m] Σ12^(d-1-2m) prod^m.
     pt = _parity_series(p[d::-2], s12, prod, d)
     out = pt * (jnp.pi - theta)
@@ -223,6 +230,16 @@ class RectifiedMonomial(_OfDegree):
 
     def _diag_moment(self, d, q):
         return _double_factorial(2 * d - 1) / 2 * q**d
+
+    def dual(self, s12, q1, q2, ntk):
+        d = self.degree
+        if ntk is None or not d:
+            return super().dual(s12, q1, q2, ntk)
+        # Both moments read the same angle: computed once (see ``computed_once``).
+        root = sin_root(q1 * q2, s12)
+        theta = computed_once(lambda r: _angle_between(r, s12, q1, q2), root)
+        nngp = _arccos_moment(d, s12, q1, q2, theta)
+        return nngp, ntk * (self._dot_factor(d) * _arccos_moment(d - 1, s12, q1, q2, theta))
 
 
 @functools.cache

@@ -154,6 +154,45 @@ def test_division_free_angle_matches_arctan2(dtype):
     assert bool(jnp.all(jnp.isfinite(jax.grad(lambda q: rsqrt_pos(q).sum())(q))))
 
 
+def test_shared_angle_is_computed_once(dtype):
+    """computed_once(fn, x) is fn(x), bit for bit, with the same derivatives and under
+    vmap; on CPU, ReLU's NTK factor is materialised once per layer (one conditional per
+    ReLU in the compiled NTK program, none in the NNGP one, where nothing is shared)."""
+    from ntk_bayes.stax._elementwise import _angle_between, computed_once
+
+    rng = np.random.default_rng(0)
+    q1 = jnp.asarray(rng.uniform(0.5, 2, (96, 1)), dtype)
+    q2 = jnp.asarray(rng.uniform(0.5, 2, (1, 96)), dtype)
+    s12 = jnp.asarray(rng.uniform(-0.5, 0.5, (96, 96)), dtype)
+
+    def fn(s):
+        return jnp.pi - _angle_between(jnp.sqrt(q1 * q2 - s * s), s, q1, q2)
+
+    # Compiled apart or fused, the same arithmetic: equal to a few ulp (contractions
+    # into fused multiply-adds may differ).
+    rtol = 8 * np.finfo(dtype).eps
+    once = jax.jit(lambda s: computed_once(fn, s))
+    np.testing.assert_allclose(once(s12), jax.jit(fn)(s12), rtol=rtol)
+    g_once = jax.jit(jax.grad(lambda s: (computed_once(fn, s) * s).sum()))(s12)
+    g_plain = jax.jit(jax.grad(lambda s: (fn(s) * s).sum()))(s12)
+    # (derivatives near zero carry the round-off of the largest terms)
+    atol = rtol * float(jnp.abs(g_plain).max())
+    np.testing.assert_allclose(g_once, g_plain, rtol=rtol, atol=atol)
+    batch = jnp.stack([s12, 0.5 * s12])
+    np.testing.assert_allclose(jax.vmap(once)(batch), jax.jit(jax.vmap(fn))(batch), rtol=rtol)
+
+    if jax.default_backend() != "cpu":
+        return
+    x = fc_inputs(96, seed=5).astype(dtype)
+    _, _, kf = stax.serial(stax.Dense(64), stax.Relu(), stax.Dense(64), stax.Relu(), stax.Dense(1))
+
+    def hlo(get):
+        return jax.jit(lambda a: kf(a, None, get)).lower(x).compile().as_text()
+
+    assert hlo("nngp").count("conditional(") == 0
+    assert hlo("ntk").count("conditional(") == 2
+
+
 def test_symmetric_tiles_mirror_into_the_full_kernel(tol):
     """x2=None computes only the upper triangle of tiles and mirrors it in place."""
     x = fc_inputs(45, seed=3)
