@@ -667,8 +667,16 @@ class Serial(Layer):
     layers: tuple
 
     def kernel(self, k):
-        for layer in self.layers:
-            k = _checkpointed_kernel(layer, k)
+        layers, i = self.layers, 0
+        while i < len(layers):
+            run = _repeated_run(layers, i)
+            if run is None:
+                k = _checkpointed_kernel(layers[i], k)
+                i += 1
+                continue
+            period, count = run
+            k = _scanned_run(layers[i : i + period * count], period, count, k)
+            i += period * count
         return k
 
     def init(self, key, input_shape):
@@ -712,6 +720,110 @@ class Serial(Layer):
 
     def mixes_space(self) -> bool:
         return any(ask(layer, "mixes_space") for layer in self.layers)
+
+
+# A run of structurally identical layers (or groups of up to _SCAN_PERIOD layers)
+# repeated at least _SCAN_MIN times is one compiled loop: see _scanned_run.
+_SCAN_MIN = 4
+_SCAN_PERIOD = 8
+
+
+class StateChanged(ValueError):
+    """A layer's kernel changed the state's structure after its first application, so
+    its repetitions cannot run in one loop."""
+
+
+def _leaf_sig(v):
+    return (jnp.shape(v), jnp.result_type(v)) if eqx.is_array_like(v) else None
+
+
+def _same_structure(a, b) -> bool:
+    """Whether two layers differ at most in the values of their array leaves (so their
+    repetitions can run in one loop over the stacked leaves)."""
+    if a is b:
+        return True
+    la, ta = jax.tree_util.tree_flatten(a)
+    lb, tb = jax.tree_util.tree_flatten(b)
+    if ta != tb:
+        return False
+    for u, v in zip(la, lb, strict=True):
+        if u is v:
+            continue
+        su, sv = _leaf_sig(u), _leaf_sig(v)
+        if su is None or su != sv:
+            return False
+    return True
+
+
+def _repeated_run(layers, i):
+    """``(period, count)`` when ``layers[i:]`` starts with ``count >= _SCAN_MIN``
+    repetitions of the structure of its first ``period`` layers (the shortest such
+    period), else None."""
+    for period in range(1, min(_SCAN_PERIOD, (len(layers) - i) // _SCAN_MIN) + 1):
+        head = layers[i : i + period]
+        count = 1
+        while i + (count + 1) * period <= len(layers) and all(
+            _same_structure(a, b)
+            for a, b in zip(
+                head, layers[i + count * period : i + (count + 1) * period], strict=True
+            )
+        ):
+            count += 1
+        if count >= _SCAN_MIN:
+            return period, count
+    return None
+
+
+def _unrolled(blocks, k):
+    for block in blocks:
+        k = _checkpointed_kernel(block, k)
+    return k
+
+
+def _scanned_run(layers, period, count, k):
+    """The kernel of ``count`` repetitions of a ``period``-layer block, the first unrolled
+    (it may change the state's structure, e.g. from inputs to post-activations) and the
+    rest in a checkpointed ``lax.scan`` over their stacked array leaves, so each
+    repetition keeps its own hyperparameters (and its own gradient); leaves that are one
+    object in every repetition stay constants.
+
+    Unrolled, a deep network's XLA program grows with depth and its compilation faster
+    than that: ``jax.jacrev`` of a 12-layer ReLU NTK took 44-59 s and 2.4 GB to compile
+    (6 layers 12 s), one of 50 layers did not finish in 10 minutes. Blocks whose kernel
+    changes the state's structure after the first repetition are unrolled as before."""
+    blocks = [
+        layers[j * period] if period == 1 else Serial(layers[j * period : (j + 1) * period])
+        for j in range(count)
+    ]
+    k = _checkpointed_kernel(blocks[0], k)
+    rest = blocks[1:]
+    columns = list(zip(*(jax.tree_util.tree_leaves(b) for b in rest), strict=True))
+    treedef = jax.tree_util.tree_structure(rest[0])
+    shared = [all(c is col[0] for c in col) for col in columns]
+    stacked = [
+        None if sh else jnp.stack([jnp.asarray(c) for c in col])
+        for sh, col in zip(shared, columns, strict=True)
+    ]
+    leaves, state_def = jax.tree_util.tree_flatten(k)
+
+    def step(carry, xs):
+        params = [col[0] if sh else x for sh, col, x in zip(shared, columns, xs, strict=True)]
+        block = jax.tree_util.tree_unflatten(treedef, params)
+        out = block.kernel(jax.tree_util.tree_unflatten(state_def, carry))
+        out_leaves, out_def = jax.tree_util.tree_flatten(out)
+        if out_def != state_def or any(
+            jnp.shape(o) != jnp.shape(c) for o, c in zip(out_leaves, carry, strict=True)
+        ):
+            raise StateChanged(
+                "the layer's kernel changes the state's structure after its first application"
+            )
+        return [o.astype(c.dtype) for o, c in zip(out_leaves, carry, strict=True)], None
+
+    try:
+        leaves, _ = jax.lax.scan(jax.checkpoint(step), leaves, stacked, length=len(rest))
+    except StateChanged:
+        return _unrolled(rest, k)
+    return jax.tree_util.tree_unflatten(state_def, leaves)
 
 
 def _layer_kernel(layer, k):

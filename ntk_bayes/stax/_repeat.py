@@ -13,7 +13,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._core import Layer, ask
+from ._core import Layer, StateChanged, ask
 
 __all__ = ["Repeat", "repeat"]
 
@@ -44,7 +44,7 @@ class Repeat(Layer):
             out = self.layer.kernel(jax.tree_util.tree_unflatten(treedef, carry))
             out_leaves, out_def = jax.tree_util.tree_flatten(out)
             if out_def != treedef:
-                raise ValueError(
+                raise StateChanged(
                     "repeat: the layer's kernel changes the state's structure after its first "
                     "application; use serial(*[layer] * n) instead"
                 )

@@ -33,3 +33,63 @@ def test_batch_alias_tiles_through_kernel_fn():
     )
     with pytest.raises(ValueError, match="`batch_size` must be an integer >= 0"):
         stax.batch(net.kernel_fn, batch_size=-1)
+
+
+def _unrolled(monkeypatch, fn):
+    """``fn()`` with serial's loop over repeated layers switched off."""
+    import jax
+
+    from ntk_bayes.stax import _core
+
+    with monkeypatch.context() as m:
+        m.setattr(_core, "_SCAN_MIN", 10**9)
+        jax.clear_caches()
+        out = fn()
+    jax.clear_caches()
+    return out
+
+
+def test_serial_runs_repeated_layers_in_one_loop(monkeypatch, tol):
+    """serial(*[Dense, Relu] * 6) computes its 2nd-6th blocks in one scanned loop (a
+    while loop in the compiled program), with each block's own hyperparameters: the same
+    kernel and the same per-layer gradients as unrolled. A 50-layer network's jacrev
+    compiles in seconds (unrolled: not in 10 minutes; benchmarks/bench_grad_memory.py)."""
+    import jax
+
+    layers = []
+    for i in range(6):
+        layers += [stax.Dense(32, W_std=1.2 + 0.1 * i, b_std=0.1), stax.Relu()]
+    net = stax.serial(*layers, stax.Dense(1))
+    x = fc_inputs(11, seed=2)
+    text = jax.jit(lambda a: net.kernel_fn(a, None, "ntk")).lower(x).as_text()
+    assert "stablehlo.while" in text
+    looped = net.kernel_fn(x, None, ("nngp", "ntk"))
+    unrolled = _unrolled(monkeypatch, lambda: net.kernel_fn(x, None, ("nngp", "ntk")))
+    for a, b in zip(looped, unrolled, strict=True):
+        np.testing.assert_allclose(a, b, **tol)
+
+    def total(n):
+        return n.kernel_fn(x, None, "ntk").sum()
+
+    g_loop = jax.grad(total)(net)
+    g_unrolled = _unrolled(monkeypatch, lambda: jax.grad(total)(net))
+    w_loop = [float(lay.W_std) for lay in g_loop.layers[::2]]
+    w_unrolled = [float(lay.W_std) for lay in g_unrolled.layers[::2]]
+    assert len(set(w_loop)) == len(w_loop)  # each layer its own derivative
+    np.testing.assert_allclose(w_loop, w_unrolled, **tol)
+
+
+def test_serial_loop_falls_back_when_the_state_changes(monkeypatch, tol):
+    """Four 2x2 poolings in a row shrink the state each time: they cannot share one
+    loop and run unrolled, with the same kernel."""
+    net = stax.serial(
+        stax.Conv(4, (3, 3), padding="SAME"),
+        stax.Relu(),
+        *[stax.AvgPool((2, 2))] * 4,
+        stax.Flatten(),
+        stax.Dense(1),
+    )
+    x = np.random.default_rng(0).standard_normal((3, 16, 16, 1))
+    k = net.kernel_fn(x, None, "ntk")
+    want = _unrolled(monkeypatch, lambda: net.kernel_fn(x, None, "ntk"))
+    np.testing.assert_allclose(k, want, **tol)
