@@ -93,3 +93,36 @@ def test_serial_loop_falls_back_when_the_state_changes(monkeypatch, tol):
     k = net.kernel_fn(x, None, "ntk")
     want = _unrolled(monkeypatch, lambda: net.kernel_fn(x, None, "ntk"))
     np.testing.assert_allclose(k, want, **tol)
+
+
+@pytest.mark.parametrize(
+    "block, shape",
+    [
+        (
+            lambda: [stax.Conv(4, (3, 3), padding="SAME", W_std=1.3, b_std=0.1), stax.Relu()],
+            (3, 5, 5, 2),
+        ),
+        (lambda: [stax.Dense(16, W_std=1.1), stax.LayerNorm(), stax.Gelu()], (5, 6)),
+        (
+            lambda: [
+                stax.Dense(8),
+                stax.GlobalSelfAttention(
+                    n_chan_out=8, n_chan_key=8, n_chan_val=8, n_heads=2, linear_scaling=True
+                ),
+            ],
+            (3, 4, 6),
+        ),
+    ],
+    ids=["conv-relu", "dense-layernorm-gelu", "attention"],
+)
+def test_serial_loop_equals_unrolled_across_layers(monkeypatch, tol, block, shape):
+    """Blocks of conv, layer-norm and attention layers repeated 4 times: looped as
+    unrolled, NNGP and NTK, with x2 given and with x2=None."""
+    net = stax.serial(*(block() * 4), stax.Flatten(), stax.Dense(1))
+    rng = np.random.default_rng(1)
+    x1, x2 = rng.standard_normal(shape), rng.standard_normal((2,) + shape[1:])
+    for b in (x2, None):
+        got = net.kernel_fn(x1, b, ("nngp", "ntk"))
+        want = _unrolled(monkeypatch, lambda b=b: net.kernel_fn(x1, b, ("nngp", "ntk")))
+        for a, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, w, **tol)
