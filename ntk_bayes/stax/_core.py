@@ -723,8 +723,11 @@ class Serial(Layer):
 
 
 # A run of structurally identical layers (or groups of up to _SCAN_PERIOD layers)
-# repeated at least _SCAN_MIN times is one compiled loop: see _scanned_run.
-_SCAN_MIN = 4
+# repeated at least _SCAN_MIN times is one compiled loop: see _scanned_run. Shallower
+# runs stay unrolled, where XLA fuses across layers: a 5-block ReLU network (n = 2048,
+# NNGP and NTK) ran 55-62 ms unrolled against 68-75 ms looped (best of 15, interleaved,
+# 2026-12-04, under load), while compiling in 3.2 s against 2.3 s.
+_SCAN_MIN = 8
 _SCAN_PERIOD = 8
 
 

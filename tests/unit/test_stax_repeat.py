@@ -1,5 +1,6 @@
 """``stax.repeat`` (a compiled, checkpointed loop) and the ``batch`` compatibility alias."""
 
+import jax
 import numpy as np
 import pytest
 from _nets import fc_inputs
@@ -37,7 +38,6 @@ def test_batch_alias_tiles_through_kernel_fn():
 
 def _unrolled(monkeypatch, fn):
     """``fn()`` with serial's loop over repeated layers switched off."""
-    import jax
 
     from ntk_bayes.stax import _core
 
@@ -50,12 +50,12 @@ def _unrolled(monkeypatch, fn):
 
 
 def test_serial_runs_repeated_layers_in_one_loop(monkeypatch, tol):
-    """serial(*[Dense, Relu] * 4) computes its 2nd-4th blocks in one scanned loop (a
+    """serial(*[Dense, Relu] * 8) computes its 2nd-8th blocks in one scanned loop (a
     while loop in the program), each block with its own hyperparameters: the same kernel
     and the same per-layer gradients as unrolled (checked on 3 repetitions with the
-    threshold lowered: unrolled gradients are what compiles slowly). A 50-layer network's
+    threshold lowered: unrolled gradients are what compiles slowly), and not on 7
+    repetitions, which stay unrolled. A 50-layer network's
     jacrev compiles in seconds (unrolled: not in 10 minutes; bench_grad_memory.py)."""
-    import jax
 
     from ntk_bayes.stax import _core
 
@@ -66,9 +66,16 @@ def test_serial_runs_repeated_layers_in_one_loop(monkeypatch, tol):
         return stax.serial(*layers, stax.Dense(1))
 
     x = fc_inputs(11, seed=2)
-    deep = net_of(4)
-    text = jax.jit(lambda a: deep.kernel_fn(a, None, "ntk")).lower(x).as_text()
-    assert "stablehlo.while" in text
+
+    def loops(n):  # while loops in the program (the tiler has its own)
+        return (
+            jax.jit(lambda a: n.kernel_fn(a, None, "ntk"))
+            .lower(x)
+            .as_text()
+            .count("stablehlo.while")
+        )
+
+    assert loops(net_of(8)) == loops(net_of(7)) + 1
 
     net = net_of(3)
 
@@ -78,8 +85,7 @@ def test_serial_runs_repeated_layers_in_one_loop(monkeypatch, tol):
     with monkeypatch.context() as m:
         m.setattr(_core, "_SCAN_MIN", 3)
         jax.clear_caches()
-        text = jax.jit(lambda a: net.kernel_fn(a, None, "ntk")).lower(x).as_text()
-        assert "stablehlo.while" in text
+        assert loops(net) == loops(net_of(2)) + 1
         looped = net.kernel_fn(x, None, ("nngp", "ntk"))
         g_loop = jax.grad(total)(net)
     unrolled = _unrolled(monkeypatch, lambda: net.kernel_fn(x, None, ("nngp", "ntk")))
@@ -94,7 +100,11 @@ def test_serial_runs_repeated_layers_in_one_loop(monkeypatch, tol):
 
 def test_serial_loop_falls_back_when_the_state_changes(monkeypatch, tol):
     """Four 2x2 poolings in a row shrink the state each time: they cannot share one
-    loop and run unrolled, with the same kernel."""
+    loop (threshold lowered to 4) and run unrolled, with the same kernel."""
+    from ntk_bayes.stax import _core
+
+    monkeypatch.setattr(_core, "_SCAN_MIN", 4)
+    jax.clear_caches()
     net = stax.serial(
         stax.Conv(4, (3, 3), padding="SAME"),
         stax.Relu(),
@@ -129,8 +139,12 @@ def test_serial_loop_falls_back_when_the_state_changes(monkeypatch, tol):
     ids=["conv-relu", "dense-layernorm-gelu", "attention"],
 )
 def test_serial_loop_equals_unrolled_across_layers(monkeypatch, tol, block, shape):
-    """Blocks of conv, layer-norm and attention layers repeated 4 times: looped as
-    unrolled, NNGP and NTK, with x2 given and with x2=None."""
+    """Blocks of conv, layer-norm and attention layers repeated 4 times (threshold
+    lowered to 4): looped as unrolled, NNGP and NTK, with x2 given and with x2=None."""
+    from ntk_bayes.stax import _core
+
+    monkeypatch.setattr(_core, "_SCAN_MIN", 4)
+    jax.clear_caches()
     net = stax.serial(*(block() * 4), stax.Flatten(), stax.Dense(1))
     rng = np.random.default_rng(1)
     x1, x2 = rng.standard_normal(shape), rng.standard_normal((2,) + shape[1:])
