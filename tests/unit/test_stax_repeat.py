@@ -38,7 +38,6 @@ def test_batch_alias_tiles_through_kernel_fn():
 
 def _unrolled(monkeypatch, fn):
     """``fn()`` with serial's loop over repeated layers switched off."""
-
     from ntk_bayes.stax import _core
 
     with monkeypatch.context() as m:
@@ -54,9 +53,8 @@ def test_serial_runs_repeated_layers_in_one_loop(monkeypatch, tol):
     while loop in the program), each block with its own hyperparameters: the same kernel
     and the same per-layer gradients as unrolled (checked on 3 repetitions with the
     threshold lowered: unrolled gradients are what compiles slowly), and not on 7
-    repetitions, which stay unrolled. A 50-layer network's
-    jacrev compiles in seconds (unrolled: not in 10 minutes; bench_grad_memory.py)."""
-
+    repetitions, which stay unrolled. A 50-layer network's jacrev compiles in seconds
+    (unrolled: not in 10 minutes; benchmarks/bench_grad_memory.py)."""
     from ntk_bayes.stax import _core
 
     def net_of(reps):
