@@ -174,7 +174,12 @@ def window_sum(x, batch_ndim: int, window, strides, padding: str, full: bool):
     In the full layout both axes of a pair shift together: entry ``[p, p']`` of the
     result sums ``x[s p + d, s p' + d]`` over offsets ``d`` of the window.
 
-    On CPU the sum runs apart from its neighbours (:func:`_isolated`).
+    On CPU the sum runs apart from its neighbours (:func:`_batching.apart`). Without
+    that, XLA's CPU fusion copies the elementwise layer that produced ``x`` (the
+    arc-cosine kernel of a ReLU, say) into each shifted read of the window sum, and fuses
+    the sum's last in-place update into the next layer, where the update's bounds checks
+    stop vectorisation: the 3-conv CNN-GAP benchmark (n=128) took 1.35 s of CPU instead
+    of 0.87 s. The tiler materialises its tiles the same way.
     """
     trivial = all(f == 1 and s == 1 for f, s in zip(window, strides, strict=True))
     if trivial or x.size == 0 or jax.default_backend() != "cpu":
@@ -185,18 +190,7 @@ def window_sum(x, batch_ndim: int, window, strides, padding: str, full: bool):
         ax = batch_ndim + step * i
         shape[ax : ax + step] = [window_output_size(x.shape[ax], f, s, padding)] * step
     fn = lambda v: _window_sum(v, batch_ndim, window, strides, padding, full)
-    return _isolated(fn, x, jax.ShapeDtypeStruct(tuple(shape), x.dtype))
-
-
-def _isolated(fn, x, out):
-    """``fn(x)`` materialised apart from its neighbours (:func:`_batching.apart`).
-
-    Without it, XLA's CPU fusion copies the elementwise layer that produced ``x`` (the
-    arc-cosine kernel of a ReLU, say) into each shifted read of the window sum, and fuses
-    the sum's last in-place update into the next layer, where the update's bounds checks
-    stop vectorisation: the 3-conv CNN-GAP benchmark (n=128) took 1.35 s of CPU instead
-    of 0.87 s. The tiler materialises its tiles the same way."""
-    return apart(fn, x, out)
+    return apart(fn, x, jax.ShapeDtypeStruct(tuple(shape), x.dtype))
 
 
 def _window_sum(x, batch_ndim: int, window, strides, padding: str, full: bool):

@@ -807,12 +807,25 @@ def _scanned_run(layers, period, count, k):
         None if sh else jnp.stack([jnp.asarray(c) for c in col])
         for sh, col in zip(shared, columns, strict=True)
     ]
+
+    def block_of(xs):
+        params = [col[0] if sh else x for sh, col, x in zip(shared, columns, xs, strict=True)]
+        return jax.tree_util.tree_unflatten(treedef, params)
+
+    try:
+        return scanned_kernel(block_of, stacked, len(rest), k)
+    except StateChanged:
+        return _unrolled(rest, k)
+
+
+def scanned_kernel(block_of, xs, length, k):
+    """``k`` through ``length`` layers ``block_of(x)`` (``x`` the slices of ``xs``), in
+    one ``lax.scan`` whose step is ``jax.checkpoint``ed. Raises :class:`StateChanged`
+    (while tracing) when a step changes the state's structure or shapes."""
     leaves, state_def = jax.tree_util.tree_flatten(k)
 
-    def step(carry, xs):
-        params = [col[0] if sh else x for sh, col, x in zip(shared, columns, xs, strict=True)]
-        block = jax.tree_util.tree_unflatten(treedef, params)
-        out = block.kernel(jax.tree_util.tree_unflatten(state_def, carry))
+    def step(carry, x):
+        out = block_of(x).kernel(jax.tree_util.tree_unflatten(state_def, carry))
         out_leaves, out_def = jax.tree_util.tree_flatten(out)
         if out_def != state_def or any(
             jnp.shape(o) != jnp.shape(c) for o, c in zip(out_leaves, carry, strict=True)
@@ -822,10 +835,7 @@ def _scanned_run(layers, period, count, k):
             )
         return [o.astype(c.dtype) for o, c in zip(out_leaves, carry, strict=True)], None
 
-    try:
-        leaves, _ = jax.lax.scan(jax.checkpoint(step), leaves, stacked, length=len(rest))
-    except StateChanged:
-        return _unrolled(rest, k)
+    leaves, _ = jax.lax.scan(jax.checkpoint(step), leaves, xs, length=length)
     return jax.tree_util.tree_unflatten(state_def, leaves)
 
 

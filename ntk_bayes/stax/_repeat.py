@@ -13,7 +13,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._core import Layer, StateChanged, ask
+from ._core import Layer, StateChanged, ask, scanned_kernel
 
 __all__ = ["Repeat", "repeat"]
 
@@ -38,20 +38,13 @@ class Repeat(Layer):
         k = self.layer.kernel(k)
         if self.n == 1:
             return k
-        leaves, treedef = jax.tree_util.tree_flatten(k)
-
-        def step(carry, _):
-            out = self.layer.kernel(jax.tree_util.tree_unflatten(treedef, carry))
-            out_leaves, out_def = jax.tree_util.tree_flatten(out)
-            if out_def != treedef:
-                raise StateChanged(
-                    "repeat: the layer's kernel changes the state's structure after its first "
-                    "application; use serial(*[layer] * n) instead"
-                )
-            return [o.astype(c.dtype) for o, c in zip(out_leaves, carry, strict=True)], None
-
-        leaves, _ = jax.lax.scan(jax.checkpoint(step), leaves, None, length=self.n - 1)
-        return jax.tree_util.tree_unflatten(treedef, leaves)
+        try:
+            return scanned_kernel(lambda _: self.layer, None, self.n - 1, k)
+        except StateChanged:
+            raise StateChanged(
+                "repeat: the layer's kernel changes the state's structure after its first "
+                "application; use serial(*[layer] * n) instead"
+            ) from None
 
     def init(self, key, input_shape):
         out_shape = self.output_shape(input_shape)
