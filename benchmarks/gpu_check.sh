@@ -4,8 +4,10 @@
 # Runs from the repository root against the machine's own JAX (no install of
 # ntk_bayes: PYTHONPATH=.), with any extra wheels in .whl/ installed to /tmp/site.
 # Writes one log per step to $OUT (or ./gpu_out). Each step has its own time limit so
-# that one slow step cannot starve the rest. Steps: kernels tests32 tests64 cnn gp
-# (default: all); TESTS32 / TESTS64 override the test files of the two test steps.
+# that one slow step cannot starve the rest. Steps: tests kernels grad cnn gp (default:
+# all). TESTS overrides the test files of the tests step: by default the kernel engine's
+# unit and stat tiers and the predictions built on it (each test runs in float32 and
+# float64 through the `dtype` fixture).
 #
 #     OUT=/tmp/gpu bash benchmarks/gpu_check.sh [STEP ...]
 set -u
@@ -15,12 +17,14 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl
 fi
-export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1
-STEPS=${*:-kernels tests32 tests64 cnn gp}
-TESTS32=${TESTS32:-tests/test_reference_fc.py tests/test_stax_fc.py tests/test_stax_conv.py \
-tests/test_gp_exact.py tests/test_gp_sparse.py tests/test_predict.py}
-TESTS64=${TESTS64:-tests/test_reference_fc.py tests/test_stax_conv.py \
-tests/test_stax_attention.py tests/test_predict.py}
+# Several test workers share one GPU: each takes memory as it needs it, not 75% up front.
+export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+STEPS=${*:-tests kernels grad cnn gp}
+TESTS=${TESTS:-$(echo tests/unit/test_stax_*.py tests/unit/test_reference_fc.py \
+tests/unit/test_predict.py tests/unit/test_predict_gradient_descent.py \
+tests/unit/test_gp_exact.py tests/stat/test_differential_nt.py tests/stat/test_stax_*.py \
+tests/e2e/test_stax_devices.py)}
+WORKERS=${WORKERS:-8}
 
 step() {  # step NAME SECONDS COMMAND...
     local name=$1 limit=$2
@@ -39,17 +43,19 @@ step() {  # step NAME SECONDS COMMAND...
 } >"$OUT/summary.txt" 2>&1
 cat "$OUT/summary.txt"
 
-PYTEST=(python3 -m pytest -q -rf --tb=line -m "not slow" -p no:cacheprovider)
+# pytest-benchmark (installed there) warns under xdist, which the warnings-as-errors
+# setting turns into an internal error: it is switched off.
+PYTEST=(python3 -m pytest -q -rfE --tb=short -m "not slow" -p no:cacheprovider -p no:benchmark
+    --durations=10)
 for s in $STEPS; do
     case $s in
-    kernels) step bench_kernels 90 python3 benchmarks/bench_kernels.py --sizes 2048 8192 20000 \
+    # shellcheck disable=SC2086
+    tests) step tests 360 "${PYTEST[@]}" -n "$WORKERS" --dist loadgroup $TESTS ;;
+    kernels) step bench_kernels 75 python3 benchmarks/bench_kernels.py --sizes 2048 8192 20000 \
         --repeats 10 ;;
-    # shellcheck disable=SC2086
-    tests32) step tests_f32 170 "${PYTEST[@]}" $TESTS32 ;;
-    # shellcheck disable=SC2086
-    tests64) step tests_f64 110 env JAX_ENABLE_X64=1 "${PYTEST[@]}" $TESTS64 ;;
-    cnn) step bench_cnn 80 python3 benchmarks/bench_cnn.py ;;
-    gp) step bench_gp 60 python3 benchmarks/bench_gp.py --repeats 2 ;;
+    grad) step bench_grad_memory 60 python3 benchmarks/bench_grad_memory.py --n 9 24 ;;
+    cnn) step bench_cnn 60 python3 benchmarks/bench_cnn.py ;;
+    gp) step bench_gp 75 python3 benchmarks/bench_gp.py --repeats 2 ;;
     *) echo "unknown step $s" ;;
     esac
 done
