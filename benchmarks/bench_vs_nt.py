@@ -13,6 +13,7 @@ seed, NNGP and NTK together under ``jax.jit``):
   first touch, which on some hosts is most of the floor).
 * ``cnn3_gap``: 3 x (Conv(64, (3, 3), SAME, W_std=1.4, b_std=0.1) + Relu), GlobalAvgPool,
   Dense(1); n = 128 inputs of 8 x 8 x 1.
+* ``fc2_erf``, ``fc3_erf``: as ``fc3_relu`` with 2 or 3 Erf layers.
 
 Prints the CPU model and, per case, compile time and best/median call time of each library,
 the best CPU seconds of each process (steadier than wall time under load) and the ratios.
@@ -31,22 +32,23 @@ import subprocess
 import sys
 import time
 
-CASES = {"fc3_relu": 2048, "cnn3_gap": 128}
+CASES = {"fc3_relu": 2048, "cnn3_gap": 128, "fc2_erf": 2048, "fc3_erf": 2048}
 
 
 def _inputs(case: str, n: int):
     import numpy as np
 
     rng = np.random.default_rng(0)
-    shape = (n, 128) if case == "fc3_relu" else (n, 8, 8, 1)
+    shape = (n, 128) if case.startswith("fc") else (n, 8, 8, 1)
     return rng.standard_normal(shape).astype(np.float32)
 
 
 def _network(stax, case: str):
-    if case == "fc3_relu":
+    if case.startswith("fc"):
+        depth, phi = int(case[2]), {"relu": stax.Relu, "erf": stax.Erf}[case.split("_")[1]]
         layers = []
-        for _ in range(3):
-            layers += [stax.Dense(512, W_std=1.5, b_std=0.05), stax.Relu()]
+        for _ in range(depth):
+            layers += [stax.Dense(512, W_std=1.5, b_std=0.05), phi()]
         return stax.serial(*layers, stax.Dense(1, W_std=1.5, b_std=0.05))
     block = [stax.Conv(64, (3, 3), padding="SAME", W_std=1.4, b_std=0.1), stax.Relu()]
     return stax.serial(*(block * 3), stax.GlobalAvgPool(), stax.Dense(1))

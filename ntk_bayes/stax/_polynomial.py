@@ -233,12 +233,15 @@ class RectifiedMonomial(_OfDegree):
 
     def dual(self, s12, q1, q2, ntk):
         d = self.degree
-        if ntk is None or not d:
+        if not d:
             return super().dual(s12, q1, q2, ntk)
-        # Both moments read the same angle: computed once (see ``computed_once``).
+        # Both moments, and the next layer's several fusions, read the same angle:
+        # computed once (see ``computed_once``).
         root = sin_root(q1 * q2, s12)
         theta = computed_once(lambda r: _angle_between(r, s12, q1, q2), root)
         nngp = _arccos_moment(d, s12, q1, q2, theta)
+        if ntk is None:
+            return nngp, None
         return nngp, ntk * (self._dot_factor(d) * _arccos_moment(d - 1, s12, q1, q2, theta))
 
 

@@ -156,8 +156,9 @@ def test_division_free_angle_matches_arctan2(dtype):
 
 def test_shared_angle_is_computed_once(dtype):
     """computed_once(fn, x) is fn(x), bit for bit, with the same derivatives and under
-    vmap; on CPU, ReLU's NTK factor is materialised once per layer (one conditional per
-    ReLU in the compiled NTK program, none in the NNGP one, where nothing is shared)."""
+    vmap; on CPU, the angle of Erf, Sign and RectifiedMonomial is materialised once per
+    layer, in the NNGP program as in the NTK one (one conditional per such layer: the
+    next layer reads it in several fusions), ReLU's NTK factor in the NTK program only."""
     from ntk_bayes.stax._elementwise import _angle_between, computed_once
 
     rng = np.random.default_rng(0)
@@ -184,13 +185,17 @@ def test_shared_angle_is_computed_once(dtype):
     if jax.default_backend() != "cpu":
         return
     x = fc_inputs(96, seed=5).astype(dtype)
-    _, _, kf = stax.serial(stax.Dense(64), stax.Relu(), stax.Dense(64), stax.Relu(), stax.Dense(1))
+    for phi in (stax.Relu, stax.Erf, stax.Sign, lambda: stax.RectifiedMonomial(2)):
+        _, _, kf = stax.serial(stax.Dense(64), phi(), stax.Dense(64), phi(), stax.Dense(1))
 
-    def hlo(get):
-        return jax.jit(lambda a: kf(a, None, get)).lower(x).compile().as_text()
+        def hlo(get, kf=kf):
+            return jax.jit(lambda a: kf(a, None, get)).lower(x).compile().as_text()
 
-    assert hlo("nngp").count("conditional(") == 0
-    assert hlo("ntk").count("conditional(") == 2
+        assert hlo("nngp").count("conditional(") == (0 if phi is stax.Relu else 2)
+        assert hlo("ntk").count("conditional(") == 2
+    # a layer whose values XLA materialises anyway (exponentials) gets none
+    _, _, kf = stax.serial(stax.Dense(64), stax.Sin(), stax.Dense(64), stax.Sin(), stax.Dense(1))
+    assert hlo("ntk", kf).count("conditional(") == 0
 
 
 def test_symmetric_tiles_mirror_into_the_full_kernel(tol):
