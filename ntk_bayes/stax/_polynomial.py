@@ -462,8 +462,14 @@ class Gabor(Elementwise):
         return nngp, dot
 
     def dual(self, s12, q1, q2, ntk):
-        delta = 4 * jnp.maximum(q1 * q2 - s12 * s12, 0.0)
-        nngp, dot = self._forms(s12, q1, q2, delta, ntk is not None)
+        def forms(s):
+            delta = 4 * jnp.maximum(q1 * q2 - s * s, 0.0)
+            return self._forms(s, q1, q2, delta, ntk is not None)
+
+        # Both forms share the exponential, the division and sinh; the next layer reads
+        # the NNGP in several fusions: computed once, together (see ``computed_once``).
+        # n = 2048, 3 layers, NNGP and NTK: 57.6 -> 42.2 ms (2026-12-04, interleaved).
+        nngp, dot = computed_once(forms, s12)
         return nngp, (None if ntk is None else ntk * dot)
 
     def dual_diag(self, q):

@@ -156,9 +156,10 @@ def test_division_free_angle_matches_arctan2(dtype):
 
 def test_shared_angle_is_computed_once(dtype):
     """computed_once(fn, x) is fn(x), bit for bit, with the same derivatives and under
-    vmap; on CPU, the angle of Erf, Sign and RectifiedMonomial is materialised once per
-    layer, in the NNGP program as in the NTK one (one conditional per such layer: the
-    next layer reads it in several fusions), ReLU's NTK factor in the NTK program only."""
+    vmap; on CPU, the angle of Erf, Sign and RectifiedMonomial (Gabor: both its forms) is
+    materialised once per layer, in the NNGP program as in the NTK one (one conditional
+    per such layer: the next layer reads it in several fusions), ReLU's NTK factor in the
+    NTK program only."""
     from ntk_bayes.stax._elementwise import _angle_between, computed_once
 
     rng = np.random.default_rng(0)
@@ -185,7 +186,7 @@ def test_shared_angle_is_computed_once(dtype):
     if jax.default_backend() != "cpu":
         return
     x = fc_inputs(96, seed=5).astype(dtype)
-    for phi in (stax.Relu, stax.Erf, stax.Sign, lambda: stax.RectifiedMonomial(2)):
+    for phi in (stax.Relu, stax.Erf, stax.Sign, lambda: stax.RectifiedMonomial(2), stax.Gabor):
         _, _, kf = stax.serial(stax.Dense(64), phi(), stax.Dense(64), phi(), stax.Dense(1))
 
         def hlo(get, kf=kf):
