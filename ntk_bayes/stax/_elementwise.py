@@ -44,7 +44,6 @@ __all__ = [
     "Gaussian",
     "Sigmoid_like",
     "safe_sqrt",
-    "safe_arctan2",
 ]
 
 _TINY = 1e-30
@@ -88,9 +87,6 @@ def _sin_root_jvp(primals, tangents):
     return r, (dprod - 2 * s12 * ds12) * scale
 
 
-_TAN_PI_8 = math.sqrt(2.0) - 1.0
-
-
 def _chebyshev_fit(g, deg, domain):
     """Power-series coefficients of the Chebyshev interpolant of ``g`` (near-minimax),
     in the variable mapped from ``domain`` to [-1, 1]: well conditioned up to high
@@ -108,19 +104,6 @@ def _horner(coef, x):
 
 
 @functools.cache
-def _atan_coefficients(dtype_name: str) -> tuple[float, ...]:
-    """atan(t) ≈ t P(x), x = 2 t²/tan²(π/8) - 1, on |t| <= tan(π/8); the degree gives
-    round-off accuracy for the dtype (8 terms: 1e-8 for float32, 14: 1e-16 for float64)."""
-    deg = 13 if dtype_name == "float64" else 7
-
-    def g(s):
-        t = np.sqrt(s)
-        return np.where(s > 0, np.arctan(t) / np.where(t > 0, t, 1.0), 1.0)
-
-    return _chebyshev_fit(g, deg, [0.0, _TAN_PI_8**2])
-
-
-@functools.cache
 def _asin_coefficients(dtype_name: str) -> tuple[float, ...]:
     """asin(m) ≈ m P(x), x = 4 m² - 1, on 0 <= m <= sin(π/4); the degree gives
     round-off accuracy for the dtype (1.4e-8 for float32, ~1e-15 relative for float64)."""
@@ -131,25 +114,6 @@ def _asin_coefficients(dtype_name: str) -> tuple[float, ...]:
         return np.where(s > 0, np.arcsin(t) / np.where(t > 0, t, 1.0), 1.0)
 
     return _chebyshev_fit(g, deg, [0.0, 0.5])
-
-
-def _fast_arctan2(y, x):
-    """atan2 from fused arithmetic: XLA's CPU atan2 is a scalar libm call, ~50x slower.
-
-    Octant reduction to t = min/max in [0, 1], then atan(t) = π/4 + atan((t-1)/(t+1))
-    for t > tan(π/8), and a polynomial on |t| <= tan(π/8).
-    """
-    ax, ay = jnp.abs(x), jnp.abs(y)
-    mx, mn = jnp.maximum(ax, ay), jnp.minimum(ax, ay)
-    t = mn / jnp.where(mx > 0, mx, 1.0)
-    big = t > _TAN_PI_8
-    u = jnp.where(big, (t - 1.0) / (t + 1.0), t)
-    coef = _atan_coefficients(jnp.dtype(u.dtype).name)
-    r = u * _horner(coef, u * u * (2 / _TAN_PI_8**2) - 1) + jnp.where(big, jnp.pi / 4, 0.0)
-    r = jnp.where(ay > ax, jnp.pi / 2 - r, r)
-    r = jnp.where(x < 0, jnp.pi - r, r)
-    r = jnp.where(y < 0, -r, r)
-    return jnp.where((mx == 0), jnp.pi / 2, r).astype(u.dtype)
 
 
 def unit_angle(sn, cs):
@@ -181,19 +145,6 @@ def rsqrt_pos(q):
     """1/sqrt(q) where q > 0 and 0 where q <= 0, with finite derivatives everywhere."""
     ok = q > 0
     return jnp.where(ok, rsqrt(jnp.where(ok, q, 1.0)), 0.0)
-
-
-@jax.custom_jvp
-def safe_arctan2(y, x):
-    """arctan2(y, x), with arctan2(0, 0) = π/2 and finite derivatives at the origin."""
-    return _fast_arctan2(y, x)
-
-
-@safe_arctan2.defjvp
-def _safe_arctan2_jvp(primals, tangents):
-    (y, x), (dy, dx) = primals, tangents
-    r2 = jnp.maximum(x * x + y * y, _TINY)
-    return safe_arctan2(y, x), (dy * x - dx * y) / r2
 
 
 class _ElementwiseMeta(type(Layer)):
@@ -446,14 +397,19 @@ class Gelu(Elementwise):
         return jax.nn.gelu(x, approximate=self.approximate)
 
     def dual(self, s12, q1, q2, ntk):
+        # δ² = (1 + q1)(1 + q2) - Σ12² >= 1 + q1 + q2 >= 1, so (Σ12, δ) / sqrt((1+q1)(1+q2))
+        # is a point on the unit circle: ψ from the division-free polynomial of
+        # :func:`unit_angle`, 1/δ from one inverse root, and 1/((1+q1)(1+q2)) from the
+        # per-point roots, instead of an arctangent and five pairwise divisions.
         prod = q1 * q2
-        prod1 = (1 + q1) * (1 + q2)
-        delta2 = prod1 - s12 * s12
-        delta = safe_sqrt(delta2)
-        psi = safe_arctan2(s12, delta)
-        nngp = s12 / 4 + ((s12 * s12 + prod * delta2) / (prod1 * delta) + s12 * psi) / (2 * jnp.pi)
+        rp = rsqrt(1 + q1) * rsqrt(1 + q2)
+        rp2 = rp * rp
+        delta2 = (1 + q1) * (1 + q2) - s12 * s12
+        inv = rsqrt(delta2)
+        psi = unit_angle(s12 * rp, delta2 * inv * rp)
+        nngp = s12 / 4 + ((s12 * s12 + prod * delta2) * rp2 * inv + s12 * psi) / (2 * jnp.pi)
         if ntk is not None:
-            first = (1 / delta2 + (1 - prod) / prod1 + 1) * s12 / (delta * 2 * jnp.pi)
+            first = (inv * inv + (1 - prod) * rp2 + 1) * s12 * inv / (2 * jnp.pi)
             ntk = ntk * (first + 0.25 + psi / (2 * jnp.pi))
         return nngp, ntk
 

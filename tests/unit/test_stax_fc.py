@@ -154,6 +154,48 @@ def test_division_free_angle_matches_arctan2(dtype):
     assert bool(jnp.all(jnp.isfinite(jax.grad(lambda q: rsqrt_pos(q).sum())(q))))
 
 
+def test_gelu_dual_matches_its_arctangent_form(dtype):
+    """Gelu's division-free dual (ψ from unit_angle, one inverse root) equals Tsuchida et
+    al.'s form with arctan2 and divisions, evaluated in float64 by NumPy, to round-off:
+    random pairs inside the Cauchy-Schwarz bound, the bound itself (a point with itself),
+    zero correlation, and variances from 1e-6 to 1e4; derivatives in Σ12 as well."""
+    rng = np.random.default_rng(3)
+    q1 = 10.0 ** rng.uniform(-6, 4, (64, 1))
+    q2 = 10.0 ** rng.uniform(-6, 4, (1, 64))
+    bound = np.sqrt(q1 * q2)
+    s12 = bound * rng.uniform(-1, 1, (64, 64))
+    s12[:, :8] = bound[:, :8]  # the bound (Σ12 = sqrt(q1 q2))
+    s12[:, 8:16] = -bound[:, 8:16]
+    s12[:, 16:24] = 0.0
+
+    def reference(s, a, b):
+        prod, prod1 = a * b, (1 + a) * (1 + b)
+        d2 = prod1 - s * s
+        d = np.sqrt(d2)
+        psi = np.arctan2(s, d)
+        nngp = s / 4 + ((s * s + prod * d2) / (prod1 * d) + s * psi) / (2 * np.pi)
+        dot = (1 / d2 + (1 - prod) / prod1 + 1) * s / (d * 2 * np.pi) + 0.25 + psi / (2 * np.pi)
+        return nngp, dot
+
+    want_nngp, want_dot = reference(s12, q1, q2)
+    args = [jnp.asarray(v, dtype) for v in (s12, q1, q2)]
+    got_nngp, got_dot = jax.jit(lambda s, a, b: stax.Gelu().dual(s, a, b, jnp.ones_like(s)))(*args)
+    # inputs rounded to the dtype move the values by a few ulp of the inputs' size
+    rtol = 64 * np.finfo(dtype).eps
+    scale = np.abs(want_nngp) + np.abs(s12) + 1e-300
+    assert np.max(np.abs(np.asarray(got_nngp, np.float64) - want_nngp) / scale) < rtol
+    # Σ̇ sums terms of size ~1/4 that can cancel to ~0: round-off relative to the terms
+    np.testing.assert_allclose(np.asarray(got_dot, np.float64), want_dot, rtol=rtol, atol=rtol)
+    # Σ̇ is ∂Σ'/∂Σ12 (Price's theorem): the derivative of the new NNGP form is the NTK factor
+    grad = jax.jit(jax.grad(lambda s, a, b: stax.Gelu().dual(s, a, b, None)[0].sum()))(*args)
+    inner = np.abs(s12) < 0.99 * bound  # away from the bound, where δ' is steep in float32
+    # (the derivative of unit_angle's polynomial is accurate to ~1e-13, not to round-off)
+    gtol = 1e-11 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(
+        np.asarray(grad, np.float64)[inner], want_dot[inner], rtol=gtol, atol=gtol
+    )
+
+
 def test_shared_angle_is_computed_once(dtype):
     """computed_once(fn, x) is fn(x), bit for bit, with the same derivatives and under
     vmap; on CPU, the angle of Erf, Sign and RectifiedMonomial (Gabor: both its forms) is
