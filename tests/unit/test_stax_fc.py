@@ -170,7 +170,7 @@ def test_gelu_dual_matches_its_arctangent_form(dtype):
 
     def reference(s, a, b):
         prod, prod1 = a * b, (1 + a) * (1 + b)
-        d2 = prod1 - s * s
+        d2 = 1 + a + b + (prod - s * s)  # = prod1 - s², without its cancellation
         d = np.sqrt(d2)
         psi = np.arctan2(s, d)
         nngp = s / 4 + ((s * s + prod * d2) / (prod1 * d) + s * psi) / (2 * np.pi)
@@ -189,6 +189,13 @@ def test_gelu_dual_matches_its_arctangent_form(dtype):
     # Σ̇ is ∂Σ'/∂Σ12 (Price's theorem): the derivative of the new NNGP form is the NTK factor
     grad = jax.jit(jax.grad(lambda s, a, b: stax.Gelu().dual(s, a, b, None)[0].sum()))(*args)
     inner = np.abs(s12) < 0.99 * bound  # away from the bound, where δ' is steep in float32
+    # Σ12² past q1 q2 by round-off (huge variances): (1+q1)(1+q2) - Σ12² would go
+    # negative (and the values NaN); written as 1 + q1 + q2 + max(q1 q2 - Σ12², 0) it
+    # cannot
+    big = jnp.asarray(1e8, dtype)
+    past = big * (1 + 4 * jnp.finfo(dtype).eps)
+    out = stax.Gelu().dual(past, big, big, jnp.ones((), dtype))
+    assert all(bool(jnp.isfinite(v)) for v in out), out
     # (the derivative of unit_angle's polynomial is accurate to ~1e-13, not to round-off)
     gtol = 1e-11 if dtype == np.float64 else 1e-4
     np.testing.assert_allclose(
