@@ -158,7 +158,8 @@ def test_gelu_dual_matches_its_arctangent_form(dtype):
     """Gelu's division-free dual (ψ from unit_angle, one inverse root) equals Tsuchida et
     al.'s form with arctan2 and divisions, evaluated in float64 by NumPy, to round-off:
     random pairs inside the Cauchy-Schwarz bound, the bound itself (a point with itself),
-    zero correlation, and variances from 1e-6 to 1e4; derivatives in Σ12 as well."""
+    zero correlation, and variances from 1e-6 to 1e4; derivatives in Σ12 as well; finite
+    values where round-off puts Σ12² past q1 q2 at huge variances."""
     rng = np.random.default_rng(3)
     q1 = 10.0 ** rng.uniform(-6, 4, (64, 1))
     q2 = 10.0 ** rng.uniform(-6, 4, (1, 64))
@@ -189,6 +190,11 @@ def test_gelu_dual_matches_its_arctangent_form(dtype):
     # Σ̇ is ∂Σ'/∂Σ12 (Price's theorem): the derivative of the new NNGP form is the NTK factor
     grad = jax.jit(jax.grad(lambda s, a, b: stax.Gelu().dual(s, a, b, None)[0].sum()))(*args)
     inner = np.abs(s12) < 0.99 * bound  # away from the bound, where δ' is steep in float32
+    # (the derivative of unit_angle's polynomial is accurate to ~1e-13, not to round-off)
+    gtol = 1e-11 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(
+        np.asarray(grad, np.float64)[inner], want_dot[inner], rtol=gtol, atol=gtol
+    )
     # Σ12² past q1 q2 by round-off (huge variances): (1+q1)(1+q2) - Σ12² would go
     # negative (and the values NaN); written as 1 + q1 + q2 + max(q1 q2 - Σ12², 0) it
     # cannot
@@ -196,11 +202,6 @@ def test_gelu_dual_matches_its_arctangent_form(dtype):
     past = big * (1 + 4 * jnp.finfo(dtype).eps)
     out = stax.Gelu().dual(past, big, big, jnp.ones((), dtype))
     assert all(bool(jnp.isfinite(v)) for v in out), out
-    # (the derivative of unit_angle's polynomial is accurate to ~1e-13, not to round-off)
-    gtol = 1e-11 if dtype == np.float64 else 1e-4
-    np.testing.assert_allclose(
-        np.asarray(grad, np.float64)[inner], want_dot[inner], rtol=gtol, atol=gtol
-    )
 
 
 def test_shared_angle_is_computed_once(dtype):
