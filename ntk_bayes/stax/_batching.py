@@ -259,8 +259,10 @@ def isolated(pred, fn, shapes, like):
     fusions instead of fusing it into its neighbours. ``shapes`` is the pytree of
     ``jax.ShapeDtypeStruct`` of ``fn()``; the untaken branch's zeros derive from the
     array ``like`` so that, inside ``shard_map``, both branches vary over the same mesh
-    axes."""
-    zero = like.reshape(-1)[0] * 0
+    axes; they carry no derivative of ``like`` (with one, jax 0.9.2's reverse mode
+    returned a wrong gradient through two stacked ``Sign`` layers: -4.83 against -12.95
+    by finite differences and by forward mode, test_stax_fc.py)."""
+    zero = jax.lax.stop_gradient(like).reshape(-1)[0] * 0
     return jax.lax.cond(
         pred,
         fn,

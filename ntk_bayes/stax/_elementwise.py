@@ -116,23 +116,28 @@ def _asin_coefficients(dtype_name: str) -> tuple[float, ...]:
     return _chebyshev_fit(g, deg, [0.0, 0.5])
 
 
-def unit_angle(sn, cs):
+def unit_angle(sn, cs, nonnegative_sn: bool = False):
     """atan2(sn, cs) for a point on the unit circle (sn² + cs² = 1 up to round-off),
     with atan2(0, 0) = π/2, from a polynomial: no division and no libm call, so it
     fuses into one cheap pass (the hot spot of every arc-cosine-type kernel).
+    ``nonnegative_sn``: the caller knows sn >= 0 (an angle in [0, π]), which saves the
+    sign's operations.
 
-    With m = min(|sn|, |cs|) <= sin(π/4): the angle to the nearer axis is asin(m).
+    With m = min(|sn|, |cs|) <= sin(π/4): the angle to the nearer axis is asin(m); it is
+    measured from the sine's axis where |sn| >= |cs|, which at (0, 0) gives π/2 (and
+    where |sn| = |cs| both forms are π/4).
     Derivatives follow by AD; they are those of atan2 along the circle, which is where
     callers' (sn, cs) move when the kernel's inputs change.
     """
-    asn, acs = jnp.abs(sn), jnp.abs(cs)
+    asn, acs = (sn if nonnegative_sn else jnp.abs(sn)), jnp.abs(cs)
     m = jnp.minimum(asn, acs)
     coef = _asin_coefficients(jnp.dtype(m.dtype).name)
     r = m * _horner(coef, 4 * m * m - 1)
-    r = jnp.where(asn > acs, jnp.pi / 2 - r, r)
+    r = jnp.where(asn >= acs, jnp.pi / 2 - r, r)
     r = jnp.where(cs < 0, jnp.pi - r, r)
-    r = jnp.where(sn < 0, -r, r)
-    return jnp.where((asn == 0) & (acs == 0), jnp.pi / 2, r).astype(m.dtype)
+    if not nonnegative_sn:
+        r = jnp.where(sn < 0, -r, r)
+    return r.astype(m.dtype)
 
 
 def rsqrt(x):
@@ -180,6 +185,9 @@ class Elementwise(Layer, metaclass=_ElementwiseMeta):
         """``E[φ'(u)^2]`` for u ~ N(0, q): the NTK factor of a point paired with itself."""
         return self.dual(q, q, q, jnp.ones_like(q))[1]
 
+    # Whether dual() needs Σ12 clipped to the Cauchy-Schwarz bound (see _cauchy_schwarz).
+    _clips = True
+
     def is_constant(self) -> bool:
         """Whether φ is a constant (known from the layer's structure): its outputs are
         then the same for every point (``Kernel.points_alike``)."""
@@ -198,7 +206,8 @@ class Elementwise(Layer, metaclass=_ElementwiseMeta):
                 "layer (a random affine map) before every nonlinearity"
             )
         q1, q2 = k.pair_vars()
-        nngp, ntk = self.dual(_cauchy_schwarz(k.nngp, q1, q2), q1, q2, k.ntk)
+        s12 = _cauchy_schwarz(k.nngp, q1, q2) if self._clips else k.nngp
+        nngp, ntk = self.dual(s12, q1, q2, k.ntk)
         same = k.self_pair_mask()
         if same is not None:
             # A point paired with itself (or a copy) has Σ12 = q1 = q2 exactly; from the
@@ -262,7 +271,7 @@ def _angle_between(root, s12, q1, q2):
     """θ = atan2(sqrt(q1 q2 - Σ12²), Σ12) (π/2 for a zero-variance input), from the
     per-point 1/sqrt(q): the angle between two Gaussian inputs, division-free."""
     rq = rsqrt_pos(q1) * rsqrt_pos(q2)
-    return unit_angle(root * rq, s12 * rq)
+    return unit_angle(root * rq, s12 * rq, nonnegative_sn=True)
 
 
 def _cauchy_schwarz(s12, q1, q2):
@@ -287,6 +296,11 @@ class ABRelu(Elementwise):
 
     a: Any = 0.0
     b: Any = 1.0
+    # Σ12 past the bound by round-off gives sqrt(max(q1 q2 - Σ12², 0)) = 0 and θ = 0 or
+    # π, the values at the bound: no clip, which saves two operations per pair and layer
+    # (and avoids a jax 0.9.2 miscompilation of the clip's forward-mode derivative:
+    # test_reverse_mode_through_materialised_layers).
+    _clips = False
 
     def __check_init__(self):
         for name in ("a", "b"):
