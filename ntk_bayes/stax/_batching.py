@@ -24,9 +24,11 @@ The points ``x1`` and ``x2`` are arrays, or pytrees of arrays that share the lea
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
+import threading
 from functools import partial
 
 import jax
@@ -282,6 +284,29 @@ def apart(fn, x, out):
     which computes ``fn(x)`` all the same."""
     pred = jnp.logical_not(x.reshape(-1)[0] > jnp.inf)
     return isolated(pred, lambda: fn(x), out, x)
+
+
+class NotPacked(Exception):
+    """A segment's output cannot be packed (raised while tracing, caught by ``serial``)."""
+
+
+_FUSED = threading.local()
+
+
+@contextlib.contextmanager
+def fused_segment():
+    """Mark the trace of a materialised segment of layers (``serial``'s ``_segment``):
+    everything inside becomes one fusion, so values need not be materialised apart."""
+    depth = getattr(_FUSED, "depth", 0)
+    _FUSED.depth = depth + 1
+    try:
+        yield
+    finally:
+        _FUSED.depth = depth
+
+
+def in_fused_segment() -> bool:
+    return getattr(_FUSED, "depth", 0) > 0
 
 
 def _tile(one, net, a, b, same_points, true, shapes):

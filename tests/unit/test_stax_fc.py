@@ -215,9 +215,10 @@ def test_gelu_dual_matches_its_arctangent_form(dtype):
 def test_shared_angle_is_computed_once(dtype):
     """computed_once(fn, x) is fn(x), bit for bit, with the same derivatives and under
     vmap; on CPU, the angle of Erf, Sign and RectifiedMonomial (Gabor: both its forms) is
-    materialised once per layer, in the NNGP program as in the NTK one (one conditional
-    per such layer: the next layer reads it in several fusions), ReLU's NTK factor in the
-    NTK program only."""
+    materialised once per layer in the NNGP program (one conditional per such layer: the
+    next layer reads it in several fusions), none for ReLU. In the NTK program each
+    nonlinearity ends a packed segment instead (one conditional per layer, inside which
+    nothing is materialised apart: ``test_segments_pack_nngp_and_ntk``)."""
     from ntk_bayes.stax._elementwise import _angle_between, computed_once
 
     rng = np.random.default_rng(0)
@@ -254,18 +255,74 @@ def test_shared_angle_is_computed_once(dtype):
         assert hlo("ntk").count("conditional(") == 2
     # a layer whose values XLA materialises anyway (exponentials) gets none
     _, _, kf = stax.serial(stax.Dense(64), stax.Sin(), stax.Dense(64), stax.Sin(), stax.Dense(1))
-    assert hlo("ntk", kf).count("conditional(") == 0
+    assert hlo("nngp", kf).count("conditional(") == 0
+
+
+@pytest.mark.parametrize("name", ["relu", "abrelu", "erf", "gelu", "sin", "sign", "rbf"])
+def test_segments_pack_nngp_and_ntk(name, dtype, monkeypatch):
+    """On CPU, serial materialises the NNGP and the NTK after each nonlinearity as one
+    complex array (one fusion per layer, see ``_core._segment``): the kernel, its
+    derivatives in the hyperparameters and its vmap over them are those of the unpacked
+    layers to round-off; the NNGP alone and spatial kernels are not packed."""
+    from ntk_bayes.stax import _core
+
+    phi = NONLINEARITIES[name]
+    x = fc_inputs(80, seed=7).astype(dtype)  # 6400 pairs: above the packing threshold
+
+    def net(w):
+        return stax.serial(
+            stax.Dense(64, W_std=w, b_std=0.05),
+            phi,
+            stax.Dense(64, W_std=1.3, b_std=0.1),
+            phi,
+            stax.Dense(1, W_std=w, b_std=0.05),
+        )
+
+    def ntk(w, a):
+        return net(w).kernel_fn(a, None, "ntk")
+
+    def results():
+        # x is an argument: closed over, it would be a constant, and XLA would fold
+        # the first segment's conditional away
+        jax.clear_caches()
+        f = jax.jit(ntk)
+        k = f(1.4, x)
+        hlo = f.lower(1.4, x).compile().as_text()
+        grad = jax.jit(jax.grad(lambda w, a: ntk(w, a).sum()))(1.4, x)
+        batch = jax.jit(jax.vmap(ntk, (0, None)))(jnp.asarray([0.9, 1.6], dtype), x)
+        nngp_hlo = jax.jit(lambda a: net(1.4).kernel_fn(a, None, "nngp")).lower(x)
+        return k, hlo, grad, batch, nngp_hlo.compile().as_text()
+
+    k, hlo, grad, batch, nngp_hlo = results()
+    monkeypatch.setattr(_core, "_packs", lambda k: False)
+    k0, hlo0, grad0, batch0, _ = results()
+    jax.clear_caches()
+
+    complex_type = "c64[" if dtype == np.float32 else "c128["
+    if jax.default_backend() == "cpu":
+        # one conditional per nonlinearity, each ending in a packed array
+        assert hlo.count("conditional(") == 2
+        assert complex_type in hlo
+        assert complex_type not in nngp_hlo
+    assert complex_type not in hlo0  # the check above fails with the mechanism off
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(k, k0, rtol=64 * eps, atol=64 * eps * float(jnp.abs(k0).max()))
+    np.testing.assert_allclose(grad, grad0, rtol=64 * eps * 100)
+    np.testing.assert_allclose(
+        batch, batch0, rtol=64 * eps, atol=64 * eps * float(jnp.abs(batch0).max())
+    )
 
 
 @pytest.mark.parametrize("get", ["nngp", "ntk"])
 def test_reverse_mode_through_materialised_layers(get, dtype):
     """Reverse mode equals forward mode through two layers of each nonlinearity whose
-    values are materialised apart (computed_once): the derivative in W_std of the
-    summed kernel. On jax 0.9.2 the untaken branch of those conditionals, while its
-    zeros carried a derivative of the input, made reverse mode through two Sign layers
-    return -4.83 against -12.95 (forward mode and finite differences); and forward mode
-    through ReLU's Cauchy-Schwarz clip, compiled, returned 3461 against 3649 (reverse
-    mode, finite differences, and the same jvp run eagerly or on jax 0.12)."""
+    values are materialised apart (computed_once, packed segments): the derivative in
+    W_std of the summed kernel. On jax 0.9.2 the untaken branch of those conditionals,
+    while its zeros carried a derivative of the input, made reverse mode through two
+    Sign layers return -4.83 against -12.95 (forward mode and finite differences); and
+    forward mode through ReLU's Cauchy-Schwarz clip, compiled, returned 3461 against
+    3649 (reverse mode, finite differences, and the same jvp run eagerly or on jax
+    0.12)."""
     x = fc_inputs(80, seed=7).astype(dtype)  # 6400 pairs: above both thresholds
     for phi in (stax.Sign(), stax.Erf(), stax.Relu(), stax.RectifiedMonomial(2), stax.Gabor()):
 
@@ -282,6 +339,19 @@ def test_reverse_mode_through_materialised_layers(get, dtype):
         rev = jax.jit(jax.grad(total))(1.4, x)
         fwd = jax.jit(lambda w, a, f=total: jax.jvp(lambda v: f(v, a), (w,), (1.0,))[1])(1.4, x)
         np.testing.assert_allclose(rev, fwd, rtol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+def test_spatial_kernels_are_not_packed():
+    """A convolutional network's kernels keep their own materialisation (packing made
+    the 3-layer CNN benchmark slower and its compilation longer)."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("packing is a CPU fusion device")
+    x = np.random.default_rng(0).standard_normal((24, 6, 6, 1)).astype(np.float32)
+    _, _, kf = stax.serial(
+        stax.Conv(8, (3, 3), padding="SAME"), stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1)
+    )
+    hlo = jax.jit(lambda a: kf(a, None, "ntk")).lower(x).compile().as_text()
+    assert "c64[" not in hlo
 
 
 def test_symmetric_tiles_mirror_into_the_full_kernel(tol):
