@@ -267,7 +267,9 @@ def computed_once(fn, x):
     NNGP and NTK 20.0 -> 17.7-18.1 ms, Erf NNGP and NTK 31.5 -> 19.0 ms (NNGP alone 17.2
     -> 12.8), Sign 26.4 -> 15.0 ms, each bit for bit the same; Gabor (both its forms)
     57.6 -> 42.2 ms, equal to float32 round-off. Other backends (which fuse several
-    outputs), small arrays and per-point values are computed in place.
+    outputs), small arrays and per-point values are computed in place, and so is
+    everything inside a packed segment of ``serial`` (``_core._segment``: the NTK
+    program of a fully connected network), which is one fusion already.
     """
     if (
         jnp.ndim(x) < 2
