@@ -345,7 +345,7 @@ def test_spatial_kernels_are_not_packed():
     """A convolutional network's kernels keep their own materialisation (packing made
     the 3-layer CNN benchmark slower and its compilation longer)."""
     if jax.default_backend() != "cpu":
-        pytest.skip("packing is a CPU fusion device")
+        pytest.skip("segments are packed on CPU only")
     x = np.random.default_rng(0).standard_normal((24, 6, 6, 1)).astype(np.float32)
     _, _, kf = stax.serial(
         stax.Conv(8, (3, 3), padding="SAME"), stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1)
