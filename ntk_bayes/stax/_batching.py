@@ -274,6 +274,11 @@ def isolated(pred, fn, shapes, like):
     )
 
 
+# Fewer pairs than this (a 64 x 64 tile) and a value materialised apart saves nothing
+# (``_elementwise.computed_once``, ``serial``'s packed segments).
+APART_MIN_PAIRS = 4096
+
+
 def apart(fn, x, out):
     """``fn(x)`` inside a conditional whose predicate is always true (``x[0] > inf`` is
     false for every float, NaN included) but unknown to the compiler, so that XLA

@@ -810,7 +810,7 @@ def _packs(k) -> bool:
         and jnp.shape(nngp) == jnp.shape(ntk)
         and jnp.result_type(nngp) == jnp.result_type(ntk)
         and jnp.result_type(nngp) in (jnp.float32, jnp.float64)
-        and math.prod(jnp.shape(nngp)) >= _SEGMENT_MIN_PAIRS
+        and math.prod(jnp.shape(nngp)) >= _batching.APART_MIN_PAIRS
     )
 
 
@@ -820,10 +820,6 @@ def _unpacked(k, packed: bool):
     if not packed:
         return k
     return k.replace(nngp=jnp.real(k.nngp), ntk=jnp.imag(k.nngp))
-
-
-# Fewer pairs than this (a 64 x 64 tile) and a materialised segment saves nothing.
-_SEGMENT_MIN_PAIRS = 4096
 
 
 def _segment(layers, k, packed: bool):
@@ -865,10 +861,7 @@ def _segment(layers, k, packed: bool):
         shapes = jax.eval_shape(pack)
     except _batching.NotPacked:
         return run(k), False
-    like = jnp.real(k.nngp)
-    return _batching.isolated(
-        jnp.logical_not(like.reshape(-1)[0] > jnp.inf), pack, shapes, like
-    ), True
+    return _batching.apart(lambda _: pack(), jnp.real(k.nngp), shapes), True
 
 
 def _unrolled(blocks, k):

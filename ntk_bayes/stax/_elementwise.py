@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erf
 
-from ._batching import apart, in_fused_segment
+from ._batching import APART_MIN_PAIRS, apart, in_fused_segment
 from ._core import Layer, check_hyper
 
 __all__ = [
@@ -248,10 +248,6 @@ class Elementwise(Layer, metaclass=_ElementwiseMeta):
         return jnp.where(k.position_eye(), self.dual_diag(qa), out)
 
 
-# Fewer pairs than this (a 64 x 64 tile) and a materialised factor saves nothing.
-_SHARED_MIN_PAIRS = 4096
-
-
 def computed_once(fn, x):
     """``fn(x)``, a pairwise value that several fusions read (the NNGP's next layer and
     the NTK's, or the next layer's own several passes), computed once.
@@ -273,7 +269,7 @@ def computed_once(fn, x):
     """
     if (
         jnp.ndim(x) < 2
-        or jnp.size(x) < _SHARED_MIN_PAIRS
+        or jnp.size(x) < APART_MIN_PAIRS
         or jax.default_backend() != "cpu"
         or in_fused_segment()
     ):
