@@ -209,6 +209,40 @@ def test_point_ids_are_equal_exactly_for_equal_points(dtype):
     assert _ids._small_on_cpu([x1, m1, x2, m2])
 
 
+@pytest.mark.parametrize("m", [1, 2, 7, 2048, 70000])
+def test_hash_order_sorts_by_hash_then_index(m):
+    """Reference: NumPy's lexsort. Two passes of packed uint32 keys sort by the whole
+    32-bit hash while the positions take at most 16 bits (m <= 65536), by its low
+    2 (32 - b) bits past that (m = 70000: b = 17, 30 bits); ties keep index order.
+    Hashes drawn from 64 values so that ties are common."""
+    from ntk_bayes.stax._ids import _hash_order
+
+    rng = np.random.default_rng(m)
+    h = rng.choice(rng.integers(0, 2**32, 64, dtype=np.uint64), m).astype(np.uint32)
+    b = max(1, (m - 1).bit_length())
+    key = h if b <= 16 else h & np.uint32((1 << (2 * (32 - b))) - 1)
+    want = np.lexsort((np.arange(m), key))
+    np.testing.assert_array_equal(np.asarray(_hash_order(jnp.asarray(h))), want)
+
+
+def test_point_ids_never_join_points_whose_hashes_collide(monkeypatch):
+    """Planted collision: every point hashed to one value. The ids compare each row with
+    its sorted neighbour in full, so distinct points keep distinct ids; copies that are
+    neighbours in index order still share theirs (a collision may only split copies)."""
+    from ntk_bayes.stax import _ids
+
+    monkeypatch.setattr(
+        _ids, "_point_hash", lambda parts, which: jnp.zeros(len(parts[0]), jnp.uint32)
+    )
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(5, 4)).astype(np.float32)
+    x = np.concatenate([a[:3], a[[2]], a[3:]])  # row 3 copies row 2, its neighbour
+    ids = np.asarray(_ids.point_ids([x], on_host=False)[0])
+    rows_equal = (x[:, None] == x[None, :]).all(-1)
+    assert ids[3] == ids[2]
+    np.testing.assert_array_equal(ids[:, None] == ids[None, :], rows_equal)
+
+
 @pytest.mark.parametrize("block_size", [None, 3])
 def test_copies_of_a_point_are_exact(dtype, block_size):
     """A point that occurs twice (two rows of x1, or in x1 and x2) is one point: its
