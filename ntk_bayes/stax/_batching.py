@@ -406,18 +406,33 @@ def _run(
         b = _dyn_rows(x2_, c, b2)
         return _tile(one, net_, a, b, same_at(same_, r, c), r >= 0, shapes)
 
+    # Every entry is written by a tile; the fills only start the buffers. They differ
+    # (0, 1, 2, ...): equal fills are merged by XLA into one broadcast and a copy of it
+    # per further output, a copy that runs on one thread (1.1-1.4 ms for a 2048 x 2048
+    # float32 output, where the broadcast runs on all threads).
     outs = {
-        name: jnp.zeros(
-            ((n1,) + sh.shape[1:]) if name in _PER_POINT else ((n1, n2) + sh.shape[2:]), sh.dtype
+        name: jnp.full(
+            ((n1,) + sh.shape[1:]) if name in _PER_POINT else ((n1, n2) + sh.shape[2:]),
+            k,
+            sh.dtype,
         )
-        for name, sh in shapes.items()
+        for k, (name, sh) in enumerate(shapes.items())
     }
 
     def write(outs, tile, r, c):
         if symmetric:
-            # The tile's mirror image below the diagonal first, then the tile: on the
-            # diagonal the tile overwrites its own transpose.
-            outs = _put(outs, _transposed(tile, r >= 0), c, r)
+            # The tile's mirror image below the diagonal first, then the tile (where a
+            # mirror image overlaps a later tile, the tile's values are the ones kept).
+            # A tile on the diagonal covers its own mirror image: its transpose is
+            # neither made nor written (n = 2048, tiles of 512: 0.9 ms of 15 saved, the
+            # outputs bit for bit the same).
+            outs = jax.lax.cond(
+                r != c,
+                lambda o, t: _put(o, _transposed(t, r >= 0), c, r),
+                lambda o, t: o,
+                outs,
+                tile,
+            )
         return _put(outs, tile, r, c)
 
     if mesh is None:
