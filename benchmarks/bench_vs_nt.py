@@ -16,7 +16,10 @@ seed, NNGP and NTK together under ``jax.jit``):
 * ``fc2_erf``, ``fc3_erf``: as ``fc3_relu`` with 2 or 3 Erf layers.
 
 Prints the CPU model and, per case, compile time and best/median call time of each library,
-the best CPU seconds of each process (steadier than wall time under load) and the ratios.
+the best CPU seconds of each process (steadier than wall time under load) and the ratios;
+then, per library, how many calls faulted no fresh pages in and the best call with and
+without fresh pages (which one a call gets follows glibc's heap layout in its process:
+docs/kernels.md, "The page-fault lottery"), with the ratio within a state both reached.
 
     python benchmarks/bench_vs_nt.py --nt-python /work/ntvenv/bin/python [--rounds 3]
 """
@@ -63,18 +66,42 @@ def _faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def _timed(fn, x, repeats: int) -> tuple[list, list, float]:
+def _timed(fn, x, repeats: int, per_call: list | None = None) -> tuple[list, list, float]:
     """``repeats`` calls of a compiled ``fn(x)``: wall seconds, CPU seconds of the process
-    (all threads) and minor page faults per call."""
+    (all threads) and minor page faults per call (each call's count appended to
+    ``per_call`` when given)."""
     import jax
 
     times, cpu, flt = [], [], _faults()
     for _ in range(repeats):
-        t, c = time.perf_counter(), time.process_time()
+        f0, t, c = _faults(), time.perf_counter(), time.process_time()
         jax.block_until_ready(fn(x))
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
+        if per_call is not None:
+            per_call.append(_faults() - f0)
     return times, cpu, (_faults() - flt) / repeats
+
+
+# A call that faults fewer pages than this reused the memory of earlier calls ("clean");
+# the others got fresh pages (n = 2048: 8,192 pages of 4 KiB for two 16 MiB outputs).
+_CLEAN_FAULTS = 256
+
+
+def _by_state(times, per_call) -> dict:
+    """Best wall time and number of calls among those that reused earlier calls' memory
+    ("clean") and those that faulted fresh pages in ("faulting"): which state a call gets
+    follows glibc's heap layout in the process (docs/kernels.md, "The page-fault
+    lottery"), so the two are reported apart."""
+    out = {}
+    for state, pick in (
+        ("clean", lambda f: f < _CLEAN_FAULTS),
+        ("faulting", lambda f: f >= _CLEAN_FAULTS),
+    ):
+        ts = [t for t, f in zip(times, per_call, strict=True) if pick(f)]
+        out[f"{state}_calls"] = len(ts)
+        out[f"{state}_best"] = min(ts) if ts else None
+    return out
 
 
 def child(lib: str, case: str, n: int, repeats: int) -> dict:
@@ -96,9 +123,11 @@ def child(lib: str, case: str, n: int, repeats: int) -> dict:
     t = time.perf_counter()
     jax.block_until_ready(fn(x))
     first = time.perf_counter() - t
-    times, cpu, faults = _timed(fn, x, repeats)
+    per_call: list = []
+    times, cpu, faults = _timed(fn, x, repeats, per_call)
     out = {"first": first, "best": min(times), "median": statistics.median(times)}
     out["faults"] = faults
+    out.update(_by_state(times, per_call))
     # CPU seconds of the process (all threads): steadier than wall time on a loaded VM.
     out["cpu_best"] = min(cpu)
     out["compile"] = max(first - out["median"], 0.0)
@@ -161,6 +190,30 @@ def _cpu_name() -> str:
     return f"{name} ({vec})"
 
 
+def _states_line(runs: dict) -> str:
+    """Per library: how many of its timed calls faulted no fresh pages in, and the best
+    call in each state, with the ratio of the two libraries' best in the same state where
+    both have one."""
+    names = {"ours": "ntk_bayes", "nt": "neural-tangents"}
+    best, parts = {}, []
+    for lib, rs in runs.items():
+        n_clean = sum(r["clean_calls"] for r in rs)
+        n_all = n_clean + sum(r["faulting_calls"] for r in rs)
+        for state in ("clean", "faulting"):
+            vals = [r[f"{state}_best"] for r in rs if r[f"{state}_best"] is not None]
+            best[lib, state] = min(vals) if vals else None
+        text = ", ".join(
+            f"{state} best {best[lib, state]:.4f} s"
+            for state in ("clean", "faulting")
+            if best[lib, state] is not None
+        )
+        parts.append(f"{names[lib]} {n_clean} of {n_all} calls without fresh pages ({text})")
+    for state in ("clean", "faulting"):
+        if best["ours", state] and best["nt", state]:
+            parts.append(f"{state} vs {state}: {best['nt', state] / best['ours', state]:.1f}x")
+    return "; ".join(parts)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--nt-python", help="python of an environment with neural-tangents")
@@ -220,6 +273,7 @@ def main(argv=None) -> int:
                 f"{fl['faults']:.0f}, floor {fl['floor_faults']:.0f}, "
                 f"least {fl['least_faults']:.0f}"
             )
+        line += " | " + _states_line(runs)
         print(line, flush=True)
     print(f"load at the end {os.getloadavg()[0]:.2f}")
     return 0
