@@ -378,8 +378,8 @@ class Erf(Elementwise):
 
     def dual(self, s12, q1, q2, ntk):
         # p1 p2 - (2b²Σ12)² = d = 1 + 2b²(q1 + q2) + 4b⁴(q1 q2 - Σ12²) >= 1: written this
-        # way it has no cancellation and no singularity, and its inverse root gives both
-        # the angle (with the per-point 1/sqrt(p1 p2)) and Σ̇, without a division.
+        # way it has no cancellation and no singularity; its root gives the angle's cosine
+        # (with the per-point 1/sqrt(p1 p2)) and its inverse root Σ̇, without a division.
         b2 = self.b**2
         p1, p2 = 1 + 2 * b2 * q1, 1 + 2 * b2 * q2
         d = p1 + p2 - 1 + 4 * b2 * b2 * jnp.maximum(q1 * q2 - s12 * s12, 0.0)
@@ -388,7 +388,8 @@ class Erf(Elementwise):
         sn = 2 * b2 * s12 * rp
         # The cosine as sqrt(d) rp, not d r rp: read twice, d was materialised by a pass
         # of its own (XLA will not duplicate a value whose inputs outweigh it), 0.5 ms of
-        # 16 at n = 2048, 3 layers; the outputs are bit for bit the same.
+        # 16 at n = 2048, 3 layers; the outputs were bit for bit the same in float32 and
+        # float64 (docs/kernels.md).
         # The next layer reads the NNGP in several fusions (see ``computed_once``).
         angle = computed_once(lambda cs: unit_angle(sn, cs), jnp.sqrt(d) * rp)
         nngp = (2 * self.a**2 / jnp.pi) * angle + self.c**2
