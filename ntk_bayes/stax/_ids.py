@@ -31,9 +31,9 @@ from .._numerics import is_concrete
 __all__ = ["point_ids", "has_copies"]
 
 
-def _multipliers(n_words: int, which: int) -> np.ndarray:
-    """Odd multipliers of hash ``which``, one per 32-bit word of a point (fixed seeds)."""
-    rng = np.random.default_rng([20261202, which])
+def _multipliers(n_words: int) -> np.ndarray:
+    """Odd multipliers, one per 32-bit word of a point (a fixed seed)."""
+    rng = np.random.default_rng([20261202, 0])
     return rng.integers(0, 2**32, size=n_words, dtype=np.uint64).astype(np.uint32) | np.uint32(1)
 
 
@@ -63,18 +63,18 @@ def _mix(w):
     return w ^ (w >> 16)
 
 
-def _hash(words, which: int):
-    mult = jnp.asarray(_multipliers(words.shape[1], which))
-    salted = _mix(words ^ jnp.uint32(0x9E3779B9 * (which + 1) & 0xFFFFFFFF)) * mult
+def _hash(words):
+    mult = jnp.asarray(_multipliers(words.shape[1]))
+    salted = _mix(words ^ jnp.uint32(0x9E3779B9)) * mult
     # integer addition wraps and is associative: equal rows hash equally in any order
     return jax.lax.reduce(salted, np.uint32(0), jax.lax.add, (1,))
 
 
-def _point_hash(parts, which: int):
+def _point_hash(parts):
     """One 32-bit hash per point over all its parts."""
     h = jnp.zeros(parts[0].shape[0], jnp.uint32)
     for k, a in enumerate(parts):
-        h = _mix(h + _hash(_words(a), which) + jnp.uint32(k + 1))
+        h = _mix(h + _hash(_words(a)) + jnp.uint32(k + 1))
     return h
 
 
@@ -208,7 +208,7 @@ def _point_ids(parts1, parts2, chunk_bytes: int):
     rows_at_once = max(1, chunk_bytes // max(row_bytes, 1))
 
     def hash_of(parts):
-        return _per_row_chunks(lambda rows: (_point_hash(rows, 0),), parts, rows_at_once)[0]
+        return _per_row_chunks(lambda rows: (_point_hash(rows),), parts, rows_at_once)[0]
 
     h = hash_of(parts1)
     if parts2 is not None:

@@ -231,9 +231,7 @@ def test_point_ids_never_join_points_whose_hashes_collide(monkeypatch):
     neighbours in index order still share theirs (a collision may only split copies)."""
     from ntk_bayes.stax import _ids
 
-    monkeypatch.setattr(
-        _ids, "_point_hash", lambda parts, which: jnp.zeros(len(parts[0]), jnp.uint32)
-    )
+    monkeypatch.setattr(_ids, "_point_hash", lambda parts: jnp.zeros(len(parts[0]), jnp.uint32))
     rng = np.random.default_rng(5)
     a = rng.normal(size=(5, 4)).astype(np.float32)
     x = np.concatenate([a[:3], a[[2]], a[3:]])  # row 3 copies row 2, its neighbour
