@@ -93,15 +93,15 @@ def _by_state(times, per_call) -> dict:
     ("clean") and those that faulted fresh pages in ("faulting"): which state a call gets
     follows glibc's heap layout in the process (docs/kernels.md, "The page-fault
     lottery"), so the two are reported apart."""
-    out = {}
-    for state, pick in (
-        ("clean", lambda f: f < _CLEAN_FAULTS),
-        ("faulting", lambda f: f >= _CLEAN_FAULTS),
-    ):
-        ts = [t for t, f in zip(times, per_call, strict=True) if pick(f)]
-        out[f"{state}_calls"] = len(ts)
-        out[f"{state}_best"] = min(ts) if ts else None
-    return out
+    calls = list(zip(times, per_call, strict=True))
+    clean = [t for t, f in calls if f < _CLEAN_FAULTS]
+    faulting = [t for t, f in calls if f >= _CLEAN_FAULTS]
+    return {
+        "clean_calls": len(clean),
+        "clean_best": min(clean, default=None),
+        "faulting_calls": len(faulting),
+        "faulting_best": min(faulting, default=None),
+    }
 
 
 def child(lib: str, case: str, n: int, repeats: int) -> dict:
