@@ -14,6 +14,7 @@ that are zero where the argument is at its boundary.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -69,12 +70,26 @@ def _safe_sqrt_jvp(primals, tangents):
     return y, dx * scale
 
 
+# A difference q1 q2 - Σ12² this many ulp of q1 q2 or less is round-off (:func:`sin_root`).
+_COLLINEAR_ULPS = 8
+
+
 @jax.custom_jvp
 def sin_root(prod, s12):
     """sqrt(max(q1 q2 - Σ12², 0)) = sqrt(q1 q2) sin θ, with a derivative that is zero
     where the difference is round-off (≤ 64 ulp of q1 q2), e.g. at coincident inputs:
-    the plain 1/(2 sqrt) derivative of rounding noise is huge and turns gradients NaN."""
-    return jnp.sqrt(jnp.maximum(prod - s12 * s12, 0.0))
+    the plain 1/(2 sqrt) derivative of rounding noise is huge and turns gradients NaN.
+
+    A difference of at most ``_COLLINEAR_ULPS`` ulp of q1 q2 is taken as 0: inputs that are
+    exactly proportional (x and 2x through layers without bias) have correlation exactly
+    1, but Σ12² and q1 q2 reach the subtraction by different roundings, and the square
+    root of a few ulp is an angle of ~1e-8 (float64) or ~5e-4 (float32), which every
+    `Sign` layer after it amplifies (8.8% off after four `Dense`-`Sign` blocks in
+    float64) and which put the ReLU NTK of x and 2x 1.5e-8 (float64) and 5e-4 (float32)
+    off 2 Θ(x, x). A genuine angle below the cut (sin²θ ≤ 8 ulp: θ < 4.2e-8 in float64,
+    1e-3 in float32) is one the subtraction resolves no better than that anyway."""
+    d = prod - s12 * s12
+    return jnp.sqrt(jnp.where(d > _COLLINEAR_ULPS * jnp.finfo(d.dtype).eps * jnp.abs(prod), d, 0.0))
 
 
 @sin_root.defjvp
@@ -172,6 +187,19 @@ class Elementwise(Layer, metaclass=_ElementwiseMeta):
     neural-tangents' layer from a scalar nonlinearity and its dual (see
     :class:`CustomElementwise`).
     """
+
+    def __check_init__(self):
+        # Every scalar hyperparameter (a, b, c, gamma, ...) finite when concrete: a NaN
+        # slope gave an all-NaN kernel without an error. Signs and ranges are each
+        # layer's own check; arrays (Polynomial's coefficients) are validated there.
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.metadata.get("static") or v is None or callable(v) or isinstance(v, bool):
+                continue
+            if isinstance(v, int | float | np.generic) or (
+                hasattr(v, "dtype") and jnp.ndim(v) == 0
+            ):
+                check_hyper(v, f.name, type(self).__name__, signed=True)
 
     def fn(self, x):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -344,17 +372,24 @@ class ABRelu(Elementwise):
 
 
 def Relu(do_stabilize: bool = False) -> ABRelu:
-    """ReLU, ``max(x, 0)``: ``ABRelu(0, 1)``."""
+    """ReLU, ``max(x, 0)``: ``ABRelu(0, 1)``.
+
+    ``do_stabilize`` is accepted for neural-tangents' signature and changes nothing:
+    there it rescales huge variances before the angle; here the angle is formed from
+    normalised factors, and inputs large enough to lose precision are refused by
+    ``kernel_fn`` with the safe bound named."""
     return ABRelu(0.0, 1.0)
 
 
 def LeakyRelu(alpha, do_stabilize: bool = False) -> ABRelu:
-    """Leaky ReLU, ``alpha * min(x, 0) + max(x, 0)``: ``ABRelu(alpha, 1)``."""
+    """Leaky ReLU, ``alpha * min(x, 0) + max(x, 0)``: ``ABRelu(alpha, 1)``
+    (``do_stabilize`` as in :func:`Relu`)."""
+    check_hyper(alpha, "alpha", "LeakyRelu", signed=True)
     return ABRelu(alpha, 1.0)
 
 
 def Abs(do_stabilize: bool = False) -> ABRelu:
-    """Absolute value, ``|x|``: ``ABRelu(-1, 1)``."""
+    """Absolute value, ``|x|``: ``ABRelu(-1, 1)`` (``do_stabilize`` as in :func:`Relu`)."""
     return ABRelu(-1.0, 1.0)
 
 
@@ -436,7 +471,11 @@ class Gelu(Elementwise):
         delta2 = 1 + q1 + q2 + jnp.maximum(prod - s12 * s12, 0.0)
         inv = rsqrt(delta2)
         psi = unit_angle(s12 * rp, delta2 * inv * rp)
-        nngp = s12 / 4 + ((s12 * s12 + prod * delta2) * rp2 * inv + s12 * psi) / (2 * jnp.pi)
+        # (Σ12² + P δ²) / ((1+q1)(1+q2) δ) as (Σ12 rp)² / δ + (P rp²) δ: P δ² grows as q⁴
+        # and overflowed float32 from q ~ 1e9 (inputs ~5e4), where every factor here is
+        # at most of the order of q
+        sr = s12 * rp
+        nngp = s12 / 4 + (sr * sr * inv + prod * rp2 * (delta2 * inv) + s12 * psi) / (2 * jnp.pi)
         if ntk is not None:
             first = (inv * inv + (1 - prod) * rp2 + 1) * s12 * inv / (2 * jnp.pi)
             ntk = ntk * (first + 0.25 + psi / (2 * jnp.pi))
