@@ -29,6 +29,7 @@ import math
 import os
 import re
 import threading
+import warnings
 from functools import partial
 
 import jax
@@ -146,14 +147,18 @@ def _signature(x):
 
 
 def check_output_fits(net, block_fn, opts, x1, x2, names, devices=None) -> None:
-    """Refuse, before any work, an output larger than the memory free for it."""
+    """Refuse, before any work, an output larger than the memory free for it (per-pair
+    outputs and per-point ones, which with ``spatial_output="full"`` hold a covariance
+    per pair of positions of each point)."""
     x2 = x1 if x2 is None else x2
-    pair = tuple(n for n in names if n not in ("cov1", "cov2"))
-    if not pair:
-        return
-    per_pair = _probe(net, block_fn, opts, x1, x2, pair)[2]
     n1, n2 = n_points(x1), n_points(x2)
-    _refuse_output(pair, n1, n2, n1 * n2 * per_pair, devices)
+    pair = tuple(n for n in names if n not in _PER_POINT)
+    need = n1 * n2 * _probe(net, block_fn, opts, x1, x2, pair)[2] if pair else 0
+    for name, x in (("cov1", x1), ("cov2", x2)):
+        if name in names:
+            (_, rest, dtype), *_ = _probe(net, block_fn, opts, x, x, ("cov1",))[3]
+            need += n_points(x) * math.prod(rest) * np.dtype(dtype).itemsize
+    _refuse_output(tuple(names), n1, n2, need, devices)
 
 
 def _refuse_output(pair, n1, n2, need, devices) -> None:
@@ -162,7 +167,8 @@ def _refuse_output(pair, n1, n2, need, devices) -> None:
     free = free_bytes(device)
     if need > free:
         raise ValueError(
-            f"kernel_fn: the output {pair} for {n1} x {n2} points needs "
+            f"kernel_fn: the output {pair} for "
+            f"{f'{n1} x {n2}' if any(n not in _PER_POINT for n in pair) else n1} points needs "
             f"{_human(need)}, more than the {_human(free)} free on {device.platform}; compute "
             "it in row blocks written to disk (e.g. kernel_fn(x1[i:j], x2) into a "
             "numpy.memmap), use fewer points (or inducing points), or pass a `devices=` list "
@@ -199,6 +205,14 @@ def plan_tiles(
             raise ValueError(f"`block_size` must be >= 1, got {block_size}")
         b1, b2 = min(n1, int(block_size)), min(n2, int(block_size))
     per_tile = max(budget // max(bytes_per_pair * _TEMPORARIES, 1), 1)
+    if budget < bytes_per_pair * _TEMPORARIES:
+        warnings.warn(
+            f"`memory_budget` of {_human(budget)} is less than one pair of points needs "
+            f"(about {_human(bytes_per_pair * _TEMPORARIES)} for this network); computing one "
+            "pair at a time, which exceeds it. Raise memory_budget or use fewer positions",
+            ResourceWarning,
+            stacklevel=2,
+        )
     if max_pairs is not None and block_size is None:
         per_tile = min(per_tile, max(int(max_pairs), 1))
     if square:
@@ -574,10 +588,9 @@ def one_program(
             return None
     traced = _whole.trace(net, x1, x2_, same, block_fn=block_fn, opts=opts)
     jaxpr = traced.jaxpr.jaxpr
-    pair = tuple(n for n in names if n not in _PER_POINT)
-    if pair:  # the check_output_fits of the tiled path, from the trace
-        need = sum(_aval_bytes(getattr(traced.out_info, n)) for n in pair)
-        _refuse_output(pair, n1, n2, need, devices)
+    # the check_output_fits of the tiled path, from the trace
+    need = sum(_aval_bytes(getattr(traced.out_info, n)) for n in names)
+    _refuse_output(tuple(names), n1, n2, need, devices)
     per_pair = max(_pairwise_peak(jaxpr, (n1, n2)) // (n1 * n2), 1)
     b1, b2 = plan_tiles(
         n1, n2, per_pair, memory_budget, block_size, max_pairs=_speed_cap(per_pair, devices)

@@ -46,8 +46,18 @@ def _kernel_tuple(names: tuple) -> type:
     return _namedtuples[names]
 
 
-def check_hyper(value, name: str, layer: str, *, allow_none: bool = False, positive=False):
-    """Validate a scalar hyperparameter when it is concrete (tracers pass through)."""
+def check_hyper(
+    value,
+    name: str,
+    layer: str,
+    *,
+    allow_none: bool = False,
+    positive=False,
+    signed=False,
+    meaning: str = "a standard deviation",
+):
+    """Validate a scalar hyperparameter when it is concrete (tracers pass through):
+    finite, and ``>= 0`` (it is ``meaning``) unless ``signed``, ``> 0`` if ``positive``."""
     if value is None:
         if allow_none:
             return
@@ -67,10 +77,10 @@ def check_hyper(value, name: str, layer: str, *, allow_none: bool = False, posit
             raise ValueError(f"{layer}: `{name}` must be finite, got {v}")
         if positive and v <= 0:
             raise ValueError(f"{layer}: `{name}` must be > 0, got {v}")
-        if v < 0:
+        if v < 0 and not signed:
             raise ValueError(
-                f"{layer}: `{name}` is a standard deviation and must be >= 0, got {v}; "
-                "pass its absolute value"
+                f"{layer}: `{name}` is {meaning} and must be >= 0, got {v}"
+                + ("; pass its absolute value" if meaning == "a standard deviation" else "")
             )
 
 
@@ -193,6 +203,11 @@ class Layer(eqx.Module):
     def __iter__(self):
         return iter((self.init_fn, self.apply_fn, self.kernel_fn))
 
+    def __getitem__(self, index):
+        """``net[2]`` is ``kernel_fn``, as in neural-tangents' ``(init_fn, apply_fn,
+        kernel_fn)`` triple."""
+        return (self.init_fn, self.apply_fn, self.kernel_fn)[index]
+
     @full_precision
     def kernel_fn(
         self,
@@ -249,7 +264,22 @@ class Layer(eqx.Module):
         if unused:
             _reject_kwargs(unused)
         names, want_all = _parse_get(get)
+        _check_block_size(block_size)
         if isinstance(x1, Kernel):
+            given = {
+                "memory_budget": memory_budget,
+                "block_size": block_size,
+                "devices": devices,
+                "spatial_output": spatial_output,
+            }
+            given = [k for k, v in given.items() if v is not None]
+            if given:
+                raise ValueError(
+                    f"kernel_fn: {', '.join(f'`{g}`' for g in given)} shape(s) the "
+                    "computation from inputs; a Kernel passed as `x1` (kernel composition) is "
+                    "continued as it is, in one program where its arrays live. Pass them to "
+                    "the call that computed the Kernel, and drop them here"
+                )
             if mask_constant is not None:
                 raise ValueError(
                     "kernel_fn: `mask_constant` marks padding in inputs; a Kernel passed "
@@ -517,9 +547,23 @@ def _block(net, x1, x2, same_points, need_ntk: bool, full: bool, out_full: bool)
     return k
 
 
+def _check_block_size(block_size) -> None:
+    if block_size is None:
+        return
+    if isinstance(block_size, bool) or not isinstance(block_size, int | np.integer):
+        raise TypeError(
+            "`block_size` must be a positive integer (rows and columns per tile) or None, "
+            f"got {block_size!r}"
+        )
+    if block_size < 1:
+        raise ValueError(f"`block_size` must be >= 1 (rows and columns per tile), got {block_size}")
+
+
 def _parse_get(get):
     if get is None:
         return KERNEL_GETS[:2], True
+    if isinstance(get, Sequence) and not isinstance(get, str) and len(get) == 0:
+        raise ValueError(f"`get` is empty; name at least one of {KERNEL_GETS}, or pass None")
     if isinstance(get, str):
         names = (get,)
     elif isinstance(get, Sequence) and all(isinstance(g, str) for g in get) and len(get) > 0:
@@ -578,8 +622,11 @@ def _masked_points(x, name: str, mask_constant):
 
 
 def _check_points(x, name: str) -> None:
-    """No points, no features, non-finite entries, or squared norms beyond the dtype's
-    range (the input kernel would be inf and every later layer NaN): refused."""
+    """No points, no features, non-finite entries, or entries so large that the input
+    kernel's sums of squares over the features, or the products q1 q2 of two points'
+    variances that the nonlinearities form, leave the dtype's range: refused. (Inside it,
+    float32 kept every product finite up to inputs ~1e9 and lost the kernels to overflow
+    from ~1e10, where the old bound, on single squares, let inputs through up to 2.9e17.)"""
     if x.shape[0] == 0:
         raise ValueError(f"`{name}` has no points (shape {x.shape}); pass at least one")
     if x.shape[-1] == 0:
@@ -594,13 +641,18 @@ def _check_points(x, name: str) -> None:
         big = max(float(a.max()), -float(a.min()))
         if not math.isfinite(big):
             check_finite(x, name)
-        limit = math.sqrt(float(jnp.finfo(x.dtype).max)) / 64
+        top = float(jnp.finfo(x.dtype).max) / 64  # room for a few layers' W_std²
+        c = x.shape[-1]
+        # Σ x_c² over the features, and q1 q2 <= (max entry)⁴ in the nonlinearities
+        limit = min(math.sqrt(top / c), top**0.25)
         if big > limit:
             raise ValueError(
-                f"`{name}` has entries up to {big:.3g}, whose squares overflow {x.dtype} "
-                f"(largest {float(jnp.finfo(x.dtype).max):.3g}) in the kernel; rescale the "
-                "inputs (e.g. standardise each feature) or enable float64 with "
-                "jax.config.update('jax_enable_x64', True) and pass float64 arrays"
+                f"`{name}` has entries up to {big:.3g}: with {c} feature(s) the kernel's sums "
+                "of squares or the products of two points' variances in its layers would "
+                f"overflow {x.dtype} (largest {float(jnp.finfo(x.dtype).max):.3g}; entries up "
+                f"to {limit:.3g} are safe); rescale the inputs (e.g. standardise each feature) "
+                "or enable float64 with jax.config.update('jax_enable_x64', True) and pass "
+                "float64 arrays"
             )
 
 

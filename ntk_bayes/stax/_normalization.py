@@ -46,7 +46,7 @@ class LayerNorm(Layer):
         axes = (axis,) if isinstance(axis, int) else tuple(axis)
         if not axes or any(isinstance(a, bool) or not isinstance(a, int) for a in axes):
             raise TypeError(f"LayerNorm: `axis` must be an int or a tuple of ints, got {axis!r}")
-        check_hyper(eps, "eps", "LayerNorm")
+        check_hyper(eps, "eps", "LayerNorm", meaning="added to the variance")
         self.axis = axes
         self.eps = eps
 

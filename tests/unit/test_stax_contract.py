@@ -1,6 +1,8 @@
 """The kernel_fn contract (issue 15): strict keywords, byte sizes, tiled get=None, kernel
 composition, refused inputs and outputs, neural-tangents' layout keywords."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from _nets import fc_inputs, images
@@ -45,6 +47,93 @@ def test_byte_sizes_accept_ints_and_strings(text, nbytes):
 def test_bad_byte_sizes_name_the_argument(value, exc, match):
     with pytest.raises(exc, match=match):
         _net().kernel_fn(fc_inputs(3), None, "nngp", memory_budget=value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"block_size": 2.5}, TypeError, r"`block_size` must be a positive integer .* got 2\.5"),
+        ({"block_size": "4"}, TypeError, r"`block_size` must be a positive integer .* got '4'"),
+        ({"block_size": True}, TypeError, r"`block_size` must be a positive integer .* got True"),
+        ({"block_size": 0}, ValueError, r"`block_size` must be >= 1"),
+        ({"get": ()}, ValueError, r"`get` is empty; name at least one of"),
+    ],
+)
+def test_tile_sizes_and_gets_are_checked(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        _net().kernel_fn(fc_inputs(3), None, **({"get": "nngp"} | kwargs))
+
+
+def test_numpy_integer_block_size_and_indexing_like_the_triple():
+    x = fc_inputs(5)
+    np.testing.assert_allclose(
+        _net().kernel_fn(x, None, "nngp", block_size=np.int64(2)),
+        _net().kernel_fn(x, None, "nngp"),
+        rtol=1e-6,
+    )
+    net = _net()
+    init_fn, apply_fn, kernel_fn = net
+    assert (net[0], net[1], net[2]) == (init_fn, apply_fn, kernel_fn)
+    assert net[-1] == kernel_fn and len(net[:2]) == 2
+
+
+def test_options_of_the_inputs_are_refused_for_a_kernel_passed_as_x1():
+    """Kernel composition continues a computed state in one program: tiling and layout
+    options belong to the call that computed it (before, they were silently ignored,
+    bad values such as memory_budget='abc' included)."""
+    head = stax.serial(stax.Dense(16), stax.Relu(), stax.Dense(16))
+    tail = stax.serial(stax.Relu(), stax.Dense(1))
+    k = head.kernel_fn(fc_inputs(4))
+    for kwargs in (
+        {"memory_budget": "abc"},
+        {"block_size": 3},
+        {"devices": 7},
+        {"spatial_output": "bogus"},
+    ):
+        with pytest.raises(ValueError, match=f"`{next(iter(kwargs))}` shape"):
+            tail.kernel_fn(k, None, "ntk", **kwargs)
+    assert tail.kernel_fn(k, None, "ntk").shape == (4, 4)
+
+
+def test_per_point_outputs_count_towards_the_refused_size(monkeypatch):
+    """get='cov1' with spatial_output='full' holds (H W)² numbers per point: it is refused
+    up front like the pairwise outputs (before, it reached XLA's allocator)."""
+    monkeypatch.setattr(_batching, "free_bytes", lambda device=None: 10**6)
+    net = stax.serial(stax.Conv(2, (3, 3), padding="SAME"), stax.Relu())
+    x = np.zeros((40, 6, 6, 1), np.float32)  # 40 x 36² x 4 bytes = 207 KB: fits
+    assert net.kernel_fn(x, None, "cov1", spatial_output="full").shape == (40, 6, 6, 6, 6)
+    x = np.zeros((200, 6, 6, 1), np.float32)  # 1.04 MB: does not
+    with pytest.raises(ValueError, match=r"output \('cov1',\) for 200 points needs 1012\.5 KiB"):
+        net.kernel_fn(x, None, "cov1", spatial_output="full")
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda: stax.LeakyRelu(float("nan")), "LeakyRelu: `alpha`"),
+        (lambda: stax.ABRelu(a=np.nan), "ABRelu: `a`"),
+        (lambda: stax.Erf(b=np.inf), "Erf: `b`"),
+        (lambda: stax.Sin(b=np.float32(np.nan)), "Sin: `b`"),
+        (lambda: stax.Cos(c=np.nan), "Sin: `c`"),
+        (lambda: stax.Exp(a=np.nan), "Exp: `a`"),
+        (lambda: stax.Gaussian(b=jnp.asarray(np.nan)), "Gaussian: `b`"),
+    ],
+)
+def test_non_finite_nonlinearity_hyperparameters_are_refused(make, name):
+    with pytest.raises(ValueError, match=f"{name} must be finite"):
+        make()
+
+
+def test_signed_and_traced_nonlinearity_hyperparameters_still_work():
+    x = fc_inputs(4)
+    assert np.all(
+        np.isfinite(stax.serial(stax.Dense(4), stax.ABRelu(-0.5, 1.0)).kernel_fn(x, None, "ntk"))
+    )
+    net = lambda a: stax.serial(stax.Dense(4), stax.Erf(a=a), stax.Dense(1))  # noqa: E731
+    g = jax.grad(lambda a: net(a).kernel_fn(x, None, "nngp").sum())(1.0)
+    assert np.isfinite(g) and g > 0
+    with pytest.raises(ValueError, match="`eps` is added to the variance and must be >= 0"):
+        stax.LayerNorm(eps=-1.0)
 
 
 def test_get_none_goes_through_the_tiler():
@@ -137,6 +226,37 @@ def test_degenerate_inputs_are_refused(make, match):
         _net().kernel_fn(make(x), None, "nngp")
 
 
+def test_inputs_whose_kernel_would_overflow_are_refused_and_the_rest_scale_exactly():
+    """The bound counts the features (x·x sums C squares before dividing by C) and the
+    products q1 q2 the nonlinearities form; below it, bias-free ReLU and Gelu kernels are
+    still homogeneous of degree 2 in float32 (Gelu's Σ12² + P δ² grew as q⁴ and was inf
+    from inputs ~5e4; ReLU's q1 q2 overflowed from ~1e10 while inputs up to 2.9e17 were
+    let through)."""
+    dense = stax.serial(stax.Dense(1))
+    with pytest.raises(ValueError, match=r"up to 2\.8e\+17: with 5000 feature\(s\)"):
+        dense.kernel_fn(np.full((3, 5000), 2.8e17, np.float32), None, "nngp")
+    x = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    for name, phi in (("relu", stax.Relu()), ("gelu", stax.Gelu())):
+        net = stax.serial(stax.Dense(16, b_std=None), phi, stax.Dense(1, b_std=None))
+        with pytest.raises(ValueError, match=r"overflow float32 .*entries up to 1\.52e\+09"):
+            net.kernel_fn(x * np.float32(1e10), None, "nngp")
+        k1 = np.asarray(net.kernel_fn(x, None, ("nngp", "ntk")).nngp, np.float64)
+        for scale in (5e4, 1e8):
+            k = net.kernel_fn(x * np.float32(scale), None, ("nngp", "ntk"))
+            for big in (k.nngp, k.ntk):
+                assert np.all(np.isfinite(np.asarray(big)))
+            if name == "relu":  # Gelu is homogeneous only as q -> inf
+                # float32 round-off of the scaled sums; near-zero entries absolutely
+                scaled = np.asarray(k.nngp) / scale**2
+                np.testing.assert_allclose(scaled, k1, rtol=2e-5, atol=1e-5 * k1.max())
+        big = np.asarray(net.kernel_fn(x * np.float32(1e8), None, "nngp"), np.float64)
+        # x Φ(x) -> relu(x) as the scale grows: the Gelu kernel tends to the ReLU one
+        relu = stax.serial(stax.Dense(16, b_std=None), stax.Relu(), stax.Dense(1, b_std=None))
+        np.testing.assert_allclose(
+            big / 1e16, np.asarray(relu.kernel_fn(x, None, "nngp")), rtol=1e-4
+        )
+
+
 def test_output_larger_than_memory_is_refused_before_any_work(monkeypatch):
     monkeypatch.setattr(_batching, "free_bytes", lambda device=None: 10**6)
     x = np.zeros((1000, 3), np.float32)  # 4 MB of nngp
@@ -154,3 +274,12 @@ def test_conv_accepts_dimension_numbers_naming_the_supported_layout():
     x = images(2, (3, 3, 2))
     net = stax.serial(conv, stax.Relu(), stax.Flatten(), stax.Dense(1))
     assert net.kernel_fn(x, None, "nngp").shape == (2, 2)
+
+
+def test_a_budget_below_one_pair_warns():
+    """Full spatial covariances of 16 x 16 images cost ~1.5 MiB per pair of points
+    (x 6 temporaries); a 64 KiB budget cannot hold one pair: said, not silently exceeded."""
+    net = stax.serial(stax.Conv(2, (3, 3), padding="SAME"), stax.Relu(), stax.GlobalAvgPool())
+    x = np.asarray(images(2, shape=(16, 16, 1)))
+    with pytest.warns(ResourceWarning, match="less than one pair of points needs"):
+        net.kernel_fn(x, None, "nngp", memory_budget="64KiB")
