@@ -38,11 +38,14 @@ def gradient_descent(
         loss: ``loss(fx_train, y_train) -> scalar``, e.g.
             ``lambda f, y: 0.5 * jnp.mean((f - y) ** 2)`` (which reproduces
             ``gradient_descent_mse``) or a cross-entropy.
-        k_train_train: NTK on the training inputs, ``(N, N)``.
+        k_train_train: NTK on the training inputs, ``(N, N)``; ``(N, N, K, K)`` with
+            ``trace_axes=()`` (one entry per pair of output units).
         y_train: targets ``(N,)`` or ``(N, K)``.
         learning_rate: η; ``t`` counts steps, absolute time ``η t``.
         momentum: only ``None`` (plain gradient flow) is implemented.
-        trace_axes: ``(-1,)`` (the kernel acts as ``Θ ⊗ I`` on the output axis) or ``()``.
+        trace_axes: ``(-1,)`` (the kernel acts as ``Θ ⊗ I`` on the output axis) or ``()``
+            (the kernel couples output units: ``k_train_train`` ``(N, N, K, K)``,
+            ``k_test_train`` ``(M, N, K, K)``, ``y_train`` ``(N, K)``).
 
     Returns:
         ``predict_fn(t, fx_train_0=0.0, fx_test_0=None, k_test_train=None)`` returning
@@ -55,15 +58,24 @@ def gradient_descent(
         raise NotImplementedError(
             "gradient_descent: `momentum` is not implemented; use momentum=None (gradient flow)"
         )
-    if tuple(trace_axes) not in ((-1,), ()):
+    axes = (trace_axes,) if isinstance(trace_axes, int) else tuple(trace_axes)
+    if axes not in ((-1,), ()):
         raise ValueError(f"`trace_axes` must be (-1,) or (), got {trace_axes!r}")
+    full = axes == ()
     y = as_float_array(y_train, "y_train")
     check_finite(y, "y_train")
     if y.ndim not in (1, 2):
         raise ValueError(f"`y_train` must be (N,) or (N, K), got shape {y.shape}")
     k = as_float_array(k_train_train, "k_train_train")
     n = y.shape[0]
-    if k.shape != (n, n):
+    if full:
+        if y.ndim != 2 or k.shape != (n, n) + y.shape[1:] * 2:
+            raise ValueError(
+                "with trace_axes=() `y_train` must be (N, K) and `k_train_train` (N, N, K, K) "
+                f"(the NTK between every pair of output units); got {y.shape} and {k.shape}. "
+                "For a kernel with its output axes traced out, (N, N), use trace_axes=(-1,)"
+            )
+    elif k.shape != (n, n):
         raise ValueError(
             f"`k_train_train` must be ({n}, {n}) for {n} training targets, got {k.shape}; "
             "pass the NTK with its output axes traced out (kernel_fn(x, None, 'ntk'))"
@@ -96,15 +108,20 @@ def gradient_descent(
         k_td = None
         if fx_test_0 is not None:
             k_td = as_float_array(k_test_train, "k_test_train").astype(dtype)
-            if k_td.ndim != 2 or k_td.shape[1] != n:
-                raise ValueError(f"`k_test_train` must be (M, {n}), got {k_td.shape}")
+            want = (n,) + (y.shape[1:] * 2 if full else ())
+            if k_td.ndim != 2 + 2 * full or k_td.shape[1:] != want:
+                shape = f"(M, {', '.join(map(str, want))})"
+                raise ValueError(f"`k_test_train` must be {shape}, got {k_td.shape}")
             g0 = jnp.broadcast_to(jnp.asarray(fx_test_0, dtype), (k_td.shape[0],) + y.shape[1:])
         state0 = (f0,) if k_td is None else (f0, g0)
 
+        def apply(kern, grad):  # Θ acting on the loss gradient of the outputs
+            return jnp.einsum("ijab,jb->ia", kern, grad) if full else kern @ grad
+
         def rhs(state, _):
             grad = grad_loss(state[0])
-            return (-learning_rate * (k @ grad),) + (
-                () if k_td is None else (-learning_rate * (k_td @ grad),)
+            return (-learning_rate * apply(k, grad),) + (
+                () if k_td is None else (-learning_rate * apply(k_td, grad),)
             )
 
         # odeint returns NaN on a zero-length interval: t = 0 is answered with the

@@ -50,3 +50,34 @@ def test_errors_are_explained():
         predict.gradient_descent(lambda f, yy: jnp.sum(f), k, y)(None)
     with pytest.raises(ValueError, match=r"`k_train_train` must be \(6, 6\)"):
         predict.gradient_descent(lambda f, yy: jnp.sum(f), k[:3], y)
+
+
+def test_untraced_output_axes_couple_the_units(dtype):
+    """trace_axes=(): the kernel (N, N, K, K) between output units. Θ ⊗ I gives the
+    traced flow; a kernel that couples the units is checked against the MSE flow's
+    closed form on the flattened (N K, N K) kernel, f_t = y + expm(-η t Θ / (N K))(f_0 - y)
+    (the loss is the mean over N K entries)."""
+    from scipy.linalg import expm
+
+    k, ktd, _ = _setup(dtype)
+    k = np.asarray(k, np.float64)
+    y = np.stack([np.sin(np.arange(6.0)), np.cos(np.arange(6.0))], axis=1).astype(dtype)
+    mse = lambda f, yy: 0.5 * jnp.mean((f - yy) ** 2)  # noqa: E731
+    eye = np.eye(2)
+    k4 = np.einsum("ij,ab->ijab", k, eye).astype(dtype)
+    ktd4 = np.einsum("ij,ab->ijab", np.asarray(ktd), eye).astype(dtype)
+    traced = predict.gradient_descent(mse, k, y)(2.0, 0.1, 0.0, ktd)
+    full = predict.gradient_descent(mse, k4, y, trace_axes=())(2.0, 0.1, 0.0, ktd4)
+    tol = 1e-9 if dtype == np.float64 else 1e-5
+    for a, b in zip(full, traced, strict=True):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    mix = np.array([[1.0, 0.4], [0.4, 0.7]])  # a positive definite coupling of the units
+    kc = np.einsum("ij,ab->ijab", k, mix)
+    f_t = predict.gradient_descent(mse, kc.astype(dtype), y, learning_rate=0.5, trace_axes=())(
+        3.0, 0.2
+    )
+    flat = kc.transpose(0, 2, 1, 3).reshape(12, 12)
+    want = y.reshape(-1) + expm(-0.5 * 3.0 * flat / 12) @ (0.2 - y.reshape(-1))
+    np.testing.assert_allclose(np.asarray(f_t).reshape(-1), want, rtol=tol, atol=tol)
+    with pytest.raises(ValueError, match=r"trace_axes=\(\) `y_train` must be \(N, K\)"):
+        predict.gradient_descent(mse, k, y, trace_axes=())
