@@ -22,6 +22,7 @@ from ._arviz_tools import convergence as convergence
 from ._arviz_tools import held_out_lpd as held_out_lpd
 from ._arviz_tools import load_netcdf as load_netcdf
 from ._arviz_tools import loo as loo
+from ._arviz_tools import pareto_k_threshold as pareto_k_threshold
 from ._arviz_tools import save_netcdf as save_netcdf
 from ._arviz_tools import summary as summary
 from ._calibration import ALPHA as ALPHA
@@ -82,6 +83,7 @@ __all__ = [
     "mean_coverage_error",
     "nll",
     "nlpd",
+    "pareto_k_threshold",
     "pit",
     "pit_ecdf_bands",
     "plot_coverage",

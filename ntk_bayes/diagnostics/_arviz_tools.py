@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._arviz import ARVIZ_1, az
+from ._arviz import ARVIZ_1, _get_group, az
 
 if TYPE_CHECKING:
     import pandas
@@ -30,6 +30,7 @@ __all__ = [
     "loo",
     "compare",
     "held_out_lpd",
+    "pareto_k_threshold",
 ]
 
 
@@ -68,10 +69,6 @@ def load_netcdf(path):
     return data
 
 
-def _group(idata, name):
-    return idata[name] if ARVIZ_1 else getattr(idata, name)
-
-
 def summary(idata, var_names=None, group: str = "posterior"):
     """``az.summary`` (means, intervals, R-hat, ESS) as an unrounded DataFrame."""
     with warnings.catch_warnings():
@@ -97,12 +94,35 @@ def convergence(idata, var_names=None, group: str = "posterior") -> dict:
     }
 
 
+def pareto_k_threshold(n_samples: int) -> float:
+    """Pareto k above which PSIS is unreliable with ``n_samples`` draws.
+
+    min(1 - 1/log10(S), 0.7) (Vehtari et al. 2024, eq. 13; ArviZ's ``good_k``): with
+    few draws the tail fit needs a lighter tail, e.g. 0.44 at S = 60 draws.
+    """
+    s = int(n_samples)
+    if s < 1:
+        raise ValueError(f"`n_samples` must be a positive integer, got {n_samples!r}")
+    if s == 1:  # one draw cannot be importance-sampled: no k is good enough
+        return -math.inf
+    return float(min(1.0 - 1.0 / math.log10(s), 0.7))  # <= 0 for S <= 10, as in ArviZ
+
+
+def _elpd_field(res, name):
+    return getattr(res, name) if ARVIZ_1 else res[name]
+
+
 def loo(idata, var_name: str = "y") -> dict:
     """PSIS-LOO on the training data, as a version-independent dict.
 
+    A point is bad when its Pareto k exceeds :func:`pareto_k_threshold` of the number
+    of posterior draws S, min(1 - 1/log10(S), 0.7), as in ArviZ (not a fixed 0.7).
+
     Returns:
-        ``{"elpd", "se", "p", "n_points", "max_pareto_k", "n_bad_k", "warning"}`` with
-            bad meaning Pareto k > 0.7 and ``n_points`` the pointwise terms summed.
+        ``{"elpd", "se", "p", "n_points", "n_samples", "max_pareto_k", "k_threshold",
+            "n_bad_k", "warning"}``: ``n_points`` the pointwise terms summed,
+            ``n_samples`` the draws S, ``n_bad_k`` the points with Pareto k >
+            ``k_threshold`` and ``warning`` whether there is any.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ArviZ warns on high Pareto k; we report it
@@ -111,15 +131,20 @@ def loo(idata, var_name: str = "y") -> dict:
         elpd, se, p = res.elpd, res.se, res.p
     else:
         elpd, se, p = res["elpd_loo"], res["se"], res["p_loo"]
-    k = np.asarray(res.pareto_k if ARVIZ_1 else res["pareto_k"], np.float64)
+    k = np.asarray(_elpd_field(res, "pareto_k"), np.float64)
+    n_samples = int(_elpd_field(res, "n_samples"))
+    k_max = pareto_k_threshold(n_samples)
+    bad = int(np.sum(k > k_max))
     return {
         "elpd": float(elpd),
         "se": float(se),
         "p": float(p),
         "n_points": int(k.size),
+        "n_samples": n_samples,
         "max_pareto_k": float(np.max(k)),
-        "n_bad_k": int(np.sum(k > 0.7)),
-        "warning": bool(np.any(k > 0.7)),
+        "k_threshold": k_max,
+        "n_bad_k": bad,
+        "warning": bad > 0,
     }
 
 
@@ -149,9 +174,29 @@ def compare(models: Mapping, var_name: str = "y") -> pandas.DataFrame:
 
 
 def held_out_lpd(idata, var_name: str = "y_test") -> np.ndarray:
-    """Pointwise held-out log predictive density, log mean_s p(y*_j | draw s)."""
+    """Pointwise held-out log predictive density, log mean_s p(y*_j | draw s).
+
+    Raises:
+        ValueError: ``idata`` has no ``log_likelihood`` group or no ``var_name`` in it.
+            Only sampled models store test log-likelihoods (``from_latent_samples``
+            with ``f_test`` and ``y_test``, ``from_class_probs`` with ``y_test``); a
+            Gaussian predictive (``from_gaussian``) has none: score it in closed form,
+            ``GaussianPredictive(mean, std).logpdf(y_test)``.
+    """
     from scipy.special import logsumexp
 
-    ll = np.asarray(_group(idata, "log_likelihood")[var_name].values, np.float64)
+    how = (
+        "held_out_lpd needs pointwise log-likelihoods of the test targets, written by "
+        "from_latent_samples(..., f_test=..., y_test=...) or from_class_probs(..., "
+        "y_test=...); Gaussian predictives (from_gaussian) store none: score them in "
+        "closed form with GaussianPredictive(mean, std).logpdf(y_test)"
+    )
+    group = _get_group(idata, "log_likelihood")
+    if group is None:
+        raise ValueError(f"these ArviZ data have no 'log_likelihood' group: {how}")
+    if var_name not in group.data_vars:
+        have = ", ".join(repr(str(v)) for v in group.data_vars) or "none"
+        raise ValueError(f"'log_likelihood' has no variable {var_name!r} (it has {have}): {how}")
+    ll = np.asarray(group[var_name].values, np.float64)
     ll = ll.reshape(-1, ll.shape[-1])
     return logsumexp(ll, axis=0) - math.log(ll.shape[0])

@@ -17,21 +17,36 @@ o_i = 1 if the top label is right, Σ(o_i - c_i) has mean 0 and variance Σ c_i(
 under calibration: significantly negative → ``overconfident``, positive →
 ``underconfident``; the per-bin statistic Σ_b (O_b - E_b)^2 / V_b is χ^2 with B'
 (non-empty bins) degrees of freedom → ``miscalibrated_bins`` (a Hosmer–Lemeshow test).
+Each of the two tests runs at ``alpha / 2`` (Bonferroni): family-wise rate ≤ ``alpha``.
 
 Joint checks (:func:`joint_calibration_check`): test points that share one training set
 have correlated errors (a posterior mean wrong across a whole gap), so counts of PIT
 values are not binomial. Under a calibrated joint Gaussian predictive N(m, C) of the
-test targets y, r = y - m is N(0, C): with w = C^{-1} 1 / sqrt(1' C^{-1} 1),
+test targets y, r = y - m is N(0, C). Two questions are kept apart: are the intervals
+the right width (the marginal variances C_ii), and is the whole covariance right (its
+correlations too)?
 
-- b = w' r ~ N(0, 1) (the generalised-least-squares mean of the residuals);
-- q = r' C^{-1} r - b^2 ~ χ²_{n-1}, independent of b: too large → ``overconfident``,
-  too small → ``underconfident``;
+- Width: z_i = r_i / sqrt(C_ii) are N(0, 1) (correlated, with the predictive
+  correlation R = D^{-1/2} C D^{-1/2}, D = diag(C)), so Σ z_i² is Σ_j λ_j χ²_1 with λ_j
+  the eigenvalues of R (tails by Imhof's 1961 integral, or a saddlepoint approximation
+  where its quadrature fails). The residuals are first centred by their GLS mean (λ_j
+  then of D^{-1/2} (C - 11'/1'C^{-1}1) D^{-1/2}), so that a bias is not read as width:
+  too large → ``overconfident``, too small → ``underconfident``. Only marginal
+  variances scale the statistic, so correct intervals with a wrong correlation are not
+  called over-confident (the correlation sets only the spread of the null, hence the
+  power: few effective degrees of freedom when the test points are strongly correlated).
+- Covariance: with w = C^{-1} 1 / sqrt(1' C^{-1} 1), b = w' r ~ N(0, 1) (the
+  generalised-least-squares mean of the residuals) and q = r' C^{-1} r - b^2 ~ χ²_{n-1},
+  independent of b: q too large or too small (two-sided) → ``joint_covariance``. It
+  rejects a wrong scale as well as a wrong correlation; the width verdict is the
+  marginal test above.
 - b / sqrt(q / (n-1)) ~ t_{n-1} whatever the scale of C → ``biased`` (so a wrong
   spread is not mistaken for bias);
-- z = L^{-1} r (C = L L') is i.i.d. N(0, 1): a KS test of Φ(z) → ``not_gaussian``.
+- z = L^{-1} r (C = L L') is i.i.d. N(0, 1): a KS test of Φ(z) → ``not_gaussian`` (the
+  whitening needs the right correlation, so a wrong one can show up here too).
 
 Several splits (dependent through shared data) are combined by Bonferroni, and so are
-the four tests: the whole family has false-alarm rate at most ``alpha``.
+the five tests: the whole family has false-alarm rate at most ``alpha``.
 
 Bands (:func:`pit_ecdf_bands`): simultaneous 1-α bands for the ECDF of n uniform
 values, by the simulation method of Säilynoja, Bürkner & Vehtari (2022).
@@ -41,6 +56,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -108,6 +124,12 @@ class CalibrationCheck:
     @property
     def biased(self) -> bool:
         return "biased" in self.flags
+
+    @property
+    def joint_covariance(self) -> bool:
+        """The joint test r' C^{-1} r rejects the predictive covariance (its
+        correlations or its scale); says nothing about interval width by itself."""
+        return "joint_covariance" in self.flags
 
     def describe(self) -> str:
         if self.passed:
@@ -198,10 +220,67 @@ def calibration_check(
     return CalibrationCheck(tuple(flags), pvals, st, float(alpha))
 
 
-_JOINT_TESTS = ("biased", "overconfident", "underconfident", "not_gaussian")
+_JOINT_TESTS = ("biased", "overconfident", "underconfident", "not_gaussian", "joint_covariance")
 
 
-def _joint_stats(r: np.ndarray, C: np.ndarray) -> tuple[float, float, np.ndarray]:
+def _saddlepoint_tails(x: float, lam: np.ndarray) -> tuple[float, float]:
+    """(P(Q > x), P(Q <= x)) for Q = Σ_j λ_j χ²_1, max λ = 1, by the Lugannani–Rice
+    saddlepoint approximation (Kuonen 1999): relative error a few percent at worst
+    (few effective degrees of freedom), far less with many."""
+    from scipy.optimize import brentq
+
+    k2 = 2.0 * float(np.sum(lam**2))
+    if abs(x - float(lam.sum())) < 1e-3 * math.sqrt(k2):  # at the mean: the limit
+        sf = 0.5 - 8.0 * float(np.sum(lam**3)) / (6.0 * math.sqrt(2 * math.pi) * k2**1.5)
+        return sf, 1.0 - sf
+
+    def k1(t):
+        return float(np.sum(lam / (1.0 - 2.0 * t * lam))) - x
+
+    # K'(t) < size / (-2t) for t < 0 and > 1 / (1 - 2t) near 1/2: a bracket of the root
+    t = brentq(k1, -lam.size / x, 0.5 * (1.0 - 1.0 / (x + 1.0)), xtol=1e-300, maxiter=500)
+    cgf = -0.5 * float(np.sum(np.log1p(-2.0 * t * lam)))
+    w = math.copysign(math.sqrt(max(2.0 * (t * x - cgf), 0.0)), t)
+    v = t * math.sqrt(2.0 * float(np.sum(lam**2 / (1.0 - 2.0 * t * lam) ** 2)))
+    corr = float(stats.norm.pdf(w)) * (1.0 / v - 1.0 / w)
+    sf = float(stats.norm.sf(w)) + corr
+    cdf = float(stats.norm.cdf(w)) - corr
+    return min(1.0, max(0.0, sf)), min(1.0, max(0.0, cdf))
+
+
+def _quad_form_tails(x: float, lam: np.ndarray) -> tuple[float, float]:
+    """(P(Q > x), P(Q <= x)) for Q = Σ_j λ_j χ²_1, λ_j >= 0.
+
+    Imhof's (1961) inversion integral, 1/2 + (1/π) ∫_0^∞ sin θ(u) / (u ρ(u)) du with
+    θ(u) = ½ Σ arctan(λ_j u) - ½ x u and ρ(u) = Π (1 + λ_j² u²)^{1/4}, exact to
+    quadrature error; where the quadrature does not converge (far tails, a few dominant
+    λ_j among many tiny ones) the saddlepoint approximation instead.
+    """
+    from scipy.integrate import IntegrationWarning, quad
+
+    lam = np.asarray(lam, np.float64)
+    top = float(lam.max())
+    lam = lam[lam > 1e-12 * top] / top  # scale-free: P(Σ λ'_j χ²_1 > x / max λ)
+    x = float(x) / top
+    if x <= 0.0:
+        return 1.0, 0.0
+
+    def integrand(u):
+        lu = lam * u
+        theta = 0.5 * np.sum(np.arctan(lu)) - 0.5 * x * u
+        return math.sin(theta) * math.exp(-0.25 * np.sum(np.log1p(lu * lu))) / u
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IntegrationWarning)
+        val, err = quad(integrand, 0.0, np.inf, limit=1000, epsabs=1e-12)
+    if caught or not math.isfinite(val) or err > 1e-6:  # p-values to 1e-6 suffice
+        return _saddlepoint_tails(x, lam)
+    sf = min(1.0, max(0.0, 0.5 + val / math.pi))
+    return sf, 1.0 - sf
+
+
+def _joint_stats(r: np.ndarray, C: np.ndarray) -> tuple[float, float, np.ndarray, float]:
+    """b, q and z of the module docstring, and s = 1' C^{-1} 1."""
     n = r.shape[0]
     C = 0.5 * (C + C.T)
     try:
@@ -213,8 +292,32 @@ def _joint_stats(r: np.ndarray, C: np.ndarray) -> tuple[float, float, np.ndarray
         ) from None
     z = solve_triangular(L, r, lower=True)
     u = solve_triangular(L, np.ones(n), lower=True)
-    b = float(u @ z) / math.sqrt(float(u @ u))
-    return b, float(z @ z) - b * b, z
+    s = float(u @ u)
+    b = float(u @ z) / math.sqrt(s)
+    return b, float(z @ z) - b * b, z, s
+
+
+def _marginal_scale(r: np.ndarray, C: np.ndarray, shift: float, s: float) -> dict:
+    """The width test on the marginal standardised residuals.
+
+    The residuals are first centred by their GLS mean ``shift`` (so a bias is not called
+    over-confidence, as b² is taken out of q): r̃ = r - shift·1 ~ N(0, C - 11'/s) under
+    calibration, and Σ r̃_i² / C_ii is Σ λ_j χ²_1 with λ_j the eigenvalues of
+    D^{-1/2} (C - 11'/s) D^{-1/2}, D = diag(C).
+    """
+    C = 0.5 * (C + C.T)
+    d = np.sqrt(np.diag(C))
+    stat = float(np.sum(((r - shift) / d) ** 2))
+    lam = np.linalg.eigvalsh((C - 1.0 / s) / np.outer(d, d))
+    lam = np.clip(lam, 0.0, None)
+    sf, cdf = _quad_form_tails(stat, lam)
+    return {
+        "mean_z2": float(np.mean((r / d) ** 2)),
+        "scale_ratio": stat / float(lam.sum()),
+        "scale_dof": float(lam.sum() ** 2 / np.sum(lam**2)),
+        "p_wide": sf,
+        "p_narrow": cdf,
+    }
 
 
 def joint_calibration_check(
@@ -226,6 +329,11 @@ def joint_calibration_check(
 ) -> CalibrationCheck:
     """Test a joint Gaussian predictive of correlated held-out targets.
 
+    The width verdict (``overconfident``/``underconfident``) comes from the marginal
+    standardised residuals r_i / sqrt(C_ii) alone; the joint statistic r' C^{-1} r is a
+    separate check of the whole covariance (``joint_covariance``), which a wrong
+    correlation fails even when every interval has the right width.
+
     Args:
         y: held-out targets ``(n,)``, or a list of them, one per train/test split.
         mean: predictive means ``(n,)``, or a list, one per split.
@@ -235,8 +343,15 @@ def joint_calibration_check(
 
     Returns:
         A :class:`CalibrationCheck` with flags among ``biased``, ``overconfident``,
-            ``underconfident``, ``not_gaussian``; ``stats`` holds the pooled whitened PIT
-            values Φ(z) under ``"pit"`` (i.i.d. uniform within a split when calibrated).
+            ``underconfident``, ``not_gaussian``, ``joint_covariance``; ``stats`` holds,
+            per split, ``mean_z2`` (mean of r_i² / C_ii, near 1 when calibrated),
+            ``scale_ratio`` (the tested statistic Σ (r_i - b̂)² / C_ii, residuals
+            centred by their GLS mean b̂, over its null mean: > 1 too narrow, < 1 too
+            wide), ``scale_dof`` (effective degrees of freedom of its null),
+            ``chi2_over_dof`` (q / (n-1) of the joint test, 1 when calibrated) and
+            ``gls_bias_z``; ``rejecting_splits`` counts the splits each test rejects;
+            and the pooled whitened PIT values Φ(z) under ``"pit"`` (i.i.d. uniform
+            within a split when calibrated).
     """
     _check_alpha(alpha)
     ys, ms, cs = (list(a) if isinstance(a, list | tuple) else [a] for a in (y, mean, cov))
@@ -244,6 +359,7 @@ def joint_calibration_check(
         raise ValueError("`y`, `mean` and `cov` must be lists of the same length (one per split)")
     p = {k: [] for k in _JOINT_TESTS}
     zs, bs, qs, dofs = [], [], [], []
+    widths = {"mean_z2": [], "scale_ratio": [], "scale_dof": []}
     for i, (yi, mi, ci) in enumerate(zip(ys, ms, cs, strict=True)):
         yi = np.asarray(yi, np.float64).reshape(-1)
         mi = np.asarray(mi, np.float64).reshape(-1)
@@ -257,24 +373,30 @@ def joint_calibration_check(
             raise ValueError(f"calibration tests need at least 10 held-out points, got {n}")
         if not (np.all(np.isfinite(yi)) and np.all(np.isfinite(mi)) and np.all(np.isfinite(ci))):
             raise ValueError(f"split {i}: `y`, `mean` and `cov` must be finite")
-        b, q, z = _joint_stats(yi - mi, ci)
+        b, q, z, s1 = _joint_stats(yi - mi, ci)
+        width = _marginal_scale(yi - mi, ci, b / math.sqrt(s1), s1)
         # a t statistic: its null holds whatever the scale of C, so an over- or
         # under-confident model is not called biased
         t = b / math.sqrt(max(q, 1e-300) / (n - 1))
         p["biased"].append(float(2.0 * stats.t.sf(abs(t), n - 1)))
-        p["overconfident"].append(float(stats.chi2.sf(q, n - 1)))
-        p["underconfident"].append(float(stats.chi2.cdf(q, n - 1)))
+        p["overconfident"].append(width["p_wide"])
+        p["underconfident"].append(width["p_narrow"])
         p["not_gaussian"].append(float(stats.kstest(stats.norm.cdf(z), "uniform").pvalue))
+        p_joint = 2.0 * min(stats.chi2.sf(q, n - 1), stats.chi2.cdf(q, n - 1))
+        p["joint_covariance"].append(float(min(1.0, p_joint)))
         zs.append(z)
         bs.append(b)
         qs.append(q)
         dofs.append(n - 1)
+        for key in widths:
+            widths[key].append(width[key])
     k = len(ys) * len(_JOINT_TESTS)
     pvals = {t: min(1.0, k * min(v)) for t, v in p.items()}
     flags = tuple(t for t in _JOINT_TESTS if pvals[t] < alpha)
     z = np.concatenate(zs)
     st = {
         "gls_bias_z": bs,
+        **widths,
         "chi2_over_dof": [q / d for q, d in zip(qs, dofs, strict=True)],
         # the splits whose own test rejects at the family-wise level: a model can be
         # over-confident on some splits and under-confident on others
@@ -282,6 +404,7 @@ def joint_calibration_check(
         "whitened_var": float(np.var(z)),
         "n_splits": len(ys),
         "n_points": int(z.size),
+        "n_tests": k,
         "pit": stats.norm.cdf(z).tolist(),
     }
     return CalibrationCheck(flags, pvals, st, float(alpha))
@@ -290,7 +413,19 @@ def joint_calibration_check(
 def classification_check(
     y: ArrayLike, probs: ArrayLike, *, n_bins: int = 10, alpha: float = 0.01
 ) -> CalibrationCheck:
-    """Test class probabilities for (top-label) calibration on held-out labels."""
+    """Test class probabilities for (top-label) calibration on held-out labels.
+
+    Two tests, each at level ``alpha / 2`` (Bonferroni), so that the family-wise
+    false-alarm rate is at most ``alpha``: the two-sided confidence test (``overconfident``
+    or ``underconfident`` by the sign of z) and the per-bin χ² test
+    (``miscalibrated_bins``). The p-values reported are Bonferroni-adjusted (twice the
+    raw ones, capped at 1), so a flag is raised exactly when its p-value is below
+    ``alpha``.
+
+    Returns:
+        A :class:`CalibrationCheck`; ``stats`` has ``z_confidence``, ``chi2``, ``dof``,
+            ``ece`` and ``n_tests`` (the Bonferroni factor).
+    """
     _check_alpha(alpha)
     p, yy = as_probs(probs, y)
     if len(yy) < 10:
@@ -305,12 +440,21 @@ def classification_check(
     expected = rel.confidence[ok] * rel.counts[ok]
     chi2 = float(np.sum((observed - expected) ** 2 / rel.conf_var_sum[ok]))
     dof = int(ok.sum())
+    p_conf = _two_sided_normal(z)
+    p_bins = float(stats.chi2.sf(chi2, dof)) if dof > 0 else 1.0
+    n_tests = 2  # the confidence test (one two-sided test) and the bin test
     pvals = {
-        "overconfident": float(stats.norm.cdf(z)) * 2 if z < 0 else 1.0,
-        "underconfident": float(stats.norm.sf(z)) * 2 if z > 0 else 1.0,
-        "miscalibrated_bins": float(stats.chi2.sf(chi2, dof)) if dof > 0 else 1.0,
+        "overconfident": min(1.0, n_tests * p_conf) if z < 0 else 1.0,
+        "underconfident": min(1.0, n_tests * p_conf) if z > 0 else 1.0,
+        "miscalibrated_bins": min(1.0, n_tests * p_bins),
     }
-    st = {"z_confidence": z, "chi2": chi2, "dof": float(dof), "ece": rel.ece}
+    st = {
+        "z_confidence": z,
+        "chi2": chi2,
+        "dof": float(dof),
+        "ece": rel.ece,
+        "n_tests": float(n_tests),
+    }
     flags = tuple(k for k, v in pvals.items() if v < alpha)
     return CalibrationCheck(flags, pvals, st, float(alpha))
 

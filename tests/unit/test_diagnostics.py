@@ -287,7 +287,16 @@ def _planted_classes(kind, n=2000, k=3, seed=0):
 
 def test_classification_check_planted():
     y, p = _planted_classes("calibrated")
-    assert dg.classification_check(y, p).passed
+    calibrated = dg.classification_check(y, p)
+    assert calibrated.passed
+    # two tests at alpha/2 each (Bonferroni): reported p-values are twice the raw ones
+    st = calibrated.stats
+    assert st["n_tests"] == 2
+    raw_bins = stats.chi2.sf(st["chi2"], st["dof"])
+    assert calibrated.pvalues["miscalibrated_bins"] == pytest.approx(min(1.0, 2 * raw_bins))
+    raw_conf = 2 * stats.norm.sf(abs(st["z_confidence"]))
+    side = "overconfident" if st["z_confidence"] < 0 else "underconfident"
+    assert calibrated.pvalues[side] == pytest.approx(min(1.0, 2 * raw_conf))
     assert dg.classification_metrics(y, p)["ece"] < 0.03
     y, p = _planted_classes("overconfident")
     check = dg.classification_check(y, p)

@@ -2,6 +2,7 @@
 
 import math
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -134,7 +135,17 @@ def test_summary_convergence_loo_compare():
     s = dg.summary(good)
     assert {"mean", "r_hat", "ess_bulk"} <= set(s.columns)
     loo = dg.loo(good)
-    assert set(loo) == {"elpd", "se", "p", "n_points", "max_pareto_k", "n_bad_k", "warning"}
+    assert set(loo) == {
+        "elpd",
+        "se",
+        "p",
+        "n_points",
+        "n_samples",
+        "max_pareto_k",
+        "k_threshold",
+        "n_bad_k",
+        "warning",
+    }
     assert 0.3 < loo["p"] < 3 and not loo["warning"]  # one effective parameter
     bad = _mcmc_like(0, shift=1.5)  # a posterior centred in the wrong place
     table = dg.compare({"good": good, "shifted": bad})
@@ -155,6 +166,74 @@ def test_summary_convergence_loo_compare():
     mu[1] += 1.0
     split = dg.to_inference_data(posterior={"mu": mu})
     assert dg.convergence(split)["max_rhat"] > 1.1
+
+
+def _planted_tails(xis, n_samples, seed=0):
+    """Log-likelihoods whose importance ratios 1/p(y_i | draw) have generalised-Pareto
+    tails of shape xi_i (quantiles, so the tails are exact up to ArviZ's prior on k)."""
+    rng = np.random.default_rng(seed)
+    u = (np.arange(n_samples) + 0.5) / n_samples
+    cols = []
+    for xi in xis:
+        r = -np.log1p(-u) if xi == 0 else ((1 - u) ** (-xi) - 1) / xi
+        cols.append(-np.log1p(r)[rng.permutation(n_samples)])
+    return dg.to_inference_data(
+        posterior={"mu": np.zeros((1, n_samples))},
+        log_likelihood={"y": np.stack(cols, -1)[None]},
+        observed_data={"y": np.zeros(len(xis))},
+    )
+
+
+def test_pareto_k_threshold_depends_on_the_number_of_draws():
+    # min(1 - 1/log10(S), 0.7): Vehtari et al. (2024), ArviZ's good_k
+    assert dg.pareto_k_threshold(60) == pytest.approx(1 - 1 / math.log10(60))
+    assert dg.pareto_k_threshold(100) == pytest.approx(0.5)
+    assert dg.pareto_k_threshold(4000) == 0.7
+    assert dg.pareto_k_threshold(10) == 0.0 and dg.pareto_k_threshold(1) == -math.inf
+    with pytest.raises(ValueError, match="positive"):
+        dg.pareto_k_threshold(0)
+    # planted: at S = 60 (threshold 0.44) tails of shape 0.6 give k ~ 0.53, between the
+    # sample-size threshold and the fixed 0.7 that used to be applied
+    idata = _planted_tails([0.0, 0.2, 0.6, 0.6, 1.5], 60)
+    res = dg.loo(idata)
+    from ntk_bayes.diagnostics._arviz import az
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ArviZ warns about the planted high k
+        ref = az.loo(idata, var_name="y", pointwise=True)
+    k = np.asarray(ref.pareto_k if dg.ARVIZ_1 else ref["pareto_k"], np.float64)
+    assert np.sum((k > res["k_threshold"]) & (k <= 0.7)) == 2  # the two planted 0.6 tails
+    assert res["n_samples"] == 60 and res["k_threshold"] == pytest.approx(0.4376, abs=1e-4)
+    assert res["n_bad_k"] == int(np.sum(k > res["k_threshold"])) == 3 and res["warning"]
+    good_k = ref.good_k if dg.ARVIZ_1 else ref["good_k"]
+    assert res["k_threshold"] == pytest.approx(good_k)  # the threshold ArviZ warns at
+    # the same tails with many draws: the threshold is 0.7, and the 1.5 tail stays bad
+    many = dg.loo(_planted_tails([0.0, 0.2, 1.5], 4000))
+    assert many["k_threshold"] == 0.7 and many["n_bad_k"] == 1
+
+
+def test_held_out_lpd_and_its_errors():
+    rng = np.random.default_rng(0)
+    f_test = rng.normal(size=(2, 50, 6))
+    y_test = rng.normal(size=6)
+    idata = dg.from_latent_samples(
+        f_train=rng.normal(size=(2, 50, 4)),
+        y_train=rng.normal(size=4),
+        f_test=f_test,
+        y_test=y_test,
+        noise_std=0.5,
+    )
+    want = np.log(np.mean(stats.norm.pdf(y_test, f_test, 0.5), axis=(0, 1)))
+    np.testing.assert_allclose(dg.held_out_lpd(idata), want, rtol=1e-10)
+    # a Gaussian predictive stores no log-likelihood: say so, and what produces one
+    point = dg.from_gaussian(**_gaussian_case())
+    with pytest.raises(ValueError, match="no 'log_likelihood' group.*from_latent_samples"):
+        dg.held_out_lpd(point)
+    no_test = dg.from_latent_samples(
+        f_train=rng.normal(size=(1, 5, 4)), y_train=rng.normal(size=4), noise_std=0.5
+    )
+    with pytest.raises(ValueError, match="no variable 'y_test' \\(it has 'y'\\)"):
+        dg.held_out_lpd(no_test)
 
 
 def test_from_class_probs():

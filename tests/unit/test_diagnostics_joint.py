@@ -22,12 +22,19 @@ def _cov(n, rng):
     return K + 0.1 * np.eye(n)
 
 
-def _splits(kind, seed, R=3, n=60):
+def _weak_cov(n, rng, ell=0.2, noise=0.5):
+    """A less correlated one: the width test (marginal z², whose null has (tr R)²/tr R²
+    effective degrees of freedom) has power only with many of them (~19 at n = 60)."""
+    x = np.sort(rng.uniform(-2, 2, n))
+    return np.exp(-0.5 * (x[:, None] - x[None]) ** 2 / ell**2) + noise * np.eye(n)
+
+
+def _splits(kind, seed, R=3, n=60, cov=_cov):
     """R splits of targets drawn from a planted truth against a predictive N(0, C)."""
     rng = np.random.default_rng(seed)
     ys, ms, cs = [], [], []
     for _ in range(R):
-        C = _cov(n, rng)
+        C = cov(n, rng)
         scale = {"calibrated": 1.0, "over": 3.0, "under": 1 / 3, "biased": 1.0}[kind]
         shift = 3.0 if kind == "biased" else 0.0
         L = np.linalg.cholesky(scale**2 * C)
@@ -41,22 +48,31 @@ def test_joint_check_planted_cases():
     ys, ms, cs = _splits("calibrated", 0)
     # family-wise alpha 1e-3: the calibrated case flags with probability < 1e-3
     assert dg.joint_calibration_check(ys, ms, cs, alpha=1e-3).passed
-    over = dg.joint_calibration_check(*_splits("over", 1))
+    # sd x 3 and / 3 on _weak_cov (n = 60, ~19 effective dof): each split's width test
+    # misses at level 0.05/15 with probability < 1e-5 (Imhof tails of the null), all 3 < 1e-15
+    over = dg.joint_calibration_check(*_splits("over", 1, cov=_weak_cov))
     assert over.overconfident and not over.biased and not over.underconfident
-    under = dg.joint_calibration_check(*_splits("under", 2))
+    assert over.joint_covariance  # r'C^-1 r sees the wrong scale too
+    under = dg.joint_calibration_check(*_splits("under", 2, cov=_weak_cov))
     assert under.underconfident and not under.overconfident and not under.biased
     biased = dg.joint_calibration_check(*_splits("biased", 3))
-    # a 3-sd shift shared by 60 correlated points: 1'C^-1 1 ~ 4, so GLS z ~ 6 per split
-    assert biased.biased and not biased.overconfident
+    # a 3-sd shift shared by 60 correlated points: 1'C^-1 1 ~ 4, so GLS z ~ 6 per split;
+    # the width test centres the residuals by their GLS mean, so the shift is not width
+    assert biased.biased and not biased.overconfident and not biased.underconfident
     assert len(over.stats["pit"]) == 180 and over.stats["n_splits"] == 3
+    assert over.stats["n_tests"] == 15 and len(over.stats["mean_z2"]) == 3
+    # 9 and 1/9 times a ratio with mean 1 and ~19 effective dof: below 1.5 (above 0.67)
+    # only if that ratio is below 1/6 (above 6), probability < 1e-4 for each split
+    assert min(over.stats["scale_ratio"]) > 1.5 and max(under.stats["scale_ratio"]) < 0.67
 
 
 def test_splits_that_reject_in_opposite_directions_are_counted_in_the_verdict():
-    # planted: 2 splits with sd x 3 (over-confident), 1 with sd / 3 (under-confident) and
-    # 1 calibrated. At n = 60 a 3x sd makes q/dof ~ 9 and a third makes it ~ 0.11: each
-    # planted split rejects at the family-wise level 0.05/16 with probability > 1 - 1e-9,
-    # and the calibrated one rejects with probability < 0.05.
-    parts = [_splits(kind, seed, R=1) for kind, seed in
+    # planted on _weak_cov: 2 splits with sd x 3 (over-confident), 1 with sd / 3
+    # (under-confident) and 1 calibrated. At n = 60 (~19 effective dof of the width
+    # test's null) each planted split's width test misses at the family-wise level
+    # 0.05/20 with probability < 1e-5, and the calibrated one rejects with probability
+    # < 2 * 0.05/20.
+    parts = [_splits(kind, seed, R=1, cov=_weak_cov) for kind, seed in
              (("over", 11), ("over", 12), ("under", 13), ("calibrated", 14))]  # fmt: skip
     ys, ms, cs = ([p[i][0] for p in parts] for i in range(3))
     check = dg.joint_calibration_check(ys, ms, cs)
@@ -66,6 +82,71 @@ def test_splits_that_reject_in_opposite_directions_are_counted_in_the_verdict():
     # one split: no counts
     one = dg.joint_calibration_check(ys[0], ms[0], cs[0])
     assert verdict(one, None) == "over-confident"
+
+
+def _corr_plant(n=58):
+    """Unit marginal variances with an RBF correlation of 0.8 (the reviewer's case)."""
+    x = np.linspace(-3, 3, n)
+    return 0.8 * np.exp(-0.5 * (x[:, None] - x[None]) ** 2 / 0.5**2) + 0.2 * np.eye(n)
+
+
+def test_right_widths_with_a_wrong_correlation_are_not_called_overconfident():
+    # planted: y ~ N(0, I) against N(0, C) with C_ii = 1: every interval has the right
+    # width, only the correlation is wrong (E[r'C^-1 r] / n = tr C^-1 / n = 4.04)
+    n = 58
+    C = _corr_plant(n)
+    y = np.random.default_rng(21).standard_normal(n)
+    check = dg.joint_calibration_check(y, np.zeros(n), C, alpha=1e-3)
+    # the width test's null is wider than the truth's chi2_58 here, so it rejects with
+    # probability < 1e-3 (the family-wise level); the joint test with q/dof ~ 4 at 57
+    # dof rejects with probability > 1 - 1e-15
+    assert not check.overconfident and not check.underconfident
+    assert check.joint_covariance and "joint_covariance" in check.flags
+    assert abs(check.stats["mean_z2"][0] - 1) < 4 * np.sqrt(2 / n)  # 4 sd of chi2_58/58
+    assert check.stats["chi2_over_dof"][0] > 2.5
+    assert verdict(check, None).startswith("miscalibrated (")  # no width verdict
+
+
+def _near_independent_cov(n, rng):
+    x = np.sort(rng.uniform(-3, 3, n))
+    return 0.3 * np.exp(-0.5 * (x[:, None] - x[None]) ** 2 / 0.05**2) + 0.7 * np.eye(n)
+
+
+@pytest.mark.parametrize("scale, kind", [(1.5, "over"), (0.6, "under")])
+def test_width_planted_at_1_5x_and_0_6x(scale, kind):
+    # truth sd x 1.5 (intervals too narrow) and x 0.6 (too wide) at n = 300 points with
+    # ~210 effective dof: the width test misses at level 0.05/5 with probability < 1e-8
+    rng = np.random.default_rng({"over": 31, "under": 32}[kind])
+    n = 300
+    C = _near_independent_cov(n, rng)
+    y = scale * np.linalg.cholesky(C) @ rng.standard_normal(n)
+    check = dg.joint_calibration_check(y, np.zeros(n), C)
+    assert check.overconfident == (kind == "over")
+    assert check.underconfident == (kind == "under")
+    assert not check.biased
+
+
+def test_quad_form_tails_against_chi2_and_monte_carlo():
+    from scipy import stats
+
+    from ntk_bayes.diagnostics._calibration import _quad_form_tails, _saddlepoint_tails
+
+    # all weights 1: chi2 exactly (Imhof), and the saddlepoint within a few percent
+    for x in (5.0, 20.0, 40.0):
+        sf, cdf = _quad_form_tails(x, np.ones(20))
+        assert sf == pytest.approx(stats.chi2.sf(x, 20), abs=1e-9)
+        assert sf + cdf == pytest.approx(1.0)
+        assert _saddlepoint_tails(x, np.ones(20))[0] == pytest.approx(sf, rel=0.01)
+    # a few dominant weights among many tiny ones (quadrature fails, saddlepoint used):
+    # against 200000 Monte Carlo draws, 4 sd of a binomial proportion plus 5% relative
+    rng = np.random.default_rng(3)
+    lam = np.concatenate([[1.0, 0.5, 0.2], np.full(997, 1e-4)])
+    q = (lam[None, :3] * rng.standard_normal((200_000, 3)) ** 2).sum(1) + lam[3:].sum()
+    for level in (0.01, 0.5, 0.99):
+        x = float(np.quantile(q, level))
+        sf, cdf = _quad_form_tails(x, lam)
+        tol = 4 * np.sqrt(level * (1 - level) / 200_000) + 0.05 * min(level, 1 - level)
+        assert abs(cdf - level) < tol and sf + cdf == pytest.approx(1.0, abs=1e-6)
 
 
 def test_joint_check_independent_case_matches_marginal_intuition():
