@@ -55,6 +55,7 @@ __all__ = [
     "write_json",
     "current_umask",
     "sigterm_as_exit",
+    "Terminated",
     "escape_markdown",
 ]
 
@@ -148,14 +149,70 @@ def _first_existing(path: Path) -> Path:
     return p
 
 
-def _not_writable(where: Path) -> str | None:
-    """Try to create (and remove) a directory in ``where``: the only test that also
-    holds for root, read-only mounts and ACLs."""
+def _not_writable(where: Path, prefix: str = ".ntk-bayes-probe-") -> str | None:
+    """Try to create (and remove) a directory named ``prefix...`` in ``where``: the
+    only test that also holds for root, read-only mounts, ACLs and name limits."""
     try:
-        d = tempfile.mkdtemp(prefix=".ntk-bayes-probe-", dir=where)
+        d = tempfile.mkdtemp(prefix=prefix, dir=where)
     except OSError as e:
         return e.strerror or type(e).__name__
     os.rmdir(d)
+    return None
+
+
+def _temp_prefix(out: Path) -> str:
+    """The start of the name of ``out``'s temporary sibling (``tempfile.mkdtemp`` adds
+    :data:`_TEMP_RANDOM` characters): one definition for the directory and its check."""
+    return f".{out.name}.tmp-{os.getpid()}-"
+
+
+_TEMP_RANDOM = 8  # characters tempfile.mkdtemp appends to the prefix
+_PATH_ROOM = 64  # room under the temporary directory for the names of the files written there
+
+
+def _shown(text: str, keep: int = 40) -> str:
+    """``text`` shortened for an error message (a 300-character name is not read)."""
+    return text if len(text) <= 2 * keep else f"{text[:keep]}...{text[-keep // 2 :]}"
+
+
+def _too_long(out: Path) -> str | None:
+    """Why a name that ``out`` needs (its missing directories, its own, the temporary
+    sibling's) exceeds the filesystem's NAME_MAX or PATH_MAX; checked on the names,
+    before anything is created, so a long ``--out`` fails now, not after the fitting."""
+    where = out.parent
+    while not os.path.exists(where) and where.parent != where:  # never raises
+        where = where.parent
+    try:
+        name_max = os.pathconf(where, "PC_NAME_MAX")
+        path_max = os.pathconf(where, "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max, path_max = 255, 4096
+    temp = _temp_prefix(out) + "X" * _TEMP_RANDOM
+    missing = out.parent.relative_to(where).parts if out.parent != where else ()
+    for name in (*missing, out.name):
+        if len(os.fsencode(name)) > name_max:
+            return (
+                f"--out {_shown(str(out))}: the name {_shown(name)!r} has "
+                f"{len(os.fsencode(name))} bytes, over this filesystem's limit of {name_max}; "
+                "choose a shorter --out"
+            )
+    # the advice holds for any later run: process ids have up to 7 digits on Linux
+    extra = len(os.fsencode(temp)) - len(os.fsencode(out.name))
+    extra += max(0, 7 - len(str(os.getpid())))
+    if len(os.fsencode(temp)) > name_max:
+        return (
+            f"--out {_shown(str(out))}: its last part has {len(os.fsencode(out.name))} bytes, "
+            f"and the temporary directory the results are written to first, next to it "
+            f"({_shown(temp)}), would have {len(os.fsencode(temp))}, over this filesystem's "
+            f"limit of {name_max}; choose an --out whose last part has at most "
+            f"{name_max - extra} bytes"
+        )
+    length = len(os.fsencode(str(out.parent / temp))) + _PATH_ROOM
+    if length >= path_max:
+        return (
+            f"--out {_shown(str(out))}: the paths of the files written under it would "
+            f"exceed this system's limit of {path_max} bytes; choose a shorter --out"
+        )
     return None
 
 
@@ -174,11 +231,23 @@ def output_problem(out, force: bool, inputs: Iterable = ()) -> str | None:
     in every case the directory that will hold it must be writable (checked by creating
     a directory there, so an unwritable location fails now, not after the fitting). A
     file, a directory holding the working or home directory or one of ``inputs``, and
-    any directory with files ntk-bayes did not write are refused whatever ``force`` says.
+    any directory with files ntk-bayes did not write are refused whatever ``force`` says,
+    and so is a name too long for the filesystem once the temporary directory's suffix is
+    added (where the directory exists, that very temporary name is created and removed).
     """
     out = Path(out)
+    try:
+        return _output_problem(out, force, inputs)
+    except OSError as e:  # a name the system refuses, a directory it cannot read, ...
+        return f"--out {_shown(str(out))} cannot be used: {e.strerror or e}"
+
+
+def _output_problem(out: Path, force: bool, inputs: Iterable) -> str | None:
     if out.name in ("", ".", ".."):
         return f"--out {str(out)!r} must name a directory (not '.', '..' or a root)"
+    too_long = _too_long(out)
+    if too_long is not None:
+        return too_long
     if out.is_symlink():
         return f"--out {out} is a symbolic link; give the real directory"
     for f in inputs:
@@ -214,7 +283,8 @@ def output_problem(out, force: bool, inputs: Iterable = ()) -> str | None:
     where = _first_existing(out.parent)
     if not where.is_dir():
         return f"--out {out}: {where} is not a directory"
-    why = _not_writable(where)
+    # in the directory itself, the temporary sibling's real name: any limit shows now
+    why = _not_writable(where, _temp_prefix(out) if where == out.parent else ".ntk-bayes-probe-")
     if why is not None:
         return f"--out {out} cannot be written: creating a directory in {where} failed ({why})"
     return None
@@ -386,7 +456,7 @@ def atomic_output_dir(
     check_output_dir(out, force)
     created = _missing_parents(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(out), dir=out.parent))
     try:
         _fault("tmp-created")
         tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; results should not be
@@ -422,9 +492,15 @@ def _finite(obj):
     return obj
 
 
+class Terminated(SystemExit):
+    """SIGTERM arrived inside :func:`sigterm_as_exit`: a ``SystemExit(143)`` that the
+    command recognises, so it can say what was (not) written, as for Ctrl-C."""
+
+
 @contextlib.contextmanager
 def sigterm_as_exit() -> Iterator[None]:
-    """Turn SIGTERM into ``SystemExit(143)`` inside the block, so cleanup handlers run.
+    """Turn SIGTERM into :class:`Terminated` (a ``SystemExit(143)``) inside the block, so
+    cleanup handlers run.
 
     Only installed from the main thread (elsewhere signals cannot be handled); the
     previous handler is restored on exit.
@@ -436,7 +512,7 @@ def sigterm_as_exit() -> Iterator[None]:
         return
 
     def handler(signum, frame):
-        raise SystemExit(128 + signum)
+        raise Terminated(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:

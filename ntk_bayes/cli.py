@@ -12,8 +12,9 @@ Subcommands:
 
 Exit status: 0 success; 2 bad flags or data (``error: ...`` on stderr, nothing
 written); 1 the computation failed (nothing written); 3 some models failed but the
-report of the others was written; 130 interrupted (nothing written). Results go to a
-temporary directory renamed into place at the end. See ``docs/cli.md``.
+report of the others was written; 130 interrupted (Ctrl-C) and 143 terminated (SIGTERM),
+both saying on stderr that nothing was written. Results go to a temporary directory
+renamed into place at the end. See ``docs/cli.md``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,15 @@ _REGRESSION_MODELS = ("nngp", "ntkgp", "sgpr", "ensemble", "ntkgp_ensemble", "bn
 _CLASSIFICATION_MODELS = ("nngp", "ntkgp", "ensemble", "bnn")
 _NONLINEARITIES = ("relu", "erf", "gelu", "tanh")
 _OUT_HELP = "output directory (default: a new ntk_bayes_out/{kind}-NAME-YYYYmmdd-HHMMSS)"
+
+
+def _nuts_default(key: str) -> str:
+    """The BNN's NUTS default (``ntk_bayes.bnn.DEFAULT_NUTS``), which ``calibrate`` and
+    ``width-sweep`` use unless a flag changes it (from ``ntk_bayes._defaults``, which
+    imports no JAX, so the help stays instant)."""
+    from ._defaults import DEFAULT_NUTS
+
+    return str(DEFAULT_NUTS[key])
 
 
 class UsageError(Exception):
@@ -168,22 +178,15 @@ def _common_run_flags(p, kind: str, *, quick_help: str) -> None:
         type=_float_range(0.0, strict=False),
         help="initial bias std of every layer (default: the --arch preset's, 0.5)",
     )
-    p.add_argument(
-        "--num-warmup",
-        type=_int_at_least(1),
-        help="NUTS warmup steps per chain (default: calibrate 250, width-sweep 300)",
-    )
-    p.add_argument(
-        "--num-samples",
-        type=_int_at_least(2),
-        help="NUTS draws per chain (default: calibrate 250, width-sweep 150)",
-    )
-    p.add_argument("--num-chains", type=_int_at_least(1), help="NUTS chains (default: 2)")
-    p.add_argument(
-        "--max-tree-depth",
-        type=_int_at_least(1),
-        help="NUTS maximum tree depth (default: calibrate 7, width-sweep 10)",
-    )
+    # the defaults are the BNN's (ntk_bayes.bnn.DEFAULT_NUTS), for both commands
+    for flag, lo, text in (
+        ("--num-warmup", 1, "NUTS warmup steps per chain"),
+        ("--num-samples", 2, "NUTS draws per chain"),
+        ("--num-chains", 1, "NUTS chains"),
+        ("--max-tree-depth", 1, "NUTS maximum tree depth"),
+    ):
+        default = _nuts_default(flag[2:].replace("-", "_"))
+        p.add_argument(flag, type=_int_at_least(lo), help=f"{text} (default: {default})")
     p.add_argument(
         "--n-max",
         type=_int_at_least(4),
@@ -784,12 +787,15 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     sub = getattr(args, "parser", parser)
-    if argv is None and getattr(args, "func", None) in (_run_calibrate, _run_sweep):
-        # the process is this command (not a caller's Python session): its NUTS chains
-        # may have the cores
-        _host_device_per_core()
+    from ._io import Terminated, sigterm_as_exit  # the standard library only
+
     try:
-        return int(args.func(args))
+        with sigterm_as_exit():  # from the start: a SIGTERM while JAX imports is reported too
+            if argv is None and getattr(args, "func", None) in (_run_calibrate, _run_sweep):
+                # the process is this command (not a caller's Python session): its NUTS
+                # chains may have the cores
+                _host_device_per_core()
+            return int(args.func(args))
     except UsageError as e:
         sub.print_usage(sys.stderr)
         print(f"{sub.prog}: error: {e}", file=sys.stderr)
@@ -800,6 +806,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"{sub.prog}: interrupted; {_written(args)}", file=sys.stderr)
         return 130
+    except Terminated as e:  # SIGTERM: the same cleanup and the same report as Ctrl-C
+        print(f"{sub.prog}: terminated (SIGTERM); {_written(args)}", file=sys.stderr)
+        return int(e.code)
     except (FloatingPointError, ValueError) as e:
         print(f"{sub.prog}: error: {type(e).__name__}: {e}; {_written(args)}", file=sys.stderr)
         return 1

@@ -35,6 +35,7 @@ from numpy.typing import ArrayLike
 from numpyro.infer import SVI, Trace_ELBO, init_to_sample
 from numpyro.infer.autoguide import AutoNormal
 
+from .._defaults import DEFAULT_NUTS
 from .._numerics import as_float_array, check_finite
 from ..stax import Layer
 from ._convergence import function_convergence
@@ -45,19 +46,6 @@ from ._posterior import BNNPosterior
 from ._readout import collapsed_model, draw_readouts, split_readout
 
 __all__ = ["BNN", "LIKELIHOODS", "DEFAULT_NUTS"]
-
-# The default sampler set-up (docs/bnn.md: measured against the alternatives on the
-# default calibrate BNN). Depth 8 although every tree saturates: shorter trees cost
-# more per effective draw (depth 6: 3x fewer ESS per gradient); split R-hat, not ESS,
-# sets the number of draws per chain.
-DEFAULT_NUTS = dict(
-    num_warmup=400,
-    num_samples=500,
-    num_chains=16,
-    max_tree_depth=8,
-    init="prior",
-    init_steps=2000,
-)
 
 
 class BNN:

@@ -7,7 +7,9 @@ Fast tests fit only cheap models (``--quick``); the full model set, the BNN by N
 
 import argparse
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import warnings
@@ -109,7 +111,7 @@ def test_calibrate_refuses_to_overwrite_and_force_replaces(
     assert "report:" in captured.out and "RMSE" in captured.out  # the table went to stdout
 
 
-@pytest.mark.parametrize("exc", [RuntimeError("disk on fire"), KeyboardInterrupt()])
+@pytest.mark.parametrize("exc", [RuntimeError("disk on fire"), KeyboardInterrupt(), "SIGTERM"])
 def test_failure_while_writing_leaves_nothing(quick_run, tmp_path, monkeypatch, capsys, exc):
     _, _, run = quick_run
     monkeypatch.setattr(calibrate_pkg, "run_calibration", lambda *a, **k: run)
@@ -117,12 +119,17 @@ def test_failure_while_writing_leaves_nothing(quick_run, tmp_path, monkeypatch, 
 
     def failing(run, out, **kw):
         real(run, out, **kw)  # everything written, then the failure
+        if exc == "SIGTERM":
+            os.kill(os.getpid(), signal.SIGTERM)
         raise exc
 
     monkeypatch.setattr(calibrate_pkg, "write_report", failing)
     out = tmp_path / "sub" / "res"
     argv = ["calibrate", "--quick", "--quiet", "--out", str(out)]
-    if isinstance(exc, KeyboardInterrupt):
+    if exc == "SIGTERM":  # the same cleanup and the same message as Ctrl-C
+        assert cli.main(argv) == 143
+        assert "terminated (SIGTERM); nothing was written" in capsys.readouterr().err
+    elif isinstance(exc, KeyboardInterrupt):
         assert cli.main(argv) == 130
         assert "nothing was written" in capsys.readouterr().err
     else:
