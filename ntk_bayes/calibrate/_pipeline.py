@@ -230,7 +230,6 @@ def resplit(ds: Dataset, seed: int) -> Dataset:
 
     if ds.name == "toy1d" and "gap" in ds.extra:
         kw = {k: ds.extra[k] for k in ("gap", "domain", "noise_std") if k in ds.extra}
-        kw["noise"] = kw.pop("noise_std", 0.15)
         return datasets.load("toy1d", seed=seed, n=ds.n_train + ds.n_test, **kw)
     X = np.concatenate([ds.unstandardize_x(ds.X_train), ds.unstandardize_x(ds.X_test)])
     y = np.concatenate([ds.y_train, ds.y_test])

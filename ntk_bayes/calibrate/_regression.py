@@ -170,7 +170,8 @@ _AUTO_M = (32, 512)  # the auto rule's fewest and most inducing points (both <= 
 
 def choose_inducing(net, X, noise: float, inducing: int | None):
     """Inducing inputs of the SGPR by greedy variance at ``net``'s NNGP: ``inducing``
-    of them, or (``None``) the fewest, between 32 and ``min(512, n // 2)``, whose mean
+    of them (at most ``n // 2``; the rule in words says when it was capped), or
+    (``None``) the fewest, between 32 and ``min(512, n // 2)``, whose mean
     Nystrom residual ``tr(K - Q) / n`` is at most a tenth of ``noise``. Returns ``Z``,
     the rule in words and that residual over the noise variance (the Titsias bound's
     trace term is ``n / 2`` times it, in nats)."""
@@ -183,6 +184,9 @@ def choose_inducing(net, X, noise: float, inducing: int | None):
     Z, res = gp.greedy_variance(net, X, hi, return_residuals=True)
     ratio = np.asarray(res, np.float64) / (n * noise)
     if inducing is not None:
+        if int(inducing) > hi:  # never silently: the report says M was capped, and why
+            why = f"capped from {int(inducing)}: at most half the {n} training points"
+            return Z, f"M = {hi} ({why})", float(ratio[-1])
         return Z, f"M = {hi} (given)", float(ratio[-1])
     below = np.nonzero(ratio <= _AUTO_RESIDUAL)[0]
     M = max(lo, int(below[0]) + 1) if below.size else hi

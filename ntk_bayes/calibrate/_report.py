@@ -17,7 +17,7 @@ import numpy as np
 from .. import __version__
 from .. import diagnostics as dg
 from .._io import escape_markdown
-from ._scoring import ESS_MIN, RHAT_MAX
+from ._scoring import ESS_MIN, RHAT_MAX, not_converged_note
 
 if TYPE_CHECKING:
     from ._pipeline import CalibrationRun
@@ -236,8 +236,14 @@ def markdown(run: CalibrationRun, summary: dict, figures: list[str]) -> str:
         f"Architecture {md['architecture']}; BNN width {s.width}; hyperparameters of the "
         f"exact GPs by {'NUTS' if s.hyper == 'nuts' else 'type-II maximum likelihood'}; "
         f"seed {s.seed}.  ",
-        f"{len(run.splits)} random train/test split(s): every score is a mean ± standard "
-        "error over them (Nadeau-Bengio corrected for overlapping splits)."
+        (
+            f"{len(run.splits)} random train/test split(s): every score is a mean ± standard "
+            "error over them (Nadeau-Bengio corrected for overlapping splits)."
+            if len(run.splits) > 1
+            else "1 random train/test split: the scores carry no split-to-split error "
+            "(`--splits R` gives one); paired differences carry a standard error over the "
+            "test points, optimistic since those are correlated."
+        )
         + _sampled_note(md)
         + "  ",
         f"Total fit time {summary['total_time_s']:.1f} s on {platform.machine()} with "
@@ -305,7 +311,8 @@ def _verdicts(summary: dict, raw: dict) -> list[str]:
         f"correlation of errors at nearby test points (bias of the GLS mean residual; "
         f"dispersion r'C^-1 r against chi-square; normality of the whitened residuals); "
         f"family-wise alpha = {alpha:g} over all tests and splits (Bonferroni). "
-        "Classification: top-label confidence tests at the same alpha. A sampled model "
+        "Classification: top-label confidence tests on every split, at the same "
+        "family-wise alpha (Bonferroni over the splits). A sampled model "
         f"whose sampler fails (split R-hat > {RHAT_MAX}, bulk ESS < {ESS_MIN} on predictive "
         "function values, or any divergence) gets no verdict: `not converged`.",
         "",
@@ -329,21 +336,58 @@ def _paired_section(summary: dict) -> list[str]:
     rows = summary.get("paired_nlpd")
     if not rows:
         return []
+    lines = ["## Who is better, and by how much", ""]
     best = rows[0]["best"]
-    lines = [
-        "## Who is better, and by how much",
+    if best is None:
+        lines += [
+            "No model's sampler converged, so none is a trustworthy reference and no "
+            "model is named best:",
+            "",
+        ]
+        lines += [f"* {r['label']}: {r['note']}" for r in rows]
+        return lines + [""]
+    label = next((r["label"] for r in rows if r["model"] == best), best)
+    one = any(r["se_over"] == "test points" for r in rows)
+    lines += [
+        f"Held-out NLPD (raw units) minus that of {label} (`{best}`), the lowest among "
+        "the models whose inference converged (a sampler that failed its gate is listed, "
+        "marked, and never the reference): "
+        + (
+            "mean ± corrected standard error of the per-split differences over the splits "
+            "both models ran (`splits`)"
+            if not one
+            else "with one split, the mean ± standard error of the paired differences over "
+            "the test points (`se over`), optimistic because test points share the "
+            "training data and so are correlated; more splits (`--splits R`) give the "
+            "split-to-split error"
+        )
+        + ". A difference within about two standard errors is not resolved.",
         "",
-        f"Held-out NLPD (raw units) minus that of the best converged model "
-        f"({best}), split by split: mean ± corrected standard error of the paired "
-        "differences over the splits both models ran (`splits`). A difference within "
-        "about two standard errors is not resolved.",
-        "",
-        "| model | NLPD - best | se | splits |",
-        "|---|---:|---:|---:|",
+    ]
+    others = [r for r in rows if r["model"] != best and not r["note"]]
+    unresolved = [r["label"] for r in others if not r["resolved"]]
+    if not others:
+        lines += [f"{label} is the only converged model: it is compared with no other.", ""]
+    elif unresolved:
+        lines += [
+            f"No model is named best: {label}'s lead over {', '.join(unresolved)} is within "
+            "about two standard errors.",
+            "",
+        ]
+    else:
+        lines += [f"Best: {label}, ahead of every other converged model by more than two "
+                  "standard errors.", ""]  # fmt: skip
+    lines += [
+        f"| model | NLPD - {label} | se | se over | splits | note |",
+        "|---|---:|---:|---|---:|---|",
     ]
     for r in rows:
-        se = "-" if not np.isfinite(r["se"]) else f"{r['se']:.3f}"
-        lines.append(f"| {r['label']} | {r['nlpd_diff']:.3f} | {se} | {r['n_splits']} |")
+        missing = r["model"] == best or r["se"] is None or not np.isfinite(r["se"])
+        se = "-" if missing else f"{r['se']:.3f}"
+        lines.append(
+            f"| {r['label']} | {r['nlpd_diff']:.3f} | {se} | {r['se_over']} | "
+            f"{r['n_splits']} | {r['note']} |"
+        )
     return lines + [""]
 
 
@@ -373,8 +417,10 @@ def _published_section(summary: dict, dataset: str) -> list[str]:
         met, se = m["metrics"], m.get("metrics_se") or {}
         r_se, n_se = se.get("rmse"), se.get("nlpd")
         k = m.get("n_splits", summary["splits"])
+        mark = not_converged_note(m.get("status"))
         lines.append(
-            f"| {m['label']} | this run | {k} | {_pm(met['rmse'], r_se)} | "
+            f"| {m['label']}{f' ({mark})' if mark else ''} | this run | {k} | "
+            f"{_pm(met['rmse'], r_se)} | "
             f"{_pm(met['nlpd'], n_se)} |"
         )
     lines += [""] + [f"* {k}: {v} (± = {ERROR_BARS[k]})" for k, v in CITATIONS.items()]
@@ -405,29 +451,45 @@ def _hyper_section(summary: dict) -> list[str]:
                 for k, q in info["posterior_5_50_95"].items()
             )
             lines.append(f"* {m['label']}: posterior median [5%, 95%]: {vals}")
+        if "inducing" in info:  # the SGPR's M and the rule (capped when asked for more)
+            ratio = info.get("nystrom_residual_over_noise")
+            tail = "" if ratio is None else f"; mean Nystrom residual / noise = {ratio:.3g}"
+            lines.append(f"  inducing points: {info['inducing']}{tail}")
         if "prior" in info:
             lines.append(f"  prior: {info['prior']}")
     return lines + [""] if len(lines) > 2 else []
 
 
 def _gap_section(summary: dict) -> list[str]:
-    rows = [(m["label"], m["gap"]) for m in summary["models"].values() if "gap" in m]
+    rows = [
+        (m["label"] + (f" ({n})" if (n := not_converged_note(m.get("status"))) else ""), m["gap"])
+        for m in summary["models"].values()
+        if "gap" in m
+    ]
     if not rows:
         return []
     lines = [
         "## Uncertainty where there is no training data",
         "",
         "Mean predictive standard deviation (raw units) and 90% coverage on the test points "
-        "inside the gap of the training inputs and outside it. A sound posterior is wider "
-        "in the gap (ratio > 1).",
+        "inside the gap of the training inputs and outside it, each a mean ± corrected "
+        "standard error over the splits the model ran (`splits`; no ± with one split). A "
+        "sound posterior is wider in the gap (ratio > 1).",
         "",
-        "| model | std in gap | std outside | ratio | cov 90 gap | cov 90 outside |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| model | std in gap | std outside | ratio | cov 90 gap | cov 90 outside | splits |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for label, g in rows:
+        se = g.get("se") or {}
+
+        def pm(key, fmt, g=g, se=se):
+            v, e = fmt.format(g[key]), se.get(key)
+            return v if e is None or not np.isfinite(e) else f"{v} ± {fmt.format(e)}"
+
         lines.append(
-            f"| {label} | {g['mean_std_gap']:.3f} | {g['mean_std_outside']:.3f} | "
-            f"{g['std_ratio']:.2f} | {g['coverage_90_gap']:.2f} | {g['coverage_90_outside']:.2f} |"
+            f"| {label} | {pm('mean_std_gap', '{:.3f}')} | {pm('mean_std_outside', '{:.3f}')} | "
+            f"{pm('std_ratio', '{:.2f}')} | {pm('coverage_90_gap', '{:.2f}')} | "
+            f"{pm('coverage_90_outside', '{:.2f}')} | {g.get('n_splits', 1)} |"
         )
     return lines + [""]
 
@@ -446,8 +508,9 @@ def _loo_section(summary: dict) -> list[str]:
         "sees (K-1)/K of the data, so it is slightly pessimistic next to LOO) or a note "
         "saying why it was not computed; models that are not posteriors not at all. "
         "Standardised units; `diff` is the "
-        "best posterior's elpd minus this one's, with the standard error of the pointwise "
-        "differences.",
+        "best trusted posterior's elpd minus this one's, with the standard error of the "
+        "pointwise differences; a sampler that did not converge, or whose PSIS has a "
+        "Pareto k above 0.7, is compared but never the reference, and its row says so.",
         "",
         "| model | method | elpd | se | diff | se diff | max k | note |",
         "|---|---|---:|---:|---:|---:|---:|---|",
@@ -456,11 +519,19 @@ def _loo_section(summary: dict) -> list[str]:
     def f(v, fmt="{:.1f}"):
         return "-" if v is None else fmt.format(v)
 
+    compared = [r for r in rows if r.get("elpd_diff") is not None]
+    if not compared and any(r.get("status_note") or r.get("n_bad_k") for r in rows):
+        lines[-2:-2] = [
+            "No posterior's estimate can be trusted (samplers not converged or PSIS "
+            "unreliable): no reference, no differences, no best.",
+            "",
+        ]
     for r in rows:
+        note = "; ".join(x for x in (r.get("status_note"), r["note"]) if x)
         lines.append(
             f"| {r['label']} | {r['method']} | {f(r['elpd'])} | {f(r['se'])} | "
             f"{f(r.get('elpd_diff'))} | {f(r.get('se_diff'))} | "
-            f"{f(r['max_pareto_k'], '{:.2f}')} | {r['note']} |"
+            f"{f(r['max_pareto_k'], '{:.2f}')} | {note} |"
         )
     return lines + [""]
 

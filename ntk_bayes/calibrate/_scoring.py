@@ -9,7 +9,9 @@ Standard errors over R random splits (test share ρ = n_test / n_train) use the
 corrected resampled variance of Nadeau & Bengio (2003),
 SE² = (1/R + ρ) s², with s² the sample variance of the per-split scores: the splits
 share most of their data, so the naive s²/R is too small. Paired differences between
-models are taken split by split and get the same correction.
+models are taken split by split and get the same correction. With one split the paired
+NLPD differences get the standard error of the per-test-point differences instead,
+optimistic because the test points share the training data.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ __all__ = [
     "loo_table",
     "paired_nlpd",
     "CURVE_LEVELS",
+    "not_converged_note",
 ]
 
 RHAT_MAX = 1.01
@@ -247,6 +250,8 @@ class Evaluation:
     pit: np.ndarray | None = None
     coverage_curve: dict | None = None
     reliability: dg.Reliability | None = None
+    #: regression: ``{split number: -log p(y_i) per test point}`` (standardised units)
+    nlpd_points: dict | None = None
 
 
 def _subset(pred, mask):
@@ -324,6 +329,41 @@ def _regression_check(results):
     )
 
 
+def _classification_check(results):
+    """The top-label tests on every split, Bonferroni over the R splits: a test's
+    p-value is min(1, R · its smallest p over the splits), so the family-wise
+    false-alarm rate stays at most ``ALPHA``. ``None`` when a split has fewer than 10
+    test points."""
+    if min(len(d.y_test) for _, d, _ in results) < 10:
+        return None
+    checks = [dg.classification_check(d.y_test, r.probs, alpha=dg.ALPHA) for _, d, r in results]
+    if len(checks) == 1:
+        return checks[0]
+    n = len(checks)
+    pvals = {t: min(1.0, n * min(c.pvalues[t] for c in checks)) for t in checks[0].pvalues}
+    flags = tuple(t for t, p in pvals.items() if p < dg.ALPHA)
+    stats = {
+        k: float(np.mean([c.stats[k] for c in checks]))
+        for k, v in checks[0].stats.items()
+        if isinstance(v, int | float)
+    }
+    stats["n_splits"] = n
+    # on how many splits each test rejects at the family-wise level (as the joint
+    # regression check reports it)
+    stats["rejecting_splits"] = {t: sum(n * c.pvalues[t] < dg.ALPHA for c in checks) for t in pvals}
+    return dg.CalibrationCheck(flags, pvals, stats, float(dg.ALPHA))
+
+
+def _gap_over_splits(results, rho: float) -> dict | None:
+    """:func:`_gap_summary` of every split the model ran: means, and their corrected
+    standard errors under ``"se"`` (NaN with one split), with ``n_splits``."""
+    per = [_gap_summary(d, r.predictive) for _, d, r in results]
+    if any(g is None for g in per):
+        return None
+    mean, se = _mean_se_dict(per, rho)
+    return {**mean, "se": se, "n_splits": len(per)}
+
+
 def _mean_se_dict(per_split: list[dict], rho: float) -> tuple[dict, dict]:
     keys = [k for k, v in per_split[0].items() if isinstance(v, int | float)]
     mean, se = {}, {}
@@ -334,7 +374,7 @@ def _mean_se_dict(per_split: list[dict], rho: float) -> tuple[dict, dict]:
 
 def evaluate(run: CalibrationRun) -> dict[str, Evaluation]:
     """Score every model of ``run`` over all its splits."""
-    ds, rho = run.dataset, _rho(run)
+    rho = _rho(run)
     out = {}
     for name, results in _by_name(run).items():
         res = results[0][2]
@@ -360,16 +400,23 @@ def evaluate(run: CalibrationRun) -> dict[str, Evaluation]:
             check, pit = _regression_check(results)
             curves = [dg.coverage(d.y_test, r.predictive, CURVE_LEVELS) for _, d, r in results]
             curve = {lv: float(np.mean([c[lv] for c in curves])) for lv in CURVE_LEVELS}
-            gap = _gap_summary(ds, res.predictive)
+            gap = _gap_over_splits(results, rho)
             if gap is not None:
                 base["gap"] = gap
-            ev = Evaluation(base, pit=pit, coverage_curve=curve)
+            points = {
+                i: -np.asarray(r.predictive.logpdf(np.asarray(d.y_test)), np.float64)
+                for i, d, r in results
+            }
+            ev = Evaluation(base, pit=pit, coverage_curve=curve, nlpd_points=points)
         else:
-            y = ds.y_test
-            check = dg.classification_check(y, res.probs, alpha=dg.ALPHA) if len(y) >= 10 else None
-            base["metrics"] = dg.classification_metrics(y, res.probs)
-            base["metrics_se"] = {}
-            rel = dg.reliability(y, res.probs)
+            per = [dg.classification_metrics(d.y_test, r.probs) for _, d, r in results]
+            base["metrics"], base["metrics_se"] = _mean_se_dict(per, rho)
+            base["metrics_splits"] = {k: [m[k] for m in per] for k in base["metrics"]}
+            check = _classification_check(results)
+            # the reliability diagram pools the held-out points of every split
+            y = np.concatenate([np.asarray(d.y_test) for _, d, _ in results])
+            probs = np.concatenate([np.asarray(r.probs) for _, _, r in results])
+            rel = dg.reliability(y, probs)
             base["reliability"] = rel.as_dict()
             ev = Evaluation(base, reliability=rel)
         cal = None if check is None else check.as_dict()
@@ -397,6 +444,7 @@ class LooRow:
     loo: LooResult
     elpd_diff: float | None = None
     se_diff: float | None = None
+    status_note: str = ""
 
     def as_dict(self) -> dict:
         return {
@@ -405,72 +453,120 @@ class LooRow:
             **self.loo.as_dict(),
             "elpd_diff": self.elpd_diff,
             "se_diff": self.se_diff,
+            "status_note": self.status_note,
         }
+
+
+def loo_table(run: CalibrationRun) -> list[LooRow] | None:
+    """LOO on split 1 by each model's own method; differences to the best model with the
+    standard error of the pointwise differences (only posteriors take part). The
+    reference is the best posterior whose estimate can be trusted: a sampler that failed
+    its convergence gate, or a PSIS estimate with a Pareto k above ``PSIS_K_MAX``, is
+    compared, never the reference; when no posterior is trusted there is no reference
+    and no differences. A sampler that failed its gate gets ``status_note``."""
+    scored = [r for r in run.results if r.loo is not None]
+    if not scored:
+        return None
+    posteriors = [r for r in scored if r.loo_ok and r.loo.pointwise is not None]
+
+    def note(r):
+        return not_converged_note(None if r.status is None else r.status.as_dict())
+
+    trusted = [r for r in posteriors if not note(r) and not (r.loo.n_bad_k or 0)]
+    best = max(trusted, key=lambda r: r.loo.elpd, default=None)
+    taking_part = {id(r) for r in posteriors}
+    rows = []
+    for r in scored:
+        if best is None or id(r) not in taking_part:
+            rows.append(LooRow(r.name, r.label, r.loo, status_note=note(r)))
+            continue
+        d = best.loo.pointwise - r.loo.pointwise
+        diff, se = float(d.sum()), float(np.sqrt(d.size * np.var(d)))
+        rows.append(LooRow(r.name, r.label, r.loo, diff, se, note(r)))
+    return rows
+
+
+def not_converged_note(status: dict | None) -> str:
+    """``"not converged: R-hat …, bulk ESS …"`` for a sampled model that failed its
+    gate (``status`` as in a model's summary), else ``""``."""
+    if not status or status.get("converged", True):
+        return ""
+    div = status.get("divergences") or 0
+    rhat = float(status.get("max_rhat", float("nan")))
+    ess = float(status.get("min_ess_bulk", float("nan")))
+    return f"not converged: R-hat {rhat:.3f}, bulk ESS {ess:.0f}" + (
+        f", {div} divergences" if div else ""
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class PairedDiff:
-    """A model's held-out NLPD minus the best model's, mean ± corrected standard error of
-    the per-split differences over the ``n_splits`` splits both models ran."""
+    """A model's held-out NLPD minus the reference's: the lowest-NLPD model whose
+    sampler converged (``best``; ``None`` when no model converged, and then no
+    difference). With several shared splits, mean ± corrected standard error of the
+    per-split differences (``se_over = "splits"``); with one split, the standard error
+    of the paired differences over its test points (``"test points"``; optimistic,
+    since test points are correlated through the shared training data).
+    ``resolved``: the difference exceeds two standard errors. ``note``: why the model
+    is not trusted (not converged), else empty."""
 
     model: str
     label: str
-    best: str
-    nlpd_diff: float
-    se: float
+    best: str | None
+    nlpd_diff: float | None
+    se: float | None
     n_splits: int
+    se_over: str = "splits"
+    resolved: bool = False
+    note: str = ""
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def loo_table(run: CalibrationRun) -> list[LooRow] | None:
-    """LOO on split 0 by each model's own method; differences to the best model with the
-    standard error of the pointwise differences (only posteriors take part). The
-    reference is the best posterior whose estimate can be trusted: a sampler that failed
-    its convergence gate, or a PSIS estimate with a Pareto k above ``PSIS_K_MAX``, is
-    compared, never the reference (unless no model is trusted)."""
-    scored = [r for r in run.results if r.loo is not None]
-    if not scored:
-        return None
-    posteriors = [r for r in scored if r.loo_ok and r.loo.pointwise is not None]
-    trusted = [
-        r
-        for r in posteriors
-        if (r.status is None or r.status.converged) and not (r.loo.n_bad_k or 0)
-    ]
-    best = max(trusted or posteriors, key=lambda r: r.loo.elpd, default=None)
-    taking_part = {id(r) for r in posteriors}
-    rows = []
-    for r in scored:
-        if best is None or id(r) not in taking_part:
-            rows.append(LooRow(r.name, r.label, r.loo))
-            continue
-        d = best.loo.pointwise - r.loo.pointwise
-        diff, se = float(d.sum()), float(np.sqrt(d.size * np.var(d)))
-        rows.append(LooRow(r.name, r.label, r.loo, diff, se))
-    return rows
-
-
 def paired_nlpd(evals: dict, rho: float) -> list[PairedDiff] | None:
-    """NLPD of every regression model minus the best one's, split by split."""
-    reg = {k: e.summary for k, e in evals.items() if "metrics_splits" in e.summary}
+    """NLPD of every regression model minus the best converged one's, split by split
+    (over test points with one split). The reference is never a sampler that failed its
+    convergence gate; when no model converged there is no reference and no difference."""
+    reg = {k: e for k, e in evals.items() if "nlpd" in e.summary["metrics"]}
     if len(reg) < 2:
         return None
-    # the reference is the best model whose inference can be trusted (a sampler that
-    # failed its convergence gate is compared, never the reference)
-    trusted = [k for k, m in reg.items() if (m.get("status") or {}).get("converged", True)]
-    best = min(trusted or reg, key=lambda k: reg[k]["metrics"]["nlpd"])
+    notes = {k: not_converged_note(e.summary.get("status")) for k, e in reg.items()}
+    trusted = [k for k in reg if not notes[k]]
+    if not trusted:
+        return [
+            PairedDiff(
+                k, e.summary["label"], None, None, None, len(_per_split(e.summary)), note=notes[k]
+            )
+            for k, e in reg.items()
+        ]
+    best = min(trusted, key=lambda k: reg[k].summary["metrics"]["nlpd"])
+    ref = _per_split(reg[best].summary)
     rows = []
-    ref = _per_split(reg[best])
-    for k, m in reg.items():
-        own = _per_split(m)
+    for k, e in reg.items():
+        own = _per_split(e.summary)
         shared = sorted(own.keys() & ref.keys())
         if not shared:
             continue
-        d, se = paired([own[i] for i in shared], [ref[i] for i in shared], rho)
-        rows.append(PairedDiff(k, m["label"], best, d, se, len(shared)))
+        if len(shared) > 1:
+            d, se = paired([own[i] for i in shared], [ref[i] for i in shared], rho)
+            over = "splits"
+        else:
+            d, se = _paired_points(e.nlpd_points, reg[best].nlpd_points, shared[0])
+            over = "test points"
+        ok = k != best and np.isfinite(se) and abs(d) > 2 * se
+        rows.append(PairedDiff(k, e.summary["label"], best, d, se, len(shared), over, ok, notes[k]))
     return rows
+
+
+def _paired_points(own: dict | None, ref: dict | None, split: int) -> tuple[float, float]:
+    """Mean and standard error of the paired per-test-point NLPD differences of one
+    split (NaN SE when the points are missing)."""
+    if not own or not ref or split not in own or split not in ref:
+        return float("nan"), float("nan")
+    d = own[split] - ref[split]
+    se = float(np.std(d, ddof=1) / math.sqrt(d.size)) if d.size > 1 else float("nan")
+    return float(np.mean(d)), se
 
 
 def _per_split(summary: dict) -> dict[int, float]:

@@ -68,11 +68,21 @@ def toy1d_function(x) -> np.ndarray:
     return np.sin(2.0 * x) + 0.3 * x
 
 
-def _toy1d(seed, test_fraction, *, n=120, noise=0.15, domain=(-3.0, 3.0), gap=(-1.0, 1.0), **kw):
+def _toy1d(
+    seed, test_fraction, *, n=120, noise_std=0.15, domain=(-3.0, 3.0), gap=(-1.0, 1.0), **kw
+):
+    if "noise" in kw:  # `noise` is a variance everywhere else: never guess which was meant
+        raise TypeError(
+            "toy1d takes `noise_std`, the standard deviation of the noise (`noise` means a "
+            f"variance in ntk_bayes); got noise={kw['noise']!r}: pass noise_std=... instead"
+        )
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 8:
         raise ValueError(f"toy1d: `n` must be an integer >= 8, got {n!r}")
-    if not (isinstance(noise, int | float) and noise > 0):
-        raise ValueError(f"toy1d: `noise` must be a positive number, got {noise!r}")
+    if isinstance(noise_std, bool) or not (
+        isinstance(noise_std, int | float | np.floating) and noise_std > 0
+    ):
+        raise ValueError(f"toy1d: `noise_std` must be a positive number, got {noise_std!r}")
+    noise = float(noise_std)
     lo, hi = map(float, domain)
     g_lo, g_hi = map(float, gap)
     if not lo < g_lo < g_hi < hi:
@@ -250,8 +260,9 @@ def load(
         standardize: centre and scale inputs (and regression targets) with statistics
             of the training split.
         dtype: float dtype of the inputs; default JAX's default float.
-        **options: loader options: ``toy1d(n=120, noise=0.15, domain=(-3, 3),
-            gap=(-1, 1))``, ``digits(flatten=False, n_class=10)``.
+        **options: loader options: ``toy1d(n=120, noise_std=0.15, domain=(-3, 3),
+            gap=(-1, 1))`` (``noise_std`` the noise's standard deviation),
+            ``digits(flatten=False, n_class=10)``.
 
     Returns:
         A :class:`Dataset`.

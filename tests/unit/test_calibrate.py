@@ -307,6 +307,37 @@ def test_classification_report_flags_overconfidence(tmp_path):
     assert len(m["models"]["nngp"]["reliability"]["counts"]) == 10
 
 
+def test_classification_scores_every_split_with_standard_errors(tmp_path):
+    # the bnn is the truth on split 1 and over-confident (logits x 8) on splits 2 and 3:
+    # a report that scored split 1 only would call it calibrated
+    runs = []
+    for seed in (0, 1, 2):
+        ds, p = _classification_dataset(seed=seed)
+        half = ds.n_train
+        sharp = p if seed == 0 else 1 / (1 + np.exp(-8.0 * np.log(p / (1 - p))))
+        results = [
+            _class_model(ds, "nngp", p[:half], p[half:]),
+            _class_model(ds, "bnn", sharp[:half], sharp[half:]),
+        ]
+        runs.append(CalibrationRun(ds, parse_arch("relu-1x8"), Settings(), results))
+    run = runs[0]
+    run.more_splits = runs[1:]
+    m = write_report(run, tmp_path)
+    bnn = m["models"]["bnn"]
+    assert bnn["n_splits"] == 3 and len(bnn["metrics_splits"]["nll"]) == 3
+    per = [dg.classification_metrics(sp.dataset.y_test, sp.results[1].probs) for sp in run.splits]
+    assert bnn["metrics"]["nll"] == pytest.approx(np.mean([q["nll"] for q in per]))
+    assert all(np.isfinite(bnn["metrics_se"][k]) for k in ("accuracy", "nll", "brier", "ece"))
+    assert "over-confident (2/3 splits)" in bnn["verdict"]
+    # 2 tests x 3 splits, family-wise alpha 0.05: the truth flags with probability < 0.05
+    assert m["models"]["nngp"]["verdict"] == "calibrated"
+    assert sum(m["models"]["bnn"]["reliability"]["counts"]) == sum(
+        sp.dataset.n_test for sp in run.splits
+    )
+    report = (tmp_path / "report.md").read_text()
+    assert f"{bnn['metrics']['nll']:.3f} ± {bnn['metrics_se']['nll']:.3f}" in report
+
+
 def test_report_lists_failed_models(tmp_path):
     ds = datasets.load("toy1d", seed=0)
     mean, std = _truth(ds)
@@ -367,6 +398,39 @@ def test_repeated_splits_give_means_standard_errors_and_paired_differences(tmp_p
     assert m["models"]["nngp"]["verdict"] == "calibrated"
     report = (tmp_path / "report.md").read_text()
     assert "3 random train/test split(s)" in report and " ± " in report
+    # the gap table (toy1d) is over the 3 splits too, with standard errors
+    gap = m["models"]["ntkgp"]["gap"]
+    assert gap["n_splits"] == 3 and np.isfinite(gap["se"]["std_ratio"])
+    ratios = [
+        float(np.mean(0.4 * _truth(sp.dataset)[1][sp.dataset.extra["test_in_gap"]]))
+        / float(np.mean(0.4 * _truth(sp.dataset)[1][~sp.dataset.extra["test_in_gap"]]))
+        for sp in run.splits
+    ]
+    assert gap["std_ratio"] == pytest.approx(np.mean(ratios))
+    gap_section = report.split("## Uncertainty where there is no training data")[1]
+    assert f"{gap['coverage_90_gap']:.2f} ± {gap['se']['coverage_90_gap']:.2f}" in gap_section
+
+
+@pytest.mark.parametrize("scale, named", [(1.03, False), (0.4, True)])
+def test_one_split_differences_carry_a_test_point_se_and_name_a_best_only_if_resolved(
+    tmp_path, scale, named
+):
+    ds = datasets.load("toy1d", seed=3, n=200)
+    mean, std = _truth(ds)
+    results = [
+        _gaussian_model(ds, "nngp", mean, std),
+        _gaussian_model(ds, "ntkgp", mean, scale * std),
+    ]
+    m = write_report(CalibrationRun(ds, parse_arch("relu-1x8"), Settings(), results), tmp_path)
+    row = {r["model"]: r for r in m["paired_nlpd"]}["ntkgp"]
+    assert row["se_over"] == "test points" and np.isfinite(row["se"]) and row["se"] > 0
+    assert row["resolved"] == (abs(row["nlpd_diff"]) > 2 * row["se"]) == named
+    report = (tmp_path / "report.md").read_text()
+    section = report.split("## Who is better")[1].split("\n## ")[0]
+    assert ("Best: nngp" in section) == named
+    assert ("No model is named best" in section) == (not named)
+    assert "optimistic" in section and f"{row['se']:.3f}" in section
+    assert "1 random train/test split: the scores carry no split-to-split error" in report
 
 
 def test_resplit_keeps_sizes_and_restandardises():
@@ -564,7 +628,8 @@ def test_sampled_splits_score_a_model_over_exactly_the_splits_it_ran(tmp_path):
     assert "BNN \\(sampled\\) (2)" in report  # the note reads the escaped labels
     assert "sampled_splits" in m["settings"] and m["settings"]["sampled_splits"] == 2
     assert "| splits | time (s) |" in report  # the held-out table says n per model
-    assert re.search(r"\| BNN \\\(sampled\\\) \| [-\d.]+ \| [\d.]+ \| 2 \|", report)  # paired
+    paired_row = r"\| BNN \\\(sampled\\\) \| [-\d.]+ \| [\d.]+ \| splits \| 2 \|"
+    assert re.search(paired_row, report)  # the paired table says n per model
 
 
 def test_sampled_splits_absent_keeps_every_model_on_every_split():
@@ -606,6 +671,28 @@ def test_published_table_gives_splits_per_row_and_no_nan_error_bar():
     assert "| PBP | HLA15 | 20 | 5.67 ± 0.09 | 3.16 ± 0.02 |" in text
     assert "| GP | this run | 20 | 4.42 ± 0.20 | 2.78 ± 0.20 |" in text
     assert "| BNN | this run | 1 | 4.42 | 2.78 |" in text and "± nan" not in text
+    # a sampler that did not converge is marked in this ranking too
+    summary["models"]["b"]["status"] = {"converged": False, "max_rhat": 1.23, "min_ess_bulk": 8}
+    text = "\n".join(_published_section(summary, "concrete"))
+    assert "| BNN (not converged: R-hat 1.230, bulk ESS 8) | this run | 1 |" in text
+    from ntk_bayes.calibrate._report import _gap_section
+
+    gap = {"mean_std_gap": 1.0, "mean_std_outside": 0.5, "std_ratio": 2.0,
+           "coverage_90_gap": 0.9, "coverage_90_outside": 0.9, "se": {}, "n_splits": 1}  # fmt: skip
+    summary["models"]["b"]["gap"] = gap
+    text = "\n".join(_gap_section(summary))
+    assert "| BNN (not converged: R-hat 1.230, bulk ESS 8) | 1.000 | 0.500 | 2.00 |" in text
+    # the SGPR's M and its rule reach report.md (a capped M is said to be capped)
+    from ntk_bayes.calibrate._report import _hyper_section
+
+    rule = "M = 31 (capped from 1000: at most half the 62 training points)"
+    info = {
+        "hyperparameters": {"W_std": 1.0},
+        "inducing": rule,
+        "nystrom_residual_over_noise": 0.01,
+    }
+    text = "\n".join(_hyper_section({"models": {"s": {"label": "SGPR", "info": info}}}))
+    assert f"inducing points: {rule}; mean Nystrom residual / noise = 0.01" in text
 
 
 def test_loo_reference_is_never_an_untrusted_estimate():
@@ -637,6 +724,25 @@ def test_loo_reference_is_never_an_untrusted_estimate():
     # compared with the reference, negative: they look better but cannot be trusted
     assert table["bnn"].elpd_diff == pytest.approx(-0.8 * n)
     assert table["sgpr"].elpd_diff == pytest.approx(-0.9 * n)
+    assert table["bnn"].status_note.startswith("not converged: R-hat 1.200, bulk ESS 30")
+    assert table["nngp"].status_note == "" and table["sgpr"].status_note == ""
+    # nothing trusted: no reference, no differences, and the report names no best
+    only = [results[2], dataclasses.replace(results[3], status=stuck)]
+    run = CalibrationRun(ds, parse_arch("relu-1x8"), Settings(), only)
+    assert all(r.elpd_diff is None for r in loo_table(run))
+    from ntk_bayes.calibrate._report import _loo_section, _paired_section
+
+    summary = {"loo": [r.as_dict() for r in loo_table(run)]}
+    text = "\n".join(_loo_section(summary))
+    assert (
+        "no reference, no differences, no best" in text and text.count("not converged: R-hat") == 2
+    )
+    assert text.index("no reference, no differences") < text.index("| model | method")
+    rows = [{"model": m, "label": m, "best": None, "nlpd_diff": None, "se": None,
+             "n_splits": 1, "se_over": "splits", "resolved": False,
+             "note": "not converged: R-hat 1.2"} for m in ("nngp", "ntkgp")]  # fmt: skip
+    text = "\n".join(_paired_section({"paired_nlpd": rows}))
+    assert "no model is named best" in text and "converged model (" not in text
 
 
 def test_sgpr_auto_inducing_keeps_the_fewest_points_that_reach_the_residual():
@@ -666,6 +772,10 @@ def test_sgpr_auto_inducing_keeps_the_fewest_points_that_reach_the_residual():
         assert Z.shape == (50, 1) and ratio > 0.1 and "not reached" in rule
         Z, rule, _ = choose_inducing(net, X, noise, 12)
         assert Z.shape == (12, 1) and rule == "M = 12 (given)"
+        # more than n // 2 asked: capped, and the rule says so (never "given")
+        Z, rule, _ = choose_inducing(net, X, noise, 1000)
+        assert Z.shape == (50, 1)
+        assert rule == "M = 50 (capped from 1000: at most half the 100 training points)"
 
 
 def test_bnn_status_gates_every_task_on_rhat_ess_divergences_and_the_sampler_check():

@@ -150,3 +150,32 @@ def test_paired_differences_refer_to_the_best_converged_model():
     rows = paired_nlpd({"gp": ev(1.0, None), "bnn": ev(0.5, False)}, 0.1)
     assert {r.best for r in rows} == {"gp"}  # the unconverged sampler is not the reference
     assert {r.model: r.nlpd_diff for r in rows} == pytest.approx({"gp": 0.0, "bnn": -0.5})
+    assert {r.model: r.note[:13] for r in rows} == {"gp": "", "bnn": "not converged"}
+    # no converged model: no reference, no difference, every row marked
+    rows = paired_nlpd({"a": ev(1.0, False), "b": ev(0.5, False)}, 0.1)
+    assert all(r.best is None and r.nlpd_diff is None for r in rows)
+    assert all(r.note.startswith("not converged") for r in rows)
+
+
+def test_paired_differences_with_one_split_use_the_test_points():
+    """One split: the SE is that of the paired per-point differences (planted), and
+    a difference within two SEs is not resolved."""
+    from ntk_bayes.calibrate._scoring import Evaluation, paired_nlpd
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(1.0, 1.0, size=400)
+
+    def ev(points):
+        m = float(np.mean(points))
+        return Evaluation({"label": "x", "metrics": {"nlpd": m}, "status": None,
+                           "metrics_splits": {"nlpd": [m]}}, nlpd_points={1: points})  # fmt: skip
+
+    shift = 0.01 + 0.5 * np.resize([1.0, -1.0], 400)  # mean 0.01, SE 0.025: unresolved
+    far = base + 1.0 + rng.normal(0.0, 0.1, size=400)
+    rows = {r.model: r for r in paired_nlpd({"a": ev(base), "b": ev(base + shift),
+                                             "c": ev(far)}, 0.1)}  # fmt: skip
+    assert rows["a"].best == "a" and rows["c"].se_over == "test points"
+    assert rows["c"].nlpd_diff == pytest.approx(np.mean(far - base))
+    assert rows["c"].se == pytest.approx(np.std(far - base, ddof=1) / np.sqrt(400))
+    assert rows["c"].resolved and not rows["b"].resolved and not rows["a"].resolved
+    assert rows["b"].se == pytest.approx(np.std(shift, ddof=1) / np.sqrt(400))

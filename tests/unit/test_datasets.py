@@ -69,6 +69,29 @@ def test_toy1d_gap_is_only_in_test():
     assert ds.unstandardize_y(ds.y_train).mean() == pytest.approx(ds.y_mean, abs=1e-5)
 
 
+def test_toy1d_noise_std_is_a_standard_deviation_and_noise_is_refused():
+    from ntk_bayes.calibrate._pipeline import resplit
+
+    ds = datasets.load("toy1d", seed=0, n=2000, noise_std=0.5)
+    assert ds.extra["noise_std"] == 0.5
+    x = np.concatenate([ds.unstandardize_x(ds.X_train), ds.unstandardize_x(ds.X_test)])[:, 0]
+    y = np.concatenate([ds.unstandardize_y(ds.y_train), ds.unstandardize_y(ds.y_test)])
+    resid = y - datasets.toy1d_function(x)
+    # sd of a sample sd of n=2000 normals is 0.5/sqrt(2n) ~ 0.008: 5 sd is 0.04
+    assert abs(resid.std() - 0.5) < 0.04
+    # another split keeps the noise's standard deviation (drawn afresh from the seed)
+    other = resplit(ds, 3)
+    assert other.extra["noise_std"] == 0.5
+    xo = np.concatenate([other.unstandardize_x(other.X_train), other.unstandardize_x(other.X_test)])
+    yo = np.concatenate([other.unstandardize_y(other.y_train), other.unstandardize_y(other.y_test)])
+    assert abs((yo - datasets.toy1d_function(xo[:, 0])).std() - 0.5) < 0.04
+    # `noise` is a variance everywhere in ntk_bayes: the loader refuses to guess
+    with pytest.raises(TypeError, match="noise_std"):
+        datasets.load("toy1d", seed=0, noise=0.25)
+    with pytest.raises(ValueError, match="noise_std"):
+        datasets.load("toy1d", seed=0, noise_std=-1.0)
+
+
 def test_subsample_train_and_float64():
     ds = datasets.load("digits", n_max=100, seed=0, dtype=np.float64)
     assert ds.n_train <= 100 and ds.X_train.dtype == np.float64
