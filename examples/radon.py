@@ -101,7 +101,7 @@ def main():
     loo = nb.diagnostics.loo(idata, var_name="y")
     print(
         f"PSIS-LOO over {loo['n_points']} homes: elpd {loo['elpd']:.1f} ± {loo['se']:.1f}, "
-        f"{loo['n_bad_k']} points with Pareto k > 0.7"
+        f"{loo['n_bad_k']} points with Pareto k > {loo['k_threshold']:.2f}"
     )
 
 

@@ -294,7 +294,8 @@ def _add_calibrate(sub) -> None:
     cal.add_argument(
         "--kfold",
         type=_int_at_least(2),
-        help="K-fold LOO (K refits) for sampled models whose PSIS-LOO has a Pareto k > 0.7 "
+        help="K-fold LOO (K refits) for sampled models whose PSIS-LOO has a Pareto k above "
+        "min(1 - 1/log10 S, 0.7) for S draws "
         "(default: off; the report says where PSIS failed and what K-fold would cost)",
     )
     _common_run_flags(cal, "calibrate", quick_help="tiny budgets for a smoke test")
@@ -741,15 +742,18 @@ def _sweep_table(sweep):
     from rich.table import Table
 
     t = Table(title=f"ntk-bayes width-sweep: {sweep.dataset.name} (distance to the NNGP)")
-    for h in ("width", "|Δ mean|", "|Δ log var|", "W2", "max R-hat", "time (s)"):
+    for h in ("width", "|Δ mean|", "|Δ log var|", "W2", "max R-hat", "converged", "time (s)"):
         t.add_column(h, justify="right")
     for r in sweep.rows:
+        # a width whose sampler did not converge has distances that measure nothing yet
+        ok = bool(r.get("converged", True))
         t.add_row(
             str(r["width"]),
             f"{r['mean_abs_diff_mean']:.4f}",
             f"{r['mean_abs_diff_log_var']:.4f}",
             f"{r['w2']:.4f}",
             f"{r['max_rhat']:.3f}",
+            "yes" if ok else "NO: not trusted",
             f"{r['time_s']:.1f}",
         )
     f = sweep.floor
@@ -758,6 +762,7 @@ def _sweep_table(sweep):
         f"{f['mean_abs_diff_mean']:.4f}",
         f"{f['mean_abs_diff_log_var']:.4f}",
         f"{f['w2']:.4f}",
+        "",
         "",
         "",
     )

@@ -48,7 +48,8 @@ class Settings:
             on all R; their scores are over those K, and paired differences use the
             splits both models ran. ``None``: every model on every split.
         kfold: K of the K-fold LOO that replaces a sampled model's PSIS-LOO where a
-            Pareto k exceeds 0.7 (K refits of that model); 0: not computed, the report
+            Pareto k exceeds min(1 - 1/log10 S, 0.7) for S draws (K refits of that
+            model); 0: not computed, the report
             says so and what it would cost.
         seed: seeds everything.
         quiet: no progress output.

@@ -1,7 +1,8 @@
 r"""K-fold cross-validation where PSIS-LOO fails (Vehtari, Gelman & Gabry 2017, sec. 2.3).
 
-A sampled posterior's PSIS-LOO is unreliable at any point whose Pareto k exceeds 0.7;
-there the importance ratios have too heavy a tail at any number of draws. The fallback
+A sampled posterior's PSIS-LOO is unreliable at any point whose Pareto k exceeds
+min(1 - 1/log10 S, 0.7) for S draws (``dg.pareto_k_threshold``); there the importance
+ratios have too heavy a tail for that many draws. The fallback
 refits the model K times, each time without one fold of the training points, and
 scores the held-out fold by the refit's own predictive:
 
@@ -25,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ._common import Context, ModelResult
-from ._scoring import PSIS_K_MAX, LooResult
+from ._scoring import LooResult
 
 __all__ = ["folds", "kfold_loo", "needs_kfold", "with_kfold"]
 
@@ -99,7 +100,7 @@ def kfold_loo(
 
 
 def needs_kfold(loo: LooResult | None) -> bool:
-    """Whether ``loo`` is a PSIS estimate with a Pareto k above :data:`PSIS_K_MAX`."""
+    """Whether ``loo`` is a PSIS estimate with a Pareto k above its threshold."""
     return loo is not None and loo.method == "psis" and bool(loo.n_bad_k)
 
 
@@ -112,7 +113,7 @@ def with_kfold(ctx: Context, fit: Callable[[Context], ModelResult], res: ModelRe
     if not needs_kfold(psis):
         return res
     k_set = ctx.settings.kfold
-    why = f"PSIS: {psis.n_bad_k} Pareto k > {PSIS_K_MAX} (max {psis.max_k:.2f})"
+    why = f"PSIS: {psis.n_bad_k} Pareto k > {psis.k_threshold:.2f} (max {psis.max_k:.2f})"
     if k_set < 2:
         cost = 10 * res.fit_time
         note = (

@@ -55,7 +55,9 @@ __all__ = [
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
-#: Pareto k above which PSIS-LOO is unreliable at a point (Vehtari et al. 2024)
+#: Pareto k above which PSIS-LOO is unreliable at a point with many draws (Vehtari et
+#: al. 2024); with S draws the bound is ``dg.pareto_k_threshold(S)`` = min(1 - 1/log10 S,
+#: 0.7), lower below ~2,200 draws (0.44 at 60), as ArviZ judges it
 PSIS_K_MAX = 0.7
 
 
@@ -124,7 +126,9 @@ class LooResult:
         pointwise: log p(y_i | y_{-i}) per training point (standardised units; for
             K-fold log p(y_i | y_{-F(i)}), F(i) the fold of point i).
         max_k, n_bad_k: PSIS (and the K-fold that replaced it): largest Pareto k and
-            the count above :data:`PSIS_K_MAX`.
+            the count above ``k_threshold``.
+        k_threshold: PSIS: the Pareto k bound for its number of draws,
+            ``dg.pareto_k_threshold(S)`` (:data:`PSIS_K_MAX` with many draws).
         note: why there is none, or a warning.
         k, seconds: K-fold only: the folds K and the seconds of the K refits.
     """
@@ -136,6 +140,7 @@ class LooResult:
     note: str = ""
     k: int | None = None
     seconds: float | None = None
+    k_threshold: float = PSIS_K_MAX
 
     @property
     def elpd(self) -> float | None:
@@ -154,6 +159,7 @@ class LooResult:
             "se": self.se,
             "max_pareto_k": self.max_k,
             "n_bad_k": self.n_bad_k,
+            "pareto_k_threshold": self.k_threshold if self.max_k is not None else None,
             "note": self.note,
             "k": self.k,
             "seconds": self.seconds,
@@ -186,9 +192,11 @@ def psis_loo(idata) -> LooResult:
     else:
         pw, k = res["loo_i"], res["pareto_k"]
     pw, k = np.asarray(pw, np.float64).reshape(-1), np.asarray(k, np.float64).reshape(-1)
-    bad = int(np.sum(k > PSIS_K_MAX))
-    note = f"{bad} Pareto k > {PSIS_K_MAX}: PSIS unreliable there" if bad else ""
-    return LooResult("psis", pw, float(np.max(k)), bad, note)
+    draws = int(res.n_samples if dg.ARVIZ_1 else res["n_samples"])
+    thr = dg.pareto_k_threshold(draws)
+    bad = int(np.sum(k > thr))
+    note = f"{bad} Pareto k > {thr:.2f} ({draws} draws): PSIS unreliable there" if bad else ""
+    return LooResult("psis", pw, float(np.max(k)), bad, note, k_threshold=thr)
 
 
 def divergences(info: dict) -> int:
@@ -211,10 +219,17 @@ def verdict(check, status: ConvergenceStatus | None) -> str:
         tags.append("under-confident")
     if check.biased:
         tags.append("biased")
+    if getattr(check, "joint_covariance", False):
+        # the joint test of the whole covariance: says nothing of interval width alone
+        tags.append("wrong joint covariance")
     n_splits = check.stats.get("n_splits", 1)
     counts = check.stats.get("rejecting_splits")
     if counts and n_splits > 1:  # the joint check over splits: on how many each rejects
-        test = {"over-confident": "overconfident", "under-confident": "underconfident"}
+        test = {
+            "over-confident": "overconfident",
+            "under-confident": "underconfident",
+            "wrong joint covariance": "joint_covariance",
+        }
         tags = [f"{t} ({counts[test.get(t, t)]}/{n_splits} splits)" for t in tags]
     return ", ".join(tags) or "miscalibrated (" + ", ".join(check.flags) + ")"
 

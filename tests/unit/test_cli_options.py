@@ -105,3 +105,24 @@ def test_sigterm_reports_that_nothing_was_written(tmp_path, monkeypatch, capsys)
     assert "terminated (SIGTERM); nothing was written" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
+
+
+def test_the_sweep_table_marks_widths_whose_sampler_did_not_converge():
+    import io
+    import types
+
+    from rich.console import Console
+
+    row = dict(mean_abs_diff_mean=0.1, mean_abs_diff_log_var=0.2, w2=0.3, time_s=1.0)
+    sweep = types.SimpleNamespace(
+        dataset=types.SimpleNamespace(name="toy1d"),
+        rows=[
+            dict(row, width=4, max_rhat=2.008, converged=False),
+            dict(row, width=64, max_rhat=1.004, converged=True),
+        ],
+        floor=dict(mean_abs_diff_mean=0.0, mean_abs_diff_log_var=0.0, w2=0.0),
+    )
+    buf = io.StringIO()
+    Console(file=buf, width=200).print(cli._sweep_table(sweep))
+    lines = {ln.split()[1]: ln for ln in buf.getvalue().splitlines() if ln.split()[1:2]}
+    assert "NO: not trusted" in lines["4"] and "yes" in lines["64"]

@@ -283,3 +283,27 @@ def test_from_gaussian_errors():
             f_test=np.zeros((1, 2, 3)),
             noise_std=1.0,
         )
+
+
+def test_calibrate_psis_loo_uses_the_threshold_for_its_draws():
+    """calibrate's own PSIS-LOO (its LOO table and the K-fold trigger) counts bad points
+    against the same bound as dg.loo: at 60 draws the two planted 0.6 tails are bad."""
+    from ntk_bayes.calibrate._scoring import psis_loo
+
+    idata = _planted_tails([0.0, 0.2, 0.6, 0.6, 1.5], 60)
+    res = psis_loo(idata)
+    assert res.k_threshold == pytest.approx(0.4376, abs=1e-4)
+    assert res.n_bad_k == dg.loo(idata)["n_bad_k"] == 3
+    assert "3 Pareto k > 0.44 (60 draws)" in res.note
+    assert res.as_dict()["pareto_k_threshold"] == res.k_threshold
+
+
+def test_a_wrong_joint_covariance_is_named_in_the_verdict():
+    from ntk_bayes.calibrate._scoring import verdict
+    from ntk_bayes.diagnostics._calibration import CalibrationCheck
+
+    one = CalibrationCheck(("joint_covariance",), {}, {"n_splits": 1}, 0.05)
+    assert verdict(one, None) == "wrong joint covariance"
+    st = {"n_splits": 3, "rejecting_splits": {"joint_covariance": 2, "overconfident": 1}}
+    both = CalibrationCheck(("overconfident", "joint_covariance"), {}, st, 0.05)
+    assert verdict(both, None) == "over-confident (1/3 splits), wrong joint covariance (2/3 splits)"
