@@ -44,7 +44,7 @@ from .._linalg import (
     tri_solve,
 )
 from .._numerics import full_precision, has_tracer, program_when_concrete
-from ._checks import check_noise, check_X, check_y, mean_values
+from ._checks import check_jitter, check_key, check_noise, check_X, check_y, mean_values
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
 
 if TYPE_CHECKING:
@@ -110,6 +110,7 @@ class ExactGP(eqx.Module):
         y2, self.squeeze = check_y(y, n)
         self.noise = check_noise(noise, n)
         self.mean = mean
+        jitter = check_jitter(jitter)
         # the kernel matrix is its own program (shared with every other user of this
         # network and shape); the rest of the fit is one more
         K = check_kernel_matrix(self.kernel(self.X, None), (n, n), "k(X, X)")
@@ -157,16 +158,20 @@ class ExactGP(eqx.Module):
             ``(mean, var)`` with mean ``(M,)``/``(M, K)`` like ``y`` and var of the
                 mean's shape, or ``(mean, cov)`` with cov ``(M, M)``.
         """
+        Xs, extra = self._test_inputs(X_test, include_noise, noise_test)
+        return _predict(self, Xs, full_cov, extra)
+
+    def _test_inputs(self, X_test, include_noise, noise_test):
+        """Checked ``X_test`` and the noise variance to add there (an array, 0 without
+        ``include_noise``, so that one program serves both)."""
         Xs = check_X(X_test, "X_test")
         if Xs.shape[1:] != self.X.shape[1:]:
             raise ValueError(
                 f"`X_test` has per-point shape {Xs.shape[1:]} but X has {self.X.shape[1:]}"
             )
         if include_noise:
-            extra = self._test_noise(noise_test, Xs.shape[0])
-        else:  # an array either way: one program serves both
-            extra = jnp.zeros((), self.L.dtype)
-        return _predict(self, Xs, full_cov, extra)
+            return Xs, self._test_noise(noise_test, Xs.shape[0])
+        return Xs, jnp.zeros((), self.L.dtype)
 
     def _test_noise(self, noise_test, m):
         if noise_test is not None:
@@ -188,16 +193,31 @@ class ExactGP(eqx.Module):
         X_test: ArrayLike,
         n_samples: int = 1,
         include_noise: bool = False,
+        noise_test: ArrayLike | None = None,
     ) -> Array:
         """Joint posterior samples of f (or new y) at ``X_test``.
+
+        The covariance is factorised with the jitter policy of :func:`psd_cholesky`,
+        the relative jitter scaled by the prior variance at ``X_test`` (the round-off of
+        ``K_** - V^T V`` is that of ``K_**``, not of the small posterior variance).
+
+        Args:
+            key: a PRNG key (``jax.random.key`` or ``jax.random.PRNGKey``).
+            X_test: ``(M, ...)`` test inputs.
+            n_samples: number of joint draws.
+            include_noise: draw new observations (add the noise variance).
+            noise_test: noise variance at ``X_test`` when ``noise`` was per point.
 
         Returns:
             ``(n_samples, M)`` or ``(n_samples, M, K)``.
         """
-        if not isinstance(n_samples, int) or n_samples < 1:
+        key = check_key(key)
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
             raise ValueError(f"`n_samples` must be a positive integer, got {n_samples!r}")
-        mean, cov = self.predict(X_test, full_cov=True, include_noise=include_noise)
-        Lc, _ = psd_cholesky(cov, name="posterior covariance")
+        Xs, extra = self._test_inputs(X_test, include_noise, noise_test)
+        mean, cov = _predict(self, Xs, True, extra)
+        scale = _prior_variance(self.kernel, Xs, extra, self.L.dtype)
+        Lc, _ = psd_cholesky(cov, name="posterior covariance", scale=scale)
         return _draw(key, mean, Lc, n_samples, self.squeeze)
 
     # -- leave-one-out -------------------------------------------------------------
@@ -263,6 +283,13 @@ def _predict(gp, Xs, full_cov, extra):
         return gp._shape(mean), var + jnp.diag(jnp.broadcast_to(extra, (m,)))
     var = var + extra
     return gp._shape(mean), gp._shape(jnp.broadcast_to(var[:, None], mean.shape))
+
+
+@program_when_concrete
+def _prior_variance(kernel, Xs, extra, dtype):
+    """Mean prior variance at ``Xs`` (plus the test noise ``extra``): the scale of the
+    posterior covariance's jitter."""
+    return jnp.mean(kernel.diag(Xs).astype(dtype)) + jnp.mean(extra).astype(dtype)
 
 
 @program_when_concrete

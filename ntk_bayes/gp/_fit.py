@@ -250,6 +250,7 @@ def fit_exact(
     noise: ArrayLike,
     *,
     mean: ArrayLike | Callable[[Array], Array] = 0.0,
+    jitter: float | None = None,
     optimize_kernel: bool = True,
     optimize_noise: bool = True,
     kind: str = "nngp",
@@ -260,11 +261,16 @@ def fit_exact(
 ) -> tuple[ExactGP, FitResult]:
     """Type-II maximum likelihood of an :class:`ExactGP`'s hyperparameters.
 
+    ``mean``, ``jitter`` and ``kind`` are as for :class:`ExactGP` and are kept by every
+    model the loop builds.
+
     Returns:
         ``(ExactGP at the fitted hyperparameters, FitResult)``.
     """
+    from ._checks import check_jitter
     from ._kernels import as_kernel
 
+    jitter = check_jitter(jitter)
     # ExactGP's own checks run inside the traced loss, where they cannot see values
     check_y(y, check_X(X, "X").shape[0], "y")
     k0 = trainable_floats(as_kernel(kernel, kind))
@@ -278,7 +284,7 @@ def fit_exact(
     def build(th):
         k = th.get("kernel", k0)
         s2 = _positive(th["log_noise"]) if "log_noise" in th else noise
-        return ExactGP(k, X, y, s2, mean=mean)
+        return ExactGP(k, X, y, s2, mean=mean, jitter=jitter)
 
     return _fit_full_batch(
         build,
@@ -322,7 +328,16 @@ def fit_sgpr(
 
     def build(th):
         s2 = _positive(th["log_noise"]) if "log_noise" in th else model.noise
-        return SGPR(th.get("kernel", k0), model.X, y, th.get("Z", model.Z), s2, mean=model.mean)
+        return SGPR(
+            th.get("kernel", k0),
+            model.X,
+            y,
+            th.get("Z", model.Z),
+            s2,
+            mean=model.mean,
+            jitter=model.jitter,
+            chunk_size=model.chunk_size,
+        )
 
     return _fit_full_batch(
         build,

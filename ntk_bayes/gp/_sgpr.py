@@ -33,11 +33,20 @@ from typing import TYPE_CHECKING, Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .._linalg import psd_cholesky, tri_solve
 from .._numerics import full_precision
-from ._checks import check_noise, check_X, check_y, check_Z, mean_values
+from ._checks import (
+    check_jitter,
+    check_noise,
+    check_positive_noise,
+    check_X,
+    check_y,
+    check_Z,
+    mean_values,
+)
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
 
 if TYPE_CHECKING:
@@ -92,7 +101,7 @@ class SGPR(eqx.Module):
         y: targets ``(N,)`` or ``(N, K)``.
         Z: inducing inputs ``(M, ...)``, M <= N (see :func:`kmeans_pp`,
             :func:`greedy_variance`).
-        noise: noise variance σ² > 0 (scalar).
+        noise: noise variance σ² > 0 (scalar); 0 is refused (the bound divides by it).
         mean: constant (scalar or ``(K,)``) or callable mean.
         jitter: first relative jitter for ``K_ZZ``.
         chunk_size: data rows per accumulation chunk (memory ~ M x chunk_size).
@@ -110,6 +119,8 @@ class SGPR(eqx.Module):
     c: Array
     stats: dict
     squeeze: bool = eqx.field(static=True)
+    jitter: float | None = eqx.field(static=True)
+    chunk_size: int | None = eqx.field(static=True)
 
     @full_precision
     def __init__(
@@ -129,8 +140,14 @@ class SGPR(eqx.Module):
         n = self.X.shape[0]
         y2, self.squeeze = check_y(y, n)
         self.Z = check_Z(Z, self.X.shape, n)
-        self.noise = check_noise(noise, None)
+        self.noise = check_positive_noise(check_noise(noise, None), "SGPR")
         self.mean = mean
+        self.jitter = jitter = check_jitter(jitter)
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer)
+        ):
+            raise TypeError(f"`chunk_size` must be a positive int or None, got {chunk_size!r}")
+        self.chunk_size = None if chunk_size is None else int(chunk_size)
         m = self.Z.shape[0]
         Kuu = check_kernel_matrix(self.kernel(self.Z, None), (m, m), "k(Z, Z)")
         dtype = Kuu.dtype

@@ -38,9 +38,9 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._linalg import psd_cholesky, tri_solve
 from .._numerics import full_precision, is_concrete
-from ._checks import check_X, check_Z
+from ._checks import check_jitter, check_noise, check_positive_noise, check_X, check_Z
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
-from ._likelihoods import Likelihood
+from ._likelihoods import Gaussian, Likelihood
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -102,6 +102,8 @@ class SVGP(eqx.Module):
                 "`likelihood` must be an ntk_bayes.gp likelihood (Gaussian, Bernoulli, "
                 f"Categorical, Poisson), got {type(likelihood).__name__}"
             )
+        if isinstance(likelihood, Gaussian):
+            check_positive_noise(check_noise(likelihood.noise, None), "SVGP", "Gaussian(noise)")
         if isinstance(num_data, bool) or not isinstance(num_data, int) or num_data < 1:
             raise ValueError(f"`num_data` must be a positive integer (N), got {num_data!r}")
         self.Z = check_Z(Z, jnp.shape(Z), num_data)
@@ -123,7 +125,7 @@ class SVGP(eqx.Module):
         if m0.shape not in ((), (num_latent,)):
             raise ValueError(f"`mean` must be a scalar or ({num_latent},), got {m0.shape}")
         self.mean = m0
-        self.jitter = jitter
+        self.jitter = check_jitter(jitter)
 
     @property
     def num_inducing(self) -> int:
@@ -198,7 +200,7 @@ class SVGP(eqx.Module):
 
         With ``full_cov`` the covariance is ``(M, M)`` (one latent) or ``(L, M, M)``.
         """
-        Xs = check_X(X_test, "X_test")
+        Xs = self._check_inputs(X_test, "X_test")
         if not full_cov:
             mu, var = self._guard(_marginals_core(self, params, Xs), "prediction")
             return self._squeeze(mu), self._squeeze(var)
@@ -210,7 +212,7 @@ class SVGP(eqx.Module):
         self, params: SVGPParams, X_test: ArrayLike, key: PRNGKeyArray | None = None
     ) -> tuple[Array, Array]:
         """Predictive mean and variance of y (class probabilities for Categorical)."""
-        Xs = check_X(X_test, "X_test")
+        Xs = self._check_inputs(X_test, "X_test")
         mean, v = self._guard(_predict_y_core(self, params, Xs, key), "prediction")
         return self._squeeze(mean), self._squeeze(v)
 
@@ -226,8 +228,17 @@ class SVGP(eqx.Module):
         Xs, y = self._check_xy(X_test, y_test, "X_test", "y_test")
         return self._guard(_log_density_core(self, params, Xs, y, key), "log density")
 
+    def _check_inputs(self, X, name):
+        X = check_X(X, name)
+        if X.shape[1:] != self.Z.shape[1:]:
+            raise ValueError(
+                f"`{name}` has per-point shape {X.shape[1:]} but the inducing inputs `Z` have "
+                f"{self.Z.shape[1:]}; they must match"
+            )
+        return X
+
     def _check_xy(self, X, y, xname, yname):
-        X = check_X(X, xname)
+        X = self._check_inputs(X, xname)
         y = self.likelihood.check_y(y, self.num_latent)
         if X.shape[0] != y.shape[0]:
             raise ValueError(f"`{xname}` has {X.shape[0]} points but `{yname}` has {y.shape[0]}")

@@ -165,13 +165,18 @@ class OutputLayout:
         return jnp.moveaxis(out, src, dst)
 
     # -- kernels -------------------------------------------------------------------
-    def matrix(self, k, n1: int, n2: int, what: str):
-        """``(P1, P2)`` matrix of a kernel in neural-tangents' interleaved layout."""
+    def matrix(self, k, n1: int, n2: int, what: str, rows: str | None = None):
+        """``(P1, P2)`` matrix of a kernel in neural-tangents' interleaved layout.
+
+        ``rows`` names the number of rows in the error message when ``n1`` was read off
+        ``k`` itself (e.g. ``"M"`` test points), so the expected shape shows it free."""
         k = as_float_array(k, what)
-        want = (n1, n2) + tuple(s for r in self.kept_rest for s in (r, r))
+        rest = tuple(s for r in self.kept_rest for s in (r, r))
+        want = (n1, n2) + rest
         if tuple(k.shape) != want:
+            shown = want if rows is None else "(" + ", ".join(map(str, (rows, n2) + rest)) + ")"
             raise ValueError(
-                f"`{what}` has shape {tuple(k.shape)} but the targets need {want} "
+                f"`{what}` has shape {tuple(k.shape)} but the targets need {shown} "
                 f"(points x points{' x output axes' if self.kept_rest else ''}); "
                 "check x_test/x_train order and `trace_axes`"
             )

@@ -177,6 +177,16 @@ def gradient_descent_mse_ensemble(
         if x_test is None:
             k_td, k_tt, m = None, None, n
         else:
+            if np.ndim(x_test) < 1 or np.shape(x_test)[0] == 0:
+                raise ValueError(
+                    f"`x_test` must have a leading batch axis of at least one point, got shape "
+                    f"{np.shape(x_test)}"
+                )
+            if np.shape(x_test)[1:] != np.shape(x_train)[1:]:
+                raise ValueError(
+                    f"`x_test` has per-point shape {np.shape(x_test)[1:]} but `x_train` has "
+                    f"{np.shape(x_train)[1:]}; they must match"
+                )
             m = np.shape(x_test)[0]
             k_td = {
                 g: layout.matrix(v, m, n, f"kernel_fn(x_test, x_train, {g!r})")

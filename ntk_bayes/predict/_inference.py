@@ -116,7 +116,7 @@ def gp_inference(
                 continue
             k_td = kernel_part(k_test_train, base, "k_test_train")
             m = k_td.shape[0]
-            k_td = layout.matrix(k_td, m, n, "k_test_train")
+            k_td = layout.matrix(k_td, m, n, "k_test_train", rows="M")
             mean = layout.unflat(k_td @ k_inv_y(base), m)
             if k_test_test is None:
                 out[g] = mean

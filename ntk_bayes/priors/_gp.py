@@ -46,7 +46,7 @@ from numpyro.distributions.util import lazy_property
 
 from .._linalg import batched_psd_cholesky
 from .._numerics import as_float_array, check_finite, full_precision, is_concrete
-from ..gp._checks import check_noise
+from ..gp._checks import check_jitter, check_noise, mean_values
 from ..gp._exact import (
     cholesky_factor,
     condition_on,
@@ -114,6 +114,33 @@ def _noise_diag(noise, n, groups):
     if groups is not None and noise.ndim == 1:
         noise = noise[:, None]
     return jnp.broadcast_to(noise, ((groups,) if groups else ()) + (n,))
+
+
+def _check_has_points(X, groups, name):
+    """A clear error for inputs without points (the kernel's own names otherwise)."""
+    lead = 0 if groups is None else 1
+    if X.ndim > lead and X.shape[lead] == 0:
+        raise ValueError(f"`{name}` has no points (shape {X.shape}); pass at least one row")
+
+
+def _callable_mean(mean_fn, X, groups, num_outputs, dtype):
+    """``mean_fn(X)`` as the distribution's ``loc``: ``(n,)``, ``(K, n)`` with
+    ``num_outputs=K``, or ``(G, n)`` with groups. Accepts what ExactGP accepts: ``(n,)``,
+    ``(n, 1)`` or ``(n, K)`` (groups: ``(G, n)`` or ``(G, n, 1)``)."""
+    if groups is None:
+        k = 1 if num_outputs is None else num_outputs
+        m = mean_values(mean_fn, X, k, dtype)  # (n, k), or a ValueError naming `mean`
+        return m[:, 0] if num_outputs is None else m.T
+    n = X.shape[1]
+    m = jnp.asarray(mean_fn(X), dtype)
+    if m.shape == (groups, n, 1):
+        m = m[..., 0]
+    if m.shape != (groups, n):
+        raise ValueError(
+            f"the callable `mean` returned shape {m.shape} for inputs of shape {X.shape}; "
+            f"expected ({groups}, {n}) or ({groups}, {n}, 1), one value per group and point"
+        )
+    return m
 
 
 def _diag_embed(d):
@@ -247,10 +274,10 @@ class GaussianProcess(_MVNBase):
             isinstance(num_outputs, bool) or not isinstance(num_outputs, int) or num_outputs < 1
         ):
             raise ValueError(f"`num_outputs` must be None or a positive int, got {num_outputs!r}")
-        if jitter is not None and (not isinstance(jitter, int | float) or jitter < 0):
-            raise ValueError(f"`jitter` must be a non-negative float, got {jitter!r}")
+        jitter = check_jitter(jitter)
         groups = net_batch_size(net)
         X = as_float_array(X, "X")
+        _check_has_points(X, groups, "X")
         check_finite(X, "X")
         if groups is not None:
             if num_outputs is not None:
@@ -276,13 +303,17 @@ class GaussianProcess(_MVNBase):
         noise = _check_noise(noise, n, groups)
         point_mask = self._check_mask(point_mask, batch + (n,))
         mean_fn = mean if callable(mean) else None
-        m = mean_fn(X) if mean_fn is not None else (0.0 if mean is None else mean)
+        if mean_fn is not None:
+            m = _callable_mean(mean_fn, X, groups, num_outputs, X.dtype)
+        else:
+            m = 0.0 if mean is None else mean
         mean_is_vector = mean_fn is None and jnp.ndim(m) > 0
         if mean_is_vector and jnp.shape(m) != batch + (n,):
             raise ValueError(
                 f"`mean` must be a scalar, {batch + (n,)} array or callable, got {jnp.shape(m)}"
             )
-        m = jnp.broadcast_to(jnp.asarray(m, X.dtype), batch + (n,))
+        if mean_fn is None or jnp.ndim(m) == 1:
+            m = jnp.broadcast_to(jnp.asarray(m, X.dtype), batch + (n,))
         kxx = _batched_kernel(net, groups, kernel, X)
         self.net, self.X, self.kernel, self.noise, self.groups = net, X, kernel, noise, groups
         self.jitter, self.mean_fn, self.mean_value, self.kxx = jitter, mean_fn, m, kxx
@@ -364,6 +395,7 @@ class GaussianProcess(_MVNBase):
                 "a vector `mean` has no value at X_test; pass a constant or a callable mean(X)"
             )
         Xs = self.X if X_test is None else as_float_array(X_test, "X_test")
+        _check_has_points(Xs, self.groups, "X_test")
         check_finite(Xs, "X_test")
         lead = 0 if self.groups is None else 1
         if (
@@ -380,11 +412,14 @@ class GaussianProcess(_MVNBase):
             k = k * self.point_mask[..., :, None]
         alpha = self._alpha(y)
         if self.mean_fn is not None:
-            ms = self.mean_fn(Xs)
+            ms = _callable_mean(self.mean_fn, Xs, self.groups, self.num_outputs, Xs.dtype)
         else:  # a vector mean is known at X only (X_test=None); a constant anywhere
             ms = self.mean_value if X_test is None else self.mean_value[..., :1]
-        ms = jnp.broadcast_to(jnp.asarray(ms, Xs.dtype), Xs.shape[: lead + 1])
+            ms = jnp.broadcast_to(jnp.asarray(ms, Xs.dtype), Xs.shape[: lead + 1])
         kss = kss.astype(self.scale_tril.dtype)
+        # the prior variance at X_test scales the jitter of the posterior covariance: its
+        # round-off is that of K_** (the difference K_** - V^T V may be far smaller)
+        prior_var = jnp.mean(jnp.diagonal(kss, axis1=-2, axis2=-1), axis=-1)
         if self.groups is None:
             mean, cov = condition_on(k, kss, self.scale_tril, alpha.T)
             mean = mean.T
@@ -395,9 +430,10 @@ class GaussianProcess(_MVNBase):
             noise = jnp.asarray(self.noise)
             if noise.ndim > (0 if self.groups is None else 1):
                 raise ValueError("include_noise needs a scalar (or per-group) noise variance")
+            prior_var = prior_var + noise.astype(prior_var.dtype)
             noise = noise[..., None] if noise.ndim else noise
             cov = cov + _diag_embed(jnp.broadcast_to(noise, cov.shape[:-1]).astype(cov.dtype))
-        return ConditionedGP(mean, cov, jitter=self.jitter, diag=diag)
+        return ConditionedGP(mean, cov, jitter=self.jitter, diag=diag, jitter_scale=prior_var)
 
     @full_precision
     def loo_log_likelihood(self, y: ArrayLike) -> Array:
@@ -422,15 +458,31 @@ class ConditionedGP(_MVNBase):
     reading ``mean``/``variance`` of a posterior on a dense grid (often numerically
     singular in float32) costs nothing extra. With ``diag=True`` only the marginal
     variances are used (independent points).
+
+    ``jitter_scale`` (scalar, or one per covariance matrix) is the variance the relative
+    ``jitter`` of the factorisation multiplies (see :func:`ntk_bayes.gp.psd_cholesky`):
+    :meth:`GaussianProcess.condition` passes the prior variance at the test inputs,
+    since a posterior covariance computed as ``K_** - V^T V`` carries the round-off of
+    ``K_**``. ``None``: the covariance's own mean diagonal.
     """
 
-    pytree_data_fields = ("cov",)
+    pytree_data_fields = ("cov", "jitter_scale")
     pytree_aux_fields = ("diag", "jitter")
 
     @full_precision
-    def __init__(self, mean, cov, jitter=None, diag: bool = False, *, validate_args=None):
+    def __init__(
+        self,
+        mean,
+        cov,
+        jitter=None,
+        diag: bool = False,
+        *,
+        jitter_scale=None,
+        validate_args=None,
+    ):
         mean = jnp.asarray(mean)
-        self.cov, self.diag, self.jitter = jnp.asarray(cov), diag, jitter
+        self.cov, self.diag, self.jitter = jnp.asarray(cov), diag, check_jitter(jitter)
+        self.jitter_scale = None if jitter_scale is None else jnp.asarray(jitter_scale)
         self.loc, self.num_outputs = mean, (mean.shape[0] if mean.ndim == 2 else None)
         dist.Distribution.__init__(
             self,
@@ -444,7 +496,9 @@ class ConditionedGP(_MVNBase):
     def scale_tril(self):
         if self.diag:
             return _diag_embed(jnp.sqrt(jnp.maximum(self._cov_diag(), 0.0)))
-        return batched_psd_cholesky(self.cov, jitter=self.jitter, name="posterior covariance")[0]
+        return batched_psd_cholesky(
+            self.cov, jitter=self.jitter, name="posterior covariance", scale=self.jitter_scale
+        )[0]
 
     def _cov_diag(self):
         return jnp.diagonal(self.cov, axis1=-2, axis2=-1)

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 
+from .._numerics import is_concrete
+from ..gp._checks import check_key
 from ._gp import GaussianProcess
 from ._replicates import Replicates
 
@@ -73,20 +75,6 @@ def one_device_mcmc(mcmc):
     view = copy.copy(mcmc)
     view._states, view._states_flat = gathered, None
     return view
-
-
-def _as_key(key):
-    """A single PRNG key, typed (``jax.random.key``) or legacy (``PRNGKey``)."""
-    if isinstance(key, int):
-        raise TypeError("`key` must be a PRNG key: jax.random.key(0) or jax.random.PRNGKey(0)")
-    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
-    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-    if (typed and key.shape != ()) or (not typed and key.shape != (2,)):
-        raise ValueError(
-            f"`key` must be one PRNG key (a typed key of shape () or a legacy uint32 key of "
-            f"shape (2,)), got shape {key.shape}; split it first"
-        )
-    return key
 
 
 def _gp_site(model, sample, args, kwargs, site):
@@ -148,10 +136,15 @@ def posterior_predictive(
 
     Returns:
         Array ``(chain, draw, [K,] M)`` for MCMC objects, ``(S, [K,] M)`` for dicts.
+
+    Raises:
+        FloatingPointError: (called eagerly) when a draw is not finite, naming how many
+            and the first posterior sample concerned: the posterior covariance could not
+            be factorised (e.g. float32 with a tiny noise variance).
     """
     draws, grouped = _draws(samples)
     leading = jax.tree_util.tree_leaves(draws)[0].shape[: 2 if grouped else 1]
-    keys = jax.random.split(_as_key(key), math.prod(leading))
+    keys = jax.random.split(check_key(key), math.prod(leading))
     # typed keys are (S,), legacy uint32 keys (S, 2): keep whatever trails the draw axis
     keys = keys.reshape(leading + keys.shape[1:])
     draws = dict(draws, _key=keys)
@@ -161,7 +154,27 @@ def posterior_predictive(
         gp, y = _gp_site(model, d, args, kwargs, site)
         return gp.condition(y, X_test, include_noise=include_noise, diag=diag).sample(k)
 
-    return _map_draws(one, draws, grouped)
+    out = _map_draws(one, draws, grouped)
+    _check_draws(out, len(leading))
+    return out
+
+
+def _check_draws(out, n_lead: int) -> None:
+    """Refuse non-finite posterior draws instead of returning them silently (the batched
+    factorisation runs traced, so a covariance that no jitter rescues gives NaN, not an
+    error)."""
+    if not is_concrete(out):
+        return
+    bad = ~np.all(np.isfinite(np.asarray(out)).reshape(out.shape[:n_lead] + (-1,)), axis=-1)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise FloatingPointError(
+            f"posterior_predictive: {int(bad.sum())} of {bad.size} posterior draws are not "
+            f"finite (first at sample index {first}): the posterior covariance at X_test "
+            "could not be factorised even with the largest jitter. Use float64 "
+            "(jax.config.update('jax_enable_x64', True)), a larger noise variance (a prior "
+            "that keeps `noise` away from 0), or diag=True for marginal draws"
+        )
 
 
 def loo_log_likelihood(

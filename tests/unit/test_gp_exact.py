@@ -351,3 +351,65 @@ def test_eager_calls_are_programs_and_traced_calls_are_inline(dtype, tol):
     traced = jax.jit(everything)(jnp.asarray(0.1, dtype))
     for a, b in zip(eager, traced, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), **tol)
+
+
+def test_sample_at_small_noise_in_float32_scales_the_jitter_by_the_prior():
+    """noise 1e-4, a deep ReLU NNGP, float32: K** - V^T V has round-off of the prior's size
+    (~6) but a mean diagonal ~4e-5; its jitter ladder, relative to the prior variance,
+    factorises it (relative to its own diagonal no rung did: NotPSDError)."""
+    net = stax.serial(
+        stax.Dense(512, W_std=1.5, b_std=0.1),
+        stax.Relu(),
+        stax.Dense(512, W_std=1.5, b_std=0.1),
+        stax.Relu(),
+        stax.Dense(1, W_std=1.5, b_std=0.1),
+    )
+    X = np.linspace(-2, 2, 60, dtype=np.float32)[:, None]
+    Xs = np.linspace(-2.5, 2.5, 101, dtype=np.float32)[:, None]
+    model = gp.ExactGP(net, X, np.sin(3 * X[:, 0]), 1e-4)
+    with pytest.warns(gp.NumericalWarning, match=r"x `scale` [0-9.e+]+ after"):
+        draws = np.asarray(model.sample(jax.random.PRNGKey(0), Xs, n_samples=4))
+    assert draws.shape == (4, 101) and np.all(np.isfinite(draws))
+    mean, var = (np.asarray(a, np.float64) for a in model.predict(Xs))
+    prior = float(np.mean(np.asarray(net.kernel_fn(Xs, None, "nngp"))[np.diag_indices(101)]))
+    # each draw is mean + L z with diag(L L^T) = var + jitter <= var + 1e-4 x prior: 6 sd
+    # of a standard normal (false alarm < 2e-9 per entry, < 1e-6 over the 404 entries)
+    assert np.all(np.abs(draws - mean) <= 6 * np.sqrt(var + 1e-4 * prior))
+
+
+def test_errors_name_the_users_arguments_and_accept_numpy_jitter():
+    x, y, xs = _data()
+    net = _net()
+    with pytest.raises(ValueError, match="`X` has no points"):
+        gp.ExactGP(net, x[:0], y[:0], 0.1)
+    model = gp.ExactGP(net, x, y, 0.1)
+    with pytest.raises(ValueError, match="`X_test` has no points"):
+        model.predict(xs[:0])
+    with pytest.raises(TypeError, match="`key` must be a PRNG key"):
+        model.sample(0, xs)
+    with pytest.raises(ValueError, match="one PRNG key"):
+        model.sample(jax.random.split(jax.random.PRNGKey(0), 2), xs)
+    ref = float(gp.ExactGP(net, x, y, 0.1, jitter=1e-4).log_marginal_likelihood())
+    for j in (np.float32(1e-4), jnp.asarray(1e-4)):
+        got = float(gp.ExactGP(net, x, y, 0.1, jitter=j).log_marginal_likelihood())
+        assert got == pytest.approx(ref, rel=1e-6)
+    with pytest.raises(ValueError, match="`jitter`"):
+        gp.ExactGP(net, x, y, 0.1, jitter=-1.0)
+
+
+def test_psd_cholesky_scale_sets_the_jitter_and_the_message():
+    from ntk_bayes._linalg import batched_psd_cholesky, psd_cholesky
+
+    K = jnp.asarray(np.diag([1.0, 2.0]))
+    L, j = psd_cholesky(K, jitter=1e-3, scale=10.0)
+    np.testing.assert_allclose(np.asarray(L) @ np.asarray(L).T, np.diag([1.01, 2.01]), rtol=1e-5)
+    L, _ = psd_cholesky(K, jitter=1e-3)  # default: the mean diagonal, 1.5
+    np.testing.assert_allclose(
+        np.asarray(L) @ np.asarray(L).T, np.diag([1.0015, 2.0015]), rtol=1e-5
+    )
+    Lb, _ = batched_psd_cholesky(jnp.stack([K, K]), jitter=1e-3, scale=jnp.asarray([10.0, 100.0]))
+    np.testing.assert_allclose(np.diag(np.asarray(Lb[1]) ** 2), [1.1, 2.1], rtol=1e-5)
+    with pytest.raises(gp.NotPSDError, match=r"x `scale` 1\.000e-03"):
+        psd_cholesky(-K, scale=1e-3)
+    with pytest.raises(ValueError, match="`scale`"):
+        psd_cholesky(K, scale=-1.0)

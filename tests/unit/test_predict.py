@@ -257,3 +257,16 @@ def test_errors_are_clear():
 
 
 # --- rung 2: a real ensemble of wide networks trained by gradient descent -------------
+
+
+def test_shape_errors_name_the_users_arguments():
+    x, y, xs = _data()
+    kf = _small_net().kernel_fn
+    fn = predict.gradient_descent_mse_ensemble(kf, x, y)
+    with pytest.raises(ValueError, match=r"`x_test` has per-point shape \(2,\) but `x_train`"):
+        fn(None, xs[:, :2], "ntk")
+    k = kf(x, None, ("nngp", "ntk"))
+    ktd = kf(xs, x, ("nngp", "ntk"))
+    # k_test_train transposed: the expected shape is (M, N), M free
+    with pytest.raises(ValueError, match=r"shape \(12, 5\) but the targets need \(M, 12\)"):
+        predict.gp_inference(k, y)("nngp", ktd.nngp.T)

@@ -287,3 +287,128 @@ def test_numpyro_mask_handler_reaches_the_distribution():
 
     tr = handlers.trace(handlers.mask(handlers.seed(model, 0), mask=False)).get_trace()
     assert float(tr["y"]["fn"].log_prob(y)) == 0.0
+
+
+# --- posterior sampling at small noise, mean outputs, argument names ------------------
+
+
+def _deep_relu(w=1.5):
+    return stax.serial(
+        stax.Dense(512, W_std=w, b_std=0.1),
+        stax.Relu(),
+        stax.Dense(512, W_std=w, b_std=0.1),
+        stax.Relu(),
+        stax.Dense(1, W_std=w, b_std=0.1),
+    )
+
+
+def _small_noise_problem(dtype):
+    X = jnp.linspace(-2, 2, 60, dtype=dtype)[:, None]
+    return X, jnp.sin(3 * X[:, 0]), jnp.linspace(-2.5, 2.5, 101, dtype=dtype)[:, None]
+
+
+def _deep_model(X, y=None):
+    w = numpyro.sample("W_std", dist.LogNormal(0.3, 0.4))
+    numpyro.sample("y", nb.GaussianProcess(_deep_relu(w), X, noise=1e-4), obs=y)
+
+
+def test_posterior_draws_at_small_noise_are_finite_with_the_posterior_moments():
+    """float32, noise 1e-4: the posterior covariance K** - V^T V has a mean diagonal ~4e-5
+    but round-off of the prior's size (~6); a jitter relative to its own diagonal never
+    factorised it (all-NaN draws under jit, NotPSDError eagerly). Scaled by the prior
+    variance, the ladder factorises it with a perturbation tiny against the prior."""
+    X, y, Xs = _small_noise_problem(np.float32)
+    s = 400
+    samples = {"W_std": jnp.full((s,), 1.5)}
+    draws = nb.priors.posterior_predictive(_deep_model, samples, KEY, Xs, X, y)
+    draws = np.asarray(draws, np.float64)
+    assert draws.shape == (s, 101) and np.all(np.isfinite(draws))
+    post = nb.GaussianProcess(_deep_relu(), X, noise=1e-4).condition(y, Xs)
+    with pytest.warns(nb.gp.NumericalWarning, match="`scale`"):
+        L = np.asarray(post.scale_tril, np.float64)
+    prior_var = float(jnp.mean(jnp.diag(_deep_relu().kernel_fn(Xs, None, "nngp"))))
+    effective = np.sum(L**2, axis=1)  # diag(L L^T) = posterior variance + jitter
+    added = effective - np.asarray(post.variance, np.float64)
+    assert np.all(np.abs(added) <= 1e-4 * prior_var)  # at most the 1e-4 rung x prior scale
+    sd = np.sqrt(effective)
+    # mean: 5 standard errors per point; variance: 5 sd of a sample variance of s normal
+    # draws, var * sqrt(2 / (s - 1)). 2 x 101 two-sided 5-sigma checks: false alarm < 1.2e-4
+    assert np.all(np.abs(draws.mean(0) - np.asarray(post.mean)) <= 5 * sd / np.sqrt(s))
+    emp = draws.var(0, ddof=1)
+    assert np.all(np.abs(emp - effective) <= 5 * effective * np.sqrt(2 / (s - 1)))
+    # the jitter is what separates the draws' variance from the posterior's
+    assert np.all(
+        np.abs(emp - np.asarray(post.variance))
+        <= 5 * effective * np.sqrt(2 / (s - 1)) + np.abs(added)
+    )
+
+
+def test_posterior_draws_in_float64_equal_a_numpy_cholesky():
+    with jax.enable_x64(True):
+        X, y, Xs = _small_noise_problem(np.float64)
+        net = _deep_relu()
+        post = nb.GaussianProcess(net, X, noise=1e-4).condition(y, Xs)
+        K = np.asarray(net.kernel_fn(X, None, "nngp")) + 1e-4 * np.eye(60)
+        Ks = np.asarray(net.kernel_fn(Xs, X, "nngp"))
+        Kss = np.asarray(net.kernel_fn(Xs, None, "nngp"))
+        mean = Ks @ np.linalg.solve(K, np.asarray(y))
+        cov = Kss - Ks @ np.linalg.solve(K, Ks.T)
+        # base float64 jitter 1e-10 x the prior's mean diagonal
+        L = np.linalg.cholesky(cov + 1e-10 * np.mean(np.diag(Kss)) * np.eye(101))
+        draws = np.asarray(post.sample(KEY, (3,)))
+        eps = np.asarray(jax.random.normal(KEY, (3, 101), jnp.float64))
+        want = mean + eps @ L.T
+        np.testing.assert_allclose(
+            draws, want, rtol=1e-5, atol=1e-5 * np.sqrt(np.max(np.diag(Kss)))
+        )
+
+
+def test_posterior_predictive_refuses_non_finite_draws():
+    from ntk_bayes.priors._predict import _check_draws
+
+    _check_draws(jnp.zeros((2, 3, 4)), 2)  # finite: silent
+    bad = jnp.zeros((2, 3, 4)).at[1, 2, 0].set(jnp.nan)
+    with pytest.raises(FloatingPointError, match=r"1 of 6 .*\(1, 2\).*float64.*noise"):
+        _check_draws(bad, 2)
+
+
+def test_callable_mean_accepts_what_exact_gp_accepts(tol):
+    X, y = priors_data()
+    net = relu_net(depth=1)
+    Xs = X[:3] + 0.2
+    col = lambda x: 0.1 * x[:, :1]  # noqa: E731  (N, 1)
+    for mean in (col, lambda x: 0.1 * x[:, 0]):
+        gp = nb.GaussianProcess(net, X, noise=0.1, mean=mean)
+        ex = nb.gp.ExactGP(net, X, y, noise=0.1, mean=mean)
+        np.testing.assert_allclose(gp.log_prob(y), ex.log_marginal_likelihood(), rtol=1e-5)
+        np.testing.assert_allclose(
+            gp.condition(y, Xs).mean, ex.predict(Xs)[0], rtol=1e-4, atol=1e-5
+        )
+    # (N, K) with K outputs: one mean per column
+    Y = jnp.stack([y, -y])
+    two = lambda x: jnp.stack([0.1 * x[:, 0], -0.2 * x[:, 1]], 1)  # noqa: E731
+    gk = nb.GaussianProcess(net, X, noise=0.1, mean=two, num_outputs=2)
+    ek = nb.gp.ExactGP(net, X, Y.T, noise=0.1, mean=two)
+    np.testing.assert_allclose(gk.log_prob(Y).sum(), ek.log_marginal_likelihood(), rtol=1e-5)
+    np.testing.assert_allclose(gk.condition(Y, Xs).mean.T, ek.predict(Xs)[0], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=r"`mean` returned shape \(12, 2\).*\(12,\) or \(12, 1\)"):
+        nb.GaussianProcess(net, X, noise=0.1, mean=lambda x: x)
+
+
+def test_argument_names_in_errors_and_numpy_jitter():
+    X, y = priors_data()
+    net = relu_net(depth=1)
+    with pytest.raises(ValueError, match="`X` has no points"):
+        nb.GaussianProcess(net, X[:0], noise=0.1)
+    gp = nb.GaussianProcess(net, X, noise=0.1)
+    with pytest.raises(ValueError, match="`X_test` has no points"):
+        gp.condition(y, X[:0])
+    ref = gp.log_prob(y)
+    for j in (np.float32(0.0), jnp.asarray(0.0), 0):
+        np.testing.assert_allclose(
+            nb.GaussianProcess(net, X, noise=0.1, jitter=j).log_prob(y), ref, rtol=1e-3
+        )
+    with pytest.raises(ValueError, match="`jitter`"):
+        nb.GaussianProcess(net, X, noise=0.1, jitter=-1e-4)
+    with pytest.raises(TypeError, match="`jitter`"):
+        nb.GaussianProcess(net, X, noise=0.1, jitter=np.ones(2))
