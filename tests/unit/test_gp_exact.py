@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _nets import relu_net
 from scipy.stats import multivariate_normal, norm
 
 from ntk_bayes import gp, stax
@@ -357,13 +358,7 @@ def test_sample_at_small_noise_in_float32_scales_the_jitter_by_the_prior():
     """noise 1e-4, a deep ReLU NNGP, float32: K** - V^T V has round-off of the prior's size
     (~6) but a mean diagonal ~4e-5; its jitter ladder, relative to the prior variance,
     factorises it (relative to its own diagonal no rung did: NotPSDError)."""
-    net = stax.serial(
-        stax.Dense(512, W_std=1.5, b_std=0.1),
-        stax.Relu(),
-        stax.Dense(512, W_std=1.5, b_std=0.1),
-        stax.Relu(),
-        stax.Dense(1, W_std=1.5, b_std=0.1),
-    )
+    net = relu_net()  # Dense(512)-Relu twice, W_std 1.5, b_std 0.1
     X = np.linspace(-2, 2, 60, dtype=np.float32)[:, None]
     Xs = np.linspace(-2.5, 2.5, 101, dtype=np.float32)[:, None]
     model = gp.ExactGP(net, X, np.sin(3 * X[:, 0]), 1e-4)
