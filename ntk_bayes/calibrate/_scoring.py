@@ -219,8 +219,11 @@ def verdict(check, status: ConvergenceStatus | None) -> str:
         tags.append("under-confident")
     if check.biased:
         tags.append("biased")
-    if getattr(check, "joint_covariance", False):
-        # the joint test of the whole covariance: says nothing of interval width alone
+    if getattr(check, "joint_covariance", False) and not (
+        check.overconfident or check.underconfident
+    ):
+        # the joint test of the whole covariance rejects a wrong width too; named only
+        # where the widths pass, so that it says "the correlations are wrong"
         tags.append("wrong joint covariance")
     n_splits = check.stats.get("n_splits", 1)
     counts = check.stats.get("rejecting_splits")

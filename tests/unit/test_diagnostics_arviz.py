@@ -304,6 +304,9 @@ def test_a_wrong_joint_covariance_is_named_in_the_verdict():
 
     one = CalibrationCheck(("joint_covariance",), {}, {"n_splits": 1}, 0.05)
     assert verdict(one, None) == "wrong joint covariance"
-    st = {"n_splits": 3, "rejecting_splits": {"joint_covariance": 2, "overconfident": 1}}
-    both = CalibrationCheck(("overconfident", "joint_covariance"), {}, st, 0.05)
-    assert verdict(both, None) == "over-confident (1/3 splits), wrong joint covariance (2/3 splits)"
+    st = {"n_splits": 3, "rejecting_splits": {"joint_covariance": 2, "biased": 1}}
+    both = CalibrationCheck(("biased", "joint_covariance"), {}, st, 0.05)
+    assert verdict(both, None) == "biased (1/3 splits), wrong joint covariance (2/3 splits)"
+    # a wrong width fails the joint test too: then the width is what is named
+    wide = CalibrationCheck(("overconfident", "joint_covariance"), {}, {"n_splits": 1}, 0.05)
+    assert verdict(wide, None) == "over-confident"
