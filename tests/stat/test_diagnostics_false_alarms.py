@@ -66,3 +66,17 @@ def test_wrong_correlation_with_right_widths_is_a_covariance_not_a_width_failure
     # q ~ 4 (n - 1) against chi2_57 at level alpha/5: power > 1 - 1e-6 per replicate
     # (taken as 0.999 here, a Binomial(300, 0.999) quantile: false alarm < 0.1%)
     assert joint >= binomial_lower(reps, 0.999, 1e-3)
+
+
+def test_marginal_regression_check_family_wise_rate_is_at_most_alpha():
+    # y ~ N(0, 1) against the predictive N(0, 1), n = 100: four families of tests,
+    # Bonferroni over them (each at alpha before: 12.9% flagged at alpha = 0.05)
+    rng = np.random.default_rng(3)
+    reps, n = 1000, 100
+    pred = dg.GaussianPredictive(np.zeros(n), np.ones(n))
+    alarms = sum(
+        not dg.calibration_check(rng.standard_normal(n), pred, alpha=ALPHA).passed
+        for _ in range(reps)
+    )
+    # a Binomial(1000, 0.05) quantile: false alarm < 0.1% if the rate is <= alpha
+    assert alarms <= binomial_upper(reps, ALPHA, 1e-3), alarms

@@ -227,9 +227,9 @@ def test_calibration_check_false_alarm_rate_and_power():
     alarms = sum(
         not dg.calibration_check(*_planted("calibrated", 100, s)).passed for s in range(200)
     )
-    # Four tests at alpha = 0.01 each: a calibrated draw alarms with probability <= 0.04,
-    # so alarms <= Binomial(200, 0.04) and the bound (18) fails with probability < 1e-3.
-    assert alarms <= binomial_upper(200, 0.04, 1e-3), alarms
+    # Four families, Bonferroni over them at alpha = 0.01: a calibrated draw alarms with
+    # probability <= 0.01, and the Binomial(200, 0.01) bound fails with probability < 1e-3.
+    assert alarms <= binomial_upper(200, 0.01, 1e-3), alarms
     caught = sum(
         dg.calibration_check(*_planted("overconfident", 100, s)).overconfident for s in range(50)
     )
