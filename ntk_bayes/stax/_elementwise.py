@@ -80,15 +80,19 @@ def sin_root(prod, s12):
     where the difference is round-off (≤ 64 ulp of q1 q2), e.g. at coincident inputs:
     the plain 1/(2 sqrt) derivative of rounding noise is huge and turns gradients NaN.
 
-    A difference of at most ``_COLLINEAR_ULPS`` ulp of q1 q2 is taken as 0: inputs that are
-    exactly proportional (x and 2x through layers without bias) have correlation exactly
-    1, but Σ12² and q1 q2 reach the subtraction by different roundings, and the square
-    root of a few ulp is an angle of ~1e-8 (float64) or ~5e-4 (float32), which every
-    `Sign` layer after it amplifies (8.8% off after four `Dense`-`Sign` blocks in
-    float64) and which put the ReLU NTK of x and 2x 1.5e-8 (float64) and 5e-4 (float32)
-    off 2 Θ(x, x). A genuine angle below the cut (sin²θ ≤ 8 ulp: θ < 4.2e-8 in float64,
-    1e-3 in float32) is one the subtraction resolves no better than that anyway."""
+    In float64 a difference of at most ``_COLLINEAR_ULPS`` ulp of q1 q2 is taken as 0:
+    inputs that are exactly proportional (x and 2x through layers without bias) have
+    correlation exactly 1, but Σ12² and q1 q2 reach the subtraction by different
+    roundings (3-4 ulp apart), and the square root of that is an angle of ~1e-8, which
+    every `Sign` layer after it amplifies (8.8% off after four `Dense`-`Sign` blocks) and
+    which put the ReLU NTK of x and 2x 1.5e-8 off 2 Θ(x, x), where neural-tangents is
+    exact. Genuine angles below that cut (θ < 4.2e-8) are resolved no better without it.
+    Not in float32: there the cut would be θ < 1e-3, and near-collinear distinct points
+    are common (a dense 1-D grid): the quickstart's posterior variance on its grid went
+    from +0.014 to -0.014 with the cut, so float32 keeps the plain difference."""
     d = prod - s12 * s12
+    if d.dtype != jnp.float64:
+        return jnp.sqrt(jnp.maximum(d, 0.0))
     return jnp.sqrt(jnp.where(d > _COLLINEAR_ULPS * jnp.finfo(d.dtype).eps * jnp.abs(prod), d, 0.0))
 
 
