@@ -727,10 +727,14 @@ def batch(kernel_fn, batch_size: int = 0, device_count: int = -1, store_on_devic
         raise TypeError(f"batch: `kernel_fn` must be callable, got {type(kernel_fn).__name__}")
 
     def batched(x1, x2=None, get=None, **kwargs):
-        if batch_size:
-            kwargs.setdefault("block_size", batch_size)
-        if device_count >= 0:
-            kwargs.setdefault("devices", max(device_count, 1))
+        from ._kernel import Kernel
+
+        # a Kernel passed as x1 (composition) is continued as it is: no tiling to set
+        if not isinstance(x1, Kernel):
+            if batch_size:
+                kwargs.setdefault("block_size", batch_size)
+            if device_count >= 0:
+                kwargs.setdefault("devices", max(device_count, 1))
         return kernel_fn(x1, x2, get, **kwargs)
 
     batched.__doc__ = getattr(kernel_fn, "__doc__", None)

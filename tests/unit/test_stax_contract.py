@@ -93,6 +93,9 @@ def test_options_of_the_inputs_are_refused_for_a_kernel_passed_as_x1():
         with pytest.raises(ValueError, match=f"`{next(iter(kwargs))}` shape"):
             tail.kernel_fn(k, None, "ntk", **kwargs)
     assert tail.kernel_fn(k, None, "ntk").shape == (4, 4)
+    # stax.batch sets its tiling only for inputs, so composition through it still works
+    batched = stax.batch(tail.kernel_fn, batch_size=2, device_count=0)
+    np.testing.assert_allclose(batched(k, None, "ntk"), tail.kernel_fn(k, None, "ntk"))
 
 
 def test_per_point_outputs_count_towards_the_refused_size(monkeypatch):
