@@ -30,7 +30,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from ._checks import check_X, check_y
+from ._checks import check_jitter, check_X, check_y
 from ._exact import ExactGP
 from ._likelihoods import Gaussian
 from ._sgpr import SGPR
@@ -267,7 +267,6 @@ def fit_exact(
     Returns:
         ``(ExactGP at the fitted hyperparameters, FitResult)``.
     """
-    from ._checks import check_jitter
     from ._kernels import as_kernel
 
     jitter = check_jitter(jitter)

@@ -38,7 +38,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._linalg import psd_cholesky, tri_solve
 from .._numerics import full_precision, is_concrete
-from ._checks import check_jitter, check_noise, check_positive_noise, check_X, check_Z
+from ._checks import check_jitter, check_positive_noise, check_X, check_Z
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
 from ._likelihoods import Gaussian, Likelihood
 
@@ -103,7 +103,8 @@ class SVGP(eqx.Module):
                 f"Categorical, Poisson), got {type(likelihood).__name__}"
             )
         if isinstance(likelihood, Gaussian):
-            check_positive_noise(check_noise(likelihood.noise, None), "SVGP", "Gaussian(noise)")
+            # the Gaussian constructor ran check_noise; the bound also divides by it
+            check_positive_noise(likelihood.noise, "SVGP", "Gaussian(noise)")
         if isinstance(num_data, bool) or not isinstance(num_data, int) or num_data < 1:
             raise ValueError(f"`num_data` must be a positive integer (N), got {num_data!r}")
         self.Z = check_Z(Z, jnp.shape(Z), num_data)

@@ -184,6 +184,19 @@ def _human(nbytes: float) -> str:
     return f"{nbytes} B"  # pragma: no cover
 
 
+def check_block_size(block_size) -> None:
+    """``block_size``: None or a positive integer (rows and columns per tile)."""
+    if block_size is None:
+        return
+    if isinstance(block_size, bool) or not isinstance(block_size, int | np.integer):
+        raise TypeError(
+            "`block_size` must be a positive integer (rows and columns per tile) or None, "
+            f"got {block_size!r}"
+        )
+    if block_size < 1:
+        raise ValueError(f"`block_size` must be >= 1 (rows and columns per tile), got {block_size}")
+
+
 def plan_tiles(
     n1, n2, bytes_per_pair, memory_budget=None, block_size=None, square=False, max_pairs=None
 ):
@@ -201,8 +214,7 @@ def plan_tiles(
         raise ValueError(f"`memory_budget` must be a positive number of bytes, got {budget}")
     b1, b2 = n1, n2
     if block_size is not None:
-        if isinstance(block_size, bool) or int(block_size) < 1:
-            raise ValueError(f"`block_size` must be >= 1, got {block_size}")
+        check_block_size(block_size)
         b1, b2 = min(n1, int(block_size)), min(n2, int(block_size))
     per_tile = max(budget // max(bytes_per_pair * _TEMPORARIES, 1), 1)
     if budget < bytes_per_pair * _TEMPORARIES:
@@ -583,9 +595,8 @@ def one_program(
         return None  # an explicit list of devices is honoured by the tiled path
     x2_ = x1 if x2 is None else x2
     n1, n2 = n_points(x1), n_points(x2_)
-    if block_size is not None and not isinstance(block_size, bool):
-        if 1 <= int(block_size) < max(n1, n2):
-            return None
+    if block_size is not None and block_size < max(n1, n2):  # checked by kernel_fn
+        return None
     traced = _whole.trace(net, x1, x2_, same, block_fn=block_fn, opts=opts)
     jaxpr = traced.jaxpr.jaxpr
     # the check_output_fits of the tiled path, from the trace

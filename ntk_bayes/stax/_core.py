@@ -264,7 +264,7 @@ class Layer(eqx.Module):
         if unused:
             _reject_kwargs(unused)
         names, want_all = _parse_get(get)
-        _check_block_size(block_size)
+        _batching.check_block_size(block_size)
         if isinstance(x1, Kernel):
             given = {
                 "memory_budget": memory_budget,
@@ -545,18 +545,6 @@ def _block(net, x1, x2, same_points, need_ntk: bool, full: bool, out_full: bool)
         # for same-position covariances only.
         k = k.to_diagonal()
     return k
-
-
-def _check_block_size(block_size) -> None:
-    if block_size is None:
-        return
-    if isinstance(block_size, bool) or not isinstance(block_size, int | np.integer):
-        raise TypeError(
-            "`block_size` must be a positive integer (rows and columns per tile) or None, "
-            f"got {block_size!r}"
-        )
-    if block_size < 1:
-        raise ValueError(f"`block_size` must be >= 1 (rows and columns per tile), got {block_size}")
 
 
 def _parse_get(get):
