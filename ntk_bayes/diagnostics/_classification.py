@@ -127,6 +127,13 @@ class Reliability:
         }
 
 
+def bin_index(conf: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-width bins on [0, 1]: the edges and each confidence's bin, (lo, hi] but the
+    first bin closed."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return edges, np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+
+
 def reliability(y, probs, n_bins: int = 10) -> Reliability:
     """Bin points by top-label confidence and compare confidence with accuracy."""
     if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
@@ -134,8 +141,7 @@ def reliability(y, probs, n_bins: int = 10) -> Reliability:
     p, y = as_probs(probs, y)
     conf = p.max(axis=1)
     correct = (p.argmax(axis=1) == y).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    b = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    edges, b = bin_index(conf, n_bins)
     counts = np.bincount(b, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.bincount(b, conf, n_bins) / counts

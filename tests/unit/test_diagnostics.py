@@ -289,20 +289,65 @@ def test_classification_check_planted():
     y, p = _planted_classes("calibrated")
     calibrated = dg.classification_check(y, p)
     assert calibrated.passed
-    # two tests at alpha/2 each (Bonferroni): reported p-values are twice the raw ones
+    # two tests at alpha/2 each (Bonferroni): reported p-values are twice the raw ones,
+    # which are Monte Carlo p-values (1 + k) / (1 + n_sim); at n = 2000 they sit near the
+    # chi2 and normal approximations (4 Monte Carlo SE + 0.01 of approximation: false
+    # alarm < 1e-4 per comparison)
     st = calibrated.stats
-    assert st["n_tests"] == 2
-    raw_bins = stats.chi2.sf(st["chi2"], st["dof"])
-    assert calibrated.pvalues["miscalibrated_bins"] == pytest.approx(min(1.0, 2 * raw_bins))
-    raw_conf = 2 * stats.norm.sf(abs(st["z_confidence"]))
+    assert st["n_tests"] == 2 and st["n_sim"] == 3999
+    raw = {k: v / 2 for k, v in calibrated.pvalues.items()}
     side = "overconfident" if st["z_confidence"] < 0 else "underconfident"
-    assert calibrated.pvalues[side] == pytest.approx(min(1.0, 2 * raw_conf))
+    for key, approx in (
+        ("miscalibrated_bins", stats.chi2.sf(st["chi2"], st["dof"])),
+        (side, 2 * stats.norm.sf(abs(st["z_confidence"]))),
+    ):
+        assert (raw[key] * 4000) == pytest.approx(round(raw[key] * 4000))
+        assert abs(raw[key] - approx) < 4 * np.sqrt(approx * (1 - approx) / 3999) + 0.01
     assert dg.classification_metrics(y, p)["ece"] < 0.03
     y, p = _planted_classes("overconfident")
     check = dg.classification_check(y, p)
     assert check.overconfident and "miscalibrated_bins" in check.flags
     y, p = _planted_classes("underconfident")
     assert dg.classification_check(y, p).underconfident
+
+
+def test_classification_check_null_is_exact_by_enumeration():
+    # ten points, two or three to a bin, so that the chi2 approximation is poor: the exact
+    # null of both statistics by enumerating all 2^10 outcomes (the top label right with
+    # probability equal to its confidence), against the Monte Carlo p-values reported
+    c = np.array([0.55, 0.58, 0.66, 0.7, 0.74, 0.83, 0.86, 0.93, 0.96, 0.99])
+    probs = np.stack([1 - c, c], 1)
+    outcomes = ((np.arange(1024)[:, None] >> np.arange(10)) & 1).astype(float)
+    weight = np.prod(np.where(outcomes == 1, c, 1 - c), axis=1)
+    y = np.array([1, 0, 1, 0, 0, 1, 0, 1, 1, 0])  # an unlikely outcome: small p-values
+    n_sim = 7999
+    check = dg.classification_check(y, probs, n_bins=5, n_sim=n_sim, seed=3)
+    z_obs, chi2_obs = check.stats["z_confidence"], check.stats["chi2"]
+    zs, chi2s = [], []
+    for right in outcomes:
+        labels = right.astype(int)  # class 1 is every point's top label
+        st = dg.classification_check(labels, probs, n_bins=5, n_sim=1).stats
+        zs.append(st["z_confidence"])
+        chi2s.append(st["chi2"])
+    exact_conf = weight[np.abs(zs) >= abs(z_obs) - 1e-9].sum()
+    exact_bins = weight[np.asarray(chi2s) >= chi2_obs - 1e-9].sum()
+    side = "overconfident" if z_obs < 0 else "underconfident"
+    for got, exact in (
+        (check.pvalues[side] / 2, exact_conf),
+        (check.pvalues["miscalibrated_bins"] / 2, exact_bins),
+    ):
+        # the Monte Carlo p-value's SE at n_sim draws; 4.5 SE: false alarm < 1e-5 each
+        assert abs(got - exact) < 4.5 * np.sqrt(exact * (1 - exact) / n_sim) + 1 / n_sim
+    assert exact_bins < 0.2  # the planted outcome is in the tail, so the test has teeth
+
+
+def test_classification_check_simulation_arguments():
+    y, p = _planted_classes("calibrated", n=50)
+    a = dg.classification_check(y, p, seed=1)
+    assert a.pvalues == dg.classification_check(y, p, seed=1).pvalues  # seeded
+    for kw in ({"n_sim": 0}, {"n_sim": 2.5}, {"seed": -1}, {"n_sim": True}):
+        with pytest.raises(ValueError, match=next(iter(kw))):
+            dg.classification_check(y, p, **kw)
 
 
 # ---- errors ---------------------------------------------------------------------
