@@ -1,7 +1,9 @@
 """Convergence of a sampled BNN, judged on function values (weights have symmetries).
 
 The bar (Vehtari et al. 2021, "Rank-normalization, folding, and localization"): split
-R-hat ≤ 1.01 and bulk ESS ≥ 400 at every evaluation input, and no divergent transitions.
+R-hat ≤ 1.01 and bulk ESS ≥ 400 at every evaluation input, no divergent transitions, and
+every function value finite (a NaN at one point would otherwise drop out of the worst case
+unseen). Split R-hat needs at least 2 chains (ArviZ's rule), so one chain never meets it.
 Tree-depth saturation is reported but does not fail the bar on its own (it costs time,
 not correctness).
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 
@@ -31,6 +34,7 @@ class Convergence:
         n_chains, n_draws: draws the diagnostics come from.
         n_points: evaluation inputs (function values per draw).
         rhat_bar, ess_bar: the bar.
+        non_finite: function values that are NaN or infinite (any fails the bar).
     """
 
     max_rhat: float
@@ -42,20 +46,27 @@ class Convergence:
     n_points: int
     rhat_bar: float = RHAT_BAR
     ess_bar: float = ESS_BAR
+    non_finite: int = 0
 
     @property
     def converged(self) -> bool:
-        """Split R-hat ≤ bar, bulk ESS ≥ bar and no divergences (NaN fails)."""
+        """Split R-hat ≤ bar, bulk ESS ≥ bar, no divergences and every function value
+        finite (NaN fails)."""
         return bool(
             self.max_rhat <= self.rhat_bar
             and self.min_ess_bulk >= self.ess_bar
             and self.divergences == 0
+            and self.non_finite == 0
         )
 
     def reasons(self) -> list[str]:
         """Why the bar fails (empty when converged)."""
         out = []
-        if not self.max_rhat <= self.rhat_bar:
+        if self.non_finite:
+            out.append(f"{self.non_finite} non-finite function values (NaN/inf)")
+        if self.n_chains < 2:
+            out.append(f"split R-hat needs at least 2 chains, got {self.n_chains}")
+        elif not self.max_rhat <= self.rhat_bar:
             out.append(f"max split R-hat {self.max_rhat:.3f} > {self.rhat_bar}")
         if not self.min_ess_bulk >= self.ess_bar:
             out.append(f"min bulk ESS {self.min_ess_bulk:.0f} < {self.ess_bar:.0f}")
@@ -90,8 +101,17 @@ def function_convergence(
     if d < 4:
         raise ValueError(f"need at least 4 draws per chain for split R-hat, got {d}")
     x = f.reshape(c, d, -1)
-    idata = dg.to_inference_data(posterior={"f": x}, dims={"f": ["point"]})
-    conv = dg.convergence(idata, var_names=["f"])
+    non_finite = int(np.sum(~np.isfinite(x)))
+    if non_finite:  # diagnose the finite part; the count fails the bar on its own
+        x = np.where(np.isfinite(x), x, np.nan)
+    if non_finite == x.size:
+        conv = {"max_rhat": math.nan, "min_ess_bulk": math.nan}
+    else:
+        idata = dg.to_inference_data(posterior={"f": x}, dims={"f": ["point"]})
+        with warnings.catch_warnings():
+            # one chain: ArviZ gives every R-hat as NaN; reasons() says why
+            warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+            conv = dg.convergence(idata, var_names=["f"])
     return Convergence(
         max_rhat=_nan_to(conv["max_rhat"], math.inf),
         min_ess_bulk=_nan_to(conv["min_ess_bulk"], 0.0),
@@ -100,6 +120,7 @@ def function_convergence(
         n_chains=int(c),
         n_draws=int(d),
         n_points=int(x.shape[-1]),
+        non_finite=non_finite,
     )
 
 

@@ -60,8 +60,11 @@ def finite_network(net: Layer, width: int | None, parameterization: str = "ntk")
     Dense/Conv layer in ``parameterization``. ``width=None`` keeps the layers' widths."""
     if not isinstance(net, Layer):
         raise TypeError(f"`net` must be an ntk_bayes.stax network, got {type(net).__name__}")
-    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
+    if width is not None and (
+        isinstance(width, bool) or not isinstance(width, int | np.integer) or width < 1
+    ):
         raise ValueError(f"`width` must be a positive integer or None, got {width!r}")
+    width = None if width is None else int(width)
     if parameterization not in PARAMETERIZATIONS:
         raise ValueError(
             f"`parameterization` must be one of {PARAMETERIZATIONS}, got {parameterization!r}"

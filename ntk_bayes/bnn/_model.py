@@ -23,6 +23,7 @@ DataTree) forbids them in variable names.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from typing import Any
 
@@ -36,7 +37,7 @@ from numpyro.infer import SVI, Trace_ELBO, init_to_sample
 from numpyro.infer.autoguide import AutoNormal
 
 from .._defaults import DEFAULT_NUTS
-from .._numerics import as_float_array, check_finite
+from .._numerics import as_float_array, check_finite, is_concrete
 from ..stax import Layer
 from ._convergence import function_convergence
 from ._finite import ParamLayout, finite_network, param_layout
@@ -46,6 +47,41 @@ from ._posterior import BNNPosterior
 from ._readout import collapsed_model, draw_readouts, split_readout
 
 __all__ = ["BNN", "LIKELIHOODS", "DEFAULT_NUTS"]
+
+
+def _check_noise(noise):
+    """The Gaussian noise VARIANCE: a positive finite number (Python, NumPy or a 0-d
+    array, as ``GaussianProcess(noise=...)`` takes it) or a scalar NumPyro prior whose
+    support is positive variances."""
+    if isinstance(noise, dist.Distribution):
+        if noise.event_shape != () or noise.batch_shape != ():
+            raise ValueError("`noise` prior must be a scalar distribution")
+        lower = getattr(noise.support, "lower_bound", None)
+        if lower is None or not is_concrete(lower) or not float(np.min(lower)) >= 0:
+            raise ValueError(
+                f"`noise` is a prior on the noise VARIANCE and must put no mass on negative "
+                f"values, but {type(noise).__name__} has support {noise.support}; use e.g. "
+                "dist.HalfNormal, dist.LogNormal or dist.InverseGamma (or a float to fix it)"
+            )
+        return noise
+    if isinstance(noise, bool | str | bytes) or np.ndim(noise) != 0:
+        raise ValueError(
+            "`noise` (the noise variance) must be a positive number or a scalar NumPyro "
+            f"distribution, got {noise!r}"
+        )
+    try:
+        value = float(np.asarray(noise))
+    except (TypeError, ValueError):
+        raise ValueError(
+            "`noise` (the noise variance) must be a positive number or a scalar NumPyro "
+            f"distribution, got {noise!r}"
+        ) from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"`noise` (the noise variance) must be a positive finite number, got {value!r}; "
+            "pass sigma**2 for a noise standard deviation sigma"
+        )
+    return value
 
 
 class BNN:
@@ -82,26 +118,15 @@ class BNN:
             raise ValueError(f"`likelihood` must be one of {LIKELIHOODS}, got {likelihood!r}")
         if not isinstance(name, str) or not name or not isinstance(obs, str) or not obs:
             raise TypeError("`name` and `obs` must be non-empty strings")
-        self.net = net
-        self.width = width
-        self.parameterization = parameterization
         self.finite = finite_network(net, width, parameterization)
+        self.net = net
+        self.width = None if width is None else int(width)
+        self.parameterization = parameterization
         self.likelihood = likelihood
         self.name = name
         self.obs = obs
         if likelihood == "gaussian":
-            if noise is None:
-                noise = dist.HalfNormal(1.0)
-            if isinstance(noise, dist.Distribution):
-                if noise.event_shape != () or noise.batch_shape != ():
-                    raise ValueError("`noise` prior must be a scalar distribution")
-            elif isinstance(noise, bool) or not isinstance(noise, int | float) or not noise > 0:
-                raise ValueError(
-                    "`noise` (the noise variance) must be a positive float or a NumPyro "
-                    f"distribution, got {noise!r}"
-                )
-            else:
-                noise = float(noise)
+            noise = _check_noise(dist.HalfNormal(1.0) if noise is None else noise)
         elif noise is not None:
             raise ValueError(f"`noise` applies to the gaussian likelihood only, not {likelihood}")
         self.noise = noise
@@ -165,12 +190,13 @@ class BNN:
             raise ValueError("a categorical likelihood needs a readout with K >= 2 outputs")
         return k
 
-    def check_data(self, X, y=None):
-        """Convert and validate inputs/targets (before any expensive work)."""
-        X = as_float_array(X, "X")
+    def check_data(self, X, y=None, *, name: str = "X"):
+        """Convert and validate inputs/targets (before any expensive work); errors name
+        the inputs ``name``."""
+        X = as_float_array(X, name)
         if X.ndim < 2:
-            raise ValueError(f"`X` must be (n, features...), got shape {X.shape}")
-        check_finite(X, "X")
+            raise ValueError(f"`{name}` must be (n, features...), got shape {X.shape}")
+        check_finite(X, name)
         k = self.out_dim(X.shape)
         self.layout(X.shape)  # unsupported layers fail here, before any work
         if y is None:
@@ -237,9 +263,11 @@ class BNN:
         ``batch_size`` weight sets whatever ``n_draws`` is.
         """
         X, _ = self.check_data(X)
-        if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
-            raise ValueError(f"`n_draws` must be a positive integer, got {n_draws!r}")
-        batch_size = max(1, min(int(batch_size), n_draws))
+        for nm, v in (("n_draws", n_draws), ("batch_size", batch_size)):
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+                raise ValueError(f"`{nm}` must be a positive integer, got {v!r}")
+        n_draws = int(n_draws)
+        batch_size = min(int(batch_size), n_draws)
         keys = jax.random.split(key, -(-n_draws // batch_size) * batch_size)
         outs = [
             self._prior_batch(X, keys[i : i + batch_size]) for i in range(0, len(keys), batch_size)
@@ -325,7 +353,14 @@ class BNN:
                 bulk ESS ≥ 400, no divergences) holds.
         """
         X, y = self.check_data(X, y)
-        X_eval = X if X_eval is None else self.check_data(X_eval)[0]
+        X_eval = X if X_eval is None else self.check_data(X_eval, name="X_eval")[0]
+        if X_eval.shape[1:] != X.shape[1:]:
+            raise ValueError(
+                f"`X_eval` points have shape {X_eval.shape[1:]} but the training inputs `X` "
+                f"have {X.shape[1:]}; evaluate the network on inputs like its training data"
+            )
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            raise TypeError(f"`seed` must be an integer, got {seed!r}")
         readout = self.collapsible_readout(X.shape)
         if marginalize_readout and readout is None:
             raise ValueError(

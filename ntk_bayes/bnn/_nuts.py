@@ -74,10 +74,22 @@ def check_nuts_args(
         ("thinning", thinning, 1),
         ("init_steps", init_steps, 1),
     ):
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
             raise ValueError(f"`{nm}` must be an integer >= {lo}, got {v!r}")
-    if not 0.0 < target_accept_prob < 1.0:
-        raise ValueError(f"`target_accept_prob` must be in (0, 1), got {target_accept_prob}")
+    if num_samples // thinning < 4:
+        raise ValueError(
+            f"`num_samples` // `thinning` = {num_samples} // {thinning} keeps "
+            f"{num_samples // thinning} draws per chain; split R-hat needs at least 4: raise "
+            "`num_samples` or lower `thinning`"
+        )
+    if (
+        isinstance(target_accept_prob, bool)
+        or not isinstance(target_accept_prob, int | float | np.integer | np.floating)
+        or not 0.0 < target_accept_prob < 1.0
+    ):
+        raise ValueError(
+            f"`target_accept_prob` must be a number in (0, 1), got {target_accept_prob!r}"
+        )
     if init not in INITS:
         raise ValueError(f"`init` must be one of {INITS}, got {init!r}")
     if chain_method is None:
@@ -171,6 +183,8 @@ def run_nuts(
         progress: called with one line when the chain group starts and one when it
             ends; ``None`` for silence.
     """
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"`seed` must be an integer, got {seed!r}")
     chain_method = check_nuts_args(
         num_warmup=num_warmup,
         num_samples=num_samples,

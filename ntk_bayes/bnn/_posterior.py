@@ -81,6 +81,12 @@ class BNNPosterior:
 
     def outputs(self, X: ArrayLike, *, batch_size: int = 256) -> np.ndarray:
         """Network outputs ``(chain, draw, n, K)`` at inputs ``X``, one per draw."""
+        if np.ndim(X) >= 2 and tuple(np.shape(X)[1:]) != tuple(self.X_train.shape[1:]):
+            raise ValueError(
+                f"`X` points have shape {tuple(np.shape(X)[1:])} but the network was fitted "
+                f"on points of shape {tuple(self.X_train.shape[1:])}; pass inputs like the "
+                "training data"
+            )
         out = self.bnn.outputs(self._flat(), X, batch_size=batch_size)
         return out.reshape((self.num_chains, self.num_draws) + out.shape[1:])
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._numerics import full_precision
 
@@ -28,11 +29,18 @@ __all__ = ["empirical_ntk_fn", "empirical_nngp_fn", "empirical_kernel_fn"]
 _GETS = ("nngp", "ntk")
 
 
-def _norm_axes(axes: Sequence[int], ndim: int, name: str) -> tuple[int, ...]:
+def _norm_axes(axes: int | Sequence[int], ndim: int, name: str) -> tuple[int, ...]:
+    if isinstance(axes, int | np.integer) and not isinstance(axes, bool):
+        axes = (int(axes),)  # one axis, as neural-tangents accepts
+    try:
+        axes = tuple(axes)
+    except TypeError:
+        raise TypeError(f"`{name}` must be an int or a tuple of ints, got {axes!r}") from None
     out = []
     for a in axes:
-        if not isinstance(a, int) or isinstance(a, bool):
-            raise TypeError(f"`{name}` must be a tuple of ints, got {axes!r}")
+        if not isinstance(a, int | np.integer) or isinstance(a, bool):
+            raise TypeError(f"`{name}` must be an int or a tuple of ints, got {axes!r}")
+        a = int(a)
         b = a % ndim if -ndim <= a < ndim else None
         if b is None or b == 0:
             raise ValueError(
@@ -103,6 +111,16 @@ def empirical_ntk_fn(
     for x2)``.
     """
     _no_diagonal(diagonal_axes)
+    if batch_size is not None and (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int | np.integer)
+        or batch_size < 1
+    ):
+        raise ValueError(
+            f"`batch_size` must be a positive integer (inputs per Jacobian block) or None "
+            f"(all at once), got {batch_size!r}"
+        )
+    batch_size = None if batch_size is None else int(batch_size)
 
     def jac(params, x, kwargs):
         return jax.jacrev(lambda p: f(p, x, **kwargs))(params)

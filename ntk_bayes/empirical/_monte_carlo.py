@@ -55,7 +55,10 @@ def monte_carlo_kernel_fn(
         n_samples: number of random networks averaged.
         batch_size: networks evaluated together (vmapped) per step.
 
-    ``with_stderr=True`` returns ``(mean, stderr)``, two namedtuples of the same layout.
+    ``with_stderr=True`` returns ``(mean, stderr)``, two namedtuples of the same layout;
+    ``stderr`` is sd / sqrt(S) with the unbiased sd (so ``n_samples`` >= 2), accumulated
+    by a running mean and sum of squared deviations, which stays accurate in float32 where
+    an entry's spread is tiny against its mean.
     Further keywords go to ``apply_fn`` as in neural-tangents: a tuple of two is ``(for
     x1, for x2)``, e.g. ``pattern=(pattern1, pattern2)`` for graph networks, anything else
     goes to both; ``rng`` is drawn per sample and cannot be given.
@@ -84,20 +87,33 @@ def monte_carlo_kernel_fn(
                 kw["rng"] = jax.random.fold_in(k, 1)
             return {g: fns[g](x1, x2, params, **kw) for g in names}
 
-        def step(carry, kb):
+        # Running mean and sum of squared deviations, merged batch by batch (Chan, Golub &
+        # LeVeque 1979). Not Σv² / S - mean²: where an entry's spread is small against its
+        # mean (a large readout bias, float32) that difference cancels to noise, and the
+        # standard error came out 0 or 1000 times too large.
+        def step(carry, xs):
+            kb, i = xs
             vals = jax.vmap(one)(kb)
-            s, s2 = carry
-            s = {g: s[g] + vals[g].sum(0) for g in names}
-            s2 = {g: s2[g] + (vals[g] ** 2).sum(0) for g in names}
-            return (s, s2), None
+            mean, m2 = carry
+            n_a = (i * batch_size).astype(dtype)
+            n = n_a + batch_size
+            new_mean, new_m2 = {}, {}
+            for g in names:
+                mb = vals[g].mean(0)
+                delta = mb - mean[g]
+                new_mean[g] = mean[g] + delta * (batch_size / n)
+                m2b = jnp.sum(jnp.square(vals[g] - mb), axis=0)
+                new_m2[g] = m2[g] + m2b + jnp.square(delta) * (n_a * batch_size / n)
+            return (new_mean, new_m2), None
 
         shape = jax.eval_shape(one, keys[0, 0])
+        dtype = jnp.result_type(*(shape[g].dtype for g in names))
         zeros = {g: jnp.zeros(shape[g].shape, shape[g].dtype) for g in names}
-        (s, s2), _ = jax.lax.scan(step, (zeros, zeros), keys)
-        mean = {g: s[g] / n_samples for g in names}
-        var = {g: jnp.maximum(s2[g] / n_samples - mean[g] ** 2, 0.0) for g in names}
-        denom = max(n_samples - 1, 1)
-        stderr = {g: jnp.sqrt(var[g] * n_samples / denom / n_samples) for g in names}
+        steps = jnp.arange(keys.shape[0])
+        (mean, m2), _ = jax.lax.scan(step, (zeros, zeros), (keys, steps))
+        # sd / sqrt(S) with the unbiased variance; undefined (NaN) for one sample
+        denom = n_samples - 1 if n_samples > 1 else jnp.nan
+        stderr = {g: jnp.sqrt(m2[g] / denom / n_samples) for g in names}
         return mean, stderr
 
     estimate_jit = jax.jit(estimate, static_argnames=("names", "static"))
@@ -107,6 +123,11 @@ def monte_carlo_kernel_fn(
         for g in names:
             if g not in _GETS:
                 raise ValueError(f"`get` has unknown kernel {g!r}; choose from {_GETS}")
+        if with_stderr and n_samples < 2:
+            raise ValueError(
+                "`with_stderr=True` needs `n_samples` >= 2 to estimate a standard error; "
+                f"this kernel_fn averages {n_samples} network"
+            )
         arrays, static = _split_by_kind(apply_fn_kwargs)
         x1 = jnp.asarray(x1)
         x2 = None if x2 is None else jnp.asarray(x2)

@@ -36,7 +36,7 @@ from .. import stax
 from .._numerics import as_float_array, check_finite
 from ..predict import gradient_descent_mse_ensemble
 from ._regimes import LogLogFit, _check_seeds, _check_widths, default_learning_rate, fit_loglog
-from ._training import train
+from ._training import _positive_float, train
 
 __all__ = ["DynamicsComparison", "dynamics_comparison", "CenteredApply"]
 
@@ -133,6 +133,13 @@ def dynamics_comparison(
         raise ValueError(f"`y_train` must have shape ({x.shape[0]}, K), got {y.shape}")
     for a, name in ((x, "x_train"), (y, "y_train"), (xt, "x_test")):
         check_finite(a, name)
+    if not np.any(np.asarray(y) != 0):
+        raise ValueError(
+            "`y_train` is all zeros: the gaps are reported relative to RMS(y_train), which is "
+            "0, and every trained network stays at its initial function"
+        )
+    if learning_rate is not None:
+        learning_rate = _positive_float(learning_rate, "learning_rate")
     ts = sorted({int(s) for s in steps})
     if not ts or ts[0] < 0:
         raise ValueError(f"`steps` must be non-negative integers, got {list(steps)}")

@@ -28,6 +28,7 @@ import math
 from typing import Any
 
 import equinox as eqx
+import numpy as np
 
 from .. import stax
 
@@ -110,8 +111,9 @@ def scaled_mlp(
         out_dim: number of outputs.
     """
     for name, v in (("width", width), ("depth", depth), ("out_dim", out_dim)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
             raise ValueError(f"`{name}` must be a positive integer, got {v!r}")
+    width, depth, out_dim = int(width), int(depth), int(out_dim)
     p = _check_parameterization(parameterization)
     phi = stax.Relu() if nonlinearity is None else nonlinearity
     if not isinstance(phi, stax.Layer):

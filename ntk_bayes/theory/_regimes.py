@@ -41,7 +41,7 @@ from .._numerics import as_float_array, check_finite
 from ..predict import max_learning_rate
 from ._linearize import effective_ntk_fn
 from ._parameterization import PARAMETERIZATIONS, _check_parameterization, scaled_mlp
-from ._training import relative_change, train
+from ._training import _positive_float, relative_change, train
 
 __all__ = [
     "LogLogFit",
@@ -209,8 +209,7 @@ def kernel_evolution(
     _check_output_scale(lazy0, x, y, spec)
     if learning_rate is None:
         learning_rate = default_learning_rate(lazy0, x, y.shape[1])
-    if not np.isfinite(learning_rate) or learning_rate <= 0:
-        raise ValueError(f"`learning_rate` must be a positive finite number, got {learning_rate}")
+    learning_rate = _positive_float(learning_rate, "learning_rate")
     change = {p: np.zeros((n_seeds, len(ws))) for p in ps}
     final = {p: np.zeros((n_seeds, len(ws))) for p in ps}
     initial = {p: np.zeros((n_seeds, len(ws))) for p in ps}
@@ -350,6 +349,12 @@ def finite_width_corrections(
             raise TypeError(f"net_fn({w}) returned {type(net).__name__}, not a stax network")
     theta = np.asarray(nets[0].kernel_fn(x, None, "ntk"), np.float64)
     norm = np.linalg.norm(theta)
+    if not (np.isfinite(norm) and norm > 0):
+        raise ValueError(
+            f"the analytic NTK on `x` has Frobenius norm {norm:g}, so deviations relative to "
+            "it are undefined; give the network nonzero W_std/b_std and inputs that are not "
+            "all zero"
+        )
     dev = np.zeros((n_seeds, len(ws)))
     spread, bias = np.zeros(len(ws)), np.zeros(len(ws))
     for j, (w, net) in enumerate(zip(ws, nets, strict=True)):

@@ -92,7 +92,28 @@ class TrainingHistory:
             raise ValueError("no test outputs were recorded; pass x_test to train()")
         diff = np.asarray(f, np.float64) - np.asarray(g, np.float64)
         scale = np.sqrt(np.mean(np.asarray(self.y_train, np.float64) ** 2))
+        if not scale > 0:
+            raise ValueError(
+                "the targets are all zero, so a gap relative to RMS(y_train) is undefined; "
+                "compare f_train and f_lin_train directly"
+            )
         return np.sqrt(np.mean(diff**2, axis=(1, 2))) / scale
+
+
+def _number(v, name) -> float:
+    if isinstance(v, bool | str | bytes) or np.ndim(v) != 0:
+        raise TypeError(f"`{name}` must be a number, got {v!r}")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be a number, got {v!r}") from None
+
+
+def _positive_float(v, name) -> float:
+    x = _number(v, name)
+    if not math.isfinite(x) or x <= 0:
+        raise ValueError(f"`{name}` must be a positive finite number, got {v!r}")
+    return x
 
 
 def _positive_int(v, name, allow_zero=False):
@@ -104,6 +125,9 @@ def _positive_int(v, name, allow_zero=False):
 
 def _record_grid(steps, record_every, record_steps, name):
     if record_steps is not None:
+        for s in record_steps:
+            if isinstance(s, bool) or not isinstance(s, int | np.integer):
+                raise ValueError(f"`{name}` must be integer steps, got {list(record_steps)}")
         grid = sorted({int(s) for s in record_steps})
         if not grid or grid[0] < 0 or grid[-1] > steps:
             raise ValueError(f"`{name}` must lie in [0, steps={steps}], got {list(record_steps)}")
@@ -160,9 +184,7 @@ def train(
     """
     _check_apply_fn(apply_fn)
     _check_params(params)
-    lr = float(learning_rate)
-    if not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"`learning_rate` must be a positive finite number, got {learning_rate}")
+    lr = _positive_float(learning_rate, "learning_rate")
     steps = _positive_int(steps, "steps", allow_zero=True)
     x = as_float_array(x_train, "x_train")
     y = as_float_array(y_train, "y_train").astype(x.dtype)
@@ -191,7 +213,7 @@ def train(
             raise ValueError(f"`batch_size` ({batch_size}) exceeds the {n} training points")
         if key is None:
             raise ValueError("SGD (batch_size given) needs a PRNG `key`, e.g. jax.random.key(0)")
-    if momentum is not None and not 0 <= float(momentum) < 1:
+    if momentum is not None and not 0 <= _number(momentum, "momentum") < 1:
         raise ValueError(f"`momentum` must be in [0, 1), got {momentum}")
     lr_scales = check_lr_scales(lr_scales, params)
     m = n if ntk_points is None else _positive_int(ntk_points, "ntk_points")

@@ -23,6 +23,7 @@ def test_one_hidden_layer_prior_covariance_is_nngp_at_any_width():
     K = np.asarray(net.kernel_fn(X, X, "nngp"), np.float64)
     f = bnn.BNN(net, width=3).sample_prior(jax.random.PRNGKey(0), X, 4000)[..., 0]
     z = _z_scores(f, K)
+    # 10 entries at |z| < 4 (two-sided 6.3e-5 each): false alarm < 1e-3
     assert np.max(np.abs(z)) < 4.0, z
 
 
@@ -34,7 +35,10 @@ def test_wide_prior_covariance_matches_nngp(depth, act):
     K = np.asarray(net.kernel_fn(X, X, "nngp"), np.float64)
     f = bnn.BNN(net, width=64).sample_prior(jax.random.PRNGKey(1), X, 2000)[..., 0]
     z = _z_scores(f, K)
+    # 10 entries at |z| < 4 (two-sided 6.3e-5 each, plus an O(1/width) bias of ~0.5 sd):
+    # false alarm < 1e-2
     assert np.max(np.abs(z)) < 4.0, z
+    # mean of 10 z² below 0.05: P(χ²₁₀ < 0.5) < 1e-6 (were the z independent)
     assert np.mean(z**2) > 0.05  # the standard errors are not absurdly loose
     assert np.max(np.abs(_z_scores(f, 1.25 * K))) > 4.0
 
@@ -54,6 +58,7 @@ def test_branching_prior_matches_nngp():
     X = np.random.default_rng(2).normal(size=(3, 2))
     K = np.asarray(net.kernel_fn(X, X, "nngp"), np.float64)
     f = bnn.BNN(net, width=64).sample_prior(jax.random.PRNGKey(2), X, 2000)[..., 0]
+    # 6 entries at |z| < 4: false alarm < 1e-3 (plus the O(1/width) bias)
     assert np.max(np.abs(_z_scores(f, K))) < 4.0
 
 
@@ -67,4 +72,5 @@ def test_conv_prior_matches_nngp():
     X = np.random.default_rng(3).normal(size=(3, 4, 4, 1))
     K = np.asarray(net.kernel_fn(X, X, "nngp"), np.float64)
     f = bnn.BNN(net, width=4).sample_prior(jax.random.PRNGKey(3), X, 3000)[..., 0]
+    # one hidden layer: exact at any width; 6 entries at |z| < 4: false alarm < 1e-3
     assert np.max(np.abs(_z_scores(f, K))) < 4.0

@@ -61,7 +61,14 @@ def test_finite_network_with_branches_and_conv():
         (lambda: bnn.BNN(stax.serial(stax.Relu()), 4), ValueError, "no weighted layer"),
         (lambda: bnn.BNN(bnn_mlp(), 0), ValueError, "`width`"),
         (lambda: bnn.BNN(bnn_mlp(), 4, likelihood="poisson"), ValueError, "likelihood"),
-        (lambda: bnn.BNN(bnn_mlp(), 4, noise=-1.0), ValueError, "positive float"),
+        (lambda: bnn.BNN(bnn_mlp(), 4, noise=-1.0), ValueError, "positive"),
+        (lambda: bnn.BNN(bnn_mlp(), 4, noise=float("inf")), ValueError, "`noise`.*finite"),
+        (lambda: bnn.BNN(bnn_mlp(), 4, noise=float("nan")), ValueError, "`noise`.*finite"),
+        (lambda: bnn.BNN(bnn_mlp(), 4, noise=np.ones(2)), ValueError, "`noise`"),
+        (lambda: bnn.BNN(bnn_mlp(), 4, noise="0.1"), ValueError, "`noise`"),
+        # a prior with mass on negative variances makes the likelihood's scale NaN
+        (lambda: bnn.BNN(bnn_mlp(), 4, noise=dist.Normal(0.1, 1.0)), ValueError, "negative"),
+        (lambda: bnn.BNN(bnn_mlp(), 4, noise=dist.Uniform(-1.0, 1.0)), ValueError, "negative"),
         (lambda: bnn.BNN(bnn_mlp(), 4, noise=dist.HalfNormal(jnp.ones(2))), ValueError, "scalar"),
         (lambda: bnn.BNN(bnn_mlp(), 4, likelihood="bernoulli", noise=0.1), ValueError, "gaussian"),
         (lambda: bnn.BNN("mlp", 4), TypeError, "stax network"),
@@ -153,6 +160,22 @@ def test_model_sites_and_shapes():
     )
     tr = numpyro.handlers.trace(numpyro.handlers.seed(no_bias.model, 0)).get_trace(X)
     assert {k for k, v in tr.items() if v["type"] == "sample"} == {"bnn_0_0", "bnn_2_0", "y"}
+
+
+def test_noise_and_width_take_numpy_and_jax_scalars():
+    """`noise` as GaussianProcess takes it: any positive number, NumPy or JAX scalar."""
+    for noise in (np.float32(0.09), np.float64(0.09), jnp.asarray(0.09), np.asarray(0.09)):
+        model = bnn.BNN(bnn_mlp(4), np.int64(4), noise=noise)
+        assert model.noise == pytest.approx(0.09) and type(model.noise) is float
+        assert model.width == 4 and type(model.width) is int
+    for prior in (dist.LogNormal(0.0, 1.0), dist.InverseGamma(2.0, 1.0), dist.Uniform(0.01, 1)):
+        assert bnn.BNN(bnn_mlp(4), 4, noise=prior).noise_is_sampled
+    f = bnn.BNN(bnn_mlp(4), 4, noise=0.1).sample_prior(jax.random.PRNGKey(0), np.ones((2, 3)), 3)
+    assert f.shape == (3, 2, 1)
+    with pytest.raises(ValueError, match="`batch_size`"):
+        bnn.BNN(bnn_mlp(4), 4, noise=0.1).sample_prior(
+            jax.random.PRNGKey(0), np.ones((2, 3)), 3, batch_size=0
+        )
 
 
 def test_noise_is_a_variance():
@@ -247,9 +270,51 @@ def test_convergence_bar_on_planted_draws():
         bnn.function_convergence(iid[:, :3])
 
 
-def test_nuts_settings_are_checked_before_work():
+def test_non_finite_function_values_fail_the_bar():
+    """A NaN at one point used to drop out of ArviZ's worst case: 'converged'."""
+    rng = np.random.default_rng(0)
+    iid = rng.normal(size=(4, 500, 3))
+    one = iid.copy()
+    one[0, 10, 1] = np.nan
+    conv = bnn.function_convergence(one)
+    assert not conv.converged and conv.non_finite == 1, conv
+    assert "non-finite" in conv.reasons()[0] and conv.as_dict()["non_finite"] == 1
+    point = iid.copy()
+    point[:, :, 1] = np.inf
+    assert not bnn.function_convergence(point).converged
+    assert not bnn.function_convergence(np.full((2, 8), np.nan)).converged
+    assert bnn.function_convergence(iid).non_finite == 0
+
+
+def test_one_chain_says_why_it_cannot_meet_the_bar():
+    conv = bnn.function_convergence(np.random.default_rng(0).normal(size=(1, 500, 2)))
+    assert not conv.converged
+    assert conv.reasons() == ["split R-hat needs at least 2 chains, got 1"], conv.reasons()
+
+
+def test_nuts_settings_are_checked_before_work(monkeypatch):
     with pytest.raises(ValueError, match="init"):
         bnn.BNN(bnn_mlp(4), 4, noise=0.1).fit_nuts(np.zeros((3, 3)), np.zeros(3), init="mode")
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampling started before the settings were checked")
+
+    monkeypatch.setattr("numpyro.infer.MCMC.run", no_sampling)
+    model = bnn.BNN(bnn_mlp(4), 4, noise=0.1)
+    X, y = np.zeros((3, 3)), np.zeros(3)
+    fit = dict(num_warmup=2, num_samples=4, num_chains=1, progress_bar=False)
+    bad = [
+        # 4 draws thinned by 2 keep 2: split R-hat used to fail only after sampling
+        (dict(thinning=2), ValueError, "thinning"),
+        (dict(target_accept_prob="0.8"), ValueError, "target_accept_prob"),
+        (dict(seed="0"), TypeError, "`seed`"),
+        (dict(seed=None), TypeError, "`seed`"),
+        (dict(X_eval=np.zeros((2, 2))), ValueError, "`X_eval` points have shape"),
+        (dict(X_eval=np.full((2, 3), np.nan)), ValueError, "`X_eval` contains"),
+    ]
+    for kw, exc, match in bad:
+        with pytest.raises(exc, match=match):
+            model.fit_nuts(X, y, **{**fit, **kw})
     with pytest.raises(ValueError, match="marginalize_readout"):
         bnn.BNN(bnn_mlp(4), 4, likelihood="bernoulli").fit_nuts(
             np.zeros((3, 3)), np.zeros(3, int), marginalize_readout=True
@@ -291,6 +356,15 @@ def test_log_likelihood_agrees_with_numpyro(likelihood, out, tol):
         p = post.predictive(X)
         np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-6)
         assert p.shape == (7, max(out, 2))
+
+
+def test_posterior_refuses_inputs_unlike_the_training_data():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(5, 3)), rng.normal(size=5)
+    post = _prior_posterior(bnn.BNN(bnn_mlp(4), 4, noise=0.1), X, y, n=4)
+    assert post.latent(X[:2]).shape == (2, 4, 2)
+    with pytest.raises(ValueError, match="`X` points have shape \\(2,\\).*\\(3,\\)"):
+        post.predictive(X[:, :2])
 
 
 def test_weights_left_out_of_arviz_for_wide_networks():
