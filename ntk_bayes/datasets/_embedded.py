@@ -30,6 +30,7 @@ class _Entry:
     description: str
     build: Callable
     test_fraction: float = 0.25
+    options: tuple[str, ...] = ()  # the keyword options its loader takes
 
 
 def _packaged_csv(name: str, target: str, drop: tuple[str, ...] = (), file: str | None = None):
@@ -182,6 +183,7 @@ _REGISTRY: dict[str, _Entry] = {
         "1-D regression, y = sin(2x) + 0.3x + N(0, 0.15^2) on [-3, 3]; no training points in "
         "the gap (-1, 1), where a good posterior's uncertainty must grow",
         _toy1d,
+        options=("n", "noise_std", "domain", "gap"),
     ),
     "concrete": _Entry(
         "regression",
@@ -225,6 +227,7 @@ _REGISTRY: dict[str, _Entry] = {
         "classification",
         "sklearn's 8x8 handwritten digits: 1797 images (N, 8, 8, 1), 10 classes",
         _digits,
+        options=("flatten", "n_class"),
     ),
 }
 
@@ -277,6 +280,7 @@ def load(
         )
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"`seed` must be a non-negative integer, got {seed!r}")
+    _check_options(key, options)
     if test_fraction is None:
         test_fraction = _REGISTRY[key].test_fraction
     check_fraction(test_fraction)
@@ -284,6 +288,25 @@ def load(
         int(seed), float(test_fraction), standardize=standardize, dtype=dtype, **options
     )
     return subsample_train(ds, n_max, seed) if n_max is not None else ds
+
+
+def _check_options(key: str, options: dict) -> None:
+    """Refuse loader options the dataset does not take, naming the ones it does."""
+    valid = _REGISTRY[key].options
+    unknown = [o for o in options if o not in valid]
+    if not unknown:
+        return
+    if "noise" in unknown and "noise_std" in valid:
+        # `noise` is a variance everywhere else: never guess which was meant
+        raise TypeError(
+            f"{key} takes `noise_std`, the standard deviation of the noise (`noise` means a "
+            f"variance in ntk_bayes); got noise={options['noise']!r}: pass noise_std=... instead"
+        )
+    takes = f"its options are {', '.join(valid)}" if valid else "it takes no options"
+    raise TypeError(
+        f"{key}: unknown option(s) {', '.join(f'`{o}`' for o in unknown)}; {takes} "
+        "(besides seed, test_fraction, n_max, standardize and dtype)"
+    )
 
 
 def subsample_train(ds: Dataset, n_max: int, seed: int) -> Dataset:

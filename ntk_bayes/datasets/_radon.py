@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._base import resolve_dtype
+
 __all__ = ["Radon", "load_radon"]
 
 _PATH = pathlib.Path(__file__).parent / "data" / "radon_mn.csv"
@@ -39,8 +41,14 @@ class Radon(NamedTuple):
         return len(self.county_names)
 
 
-def load_radon(dtype=np.float32) -> Radon:
-    """Load the radon survey (no network: the CSV ships with the package)."""
+def load_radon(dtype=None) -> Radon:
+    """Load the radon survey (no network: the CSV ships with the package).
+
+    Args:
+        dtype: float32 or float64 for ``floor``, ``log_uranium`` and ``log_radon``;
+            default JAX's default float (float64 when ``jax_enable_x64`` is on).
+    """
+    dtype = resolve_dtype(dtype)
     with open(_PATH, newline="") as f:
         rows = list(csv.DictReader(f))
     county = np.array([int(r["county"]) - 1 for r in rows])

@@ -29,6 +29,7 @@ __all__ = [
     "canonical_get",
     "check_diag_reg",
     "exact_first_cholesky",
+    "initial_outputs",
     "kernel_part",
     "named_output",
 ]
@@ -115,6 +116,23 @@ def exact_first_cholesky(K, name: str):
             return L
         return psd_cholesky(K, name=name)[0]
     return jax.lax.cond(jnp.all(jnp.isfinite(L)), lambda: L, lambda: psd_cholesky(K, name=name)[0])
+
+
+def initial_outputs(x, shape: tuple, dtype, name: str):
+    """Initial network outputs ``x`` broadcast to ``shape`` (the outputs they start),
+    refusing any shape that would broadcast to something else: ``(M,)`` against ``(M, 1)``
+    would otherwise turn a prediction into an ``(M, M)`` array."""
+    x = jnp.asarray(x, dtype)
+    try:
+        fits = jnp.broadcast_shapes(x.shape, shape) == tuple(shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"`{name}` has shape {x.shape} but the outputs it starts have shape "
+            f"{tuple(shape)}; pass a scalar or an array of that shape"
+        )
+    return jnp.broadcast_to(x, shape)
 
 
 class OutputLayout:

@@ -20,6 +20,7 @@ from jax.experimental.ode import odeint
 from jaxtyping import Array, ArrayLike
 
 from .._numerics import as_float_array, check_finite, full_precision, is_concrete
+from ._common import initial_outputs
 
 __all__ = ["gradient_descent"]
 
@@ -102,7 +103,7 @@ def gradient_descent(
             not np.all(np.isfinite(np.asarray(ts))) or np.any(np.asarray(ts) < 0)
         ):
             raise ValueError(f"`t` must hold finite times >= 0, got {np.asarray(ts)}")
-        f0 = jnp.broadcast_to(jnp.asarray(fx_train_0, dtype), y.shape)
+        f0 = initial_outputs(fx_train_0, y.shape, dtype, "fx_train_0")
         if fx_test_0 is not None and k_test_train is None:
             raise ValueError("predicting on a test set needs `k_test_train`")
         k_td = None
@@ -112,7 +113,7 @@ def gradient_descent(
             if k_td.ndim != 2 + 2 * full or k_td.shape[1:] != want:
                 shape = f"(M, {', '.join(map(str, want))})"
                 raise ValueError(f"`k_test_train` must be {shape}, got {k_td.shape}")
-            g0 = jnp.broadcast_to(jnp.asarray(fx_test_0, dtype), (k_td.shape[0],) + y.shape[1:])
+            g0 = initial_outputs(fx_test_0, (k_td.shape[0],) + y.shape[1:], dtype, "fx_test_0")
         state0 = (f0,) if k_td is None else (f0, g0)
 
         def apply(kern, grad):  # Θ acting on the loss gradient of the outputs

@@ -30,6 +30,7 @@ from ._common import (
     add_diagonal_regularizer,
     check_diag_reg,
     exact_first_cholesky,
+    initial_outputs,
 )
 from ._ensemble import _check_time, neg_expm1, neg_inv_expm1
 
@@ -94,21 +95,20 @@ def gradient_descent_mse(
         f0 = (
             None
             if fx_train_0 is None
-            else jnp.broadcast_to(jnp.asarray(fx_train_0, dtype), y.shape)
+            else initial_outputs(fx_train_0, y.shape, dtype, "fx_train_0")
         )
         resid = layout.flat_y(y.astype(dtype) if f0 is None else y.astype(dtype) - f0)
         k_td = None
         if fx_test_0 is not None:
             m = np.shape(k_test_train)[0]
-            k_td = layout.matrix(k_test_train, m, n, "k_test_train")
+            k_td = layout.matrix(k_test_train, m, n, "k_test_train", rows="M")
+            g0 = initial_outputs(fx_test_0, (m,) + y.shape[1:], dtype, "fx_test_0")
 
         if t is None:
             fx_train = None if f0 is None else y.astype(dtype)
             fx_test = None
             if k_td is not None:
-                fx_test = jnp.asarray(fx_test_0, dtype) + layout.unflat(
-                    k_td @ cho_solve(chol(), resid), m
-                )
+                fx_test = g0 + layout.unflat(k_td @ cho_solve(chol(), resid), m)
         else:
             t = _check_time(t, dtype) * learning_rate
             lead = t.shape
@@ -122,7 +122,7 @@ def gradient_descent_mse(
             if k_td is not None:
                 a = k_td @ evecs
                 d = jnp.einsum("mi,si,it->smt", a, neg_inv_expm1(evals, tau), proj)
-                fx_test = jnp.asarray(fx_test_0, dtype) + layout.unflat(d, m, lead)
+                fx_test = g0 + layout.unflat(d, m, lead)
         if fx_train is None:
             return fx_test
         if fx_test is None:

@@ -314,6 +314,8 @@ class GaussianProcess(_MVNBase):
             )
         if mean_fn is None or jnp.ndim(m) == 1:
             m = jnp.broadcast_to(jnp.asarray(m, X.dtype), batch + (n,))
+        # a NaN mean would only show as a NaN log-density; say which argument it was
+        check_finite(m, "mean" if mean_fn is None else "mean(X)")
         kxx = _batched_kernel(net, groups, kernel, X)
         self.net, self.X, self.kernel, self.noise, self.groups = net, X, kernel, noise, groups
         self.jitter, self.mean_fn, self.mean_value, self.kxx = jitter, mean_fn, m, kxx
@@ -413,6 +415,7 @@ class GaussianProcess(_MVNBase):
         alpha = self._alpha(y)
         if self.mean_fn is not None:
             ms = _callable_mean(self.mean_fn, Xs, self.groups, self.num_outputs, Xs.dtype)
+            check_finite(ms, "mean(X_test)")
         else:  # a vector mean is known at X only (X_test=None); a constant anywhere
             ms = self.mean_value if X_test is None else self.mean_value[..., :1]
             ms = jnp.broadcast_to(jnp.asarray(ms, Xs.dtype), Xs.shape[: lead + 1])
@@ -531,6 +534,14 @@ def pad_groups(
             boolean ``mask`` ``(G, n_max)``, True on real rows. Rows keep their order
             within a group.
     """
+    if num_groups is not None and (
+        isinstance(num_groups, bool)
+        or not isinstance(num_groups, int | np.integer)
+        or num_groups < 0
+    ):
+        raise ValueError(
+            f"`num_groups` must be None or an int >= 0 (the number of groups G), got {num_groups!r}"
+        )
     g = np.asarray(group)
     if g.ndim != 1 or not np.issubdtype(g.dtype, np.integer) or (g.size and g.min() < 0):
         raise ValueError("`group` must be a 1-d array of non-negative integer group indices")

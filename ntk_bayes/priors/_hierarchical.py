@@ -11,9 +11,12 @@ in the non-centred form, which NUTS samples without the funnel of the centred on
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jaxtyping import Array
+
+from .._numerics import is_concrete
 
 __all__ = ["group_log_normal"]
 
@@ -28,10 +31,23 @@ def group_log_normal(
     """
     if not isinstance(name, str) or not name:
         raise ValueError("`name` must be a non-empty string: it prefixes the sample sites")
-    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1:
+    if (
+        isinstance(num_groups, bool)
+        or not isinstance(num_groups, int | np.integer)
+        or num_groups < 1
+    ):
         raise ValueError(f"`num_groups` must be a positive int, got {num_groups!r}")
-    if loc_scale <= 0 or tau_scale <= 0:
-        raise ValueError("`loc_scale` and `tau_scale` must be > 0")
+    num_groups = int(num_groups)
+    for arg, v, positive in (
+        ("loc", loc, False),
+        ("loc_scale", loc_scale, True),
+        ("tau_scale", tau_scale, True),
+    ):
+        if is_concrete(v):
+            a = np.asarray(v)
+            if a.ndim or not np.isfinite(a) or (positive and not a > 0):
+                want = "a finite number > 0" if positive else "a finite number"
+                raise ValueError(f"`{arg}` must be {want}, got {v!r}")
     mu = numpyro.sample(f"{name}_mu", dist.Normal(loc, loc_scale))
     tau = numpyro.sample(f"{name}_tau", dist.HalfNormal(tau_scale))
     with numpyro.plate(f"{name}_groups", num_groups):

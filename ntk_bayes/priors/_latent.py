@@ -23,29 +23,74 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
 from .._linalg import psd_cholesky, tri_solve
 from .._numerics import as_float_array, check_finite, full_precision
-from ._gp import _check_kernel_name
+from ..stax import Layer
+from ._gp import _check_kernel_name, net_batch_size
 
 if TYPE_CHECKING:
     from jaxtyping import Array, ArrayLike
 
-    from ..stax import Layer
-
 __all__ = ["latent_gp", "sparse_latent_gp"]
 
 
-def _prep(net, X, kernel, name):
+def _prep(net, X, kernel, name, num_outputs):
+    """Check what a latent helper is given, as :class:`GaussianProcess` does, before any
+    kernel is computed."""
     if not isinstance(name, str) or not name:
         raise ValueError("`name` must be a non-empty string: it prefixes the sample sites")
+    if not isinstance(net, Layer):
+        raise TypeError(
+            f"`net` must be an ntk_bayes.stax network, got {type(net).__name__}; build it "
+            "with stax.serial(...)"
+        )
     _check_kernel_name(kernel)
+    if (
+        isinstance(num_outputs, bool)
+        or not isinstance(num_outputs, int | np.integer)
+        or num_outputs < 1
+    ):
+        raise ValueError(f"`num_outputs` must be a positive int, got {num_outputs!r}")
+    if net_batch_size(net) is not None:
+        raise ValueError(
+            "the network's hyperparameters are batched (a leading group axis); the latent "
+            "helpers take one network: call them once per group, or use a batched "
+            "GaussianProcess for Gaussian observations"
+        )
     X = as_float_array(X, "X")
     check_finite(X, "X")
-    net.output_shape(X.shape)
-    return X
+    try:
+        out_shape = net.output_shape(X.shape)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"`X` of shape {X.shape} does not fit the network: {e}") from None
+    if len(out_shape) != 2 or out_shape[-1] != 1:
+        raise ValueError(
+            f"the network maps X to shape {tuple(out_shape)}; a latent GP needs one output "
+            "per point: end the network with Dense(1) (use num_outputs for several columns)"
+        )
+    return X, int(num_outputs)
+
+
+def _mean(mean, n, k, dtype):
+    """``mean`` as an array that broadcasts against f ``(N, K)``: a scalar, ``(N,)`` (one
+    value per point, shared by the K columns), ``(N, 1)`` or ``(N, K)``."""
+    m = jnp.asarray(mean)
+    if not jnp.issubdtype(m.dtype, jnp.floating):
+        m = m.astype(dtype)
+    if m.shape == (n,):
+        m = m[:, None]
+    allowed = ((), (n, 1), (n, k))
+    if m.shape not in allowed:
+        want = f"a scalar, ({n},) or ({n}, 1)" + (f" or ({n}, {k})" if k > 1 else "")
+        raise ValueError(
+            f"`mean` must be {want} for {n} points and num_outputs={k}, got shape {m.shape}"
+        )
+    check_finite(m, "mean")
+    return m
 
 
 @full_precision
@@ -64,9 +109,22 @@ def latent_gp(
     deterministic site ``name`` holding f with shape ``(N,)`` (one output) or
     ``(N, num_outputs)``, ready for ``dist.Bernoulli(logits=f)``,
     ``dist.Categorical(logits=f)`` or ``dist.Poisson(jnp.exp(f))``.
+
+    Args:
+        name: prefix of the sample sites.
+        net: an ``ntk_bayes.stax`` network with one output per point (``Dense(1)``);
+            its hyperparameters may be sample sites, but not batched over groups.
+        X: inputs ``(N, ...)``.
+        kernel: ``"nngp"`` or ``"ntk"``.
+        num_outputs: K independent latent columns sharing the kernel (e.g. K class
+            logits).
+        mean: prior mean of f: a scalar, ``(N,)`` (one value per point, shared by the
+            K columns), ``(N, 1)`` or ``(N, K)``. Concrete values must be finite.
+        jitter: relative diagonal jitter of the Cholesky factor; default by dtype.
     """
-    X = _prep(net, X, kernel, name)
+    X, num_outputs = _prep(net, X, kernel, name, num_outputs)
     n = X.shape[0]
+    mean = _mean(mean, n, num_outputs, X.dtype)
     L, _ = psd_cholesky(net.kernel_fn(X, None, kernel), jitter=jitter, name=f"{name} kernel")
     v = numpyro.sample(
         f"{name}_whitened", dist.Normal(jnp.zeros((num_outputs, n), X.dtype), 1.0).to_event(2)
@@ -94,10 +152,25 @@ def sparse_latent_gp(
     minibatch drawn by ``numpyro.plate(f"{name}_data", N, subsample_size)``; the plate
     and the subsample indices are returned so the likelihood can sit in the same plate).
 
+    ``net``, ``X``, ``kernel``, ``num_outputs``, ``mean`` and ``jitter`` as in
+    :func:`latent_gp` (a per-point ``mean`` is indexed by the minibatch); ``Z``
+    ``(M, ...)`` with M <= N; ``subsample_size`` an int in ``1..N`` or ``None``.
+
     Returns:
         ``f`` if ``subsample_size`` is None, else ``(f, plate, idx)``.
     """
-    X = _prep(net, X, kernel, name)
+    X, num_outputs = _prep(net, X, kernel, name, num_outputs)
+    n = X.shape[0]
+    mean = _mean(mean, n, num_outputs, X.dtype)
+    if subsample_size is not None and (
+        isinstance(subsample_size, bool)
+        or not isinstance(subsample_size, int | np.integer)
+        or not 1 <= subsample_size <= n
+    ):
+        raise ValueError(
+            f"`subsample_size` must be None or an int in 1..{n} (the number of points), "
+            f"got {subsample_size!r}"
+        )
     Z = as_float_array(Z, "Z")
     check_finite(Z, "Z")
     if Z.shape[1:] != X.shape[1:]:
@@ -114,6 +187,8 @@ def sparse_latent_gp(
         plate = numpyro.plate(f"{name}_data", X.shape[0], subsample_size=subsample_size)
         with plate as idx:
             Xb = X[idx]
+        if mean.ndim:
+            mean = mean[idx]  # per-point means follow the minibatch
     A = tri_solve(Lzz, net.kernel_fn(Z, Xb, kernel))  # L_zz^-1 K_zx, (M, B)
     f = mean + A.T @ u.T
     f = numpyro.deterministic(name, f[:, 0] if num_outputs == 1 else f)

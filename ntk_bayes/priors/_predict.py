@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 from numpyro import handlers
 
 from .._numerics import is_concrete
@@ -37,6 +38,49 @@ def _draws(samples):
     if not isinstance(samples, dict) or not samples:
         raise TypeError("`samples` must be an MCMC object or a non-empty dict of arrays")
     return {k: jnp.asarray(v) for k, v in samples.items()}, False
+
+
+def _check_samples(model, draws, grouped, args, kwargs):
+    """Refuse draws that the replay would silently complete or misread, before any GP
+    is conditioned: a latent site missing from ``samples`` (it would be drawn from its
+    prior with one fixed seed, the same value for every posterior draw), draw arrays of
+    different lengths, and per-draw shapes that are not the site's (a dict of draws
+    grouped by chain)."""
+    n_lead = 2 if grouped else 1
+    leads = {k: tuple(jnp.shape(v)[:n_lead]) for k, v in draws.items()}
+    if len(set(leads.values())) > 1 or any(len(v) < n_lead for v in leads.values()):
+        raise ValueError(
+            "every array in `samples` must hold the same number of draws along its leading "
+            f"axis; got leading shapes {leads}"
+        )
+    tr = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **kwargs)
+    latent = {
+        name: site
+        for name, site in tr.items()
+        if site["type"] == "sample"
+        and not site.get("is_observed", False)
+        and not (site.get("infer") or {}).get("enumerate")  # summed out, never sampled
+    }
+    missing = sorted(set(latent) - set(draws))
+    if missing:
+        raise ValueError(
+            f"`samples` has no draws of the model's latent site(s) {missing} (it has "
+            f"{sorted(draws)}); pass every latent site (mcmc.get_samples() or the MCMC "
+            "object), or condition the model on fixed values with numpyro.handlers.condition"
+        )
+    for name, site in latent.items():
+        per_draw = tuple(jnp.shape(draws[name])[n_lead:])
+        if per_draw != tuple(jnp.shape(site["value"])):
+            hint = (
+                "; a dict holds one leading draw axis (mcmc.get_samples()): for draws "
+                "grouped by chain (group_by_chain=True) pass the MCMC object itself"
+                if not grouped
+                else ""
+            )
+            raise ValueError(
+                f"`samples[{name!r}]` has shape {per_draw} per draw but the model's site "
+                f"{name!r} has shape {tuple(jnp.shape(site['value']))}{hint}"
+            )
 
 
 def _one_device(tree):
@@ -84,13 +128,39 @@ def _gp_site(model, sample, args, kwargs, site):
     if site not in tr:
         raise ValueError(f"the model has no sample site {site!r}; sites: {sorted(tr)}")
     node = tr[site]
-    if not isinstance(node["fn"], GaussianProcess):
+    fn = node["fn"]
+    # gp.expand((K, G)) / gp.to_event(): independent copies of the same GP, which the
+    # hierarchical example uses for K columns per group
+    while isinstance(fn, dist.ExpandedDistribution | dist.Independent):
+        fn = fn.base_dist
+    if not isinstance(fn, GaussianProcess):
         raise TypeError(
             f"site {site!r} is a {type(node['fn']).__name__}, not an ntk_bayes.GaussianProcess"
         )
     if not node.get("is_observed", False):
         raise ValueError(f"site {site!r} is not observed: pass obs=y in the model")
-    return node["fn"], node["value"]
+    y = node["value"]
+    inner = fn.batch_shape + fn.event_shape
+    if jnp.shape(y)[jnp.ndim(y) - len(inner) :] != inner:
+        raise ValueError(
+            f"site {site!r} observes shape {jnp.shape(y)}, which does not end with its "
+            f"GaussianProcess's batch and event shape {inner}; expand the GP only by new "
+            "leading axes (gp.expand((K,) + gp.batch_shape))"
+        )
+    return fn, y
+
+
+def _per_copy(fn, y, gp, *rest):
+    """``fn(y_c, *rest_c)`` for each copy ``y_c`` along the leading axes that an
+    expanded site adds to ``gp``'s own shape (none for a plain GP site)."""
+    inner = gp.batch_shape + gp.event_shape
+    extra = jnp.shape(y)[: jnp.ndim(y) - len(inner)]
+    if not extra:
+        return fn(y, *rest)
+    flat = jnp.reshape(y, (-1,) + inner)
+    rest = [jnp.reshape(r, (flat.shape[0],) + jnp.shape(r)[len(extra) :]) for r in rest]
+    out = jax.vmap(fn)(flat, *rest)
+    return jnp.reshape(out, extra + out.shape[1:])
 
 
 def _replicate_loo(gp, y_mean, rep):
@@ -130,7 +200,8 @@ def posterior_predictive(
             a leading draw axis (e.g. ``mcmc.get_samples()`` or SVI guide samples).
         key: PRNG key.
         X_test: test inputs.
-        site: the observed GaussianProcess site.
+        site: the observed GaussianProcess site (also ``gp.expand(...)`` or
+            ``gp.to_event(...)`` of one: each copy is conditioned on its own data).
         include_noise: draw new observations (add σ²) rather than the latent f.
         diag: independent marginals instead of joint draws (cheaper for many X_test).
 
@@ -143,6 +214,7 @@ def posterior_predictive(
             be factorised (e.g. float32 with a tiny noise variance).
     """
     draws, grouped = _draws(samples)
+    _check_samples(model, draws, grouped, args, kwargs)
     leading = jax.tree_util.tree_leaves(draws)[0].shape[: 2 if grouped else 1]
     keys = jax.random.split(check_key(key), math.prod(leading))
     # typed keys are (S,), legacy uint32 keys (S, 2): keep whatever trails the draw axis
@@ -152,7 +224,13 @@ def posterior_predictive(
     def one(d):
         k = d.pop("_key")
         gp, y = _gp_site(model, d, args, kwargs, site)
-        return gp.condition(y, X_test, include_noise=include_noise, diag=diag).sample(k)
+        extra = jnp.shape(y)[: jnp.ndim(y) - len(gp.batch_shape) - 1]
+        keys = jax.random.split(k, math.prod(extra)).reshape(extra + k.shape) if extra else k
+
+        def draw(y_c, k_c):
+            return gp.condition(y_c, X_test, include_noise=include_noise, diag=diag).sample(k_c)
+
+        return _per_copy(draw, y, gp, keys)
 
     out = _map_draws(one, draws, grouped)
     _check_draws(out, len(leading))
@@ -187,18 +265,22 @@ def loo_log_likelihood(
 ) -> Array:
     """Exact leave-one-out log densities log p(y_i | y_-i, θ) per draw and point.
 
-    Returns ``(chain, draw, N)`` (or ``(chain, draw, K, N)`` with K output columns):
+    Returns ``(chain, draw, N)`` (or ``(chain, draw, K, N)`` with K output columns, and
+    the site's own shape for an expanded or batched site, e.g. ``(chain, draw, K, G, n)``):
     the ``log_likelihood`` group that ``az.loo`` and ``az.loo_pit`` need to see N
     points (Rasmussen & Williams 2006, eq. 5.12). With ``replicates`` (the site observes
     ``rep.y_mean`` with ``noise=rep.noise(σ²)``, see :func:`collapse_replicates`) the N
     points are the original observations, ``(chain, draw, N)``.
     """
     draws, grouped = _draws(samples)
+    _check_samples(model, draws, grouped, args, kwargs)
 
     def one(d):
         gp, y = _gp_site(model, d, args, kwargs, site)
         if replicates is None:
-            return gp.loo_log_likelihood(y)
+            return _per_copy(gp.loo_log_likelihood, y, gp)
+        if jnp.ndim(y) != len(gp.batch_shape) + 1:
+            raise ValueError("`replicates` needs a GaussianProcess site that is not expanded")
         return _replicate_loo(gp, y, replicates)
 
     return _map_draws(one, draws, grouped)

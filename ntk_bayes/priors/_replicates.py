@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
-from .._numerics import check_finite
+from .._numerics import check_finite, is_concrete
 
 __all__ = ["Replicates", "collapse_replicates"]
 
@@ -70,12 +70,25 @@ class Replicates:
 
     def _per_point(self, noise):
         noise = jnp.asarray(noise)
-        if self.counts.ndim == 2 and noise.ndim == 1:
-            noise = noise[:, None]  # one variance per group
-        if noise.ndim > self.counts.ndim:
+        if not jnp.issubdtype(noise.dtype, jnp.floating):
+            noise = noise.astype(jnp.result_type(float))
+        grouped = self.counts.ndim == 2
+        allowed = ((), self.counts.shape) + ((self.counts.shape[:1]),) * grouped
+        if noise.shape not in allowed:
+            per = "one per group, " if grouped else ""
             raise ValueError(
-                f"`noise` must be a scalar variance (or one per group), got shape {noise.shape}"
+                f"`noise` must be a scalar variance σ² (of one observation), {per}or one "
+                f"per unique input {self.counts.shape}; got shape {noise.shape}"
             )
+        if is_concrete(noise):
+            v = np.asarray(noise)
+            if not np.all(np.isfinite(v)) or np.any(v <= 0):
+                raise ValueError(
+                    f"`noise` is a variance and must be finite and > 0, got {v}; pass σ², "
+                    "e.g. noise_std**2"
+                )
+        if grouped and noise.shape == self.counts.shape[:1]:
+            noise = noise[:, None]  # one variance per group
         return jnp.broadcast_to(noise, self.counts.shape)
 
     def noise(self, noise: ArrayLike) -> Array:
@@ -146,6 +159,8 @@ def collapse_replicates(
     check_finite(Xa, "X")
     check_finite(ya, "y")
     N = ya.size
+    if N == 0:
+        raise ValueError("collapse_replicates: `X` and `y` hold no observations")
     flat = Xa.reshape(N, -1)
     if group is None:
         keys = flat
