@@ -456,7 +456,7 @@ def from_numpyro(
     from numpyro import handlers
 
     from ..priors import GaussianProcess, loo_log_likelihood
-    from ..priors._predict import one_device_mcmc
+    from ..priors._predict import one_device_mcmc, unwrap_gp
 
     if not hasattr(mcmc, "get_samples") or not hasattr(mcmc, "sampler"):
         raise TypeError(f"`mcmc` must be a numpyro MCMC object, got {type(mcmc).__name__}")
@@ -470,7 +470,9 @@ def from_numpyro(
     found = {
         k: s
         for k, s in tr.items()
-        if s["type"] == "sample" and s.get("is_observed") and isinstance(s["fn"], GaussianProcess)
+        if s["type"] == "sample"
+        and s.get("is_observed")
+        and isinstance(unwrap_gp(s["fn"]), GaussianProcess)  # gp.expand(...) copies too
     }
     sites = list(found) if gp_sites is None else list(gp_sites)
     for name in sites:
@@ -513,10 +515,13 @@ def from_numpyro(
             continue
         ll = np.asarray(loo_log_likelihood(model, mcmc, *args, site=name, **kw), np.float64)
         y = np.asarray(found[name]["value"])
-        mask = found[name]["fn"].point_mask
+        gp = unwrap_gp(found[name]["fn"])
+        mask = gp.point_mask
         if mask is not None:
             keep = np.asarray(mask)
-            ll, y, dims = ll[..., keep], y[keep], [f"{name}_point"]
+            # copies of an expanded site keep their own axes ahead of the masked points
+            copies = [f"{name}_copy_dim_{i}" for i in range(y.ndim - keep.ndim)]
+            ll, y, dims = ll[..., keep], y[..., keep], copies + [f"{name}_point"]
         else:
             obs = _get_group(idata, "observed_data")
             dims = (

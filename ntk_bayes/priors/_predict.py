@@ -128,11 +128,7 @@ def _gp_site(model, sample, args, kwargs, site):
     if site not in tr:
         raise ValueError(f"the model has no sample site {site!r}; sites: {sorted(tr)}")
     node = tr[site]
-    fn = node["fn"]
-    # gp.expand((K, G)) / gp.to_event(): independent copies of the same GP, which the
-    # hierarchical example uses for K columns per group
-    while isinstance(fn, dist.ExpandedDistribution | dist.Independent):
-        fn = fn.base_dist
+    fn = unwrap_gp(node["fn"])
     if not isinstance(fn, GaussianProcess):
         raise TypeError(
             f"site {site!r} is a {type(node['fn']).__name__}, not an ntk_bayes.GaussianProcess"
@@ -148,6 +144,15 @@ def _gp_site(model, sample, args, kwargs, site):
             "leading axes (gp.expand((K,) + gp.batch_shape))"
         )
     return fn, y
+
+
+def unwrap_gp(fn):
+    """The distribution under ``gp.expand((K, G))`` / ``gp.to_event()`` wrappers:
+    independent copies of the same GP, which the hierarchical example uses for K columns
+    per group (anything else is returned as it is)."""
+    while isinstance(fn, dist.ExpandedDistribution | dist.Independent):
+        fn = fn.base_dist
+    return fn
 
 
 def _per_copy(fn, y, gp, *rest):

@@ -106,3 +106,38 @@ def test_from_numpyro_batched_masked_site_counts_real_points():
     assert idata["log_likelihood"]["y"].shape == (1, 50, 9)
     np.testing.assert_allclose(np.asarray(idata["observed_data"]["y"]), y[np.argsort(group)])
     assert np.all(np.isfinite(np.asarray(idata["log_likelihood"]["y"])))
+
+
+def test_from_numpyro_expanded_site_has_a_term_per_copy_and_point():
+    # K = 2 independent columns of one GP per group, as examples/hierarchical.py writes
+    # them (gp.expand((K, G))): before 2026-12-05 from_numpyro did not see such a site and
+    # ArviZ's own conversion gave ONE log-likelihood term for the whole site
+    group = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    X = np.linspace(-1, 1, 9)[:, None].astype(np.float32)
+    Y = np.stack([np.sin(3 * X[:, 0]), np.cos(2 * X[:, 0])], 1)  # (9, K=2)
+    Xp, Yp, mask = nb.priors.pad_groups(group, X, Y)  # Yp: (G, n_max, K)
+    Yk = jnp.moveaxis(Yp, -1, 0)  # (K, G, n_max)
+
+    def expanded(X, mask, y=None):
+        w = nb.priors.group_log_normal("w", 3, tau_scale=0.2)
+        nets = jax.vmap(lambda wc: relu_net(w=wc, depth=1))(w)
+        gp = nb.GaussianProcess(nets, X, noise=NOISE, point_mask=mask)
+        numpyro.sample("y", gp.expand((2,) + gp.batch_shape), obs=y)
+
+    mcmc = MCMC(NUTS(expanded, max_tree_depth=4), num_warmup=50, num_samples=40,
+                num_chains=1, progress_bar=False)  # fmt: skip
+    mcmc.run(jax.random.PRNGKey(2), Xp, mask, y=Yk)
+    idata = nb.diagnostics.from_numpyro(mcmc)
+    ll = np.asarray(idata["log_likelihood"]["y"])
+    assert ll.shape == (1, 40, 2, 9)  # a term per column and real point, padding dropped
+    obs = np.asarray(idata["observed_data"]["y"])
+    np.testing.assert_allclose(obs, Y[np.argsort(group, kind="stable")].T, rtol=1e-6)
+    # each column's terms are the GP's own exact LOO of that column (deterministic)
+    w = np.asarray(mcmc.get_samples()["w"])[7]
+    gp = nb.GaussianProcess(
+        jax.vmap(lambda wc: relu_net(w=wc, depth=1))(jnp.asarray(w)), Xp, noise=NOISE,
+        point_mask=mask,
+    )  # fmt: skip
+    for k in range(2):
+        want = np.asarray(gp.loo_log_likelihood(Yk[k]))[np.asarray(mask)]
+        np.testing.assert_allclose(ll[0, 7, k], want, rtol=1e-4, atol=1e-5)
