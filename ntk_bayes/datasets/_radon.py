@@ -11,6 +11,7 @@ import pathlib
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from ._base import resolve_dtype
 
@@ -41,7 +42,7 @@ class Radon(NamedTuple):
         return len(self.county_names)
 
 
-def load_radon(dtype=None) -> Radon:
+def load_radon(dtype: DTypeLike | None = None) -> Radon:
     """Load the radon survey (no network: the CSV ships with the package).
 
     Args:
