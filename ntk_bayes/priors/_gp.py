@@ -116,6 +116,19 @@ def _noise_diag(noise, n, groups):
     return jnp.broadcast_to(noise, ((groups,) if groups else ()) + (n,))
 
 
+def check_one_output(net, point_shape, x_shape, what: str) -> None:
+    """``net`` must map inputs of ``point_shape`` (N, ...) to (N, 1): one output per point."""
+    try:
+        out_shape = net.output_shape(point_shape)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"`X` of shape {x_shape} does not fit the network: {e}") from None
+    if len(out_shape) != 2 or out_shape[-1] != 1:
+        raise ValueError(
+            f"the network maps X to shape {tuple(out_shape)}; {what} needs one output "
+            "per point: end the network with Dense(1) (use num_outputs for several columns)"
+        )
+
+
 def _check_has_points(X, groups, name):
     """A clear error for inputs without points (the kernel's own names otherwise)."""
     lead = 0 if groups is None else 1
@@ -289,15 +302,7 @@ class GaussianProcess(_MVNBase):
                     "inputs with jnp.broadcast_to"
                 )
         point_shape = X.shape if groups is None else X.shape[1:]
-        try:
-            out_shape = net.output_shape(point_shape)
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"`X` of shape {X.shape} does not fit the network: {e}") from None
-        if len(out_shape) != 2 or out_shape[-1] != 1:
-            raise ValueError(
-                f"the network maps X to shape {tuple(out_shape)}; a GP prior needs one output "
-                "per point: end the network with Dense(1) (use num_outputs for several columns)"
-            )
+        check_one_output(net, point_shape, X.shape, "a GP prior")
         n = point_shape[0]
         batch = () if groups is None else (groups,)
         noise = _check_noise(noise, n, groups)

@@ -30,7 +30,7 @@ import numpyro.distributions as dist
 from .._linalg import psd_cholesky, tri_solve
 from .._numerics import as_float_array, check_finite, full_precision
 from ..stax import Layer
-from ._gp import _check_kernel_name, net_batch_size
+from ._gp import _check_kernel_name, check_one_output, net_batch_size
 
 if TYPE_CHECKING:
     from jaxtyping import Array, ArrayLike
@@ -63,15 +63,7 @@ def _prep(net, X, kernel, name, num_outputs):
         )
     X = as_float_array(X, "X")
     check_finite(X, "X")
-    try:
-        out_shape = net.output_shape(X.shape)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"`X` of shape {X.shape} does not fit the network: {e}") from None
-    if len(out_shape) != 2 or out_shape[-1] != 1:
-        raise ValueError(
-            f"the network maps X to shape {tuple(out_shape)}; a latent GP needs one output "
-            "per point: end the network with Dense(1) (use num_outputs for several columns)"
-        )
+    check_one_output(net, X.shape, X.shape, "a latent GP")
     return X, int(num_outputs)
 
 
