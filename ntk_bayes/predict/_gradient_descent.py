@@ -43,7 +43,10 @@ def gradient_descent(
             ``trace_axes=()`` (one entry per pair of output units).
         y_train: targets ``(N,)`` or ``(N, K)``.
         learning_rate: η; ``t`` counts steps, absolute time ``η t``.
-        momentum: only ``None`` (plain gradient flow) is implemented.
+        momentum: ``None`` for gradient flow, or m in [0, 1) for heavy-ball momentum in
+            continuous time, as neural-tangents solves it: with s = sqrt(η), time
+            τ = s t and velocity q, df/dτ = q and dq/dτ = -Θ ∇L(f) + (m - 1)/s q,
+            starting at rest (q = 0).
         trace_axes: ``(-1,)`` (the kernel acts as ``Θ ⊗ I`` on the output axis) or ``()``
             (the kernel couples output units: ``k_train_train`` ``(N, N, K, K)``,
             ``k_test_train`` ``(M, N, K, K)``, ``y_train`` ``(N, K)``).
@@ -56,9 +59,10 @@ def gradient_descent(
     if not callable(loss):
         raise TypeError(f"`loss` must be callable, got {type(loss).__name__}")
     if momentum is not None:
-        raise NotImplementedError(
-            "gradient_descent: `momentum` is not implemented; use momentum=None (gradient flow)"
-        )
+        if isinstance(momentum, bool | str | bytes) or np.ndim(momentum) != 0:
+            raise ValueError(f"`momentum` must be None or a number in [0, 1), got {momentum!r}")
+        if is_concrete(momentum) and not 0.0 <= float(momentum) < 1.0:
+            raise ValueError(f"`momentum` must be None or a number in [0, 1), got {momentum!r}")
     axes = (trace_axes,) if isinstance(trace_axes, int) else tuple(trace_axes)
     if axes not in ((-1,), ()):
         raise ValueError(f"`trace_axes` must be (-1,) or (), got {trace_axes!r}")
@@ -119,11 +123,28 @@ def gradient_descent(
         def apply(kern, grad):  # Θ acting on the loss gradient of the outputs
             return jnp.einsum("ijab,jb->ia", kern, grad) if full else kern @ grad
 
-        def rhs(state, _):
-            grad = grad_loss(state[0])
-            return (-learning_rate * apply(k, grad),) + (
-                () if k_td is None else (-learning_rate * apply(k_td, grad),)
-            )
+        kernels = (k,) if k_td is None else (k, k_td)
+        if momentum is None:
+            scale = learning_rate  # time η t
+
+            def rhs(state, _):
+                grad = grad_loss(state[0])
+                return tuple(-apply(kern, grad) for kern in kernels)
+
+        else:  # outputs, then their velocities (at rest at t = 0); time τ = sqrt(η) t
+            scale = jnp.sqrt(jnp.asarray(learning_rate, dtype))
+            friction = (jnp.asarray(momentum, dtype) - 1.0) / scale
+            state0 = state0 + tuple(jnp.zeros_like(v) for v in state0)
+
+            def rhs(state, _):
+                grad = grad_loss(state[0])
+                vels = state[len(kernels) :]
+                acc = tuple(
+                    -apply(kern, grad) + friction * v for kern, v in zip(kernels, vels, strict=True)
+                )
+                return vels + acc
+
+        ts = ts * scale  # the ODE's own time
 
         # odeint returns NaN on a zero-length interval: t = 0 is answered with the
         # initial state, and integration starts from an interval of positive length.

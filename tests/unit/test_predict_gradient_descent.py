@@ -1,10 +1,13 @@
 """predict.gradient_descent (any loss) against the closed form for MSE, and a
 cross-entropy flow's known properties."""
 
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import enable_x64
 
 from ntk_bayes import predict, stax
 
@@ -42,10 +45,67 @@ def test_cross_entropy_flow_decreases_the_loss():
     assert losses[0] > losses[1] > losses[2]
 
 
+def _momentum_closed_form(k, ktd, y, f0, g0, lr, m, ts):
+    """Heavy-ball flow on L = ½||f - y||², neural-tangents' continuous time: with
+    s = sqrt(η), τ = s t, c = (m - 1)/s, u = f - y solves u'' - c u' + Θ u = 0 from rest;
+    per eigenvalue λ of Θ, u = A e^{r1 τ} + B e^{r2 τ}, r = (c ± sqrt(c² - 4λ))/2,
+    A = -r2 u0/(r1 - r2), B = r1 u0/(r1 - r2). The test outputs: G = g - g0 obeys
+    G'' - c G' = -Θ_td u from rest, solved by G = Θ_td Θ⁻¹ (u - u0), i.e.
+    g0 + Θ_td V diag((e - 1)/λ) Vᵀ u0 with e = u/u0 per eigenvalue."""
+    s = np.sqrt(lr)
+    c = (m - 1.0) / s
+    lam, V = np.linalg.eigh(np.asarray(k, np.float64))
+    u0 = V.T @ (np.asarray(f0, np.float64) - np.asarray(y, np.float64))  # (N, K)
+    disc = np.sqrt((c * c - 4 * lam).astype(complex))
+    r1, r2 = (c + disc) / 2, (c - disc) / 2
+    f_out, g_out = [], []
+    for t in np.asarray(ts, np.float64):
+        tau = s * t
+        e = ((-r2 * np.exp(r1 * tau) + r1 * np.exp(r2 * tau)) / (r1 - r2)).real  # u/u0
+        u = V @ (e[:, None] * u0)
+        f_out.append(np.asarray(y, np.float64) + u)
+        g_out.append(np.asarray(g0, np.float64) + np.asarray(ktd, np.float64) @ V
+                     @ (((e - 1) / lam)[:, None] * u0))  # fmt: skip
+    return np.stack(f_out), np.stack(g_out)
+
+
+def test_momentum_flow_matches_its_closed_form(dtype):
+    # a linear second-order ODE for MSE: solved per eigenvalue of Θ (complex roots where
+    # it oscillates), against the ODE solver's answer on train and test outputs
+    k, ktd, y = _setup(dtype)
+    sse = lambda f, yy: 0.5 * jnp.sum((f - yy) ** 2)  # noqa: E731
+    ts = jnp.asarray([0.0, 0.3, 2.0, 9.0], dtype)
+    for lr, m in ((0.5, 0.9), (0.2, 0.0), (1.0, 0.5)):
+        fn = predict.gradient_descent(sse, k, y, learning_rate=lr, momentum=m)
+        got_f, got_g = fn(ts, 0.1, 0.2, ktd)
+        want_f, want_g = _momentum_closed_form(k, ktd, y, 0.1, 0.2 + 0 * ktd[:, :1], lr, m, ts)
+        tol = 1e-6 if dtype == np.float64 else 2e-3
+        np.testing.assert_allclose(got_f, want_f, rtol=tol, atol=tol)
+        np.testing.assert_allclose(got_g, want_g, rtol=tol, atol=tol)
+    # momentum 0 is not gradient flow at the same η: it is the heavy ball with full
+    # friction 1/sqrt(η), which moves slower at first (from rest)
+    f_flow = predict.gradient_descent(sse, k, y, learning_rate=0.5)(0.3, 0.1)
+    f_m0 = predict.gradient_descent(sse, k, y, learning_rate=0.5, momentum=0.0)(0.3, 0.1)
+    assert np.linalg.norm(f_m0 - 0.1) < np.linalg.norm(f_flow - 0.1)
+
+
+def test_momentum_matches_neural_tangents_on_a_logistic_loss():
+    # tools/make_nt_reference_momentum.py (neural-tangents 0.6.5, float64): a loss without
+    # a closed form; both solve the same ODE to their own tolerances (theirs rtol 1.4e-8)
+    ref = np.load(pathlib.Path(__file__).parents[1] / "data" / "nt_momentum.npz")
+    with enable_x64(True):
+        loss = lambda f, y: jnp.sum(jnp.logaddexp(0.0, -f * y))  # noqa: E731
+        fn = predict.gradient_descent(loss, ref["k"], ref["y"], learning_rate=0.3, momentum=0.8)
+        f, g = fn(jnp.asarray(ref["ts"]), 0.05, 0.1, ref["ktd"])
+        np.testing.assert_allclose(f, ref["f"], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(g, ref["g"], rtol=1e-6, atol=1e-6)
+
+
 def test_errors_are_explained():
     k, _, y = _setup(np.float32)
-    with pytest.raises(NotImplementedError, match="momentum"):
-        predict.gradient_descent(lambda f, yy: 0.0, k, y, momentum=0.9)
+    for bad in (1.0, -0.1, "0.9", True, [0.5]):
+        with pytest.raises(ValueError, match="momentum"):
+            predict.gradient_descent(lambda f, yy: 0.0, k, y, momentum=bad)
     with pytest.raises(ValueError, match="needs finite times"):
         predict.gradient_descent(lambda f, yy: jnp.sum(f), k, y)(None)
     with pytest.raises(ValueError, match=r"`k_train_train` must be \(6, 6\)"):
