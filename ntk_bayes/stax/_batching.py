@@ -293,11 +293,31 @@ def isolated(pred, fn, shapes, like):
     zero = jax.lax.stop_gradient(like).reshape(-1)[0] * 0
     return jax.lax.cond(
         pred,
-        fn,
+        lambda: _varying_like(fn(), like),
         lambda: jax.tree_util.tree_map(
             lambda s: jnp.broadcast_to(zero.astype(s.dtype), s.shape), shapes
         ),
     )
+
+
+def _varying_like(tree, like):
+    """Each leaf of ``tree`` marked as varying over the manual mesh axes that ``like``
+    varies over (inside ``shard_map``; elsewhere there are none and ``tree`` is returned
+    as it is). The untaken branch of :func:`isolated` derives every output from ``like``,
+    so a leaf that is the same on every device (a kernel's ``same_points`` flag) would
+    otherwise give the two branches different types, which ``lax.cond`` refuses."""
+    typeof, pcast = getattr(jax, "typeof", None), getattr(jax.lax, "pcast", None)
+    if typeof is None or pcast is None:  # a jax without varying-axis types
+        return tree
+    axes = getattr(typeof(like), "vma", frozenset())
+    if not axes:
+        return tree
+
+    def vary(leaf):
+        missing = tuple(sorted(axes - getattr(typeof(leaf), "vma", frozenset())))
+        return pcast(leaf, missing, to="varying") if missing else leaf
+
+    return jax.tree_util.tree_map(vary, tree)
 
 
 # Fewer pairs than this (a 64 x 64 tile) and a value materialised apart saves nothing
