@@ -792,6 +792,15 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     sub = getattr(args, "parser", parser)
+    from ._native_log import drop_native_lines  # the standard library only
+
+    with contextlib.ExitStack() as stack:
+        if argv is None:  # the process is this command: its descriptor 2 is ours to route
+            stack.enter_context(drop_native_lines())
+        return _main(args, sub, argv)
+
+
+def _main(args, sub, argv) -> int:
     from ._io import Terminated, sigterm_as_exit  # the standard library only
 
     try:
