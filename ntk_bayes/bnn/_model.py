@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import time
 from typing import Any
 
@@ -427,8 +428,12 @@ class BNN:
         for nm, v in (("num_steps", num_steps), ("num_draws", num_draws)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 2:
                 raise ValueError(f"`{nm}` must be an integer >= 2, got {v!r}")
-        if not (isinstance(learning_rate, int | float) and learning_rate > 0):
-            raise ValueError(f"`learning_rate` must be > 0, got {learning_rate!r}")
+        for nm, v in (("learning_rate", learning_rate), ("init_scale", init_scale)):
+            # numbers.Real: NumPy's float32 scalars too (not a subclass of float)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 < v < math.inf:
+                raise ValueError(f"`{nm}` must be a finite number > 0, got {v!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            raise TypeError(f"`seed` must be an integer, got {seed!r}")
         guide = AutoNormal(self.model, init_loc_fn=init_to_sample, init_scale=init_scale)
         svi = SVI(self.model, guide, numpyro.optim.Adam(learning_rate), Trace_ELBO())
         k_fit, k_draw = jax.random.split(jax.random.PRNGKey(seed))

@@ -74,6 +74,21 @@ def _hyper(v, name) -> np.ndarray:
     return arr
 
 
+def _check_not_both_zero(w, b) -> None:
+    """σ_w = σ_b = 0 makes every pre-activation 0: the correlation of two of them, c*
+    and χ_c, is 0/0, and its limits differ by the path to (0, 0) (σ_w -> 0 at σ_b = 0
+    gives χ_c = 1, σ_b -> 0 at σ_w = 0 gives 0), so there is no value to return."""
+    both = np.broadcast_arrays(w, b)
+    zero = (both[0] == 0) & (both[1] == 0)
+    if np.any(zero):
+        where = "" if zero.ndim == 0 else f" at index {tuple(int(i) for i in np.argwhere(zero)[0])}"
+        raise ValueError(
+            f"`W_std` and `b_std` are both 0{where}: every pre-activation is 0, so the "
+            "correlation map (c*, chi_c) is 0/0 and has no value; give W_std > 0 or "
+            "b_std > 0 (e.g. start a grid at W_std = 0.05)"
+        )
+
+
 # ---- Gaussian expectations (elementwise in q, c) -------------------------------------
 def _qmap(phi, w2, b2, q):
     return w2 * phi.dual_diag(q) + b2
@@ -228,6 +243,7 @@ def signal_propagation(
     q0 = _hyper(q0, "q0")
     if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1:
         raise ValueError(f"`n_iter` must be a positive integer, got {n_iter!r}")
+    _check_not_both_zero(w, b)
     q, chi1, chi_q, c_star, chi_c = _solve64(phi, w, b, q0, n_iter)
     return SignalPropagation(
         q, chi1, chi_q, c_star, chi_c, _depth_scale(chi_q), _depth_scale(chi_c)

@@ -321,6 +321,34 @@ def test_nuts_settings_are_checked_before_work(monkeypatch):
         )
 
 
+def test_svi_settings_are_checked_before_work(monkeypatch):
+    def no_fitting(*args, **kwargs):
+        raise AssertionError("SVI started before the settings were checked")
+
+    monkeypatch.setattr("numpyro.infer.SVI.run", no_fitting)
+    model = bnn.BNN(bnn_mlp(4), 4, noise=0.1)
+    X, y = np.zeros((3, 3)), np.zeros(3)
+    bad = [
+        (dict(init_scale=-1.0), ValueError, "`init_scale` must be a finite number > 0"),
+        (dict(init_scale=0), ValueError, "`init_scale`"),
+        (dict(init_scale=np.inf), ValueError, "`init_scale`"),
+        (dict(init_scale="0.1"), ValueError, "`init_scale`"),
+        (dict(learning_rate=np.nan), ValueError, "`learning_rate` must be a finite"),
+        (dict(learning_rate=True), ValueError, "`learning_rate`"),
+        (dict(num_steps=1), ValueError, "`num_steps` must be an integer >= 2"),
+        (dict(num_draws=2.5), ValueError, "`num_draws`"),
+        (dict(seed="0"), TypeError, "`seed` must be an integer"),
+    ]
+    for kw, exc, match in bad:
+        with pytest.raises(exc, match=match):
+            model.fit_svi(X, y, progress_bar=False, **kw)
+    # NumPy scalars are numbers: the checks pass them and the fit starts
+    with pytest.raises(AssertionError, match="SVI started"):
+        model.fit_svi(
+            X, y, learning_rate=np.float32(0.01), init_scale=np.float32(0.1), seed=np.int64(0)
+        )
+
+
 # ---- rung 2: the prior is the NNGP ----------------------------------------------
 
 

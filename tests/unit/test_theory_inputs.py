@@ -64,3 +64,16 @@ def test_learning_rates_are_checked_before_training(monkeypatch):
         )
     with pytest.raises(ValueError, match="`y_train` is all zeros"):
         theory.dynamics_comparison(net_fn, X, 0 * Y, X[:2], [4, 8], steps=[0, 2], key=KEY)
+
+
+@pytest.mark.parametrize("phi", [stax.Relu(), stax.Erf()])
+def test_signal_propagation_at_zero_weights_and_biases_is_an_error_not_nan(phi):
+    # every pre-activation is 0: c* and chi_c are 0/0 (they were NaN)
+    with pytest.raises(ValueError, match=r"`W_std` and `b_std` are both 0:"):
+        theory.signal_propagation(phi, 0.0, 0.0)
+    with pytest.raises(ValueError, match=r"both 0 at index \(1, 0\)"):
+        theory.signal_propagation(phi, [0.0, 1.0], [[0.1], [0.0]])
+    # either one alone is fine, with its limits: chi_c = 0 (constant outputs), 1 (tiny W)
+    assert float(theory.signal_propagation(phi, 0.0, 0.1).chi_c) == 0.0
+    sp = theory.signal_propagation(phi, 1e-3, 0.0)
+    assert np.all(np.isfinite([sp.q_star, sp.chi_1, sp.chi_q, sp.c_star, sp.chi_c]))
