@@ -1,6 +1,9 @@
 """The CLI with every model: BNN by NUTS, hyperparameters by NUTS, classification, width sweep."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from _cli_helpers import file_tree, idata_group, open_idata
@@ -68,3 +71,23 @@ def test_width_sweep_quick(tmp_path):
     assert [r["width"] for r in m["rows"]] == [4, 16]
     assert m["floor"]["mean_abs_diff_mean"] >= 0 and "slopes" in m
     assert "| 16 |" in (out / "report.md").read_text()
+
+
+@pytest.mark.seconds(80)  # 79 s at load 2 (a calibrate run beside it), 2026-12-05
+def test_calibrate_as_a_command_tiles_a_real_dataset_over_devices(tmp_path):
+    """As a shell runs it: its own process, so one XLA device per core (cli.py's
+    _host_device_per_core), and concrete's 927 training points make kernels of several
+    tiles spread over those devices. In-process runs (above) have one device; this path
+    crashed in the NTK-GP from 2026-12-04 to 12-05 (a conditional's branches typed apart
+    inside shard_map) with every test green. With one core it runs on one device."""
+    out = tmp_path / "concrete"
+    argv = ["calibrate", "--dataset", "concrete", "--models", "nngp,ntkgp", "--quick"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    cmd = [sys.executable, "-m", "ntk_bayes.cli", *argv, "--quiet", "--out", str(out)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert list(m["models"]) == ["nngp", "ntkgp"]
+    for entry in m["models"].values():
+        assert entry["metrics"]["rmse"] < 10.0  # MPa; the targets' std is 16.7
