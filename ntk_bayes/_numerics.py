@@ -26,6 +26,7 @@ __all__ = [
     "is_concrete",
     "as_float_array",
     "check_finite",
+    "check_int",
     "full_precision",
     "has_tracer",
     "program_when_concrete",
@@ -117,6 +118,50 @@ def check_finite(x, name: str) -> None:
                 f"`{name}` contains {int(bad.sum())} non-finite value(s) (first at index "
                 f"{idx}); remove or impute NaN/inf entries before computing kernels."
             )
+
+
+def check_int(
+    value,
+    name: str,
+    *,
+    low: int | None = None,
+    high: int | None = None,
+    message: str | None = None,
+    exc: type[Exception] = ValueError,
+) -> int:
+    """``value`` as a Python ``int`` if it is an integer in ``[low, high]``, else raise.
+
+    Python ints, NumPy integer scalars and 0-d NumPy integer arrays pass; ``bool``
+    (an ``int`` subclass), floats (even ``3.0``), strings, ``None`` and anything else
+    raise ``exc``, as do integers outside the bounds (``None``: unbounded). The result
+    is a plain ``int``, so NumPy integers flow on as ints (into ``range``, shapes,
+    static ``jit`` arguments, dict keys).
+
+    ``message`` is a :meth:`str.format` template with the fields ``name``, ``value``,
+    ``low`` and ``high`` (e.g. ``"Dense: `{name}` must be a positive integer, got
+    {value!r}"``); the default reads "`{name}` must be an integer >= {low}, got
+    {value!r}" (or "an integer in [low, high]", "an integer <= high", "an integer").
+    """
+    ok = False
+    if isinstance(value, bool | np.bool_):
+        pass
+    elif isinstance(value, int | np.integer) or (
+        isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu"
+    ):
+        v = int(value)
+        ok = (low is None or v >= low) and (high is None or v <= high)
+    if ok:
+        return v
+    if message is None:
+        if low is not None and high is not None:
+            message = "`{name}` must be an integer in [{low}, {high}], got {value!r}"
+        elif low is not None:
+            message = "`{name}` must be an integer >= {low}, got {value!r}"
+        elif high is not None:
+            message = "`{name}` must be an integer <= {high}, got {value!r}"
+        else:
+            message = "`{name}` must be an integer, got {value!r}"
+    raise exc(message.format(name=name, value=value, low=low, high=high))
 
 
 def full_precision(fn):

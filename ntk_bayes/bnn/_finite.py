@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._numerics import is_concrete
+from .._numerics import check_int, is_concrete
 from ..stax import Conv, Dense, Layer, Parallel, Serial
 
 __all__ = ["finite_network", "ParamLayout", "param_layout", "PARAMETERIZATIONS"]
@@ -60,11 +60,13 @@ def finite_network(net: Layer, width: int | None, parameterization: str = "ntk")
     Dense/Conv layer in ``parameterization``. ``width=None`` keeps the layers' widths."""
     if not isinstance(net, Layer):
         raise TypeError(f"`net` must be an ntk_bayes.stax network, got {type(net).__name__}")
-    if width is not None and (
-        isinstance(width, bool) or not isinstance(width, int | np.integer) or width < 1
-    ):
-        raise ValueError(f"`width` must be a positive integer or None, got {width!r}")
-    width = None if width is None else int(width)
+    if width is not None:
+        width = check_int(
+            width,
+            "width",
+            low=1,
+            message="`{name}` must be a positive integer or None, got {value!r}",
+        )
     if parameterization not in PARAMETERIZATIONS:
         raise ValueError(
             f"`parameterization` must be one of {PARAMETERIZATIONS}, got {parameterization!r}"

@@ -38,7 +38,7 @@ from numpyro.infer import SVI, Trace_ELBO, init_to_sample
 from numpyro.infer.autoguide import AutoNormal
 
 from .._defaults import DEFAULT_NUTS
-from .._numerics import as_float_array, check_finite, is_concrete
+from .._numerics import as_float_array, check_finite, check_int, is_concrete
 from ..stax import Layer
 from ._convergence import function_convergence
 from ._finite import ParamLayout, finite_network, param_layout
@@ -264,11 +264,18 @@ class BNN:
         ``batch_size`` weight sets whatever ``n_draws`` is.
         """
         X, _ = self.check_data(X)
-        for nm, v in (("n_draws", n_draws), ("batch_size", batch_size)):
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-                raise ValueError(f"`{nm}` must be a positive integer, got {v!r}")
-        n_draws = int(n_draws)
-        batch_size = min(int(batch_size), n_draws)
+        n_draws = check_int(
+            n_draws, "n_draws", low=1, message="`{name}` must be a positive integer, got {value!r}"
+        )
+        batch_size = min(
+            check_int(
+                batch_size,
+                "batch_size",
+                low=1,
+                message="`{name}` must be a positive integer, got {value!r}",
+            ),
+            n_draws,
+        )
         keys = jax.random.split(key, -(-n_draws // batch_size) * batch_size)
         outs = [
             self._prior_batch(X, keys[i : i + batch_size]) for i in range(0, len(keys), batch_size)
@@ -360,8 +367,7 @@ class BNN:
                 f"`X_eval` points have shape {X_eval.shape[1:]} but the training inputs `X` "
                 f"have {X.shape[1:]}; evaluate the network on inputs like its training data"
             )
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-            raise TypeError(f"`seed` must be an integer, got {seed!r}")
+        seed = check_int(seed, "seed", exc=TypeError)
         readout = self.collapsible_readout(X.shape)
         if marginalize_readout and readout is None:
             raise ValueError(
@@ -425,15 +431,13 @@ class BNN:
             A :class:`BNNPosterior` with ``num_draws`` guide draws as one chain.
         """
         X, y = self.check_data(X, y)
-        for nm, v in (("num_steps", num_steps), ("num_draws", num_draws)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 2:
-                raise ValueError(f"`{nm}` must be an integer >= 2, got {v!r}")
+        num_steps = check_int(num_steps, "num_steps", low=2)
+        num_draws = check_int(num_draws, "num_draws", low=2)
         for nm, v in (("learning_rate", learning_rate), ("init_scale", init_scale)):
             # numbers.Real: NumPy's float32 scalars too (not a subclass of float)
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 < v < math.inf:
                 raise ValueError(f"`{nm}` must be a finite number > 0, got {v!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-            raise TypeError(f"`seed` must be an integer, got {seed!r}")
+        seed = check_int(seed, "seed", exc=TypeError)
         guide = AutoNormal(self.model, init_loc_fn=init_to_sample, init_scale=init_scale)
         svi = SVI(self.model, guide, numpyro.optim.Adam(learning_rate), Trace_ELBO())
         k_fit, k_draw = jax.random.split(jax.random.PRNGKey(seed))

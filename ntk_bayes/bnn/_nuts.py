@@ -18,6 +18,7 @@ from numpyro.infer import MCMC, NUTS, init_to_sample
 from numpyro.infer.util import initialize_model
 
 from .._chains import chain_devices, chains_over_devices
+from .._numerics import check_int
 
 __all__ = [
     "NutsRun",
@@ -74,8 +75,7 @@ def check_nuts_args(
         ("thinning", thinning, 1),
         ("init_steps", init_steps, 1),
     ):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
-            raise ValueError(f"`{nm}` must be an integer >= {lo}, got {v!r}")
+        check_int(v, nm, low=lo)
     if num_samples // thinning < 4:
         raise ValueError(
             f"`num_samples` // `thinning` = {num_samples} // {thinning} keeps "
@@ -183,8 +183,7 @@ def run_nuts(
         progress: called with one line when the chain group starts and one when it
             ends; ``None`` for silence.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise TypeError(f"`seed` must be an integer, got {seed!r}")
+    seed = check_int(seed, "seed", exc=TypeError)
     chain_method = check_nuts_args(
         num_warmup=num_warmup,
         num_samples=num_samples,

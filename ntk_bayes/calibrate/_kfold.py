@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .._numerics import check_int
 from ._common import Context, ModelResult
 from ._scoring import LooResult
 
@@ -38,8 +39,13 @@ def folds(n: int, k: int, seed: int) -> list[np.ndarray]:
     Raises:
         ValueError: ``k`` below 2 or above ``n``.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= n:
-        raise ValueError(f"`k` (the K of K-fold) must be an integer in [2, {n}], got {k!r}")
+    k = check_int(
+        k,
+        "k",
+        low=2,
+        high=n,
+        message="`{name}` (the K of K-fold) must be an integer in [{low}, {high}], got {value!r}",
+    )
     perm = np.random.default_rng(seed).permutation(n)
     return [np.sort(part) for part in np.array_split(perm, k)]
 

@@ -18,6 +18,7 @@ import pathlib
 
 import numpy as np
 
+from .._numerics import check_int
 from ._base import Dataset, check_fraction, finalize, resolve_dtype, split_indices
 from ._embedded import subsample_train
 
@@ -120,11 +121,11 @@ def load_csv(
     if task not in ("auto", "regression", "classification"):
         raise ValueError(f"`task` must be 'auto', 'regression' or 'classification', got {task!r}")
     check_fraction(test_fraction)
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"`seed` must be a non-negative integer, got {seed!r}")
-    for name, v in (("n_max", n_max), ("n_max_test", n_max_test)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 2):
-            raise ValueError(f"`{name}` must be an integer >= 2, got {v!r}")
+    seed = check_int(
+        seed, "seed", low=0, message="`{name}` must be a non-negative integer, got {value!r}"
+    )
+    n_max = None if n_max is None else check_int(n_max, "n_max", low=2)
+    n_max_test = None if n_max_test is None else check_int(n_max_test, "n_max_test", low=2)
     if not path.exists():
         raise FileNotFoundError(f"CSV file {str(path)!r} does not exist")
     if not path.is_file():
@@ -170,9 +171,9 @@ def load_csv(
     del X
     if n_max is not None:
         ds = subsample_train(ds, n_max, seed)
-        n_max_test = max(int(n_max), TEST_CAP_MIN) if n_max_test is None else n_max_test
+        n_max_test = max(n_max, TEST_CAP_MIN) if n_max_test is None else n_max_test
     if n_max_test is not None and ds.n_test > n_max_test:
-        ds = _cap_test(ds, int(n_max_test), seed)
+        ds = _cap_test(ds, n_max_test, seed)
     return ds
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
+from .._numerics import check_int
 from ._base import Dataset, check_fraction, finalize, split_indices
 
 __all__ = ["load", "available", "toy1d_function"]
@@ -77,8 +78,9 @@ def _toy1d(
             "toy1d takes `noise_std`, the standard deviation of the noise (`noise` means a "
             f"variance in ntk_bayes); got noise={kw['noise']!r}: pass noise_std=... instead"
         )
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 8:
-        raise ValueError(f"toy1d: `n` must be an integer >= 8, got {n!r}")
+    n = check_int(
+        n, "n", low=8, message="toy1d: `{name}` must be an integer >= {low}, got {value!r}"
+    )
     if isinstance(noise_std, bool) or not (
         isinstance(noise_std, int | float | np.floating) and noise_std > 0
     ):
@@ -152,8 +154,13 @@ def _sklearn_tabular(loader_name: str, name: str, task: str):
 def _digits(seed, test_fraction, *, flatten=False, n_class=10, **kw):
     from sklearn.datasets import load_digits
 
-    if isinstance(n_class, bool) or not isinstance(n_class, int) or not 2 <= n_class <= 10:
-        raise ValueError(f"digits: `n_class` must be an integer in 2..10, got {n_class!r}")
+    n_class = check_int(
+        n_class,
+        "n_class",
+        low=2,
+        high=10,
+        message="digits: `{name}` must be an integer in {low}..{high}, got {value!r}",
+    )
     bunch = load_digits(n_class=n_class)
     X = np.asarray(bunch.images, np.float64)[..., None]  # NHWC, one channel
     if flatten:
@@ -278,14 +285,15 @@ def load(
             f"unknown dataset {name!r}; choose one of {sorted(_REGISTRY)} or use load_csv(path, "
             "target) for your own data"
         )
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"`seed` must be a non-negative integer, got {seed!r}")
+    seed = check_int(
+        seed, "seed", low=0, message="`{name}` must be a non-negative integer, got {value!r}"
+    )
     _check_options(key, options)
     if test_fraction is None:
         test_fraction = _REGISTRY[key].test_fraction
     check_fraction(test_fraction)
     ds = _REGISTRY[key].build(
-        int(seed), float(test_fraction), standardize=standardize, dtype=dtype, **options
+        seed, float(test_fraction), standardize=standardize, dtype=dtype, **options
     )
     return subsample_train(ds, n_max, seed) if n_max is not None else ds
 
@@ -315,8 +323,7 @@ def subsample_train(ds: Dataset, n_max: int, seed: int) -> Dataset:
     The standardisation statistics are kept from the full training split, so the test
     data stay on the same scale.
     """
-    if isinstance(n_max, bool) or not isinstance(n_max, int | np.integer) or n_max < 2:
-        raise ValueError(f"`n_max` must be an integer >= 2, got {n_max!r}")
+    n_max = check_int(n_max, "n_max", low=2)
     if ds.n_train <= n_max:
         return ds
     rng = np.random.default_rng([int(seed), 7])

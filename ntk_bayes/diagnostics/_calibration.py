@@ -64,6 +64,7 @@ from numpy.typing import ArrayLike
 from scipy import stats
 from scipy.linalg import solve_triangular
 
+from .._numerics import check_int
 from ._classification import as_probs, bin_index, reliability
 from ._predictive import GaussianPredictive, SamplePredictive
 from ._regression import LEVELS, _check, _inside, _pct
@@ -453,9 +454,8 @@ def classification_check(
             ``ece``, ``n_tests`` (the Bonferroni factor) and ``n_sim``.
     """
     _check_alpha(alpha)
-    for name, v, low in (("n_sim", n_sim, 1), ("seed", seed, 0)):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < low:
-            raise ValueError(f"`{name}` must be an integer >= {low}, got {v!r}")
+    n_sim = check_int(n_sim, "n_sim", low=1)
+    seed = check_int(seed, "seed", low=0)
     p, yy = as_probs(probs, y)
     if len(yy) < 10:
         raise ValueError(f"calibration tests need at least 10 held-out points, got {len(yy)}")
@@ -522,9 +522,8 @@ def pit_ecdf_bands(
         ``(z, lower, upper)``: evaluation points in (0, 1) and the band of the ECDF.
     """
     _check_alpha(alpha)
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"`n` must be a positive integer, got {n!r}")
-    n, k = int(n), int(min(n_eval, max(n, 2)))
+    n = check_int(n, "n", low=1, message="`{name}` must be a positive integer, got {value!r}")
+    k = int(min(n_eval, max(n, 2)))
     z = np.arange(1, k + 1) / (k + 1)
     rng = np.random.default_rng(seed)
     # how many of n uniforms fall below each z: the cumulated cell counts of one

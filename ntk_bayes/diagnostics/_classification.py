@@ -21,6 +21,8 @@ import dataclasses
 
 import numpy as np
 
+from .._numerics import check_int
+
 __all__ = [
     "Reliability",
     "as_probs",
@@ -136,8 +138,9 @@ def bin_index(conf: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
 
 def reliability(y, probs, n_bins: int = 10) -> Reliability:
     """Bin points by top-label confidence and compare confidence with accuracy."""
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"`n_bins` must be a positive integer, got {n_bins!r}")
+    n_bins = check_int(
+        n_bins, "n_bins", low=1, message="`{name}` must be a positive integer, got {value!r}"
+    )
     p, y = as_probs(probs, y)
     conf = p.max(axis=1)
     correct = (p.argmax(axis=1) == y).astype(np.float64)

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._numerics import full_precision
+from .._numerics import check_int, full_precision
 
 __all__ = ["empirical_ntk_fn", "empirical_nngp_fn", "empirical_kernel_fn"]
 
@@ -111,16 +111,14 @@ def empirical_ntk_fn(
     for x2)``.
     """
     _no_diagonal(diagonal_axes)
-    if batch_size is not None and (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int | np.integer)
-        or batch_size < 1
-    ):
-        raise ValueError(
-            f"`batch_size` must be a positive integer (inputs per Jacobian block) or None "
-            f"(all at once), got {batch_size!r}"
+    if batch_size is not None:
+        batch_size = check_int(
+            batch_size,
+            "batch_size",
+            low=1,
+            message="`{name}` must be a positive integer (inputs per Jacobian block) or None "
+            "(all at once), got {value!r}",
         )
-    batch_size = None if batch_size is None else int(batch_size)
 
     def jac(params, x, kwargs):
         return jax.jacrev(lambda p: f(p, x, **kwargs))(params)

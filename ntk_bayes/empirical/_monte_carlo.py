@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
+from .._numerics import check_int
 from ._empirical import empirical_nngp_fn, empirical_ntk_fn
 
 __all__ = ["monte_carlo_kernel_fn"]
@@ -63,10 +64,15 @@ def monte_carlo_kernel_fn(
     x1, for x2)``, e.g. ``pattern=(pattern1, pattern2)`` for graph networks, anything else
     goes to both; ``rng`` is drawn per sample and cannot be given.
     """
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"`n_samples` must be a positive integer, got {n_samples!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
+    n_samples = check_int(
+        n_samples, "n_samples", low=1, message="`{name}` must be a positive integer, got {value!r}"
+    )
+    batch_size = check_int(
+        batch_size,
+        "batch_size",
+        low=1,
+        message="`{name}` must be a positive integer, got {value!r}",
+    )
     if n_samples % batch_size:
         raise ValueError(
             f"`n_samples` ({n_samples}) must be a multiple of `batch_size` ({batch_size})"

@@ -43,7 +43,7 @@ from .._linalg import (
     report_factor,
     tri_solve,
 )
-from .._numerics import full_precision, has_tracer, program_when_concrete
+from .._numerics import check_int, full_precision, has_tracer, program_when_concrete
 from ._checks import check_jitter, check_key, check_noise, check_X, check_y, mean_values
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
 
@@ -212,8 +212,12 @@ class ExactGP(eqx.Module):
             ``(n_samples, M)`` or ``(n_samples, M, K)``.
         """
         key = check_key(key)
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"`n_samples` must be a positive integer, got {n_samples!r}")
+        n_samples = check_int(
+            n_samples,
+            "n_samples",
+            low=1,
+            message="`{name}` must be a positive integer, got {value!r}",
+        )
         Xs, extra = self._test_inputs(X_test, include_noise, noise_test)
         mean, cov = _predict(self, Xs, True, extra)
         scale = _prior_variance(self.kernel, Xs, extra, self.L.dtype)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from .._numerics import as_float_array, check_finite, full_precision
+from .._numerics import as_float_array, check_finite, check_int, full_precision
 from ._kernels import as_kernel
 
 if TYPE_CHECKING:
@@ -35,14 +35,13 @@ def _check(X, M, name="X"):
     if X.ndim < 2:
         raise ValueError(f"`{name}` must be (N, features), got shape {X.shape}")
     check_finite(X, name)
-    if isinstance(M, bool) or not isinstance(M, int) or M < 1:
-        raise ValueError(f"`M` must be a positive integer, got {M!r}")
+    M = check_int(M, "M", low=1, message="`{name}` must be a positive integer, got {value!r}")
     if M > X.shape[0]:
         raise ValueError(
             f"asked for M={M} inducing points but `{name}` has only {X.shape[0]} points; "
             "use M <= N (or an exact GP)"
         )
-    return X
+    return X, M
 
 
 @full_precision
@@ -59,7 +58,7 @@ def kmeans_pp(key: PRNGKeyArray, X: ArrayLike, M: int, lloyd_iters: int = 0) -> 
     Returns:
         ``Z`` of shape ``(M, ...)``.
     """
-    X = _check(X, M)
+    X, M = _check(X, M)
     shape = X.shape
     F = X.reshape(shape[0], -1)
     n = F.shape[0]
@@ -124,7 +123,7 @@ def greedy_variance(
     Returns:
         ``Z`` ``(M, ...)``, then the indices ``(M,)`` and the residuals ``(M,)`` if asked.
     """
-    X = _check(X, M)
+    X, M = _check(X, M)
     k = as_kernel(kernel, kind)
     n = X.shape[0]
     d = k.diag(X)

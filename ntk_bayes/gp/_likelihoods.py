@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, log_ndtr, logsumexp, ndtr
 
-from .._numerics import as_float_array, is_concrete
+from .._numerics import as_float_array, check_int, is_concrete
 from ._checks import check_noise
 
 __all__ = ["Likelihood", "Gaussian", "Bernoulli", "Categorical", "Poisson", "gauss_hermite"]
@@ -208,8 +208,7 @@ class Categorical(Likelihood):
     def __init__(
         self, num_classes: int, method: str = "mc", num_samples: int = 64, gh_points: int = 8
     ) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}")
+        num_classes = check_int(num_classes, "num_classes", low=2)
         if method not in ("mc", "gh"):
             raise ValueError(f"`method` must be 'mc' or 'gh', got {method!r}")
         if method == "gh" and gh_points**num_classes > 50_000:

@@ -33,11 +33,10 @@ from typing import TYPE_CHECKING, Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .._linalg import psd_cholesky, tri_solve
-from .._numerics import full_precision
+from .._numerics import check_int, full_precision
 from ._checks import (
     check_jitter,
     check_noise,
@@ -143,18 +142,21 @@ class SGPR(eqx.Module):
         self.noise = check_positive_noise(check_noise(noise, None), "SGPR")
         self.mean = mean
         self.jitter = jitter = check_jitter(jitter)
-        if chunk_size is not None and (
-            isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer)
-        ):
-            raise TypeError(f"`chunk_size` must be a positive int or None, got {chunk_size!r}")
-        self.chunk_size = None if chunk_size is None else int(chunk_size)
+        if chunk_size is not None:
+            chunk_size = check_int(
+                chunk_size,
+                "chunk_size",
+                message="`{name}` must be a positive int or None, got {value!r}",
+                exc=TypeError,
+            )
+        self.chunk_size = chunk_size
         m = self.Z.shape[0]
         Kuu = check_kernel_matrix(self.kernel(self.Z, None), (m, m), "k(Z, Z)")
         dtype = Kuu.dtype
         self.y = y2.astype(dtype)
         self.Luu, _ = psd_cholesky(Kuu, jitter, name="k(Z, Z)")
         r = self.y - mean_values(mean, self.X, self.y.shape[1], dtype)
-        chunk = default_chunk(m) if chunk_size is None else int(chunk_size)
+        chunk = default_chunk(m) if chunk_size is None else chunk_size
         if chunk < 1:
             raise ValueError(f"`chunk_size` must be >= 1, got {chunk_size}")
 

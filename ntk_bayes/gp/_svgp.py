@@ -37,7 +37,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._linalg import psd_cholesky, tri_solve
-from .._numerics import full_precision, is_concrete
+from .._numerics import check_int, full_precision, is_concrete
 from ._checks import check_jitter, check_positive_noise, check_X, check_Z
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
 from ._likelihoods import Gaussian, Likelihood
@@ -105,8 +105,12 @@ class SVGP(eqx.Module):
         if isinstance(likelihood, Gaussian):
             # the Gaussian constructor ran check_noise; the bound also divides by it
             check_positive_noise(likelihood.noise, "SVGP", "Gaussian(noise)")
-        if isinstance(num_data, bool) or not isinstance(num_data, int) or num_data < 1:
-            raise ValueError(f"`num_data` must be a positive integer (N), got {num_data!r}")
+        num_data = check_int(
+            num_data,
+            "num_data",
+            low=1,
+            message="`{name}` must be a positive integer (N), got {value!r}",
+        )
         self.Z = check_Z(Z, jnp.shape(Z), num_data)
         self.likelihood = likelihood
         want = likelihood.num_latent()
@@ -117,8 +121,12 @@ class SVGP(eqx.Module):
                 f"{type(likelihood).__name__} needs num_latent={want} (one latent GP per "
                 f"class), got {num_latent}"
             )
-        if isinstance(num_latent, bool) or not isinstance(num_latent, int) or num_latent < 1:
-            raise ValueError(f"`num_latent` must be a positive integer, got {num_latent!r}")
+        num_latent = check_int(
+            num_latent,
+            "num_latent",
+            low=1,
+            message="`{name}` must be a positive integer, got {value!r}",
+        )
         self.num_latent = num_latent
         self.num_data = num_data
         self.whiten = bool(whiten)

@@ -45,7 +45,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.util import lazy_property
 
 from .._linalg import batched_psd_cholesky
-from .._numerics import as_float_array, check_finite, full_precision, is_concrete
+from .._numerics import as_float_array, check_finite, check_int, full_precision, is_concrete
 from ..gp._checks import check_jitter, check_noise, mean_values
 from ..gp._exact import (
     cholesky_factor,
@@ -283,10 +283,13 @@ class GaussianProcess(_MVNBase):
                 "with stax.serial(...)"
             )
         _check_kernel_name(kernel)
-        if num_outputs is not None and (
-            isinstance(num_outputs, bool) or not isinstance(num_outputs, int) or num_outputs < 1
-        ):
-            raise ValueError(f"`num_outputs` must be None or a positive int, got {num_outputs!r}")
+        if num_outputs is not None:
+            num_outputs = check_int(
+                num_outputs,
+                "num_outputs",
+                low=1,
+                message="`{name}` must be None or a positive int, got {value!r}",
+            )
         jitter = check_jitter(jitter)
         groups = net_batch_size(net)
         X = as_float_array(X, "X")
@@ -539,18 +542,18 @@ def pad_groups(
             boolean ``mask`` ``(G, n_max)``, True on real rows. Rows keep their order
             within a group.
     """
-    if num_groups is not None and (
-        isinstance(num_groups, bool)
-        or not isinstance(num_groups, int | np.integer)
-        or num_groups < 0
-    ):
-        raise ValueError(
-            f"`num_groups` must be None or an int >= 0 (the number of groups G), got {num_groups!r}"
+    if num_groups is not None:
+        num_groups = check_int(
+            num_groups,
+            "num_groups",
+            low=0,
+            message="`{name}` must be None or an int >= {low} (the number of groups G), got "
+            "{value!r}",
         )
     g = np.asarray(group)
     if g.ndim != 1 or not np.issubdtype(g.dtype, np.integer) or (g.size and g.min() < 0):
         raise ValueError("`group` must be a 1-d array of non-negative integer group indices")
-    G = int(g.max()) + 1 if num_groups is None else int(num_groups)
+    G = int(g.max()) + 1 if num_groups is None else num_groups
     if g.size and g.max() >= G:
         raise ValueError(f"`group` has index {int(g.max())} but num_groups={G}")
     counts = np.bincount(g, minlength=G)

@@ -16,7 +16,7 @@ import numpyro
 import numpyro.distributions as dist
 from jaxtyping import Array
 
-from .._numerics import is_concrete
+from .._numerics import check_int, is_concrete
 
 __all__ = ["group_log_normal"]
 
@@ -31,13 +31,9 @@ def group_log_normal(
     """
     if not isinstance(name, str) or not name:
         raise ValueError("`name` must be a non-empty string: it prefixes the sample sites")
-    if (
-        isinstance(num_groups, bool)
-        or not isinstance(num_groups, int | np.integer)
-        or num_groups < 1
-    ):
-        raise ValueError(f"`num_groups` must be a positive int, got {num_groups!r}")
-    num_groups = int(num_groups)
+    num_groups = check_int(
+        num_groups, "num_groups", low=1, message="`{name}` must be a positive int, got {value!r}"
+    )
     for arg, v, positive in (
         ("loc", loc, False),
         ("loc_scale", loc_scale, True),

@@ -23,12 +23,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import jax.numpy as jnp
-import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
 from .._linalg import psd_cholesky, tri_solve
-from .._numerics import as_float_array, check_finite, full_precision
+from .._numerics import as_float_array, check_finite, check_int, full_precision
 from ..stax import Layer
 from ._gp import _check_kernel_name, check_one_output, net_batch_size
 
@@ -49,12 +48,9 @@ def _prep(net, X, kernel, name, num_outputs):
             "with stax.serial(...)"
         )
     _check_kernel_name(kernel)
-    if (
-        isinstance(num_outputs, bool)
-        or not isinstance(num_outputs, int | np.integer)
-        or num_outputs < 1
-    ):
-        raise ValueError(f"`num_outputs` must be a positive int, got {num_outputs!r}")
+    num_outputs = check_int(
+        num_outputs, "num_outputs", low=1, message="`{name}` must be a positive int, got {value!r}"
+    )
     if net_batch_size(net) is not None:
         raise ValueError(
             "the network's hyperparameters are batched (a leading group axis); the latent "
@@ -64,7 +60,7 @@ def _prep(net, X, kernel, name, num_outputs):
     X = as_float_array(X, "X")
     check_finite(X, "X")
     check_one_output(net, X.shape, X.shape, "a latent GP")
-    return X, int(num_outputs)
+    return X, num_outputs
 
 
 def _mean(mean, n, k, dtype):
@@ -154,14 +150,14 @@ def sparse_latent_gp(
     X, num_outputs = _prep(net, X, kernel, name, num_outputs)
     n = X.shape[0]
     mean = _mean(mean, n, num_outputs, X.dtype)
-    if subsample_size is not None and (
-        isinstance(subsample_size, bool)
-        or not isinstance(subsample_size, int | np.integer)
-        or not 1 <= subsample_size <= n
-    ):
-        raise ValueError(
-            f"`subsample_size` must be None or an int in 1..{n} (the number of points), "
-            f"got {subsample_size!r}"
+    if subsample_size is not None:
+        subsample_size = check_int(
+            subsample_size,
+            "subsample_size",
+            low=1,
+            high=n,
+            message="`{name}` must be None or an int in {low}..{high} (the number of points), "
+            "got {value!r}",
         )
     Z = as_float_array(Z, "Z")
     check_finite(Z, "Z")

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._numerics import check_int
 from ._conv import reject_unused
 from ._core import Layer, check_hyper
 from ._masking import NEG_INF, token_masks
@@ -50,9 +51,12 @@ def _pos_emb_type(value) -> str:
 
 
 def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"GlobalSelfAttention: `{name}` must be a positive integer, got {value!r}")
-    return value
+    return check_int(
+        value,
+        name,
+        low=1,
+        message="GlobalSelfAttention: `{name}` must be a positive integer, got {value!r}",
+    )
 
 
 class GlobalSelfAttention(Layer):

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
 
+from .._numerics import check_int
 from . import _devices
 
 __all__ = [
@@ -188,11 +189,13 @@ def check_block_size(block_size) -> None:
     """``block_size``: None or a positive integer (rows and columns per tile)."""
     if block_size is None:
         return
-    if isinstance(block_size, bool) or not isinstance(block_size, int | np.integer):
-        raise TypeError(
-            "`block_size` must be a positive integer (rows and columns per tile) or None, "
-            f"got {block_size!r}"
-        )
+    block_size = check_int(
+        block_size,
+        "block_size",
+        message="`{name}` must be a positive integer (rows and columns per tile) or None, "
+        "got {value!r}",
+        exc=TypeError,
+    )
     if block_size < 1:
         raise ValueError(f"`block_size` must be >= 1 (rows and columns per tile), got {block_size}")
 
@@ -750,10 +753,9 @@ def batch(kernel_fn, batch_size: int = 0, device_count: int = -1, store_on_devic
     of at most that many rows and columns) and ``device_count`` into ``devices``
     (-1: all local devices, 0: one device, k: the first k). ``store_on_device`` is
     accepted and has no effect (outputs are JAX arrays on the default device)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
-        raise ValueError(f"batch: `batch_size` must be an integer >= 0, got {batch_size!r}")
-    if isinstance(device_count, bool) or not isinstance(device_count, int) or device_count < -1:
-        raise ValueError(f"batch: `device_count` must be an integer >= -1, got {device_count!r}")
+    message = "batch: `{name}` must be an integer >= {low}, got {value!r}"
+    batch_size = check_int(batch_size, "batch_size", low=0, message=message)
+    device_count = check_int(device_count, "device_count", low=-1, message=message)
     if not callable(kernel_fn):
         raise TypeError(f"batch: `kernel_fn` must be callable, got {type(kernel_fn).__name__}")
 

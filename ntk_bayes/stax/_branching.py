@@ -10,6 +10,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._numerics import check_int
 from ._core import Layer, ask, split_rng
 
 __all__ = ["FanOut", "FanInSum", "FanInConcat", "parallel", "Parallel"]
@@ -27,14 +28,16 @@ def _need_streams(layer: str, shapes) -> list:
     return list(shapes)
 
 
+def _check_num(num) -> int:
+    return check_int(
+        num, "num", low=1, message="FanOut: `{name}` must be a positive integer, got {value!r}"
+    )
+
+
 class FanOut(Layer):
     """Copy the input into ``num`` branches."""
 
-    num: int = eqx.field(static=True)
-
-    def __check_init__(self):
-        if isinstance(self.num, bool) or not isinstance(self.num, int) or self.num < 1:
-            raise ValueError(f"FanOut: `num` must be a positive integer, got {self.num!r}")
+    num: int = eqx.field(static=True, converter=_check_num)
 
     def output_shape(self, input_shape):
         if _is_multi(input_shape):

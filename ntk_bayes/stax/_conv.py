@@ -21,6 +21,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._numerics import check_int
 from ._batching import apart
 from ._core import Layer, check_hyper
 from ._dense import _affine_prior_std, check_parameterization
@@ -298,8 +299,12 @@ class Conv(Layer):
         parameterization="ntk",
         **unused,
     ):
-        if isinstance(out_chan, bool) or not isinstance(out_chan, int) or out_chan < 1:
-            raise ValueError(f"Conv: `out_chan` must be a positive integer, got {out_chan!r}")
+        out_chan = check_int(
+            out_chan,
+            "out_chan",
+            low=1,
+            message="Conv: `{name}` must be a positive integer, got {value!r}",
+        )
         reject_unused("Conv", dict(unused))
         self.filter_shape = check_window(filter_shape, "filter_shape", "Conv")
         n = len(self.filter_shape)

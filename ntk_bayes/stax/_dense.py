@@ -9,7 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._numerics import is_concrete
+from .._numerics import check_int, is_concrete
 from ._core import Layer, check_hyper
 
 __all__ = ["Dense", "Identity", "PARAMETERIZATIONS", "check_parameterization"]
@@ -49,8 +49,12 @@ class Dense(Layer):
     parameterization: str = eqx.field(static=True, default="ntk")
 
     def __init__(self, out_dim, W_std=1.0, b_std=None, parameterization="ntk", **unused):
-        if isinstance(out_dim, bool) or not isinstance(out_dim, int) or out_dim < 1:
-            raise ValueError(f"Dense: `out_dim` must be a positive integer, got {out_dim!r}")
+        out_dim = check_int(
+            out_dim,
+            "out_dim",
+            low=1,
+            message="Dense: `{name}` must be a positive integer, got {value!r}",
+        )
         _reject_unused("Dense", unused, ("batch_axis", "channel_axis", "s"))
         check_hyper(W_std, "W_std", "Dense")
         check_hyper(b_std, "b_std", "Dense", allow_none=True)

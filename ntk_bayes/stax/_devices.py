@@ -20,6 +20,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from .._numerics import check_int
+
 __all__ = [
     "in_mapped_context",
     "tile_mesh",
@@ -39,13 +41,16 @@ def resolve_devices(devices=None) -> list:
         return list(local)
     if isinstance(devices, bool):
         raise TypeError("`devices` must be None, an int or a sequence of jax devices")
-    if isinstance(devices, int):
-        if not 1 <= devices <= len(local):
-            raise ValueError(
-                f"`devices`={devices} but this process has {len(local)} local device(s); "
-                f"choose 1..{len(local)}"
-            )
-        return list(local[:devices])
+    if isinstance(devices, int | np.integer):
+        n = check_int(
+            devices,
+            "devices",
+            low=1,
+            high=len(local),
+            message="`{name}`={value} but this process has {high} local device(s); "
+            "choose {low}..{high}",
+        )
+        return list(local[:n])
     if isinstance(devices, Sequence) and devices:
         devs = list(devices)
         for d in devs:

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erf
 
+from .._numerics import check_int
 from ._batching import APART_MIN_PAIRS, apart, in_fused_segment
 from ._core import Layer, check_hyper
 
@@ -726,8 +727,12 @@ class ElementwiseNumerical(Elementwise):
     def __init__(self, fn, deg, df=None):
         if not callable(fn):
             raise TypeError(f"ElementwiseNumerical: `fn` must be callable, got {type(fn)}")
-        if isinstance(deg, bool) or not isinstance(deg, int) or deg < 1:
-            raise ValueError(f"ElementwiseNumerical: `deg` must be an integer >= 1, got {deg!r}")
+        deg = check_int(
+            deg,
+            "deg",
+            low=1,
+            message="ElementwiseNumerical: `{name}` must be an integer >= {low}, got {value!r}",
+        )
         if df is not None and not callable(df):
             raise TypeError("ElementwiseNumerical: `df` must be callable or None")
         self.fn_ = fn

@@ -27,7 +27,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from .._numerics import is_concrete
+from .._numerics import check_int, is_concrete
 from ._elementwise import (
     Elementwise,
     _angle_between,
@@ -48,14 +48,16 @@ __all__ = [
 
 
 def _check_degree(degree, layer: str) -> int:
-    if isinstance(degree, bool) or not isinstance(degree, int | np.integer):
-        raise TypeError(
-            f"{layer}: `degree` must be a non-negative int, got {degree!r}; pass e.g. "
-            f"{layer}(degree=2)"
-        )
+    degree = check_int(
+        degree,
+        "degree",
+        message=f"{layer}: `{{name}}` must be a non-negative int, got {{value!r}}; pass e.g. "
+        f"{layer}(degree=2)",
+        exc=TypeError,
+    )
     if degree < 0:
         raise ValueError(f"{layer}: `degree` must be >= 0, got {degree}")
-    return int(degree)
+    return degree
 
 
 def _check_real(value, name: str, layer: str, *, nonnegative: bool = False, why: str = ""):

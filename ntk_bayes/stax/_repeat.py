@@ -13,6 +13,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._numerics import check_int
 from ._core import Layer, StateChanged, ask, scanned_kernel
 
 __all__ = ["Repeat", "repeat"]
@@ -84,6 +85,7 @@ def repeat(layer: Layer, n: int) -> Repeat:
     faster to compile for large ``n`` and checkpointed for gradients."""
     if not isinstance(layer, Layer):
         raise TypeError(f"repeat: `layer` must be a stax layer, got {type(layer).__name__}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"repeat: `n` must be a positive integer, got {n!r}")
+    n = check_int(
+        n, "n", low=1, message="repeat: `{name}` must be a positive integer, got {value!r}"
+    )
     return Repeat(layer, n)

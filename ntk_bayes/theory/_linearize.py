@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._numerics import is_concrete
+from .._numerics import check_int, is_concrete
 from ..empirical import empirical_ntk_fn
 
 __all__ = ["linearize", "taylor_expand", "effective_ntk_fn", "check_lr_scales"]
@@ -97,9 +97,9 @@ def taylor_expand(f: Callable, params: Any, degree: int) -> Callable:
     """
     _check_apply_fn(f)
     _check_params(params)
-    if isinstance(degree, bool) or not isinstance(degree, int | np.integer) or degree < 0:
-        raise ValueError(f"`degree` must be a non-negative integer, got {degree!r}")
-    degree = int(degree)
+    degree = check_int(
+        degree, "degree", low=0, message="`{name}` must be a non-negative integer, got {value!r}"
+    )
 
     def f_tayl(p, *args, **kwargs):
         dp = _difference(p, params)

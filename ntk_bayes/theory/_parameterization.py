@@ -28,9 +28,9 @@ import math
 from typing import Any
 
 import equinox as eqx
-import numpy as np
 
 from .. import stax
+from .._numerics import check_int
 
 __all__ = ["ScaledMLP", "scaled_mlp", "PARAMETERIZATIONS"]
 
@@ -110,10 +110,15 @@ def scaled_mlp(
         parameterization: ``"ntk"`` (lazy) or ``"mup"``/``"mean_field"`` (rich).
         out_dim: number of outputs.
     """
-    for name, v in (("width", width), ("depth", depth), ("out_dim", out_dim)):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(f"`{name}` must be a positive integer, got {v!r}")
-    width, depth, out_dim = int(width), int(depth), int(out_dim)
+    width = check_int(
+        width, "width", low=1, message="`{name}` must be a positive integer, got {value!r}"
+    )
+    depth = check_int(
+        depth, "depth", low=1, message="`{name}` must be a positive integer, got {value!r}"
+    )
+    out_dim = check_int(
+        out_dim, "out_dim", low=1, message="`{name}` must be a positive integer, got {value!r}"
+    )
     p = _check_parameterization(parameterization)
     phi = stax.Relu() if nonlinearity is None else nonlinearity
     if not isinstance(phi, stax.Layer):

@@ -37,7 +37,7 @@ import numpy as np
 from jaxtyping import ArrayLike, PRNGKeyArray
 
 from .. import stax
-from .._numerics import as_float_array, check_finite
+from .._numerics import as_float_array, check_finite, check_int
 from ..predict import max_learning_rate
 from ._linearize import effective_ntk_fn
 from ._parameterization import PARAMETERIZATIONS, _check_parameterization, scaled_mlp
@@ -96,9 +96,7 @@ def _check_widths(widths) -> tuple[int, ...]:
 
 
 def _check_seeds(n_seeds, name="n_seeds", minimum=1) -> int:
-    if isinstance(n_seeds, bool) or not isinstance(n_seeds, int) or n_seeds < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {n_seeds!r}")
-    return n_seeds
+    return check_int(n_seeds, name, low=minimum)
 
 
 def default_learning_rate(net: stax.Layer, x, n_outputs: int = 1, fraction: float = 0.5):

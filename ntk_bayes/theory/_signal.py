@@ -37,6 +37,7 @@ from jaxtyping import ArrayLike
 
 from .. import stax
 from .._linalg import NumericalWarning
+from .._numerics import check_int
 
 __all__ = [
     "SignalPropagation",
@@ -241,8 +242,9 @@ def signal_propagation(
     phi = _check_phi(nonlinearity)
     w, b = _hyper(W_std, "W_std"), _hyper(b_std, "b_std")
     q0 = _hyper(q0, "q0")
-    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1:
-        raise ValueError(f"`n_iter` must be a positive integer, got {n_iter!r}")
+    n_iter = check_int(
+        n_iter, "n_iter", low=1, message="`{name}` must be a positive integer, got {value!r}"
+    )
     _check_not_both_zero(w, b)
     q, chi1, chi_q, c_star, chi_c = _solve64(phi, w, b, q0, n_iter)
     return SignalPropagation(
@@ -296,8 +298,10 @@ def critical_line(
     lo_w, hi_w = (float(v) for v in W_range)
     if not 0 < lo_w < hi_w:
         raise ValueError(f"`W_range` must be (low, high) with 0 < low < high, got {W_range}")
-    if isinstance(n_grid, bool) or not isinstance(n_grid, int) or n_grid < 2:
-        raise ValueError(f"`n_grid` must be an integer >= 2, got {n_grid!r}")
+    n_grid = check_int(n_grid, "n_grid", low=2)
+    n_iter = check_int(
+        n_iter, "n_iter", low=1, message="`{name}` must be a positive integer, got {value!r}"
+    )
 
     def chi(w, bb):
         return _solve64(phi, w, bb, 1.0, n_iter, chi1_only=True)

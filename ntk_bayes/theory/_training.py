@@ -27,7 +27,7 @@ import numpy as np
 import optax
 from jaxtyping import ArrayLike, PRNGKeyArray
 
-from .._numerics import as_float_array, check_finite
+from .._numerics import as_float_array, check_finite, check_int
 from ._linearize import _check_apply_fn, _check_params, check_lr_scales, effective_ntk_fn
 from ._linearize import linearize as _linearize
 
@@ -117,10 +117,7 @@ def _positive_float(v, name) -> float:
 
 
 def _positive_int(v, name, allow_zero=False):
-    lo = 0 if allow_zero else 1
-    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
-        raise ValueError(f"`{name}` must be an integer >= {lo}, got {v!r}")
-    return int(v)
+    return check_int(v, name, low=0 if allow_zero else 1)
 
 
 def _record_grid(steps, record_every, record_steps, name):
