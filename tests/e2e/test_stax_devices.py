@@ -60,18 +60,23 @@ SCRIPT = textwrap.dedent(
     rng = np.random.default_rng(0)
     x1, x2 = rng.normal(size=(11, 5, 5, 2)), rng.normal(size=(6, 5, 5, 2))
     report = {}
-    for name, net in nets.items():
-        flat = name.startswith("fc")
-        a, b = (x1.reshape(11, -1), x2.reshape(6, -1)) if flat else (x1, x2)
+
+    def compare(name, net, a, b, block):
+        # one device against four, for x2 = None and x2 = b, default and given tiles
         for sym in (True, False):
             other = None if sym else b
-            for kw in ({}, {"block_size": 3}):
+            for kw in ({}, {"block_size": block}):
                 one = net.kernel_fn(a, other, ("nngp", "ntk"), devices=1, **kw)
                 four = net.kernel_fn(a, other, ("nngp", "ntk"), devices=4, **kw)
                 for g in ("nngp", "ntk"):
                     u, v = np.asarray(getattr(one, g)), np.asarray(getattr(four, g))
                     key = f"{name}/{'sym' if sym else 'cross'}/{kw.get('block_size')}/{g}"
                     report[key] = [float(np.max(np.abs(u - v))), float(np.max(np.abs(u)))]
+
+    for name, net in nets.items():
+        flat = name.startswith("fc")
+        a, b = (x1.reshape(11, -1), x2.reshape(6, -1)) if flat else (x1, x2)
+        compare(name, net, a, b, 3)
     # Tiles of at least 64 x 64 pairs run each segment of layers inside an always-taken
     # conditional (stax._core._segment), which inside shard_map must type both branches
     # alike (from the second segment on: the concrete dataset's NTK-GP crashed there on two
@@ -79,15 +84,7 @@ SCRIPT = textwrap.dedent(
     big = rng.normal(size=(256, 4))
     fc2 = stax.serial(stax.Dense(8, b_std=0.1), stax.Relu(), stax.Dense(8, b_std=0.1),
                       stax.Relu(), stax.Dense(1))
-    for sym in (True, False):
-        other = None if sym else big[:160]
-        for kw in ({}, {"block_size": 64}):
-            one = fc2.kernel_fn(big, other, ("nngp", "ntk"), devices=1, **kw)
-            four = fc2.kernel_fn(big, other, ("nngp", "ntk"), devices=4, **kw)
-            for g in ("nngp", "ntk"):
-                u, v = np.asarray(getattr(one, g)), np.asarray(getattr(four, g))
-                key = f"fc_packed/{'sym' if sym else 'cross'}/{kw.get('block_size')}/{g}"
-                report[key] = [float(np.max(np.abs(u - v))), float(np.max(np.abs(u)))]
+    compare("fc_packed", fc2, big, big[:160], 64)
     json.dump(report, sys.stdout)
     """
 )
