@@ -312,15 +312,24 @@ def _varying_like(tree, like):
     typeof, pcast = getattr(jax, "typeof", None), getattr(jax.lax, "pcast", None)
     if typeof is None or pcast is None:  # a jax without varying-axis types
         return tree
-    axes = getattr(typeof(like), "vma", frozenset())
+    axes = _varying_axes(typeof(like))
     if not axes:
         return tree
 
     def vary(leaf):
-        missing = tuple(sorted(axes - getattr(typeof(leaf), "vma", frozenset())))
+        missing = tuple(sorted(axes - _varying_axes(typeof(leaf))))
         return pcast(leaf, missing, to="varying") if missing else leaf
 
     return jax.tree_util.tree_map(vary, tree)
+
+
+def _varying_axes(aval) -> frozenset:
+    """The manual mesh axes an abstract value varies over: ``aval.vma`` up to jax 0.11,
+    ``aval.manual_axis_type.varying`` from jax 0.12 (both tested by the CI's two stacks)."""
+    vma = getattr(aval, "vma", None)
+    if vma is None:
+        vma = getattr(getattr(aval, "manual_axis_type", None), "varying", None)
+    return frozenset(vma or ())
 
 
 # Fewer pairs than this (a 64 x 64 tile) and a value materialised apart saves nothing
