@@ -27,6 +27,8 @@ __all__ = [
     "as_float_array",
     "check_finite",
     "check_int",
+    "POSITIVE_INT",
+    "NON_NEGATIVE_INT",
     "full_precision",
     "has_tracer",
     "program_when_concrete",
@@ -118,6 +120,11 @@ def check_finite(x, name: str) -> None:
                 f"`{name}` contains {int(bad.sum())} non-finite value(s) (first at index "
                 f"{idx}); remove or impute NaN/inf entries before computing kernels."
             )
+
+
+# check_int's message templates shared by many arguments
+POSITIVE_INT = "`{name}` must be a positive integer, got {value!r}"
+NON_NEGATIVE_INT = "`{name}` must be a non-negative integer, got {value!r}"
 
 
 def check_int(

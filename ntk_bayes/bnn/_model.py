@@ -38,7 +38,7 @@ from numpyro.infer import SVI, Trace_ELBO, init_to_sample
 from numpyro.infer.autoguide import AutoNormal
 
 from .._defaults import DEFAULT_NUTS
-from .._numerics import as_float_array, check_finite, check_int, is_concrete
+from .._numerics import POSITIVE_INT, as_float_array, check_finite, check_int, is_concrete
 from ..stax import Layer
 from ._convergence import function_convergence
 from ._finite import ParamLayout, finite_network, param_layout
@@ -264,15 +264,13 @@ class BNN:
         ``batch_size`` weight sets whatever ``n_draws`` is.
         """
         X, _ = self.check_data(X)
-        n_draws = check_int(
-            n_draws, "n_draws", low=1, message="`{name}` must be a positive integer, got {value!r}"
-        )
+        n_draws = check_int(n_draws, "n_draws", low=1, message=POSITIVE_INT)
         batch_size = min(
             check_int(
                 batch_size,
                 "batch_size",
                 low=1,
-                message="`{name}` must be a positive integer, got {value!r}",
+                message=POSITIVE_INT,
             ),
             n_draws,
         )

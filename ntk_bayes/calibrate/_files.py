@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import diagnostics as dg
 from .._io import current_umask, write_json
-from .._numerics import check_int
+from .._numerics import POSITIVE_INT, check_int
 from ._common import Context, ModelResult
 from ._registry import spec
 
@@ -123,9 +123,7 @@ def for_file(idata, max_draws: int = MAX_FILE_DRAWS):
     """
     from ..diagnostics._arviz import _get_group, _set_var
 
-    max_draws = check_int(
-        max_draws, "max_draws", low=1, message="`{name}` must be a positive integer, got {value!r}"
-    )
+    max_draws = check_int(max_draws, "max_draws", low=1, message=POSITIVE_INT)
     groups = {g: _get_group(idata, g) for g in _SAMPLE_GROUPS}
     lead = next((ds.sizes for ds in groups.values() if ds is not None and "draw" in ds.sizes), None)
     if lead is None:

@@ -18,7 +18,7 @@ import pathlib
 
 import numpy as np
 
-from .._numerics import check_int
+from .._numerics import NON_NEGATIVE_INT, check_int
 from ._base import Dataset, check_fraction, finalize, resolve_dtype, split_indices
 from ._embedded import subsample_train
 
@@ -121,9 +121,7 @@ def load_csv(
     if task not in ("auto", "regression", "classification"):
         raise ValueError(f"`task` must be 'auto', 'regression' or 'classification', got {task!r}")
     check_fraction(test_fraction)
-    seed = check_int(
-        seed, "seed", low=0, message="`{name}` must be a non-negative integer, got {value!r}"
-    )
+    seed = check_int(seed, "seed", low=0, message=NON_NEGATIVE_INT)
     n_max = None if n_max is None else check_int(n_max, "n_max", low=2)
     n_max_test = None if n_max_test is None else check_int(n_max_test, "n_max_test", low=2)
     if not path.exists():

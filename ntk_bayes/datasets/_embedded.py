@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-from .._numerics import check_int
+from .._numerics import NON_NEGATIVE_INT, check_int
 from ._base import Dataset, check_fraction, finalize, split_indices
 
 __all__ = ["load", "available", "toy1d_function"]
@@ -285,9 +285,7 @@ def load(
             f"unknown dataset {name!r}; choose one of {sorted(_REGISTRY)} or use load_csv(path, "
             "target) for your own data"
         )
-    seed = check_int(
-        seed, "seed", low=0, message="`{name}` must be a non-negative integer, got {value!r}"
-    )
+    seed = check_int(seed, "seed", low=0, message=NON_NEGATIVE_INT)
     _check_options(key, options)
     if test_fraction is None:
         test_fraction = _REGISTRY[key].test_fraction

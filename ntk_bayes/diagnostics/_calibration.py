@@ -64,7 +64,7 @@ from numpy.typing import ArrayLike
 from scipy import stats
 from scipy.linalg import solve_triangular
 
-from .._numerics import check_int
+from .._numerics import POSITIVE_INT, check_int
 from ._classification import as_probs, bin_index, reliability
 from ._predictive import GaussianPredictive, SamplePredictive
 from ._regression import LEVELS, _check, _inside, _pct
@@ -522,7 +522,7 @@ def pit_ecdf_bands(
         ``(z, lower, upper)``: evaluation points in (0, 1) and the band of the ECDF.
     """
     _check_alpha(alpha)
-    n = check_int(n, "n", low=1, message="`{name}` must be a positive integer, got {value!r}")
+    n = check_int(n, "n", low=1, message=POSITIVE_INT)
     k = int(min(n_eval, max(n, 2)))
     z = np.arange(1, k + 1) / (k + 1)
     rng = np.random.default_rng(seed)

@@ -21,7 +21,7 @@ import dataclasses
 
 import numpy as np
 
-from .._numerics import check_int
+from .._numerics import POSITIVE_INT, check_int
 
 __all__ = [
     "Reliability",
@@ -138,9 +138,7 @@ def bin_index(conf: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
 
 def reliability(y, probs, n_bins: int = 10) -> Reliability:
     """Bin points by top-label confidence and compare confidence with accuracy."""
-    n_bins = check_int(
-        n_bins, "n_bins", low=1, message="`{name}` must be a positive integer, got {value!r}"
-    )
+    n_bins = check_int(n_bins, "n_bins", low=1, message=POSITIVE_INT)
     p, y = as_probs(probs, y)
     conf = p.max(axis=1)
     correct = (p.argmax(axis=1) == y).astype(np.float64)

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
-from .._numerics import check_int
+from .._numerics import POSITIVE_INT, check_int
 from ._empirical import empirical_nngp_fn, empirical_ntk_fn
 
 __all__ = ["monte_carlo_kernel_fn"]
@@ -64,14 +64,12 @@ def monte_carlo_kernel_fn(
     x1, for x2)``, e.g. ``pattern=(pattern1, pattern2)`` for graph networks, anything else
     goes to both; ``rng`` is drawn per sample and cannot be given.
     """
-    n_samples = check_int(
-        n_samples, "n_samples", low=1, message="`{name}` must be a positive integer, got {value!r}"
-    )
+    n_samples = check_int(n_samples, "n_samples", low=1, message=POSITIVE_INT)
     batch_size = check_int(
         batch_size,
         "batch_size",
         low=1,
-        message="`{name}` must be a positive integer, got {value!r}",
+        message=POSITIVE_INT,
     )
     if n_samples % batch_size:
         raise ValueError(

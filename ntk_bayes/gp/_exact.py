@@ -43,7 +43,7 @@ from .._linalg import (
     report_factor,
     tri_solve,
 )
-from .._numerics import check_int, full_precision, has_tracer, program_when_concrete
+from .._numerics import POSITIVE_INT, check_int, full_precision, has_tracer, program_when_concrete
 from ._checks import check_jitter, check_key, check_noise, check_X, check_y, mean_values
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
 
@@ -216,7 +216,7 @@ class ExactGP(eqx.Module):
             n_samples,
             "n_samples",
             low=1,
-            message="`{name}` must be a positive integer, got {value!r}",
+            message=POSITIVE_INT,
         )
         Xs, extra = self._test_inputs(X_test, include_noise, noise_test)
         mean, cov = _predict(self, Xs, True, extra)

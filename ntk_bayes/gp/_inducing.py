@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from .._numerics import as_float_array, check_finite, check_int, full_precision
+from .._numerics import POSITIVE_INT, as_float_array, check_finite, check_int, full_precision
 from ._kernels import as_kernel
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def _check(X, M, name="X"):
     if X.ndim < 2:
         raise ValueError(f"`{name}` must be (N, features), got shape {X.shape}")
     check_finite(X, name)
-    M = check_int(M, "M", low=1, message="`{name}` must be a positive integer, got {value!r}")
+    M = check_int(M, "M", low=1, message=POSITIVE_INT)
     if M > X.shape[0]:
         raise ValueError(
             f"asked for M={M} inducing points but `{name}` has only {X.shape[0]} points; "

@@ -37,7 +37,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._linalg import psd_cholesky, tri_solve
-from .._numerics import check_int, full_precision, is_concrete
+from .._numerics import POSITIVE_INT, check_int, full_precision, is_concrete
 from ._checks import check_jitter, check_positive_noise, check_X, check_Z
 from ._kernels import GPKernel, as_kernel, check_kernel_matrix
 from ._likelihoods import Gaussian, Likelihood
@@ -125,7 +125,7 @@ class SVGP(eqx.Module):
             num_latent,
             "num_latent",
             low=1,
-            message="`{name}` must be a positive integer, got {value!r}",
+            message=POSITIVE_INT,
         )
         self.num_latent = num_latent
         self.num_data = num_data

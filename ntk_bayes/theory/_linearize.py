@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._numerics import check_int, is_concrete
+from .._numerics import NON_NEGATIVE_INT, check_int, is_concrete
 from ..empirical import empirical_ntk_fn
 
 __all__ = ["linearize", "taylor_expand", "effective_ntk_fn", "check_lr_scales"]
@@ -97,9 +97,7 @@ def taylor_expand(f: Callable, params: Any, degree: int) -> Callable:
     """
     _check_apply_fn(f)
     _check_params(params)
-    degree = check_int(
-        degree, "degree", low=0, message="`{name}` must be a non-negative integer, got {value!r}"
-    )
+    degree = check_int(degree, "degree", low=0, message=NON_NEGATIVE_INT)
 
     def f_tayl(p, *args, **kwargs):
         dp = _difference(p, params)

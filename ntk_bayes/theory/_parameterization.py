@@ -30,7 +30,7 @@ from typing import Any
 import equinox as eqx
 
 from .. import stax
-from .._numerics import check_int
+from .._numerics import POSITIVE_INT, check_int
 
 __all__ = ["ScaledMLP", "scaled_mlp", "PARAMETERIZATIONS"]
 
@@ -110,15 +110,9 @@ def scaled_mlp(
         parameterization: ``"ntk"`` (lazy) or ``"mup"``/``"mean_field"`` (rich).
         out_dim: number of outputs.
     """
-    width = check_int(
-        width, "width", low=1, message="`{name}` must be a positive integer, got {value!r}"
-    )
-    depth = check_int(
-        depth, "depth", low=1, message="`{name}` must be a positive integer, got {value!r}"
-    )
-    out_dim = check_int(
-        out_dim, "out_dim", low=1, message="`{name}` must be a positive integer, got {value!r}"
-    )
+    width = check_int(width, "width", low=1, message=POSITIVE_INT)
+    depth = check_int(depth, "depth", low=1, message=POSITIVE_INT)
+    out_dim = check_int(out_dim, "out_dim", low=1, message=POSITIVE_INT)
     p = _check_parameterization(parameterization)
     phi = stax.Relu() if nonlinearity is None else nonlinearity
     if not isinstance(phi, stax.Layer):

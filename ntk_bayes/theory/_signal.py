@@ -37,7 +37,7 @@ from jaxtyping import ArrayLike
 
 from .. import stax
 from .._linalg import NumericalWarning
-from .._numerics import check_int
+from .._numerics import POSITIVE_INT, check_int
 
 __all__ = [
     "SignalPropagation",
@@ -242,9 +242,7 @@ def signal_propagation(
     phi = _check_phi(nonlinearity)
     w, b = _hyper(W_std, "W_std"), _hyper(b_std, "b_std")
     q0 = _hyper(q0, "q0")
-    n_iter = check_int(
-        n_iter, "n_iter", low=1, message="`{name}` must be a positive integer, got {value!r}"
-    )
+    n_iter = check_int(n_iter, "n_iter", low=1, message=POSITIVE_INT)
     _check_not_both_zero(w, b)
     q, chi1, chi_q, c_star, chi_c = _solve64(phi, w, b, q0, n_iter)
     return SignalPropagation(
@@ -299,9 +297,7 @@ def critical_line(
     if not 0 < lo_w < hi_w:
         raise ValueError(f"`W_range` must be (low, high) with 0 < low < high, got {W_range}")
     n_grid = check_int(n_grid, "n_grid", low=2)
-    n_iter = check_int(
-        n_iter, "n_iter", low=1, message="`{name}` must be a positive integer, got {value!r}"
-    )
+    n_iter = check_int(n_iter, "n_iter", low=1, message=POSITIVE_INT)
 
     def chi(w, bb):
         return _solve64(phi, w, bb, 1.0, n_iter, chi1_only=True)
