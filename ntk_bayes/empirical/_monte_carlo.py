@@ -9,13 +9,21 @@ with the empirical kernels of :mod:`ntk_bayes.empirical._empirical`. As width an
 grow, these converge to the analytic kernels (Neal 1996; Jacot et al. 2018); the
 per-entry standard error ``sd / sqrt(S)`` is returned on request, so that tests can
 compare analytic and Monte Carlo kernels with a tolerance derived from it.
+
+The arguments are neural-tangents' (``nt.monte_carlo_kernel_fn``) with their meanings
+there: ``batch_size`` cuts ``x1`` and ``x2`` into blocks of inputs, ``device_count``
+spreads the blocks over devices, ``store_on_device=False`` returns host arrays, and a
+list of sample counts makes the kernel function a generator of running estimates.
+``samples_per_step`` (ntk_bayes's own) evaluates that many networks at once with
+``vmap``.
 """
 
 from __future__ import annotations
 
 import collections
 import inspect
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
@@ -35,13 +43,16 @@ def monte_carlo_kernel_fn(
     init_fn: Callable,
     apply_fn: Callable,
     key: PRNGKeyArray,
-    n_samples: int,
-    batch_size: int = 1,
+    n_samples: int | Iterable[int],
+    batch_size: int = 0,
     device_count: int = 0,
     store_on_device: bool = True,
     trace_axes: Sequence[int] = (-1,),
     diagonal_axes: Sequence[int] = (),
+    vmap_axes: Any = None,
     implementation: Any = None,
+    *,
+    samples_per_step: int = 1,
 ) -> Callable[..., Any]:
     """Returns ``kernel_fn(x1, x2=None, get=("nngp", "ntk"), with_stderr=False,
     **apply_fn_kwargs)``.
@@ -49,47 +60,93 @@ def monte_carlo_kernel_fn(
     Args:
         init_fn: ``init_fn(key, input_shape)`` of the finite network (e.g. ``net.init_fn``).
         apply_fn: ``apply_fn(params, x)`` of the finite network (e.g. ``net.apply_fn``).
-        key: PRNG key; sample s initialises with ``k_s = jax.random.split(key,
-            n_samples)[s]`` and, when ``apply_fn`` takes an ``rng`` keyword (every stax
-            network does), applies with ``rng=jax.random.fold_in(k_s, 1)``: Dropout
-            draws fresh masks per sample, shared by a point paired with itself.
-        n_samples: number of random networks averaged.
-        batch_size: networks evaluated together (vmapped) per step.
+        key: PRNG key; sample s initialises with ``k_s = jax.random.split(key, S)[s]``
+            (S the largest sample count) and, when ``apply_fn`` takes an ``rng`` keyword
+            (every stax network does), applies with ``rng=jax.random.fold_in(k_s, 1)``:
+            Dropout draws fresh masks per sample, shared by a point paired with itself.
+        n_samples: number of random networks averaged, or an iterable of such numbers:
+            then ``kernel_fn`` returns a generator that yields the running estimate after
+            each of them, in increasing order (the estimate at n uses the first n
+            networks), as neural-tangents does.
+        batch_size: inputs per block (neural-tangents' meaning): ``x1`` and ``x2`` are cut
+            into blocks of at most this many points, each block pair estimated on its own
+            (the last block may be smaller; the networks are the same in every block,
+            initialised for the whole ``x1``'s shape). ``0``: the whole kernel at once.
+        device_count: devices the blocks are spread over: ``0`` the default device, ``-1``
+            all local devices, ``k`` the first ``k``. With ``batch_size=0`` and several
+            devices, ``x1`` is cut into one block of rows per device.
+        store_on_device: ``False`` returns NumPy arrays in host memory, assembled there
+            block by block (for kernels larger than the device's memory); ``True`` JAX
+            arrays on the first device used.
+        trace_axes, diagonal_axes: as in :func:`empirical_ntk_fn` (``diagonal_axes``
+            must be empty).
+        vmap_axes, implementation: neural-tangents' hints for how to form the empirical
+            NTK; they do not change its value, and ntk_bayes forms it one way.
+        samples_per_step: networks evaluated together (vmapped) per step; every sample
+            count must be a multiple of it. More is faster and takes that many times the
+            memory of one network's kernels.
 
     ``with_stderr=True`` returns ``(mean, stderr)``, two namedtuples of the same layout;
-    ``stderr`` is sd / sqrt(S) with the unbiased sd (so ``n_samples`` >= 2), accumulated
-    by a running mean and sum of squared deviations, which stays accurate in float32 where
-    an entry's spread is tiny against its mean.
+    ``stderr`` is sd / sqrt(S) with the unbiased sd (so S >= 2), accumulated by a running
+    mean and sum of squared deviations, which stays accurate in float32 where an entry's
+    spread is tiny against its mean.
     Further keywords go to ``apply_fn`` as in neural-tangents: a tuple of two is ``(for
     x1, for x2)``, e.g. ``pattern=(pattern1, pattern2)`` for graph networks, anything else
-    goes to both; ``rng`` is drawn per sample and cannot be given.
+    goes to both; ``rng`` is drawn per sample and cannot be given. When the kernel is cut
+    into blocks, keyword arrays whose leading axis has the length of their side's points
+    (per-point arrays, such as a graph ``pattern``) are cut with the points.
+
+    Blocks of ``x2=None`` below the diagonal are the transposes of those above it, so the
+    estimate is exactly symmetric; without Dropout a blocked estimate equals the whole one
+    up to round-off (with Dropout the masks differ between blocks, the expectation not).
     """
-    n_samples = check_int(n_samples, "n_samples", low=1, message=POSITIVE_INT)
+    counts, as_generator = _sample_counts(n_samples)
+    samples_per_step = check_int(samples_per_step, "samples_per_step", low=1, message=POSITIVE_INT)
     batch_size = check_int(
         batch_size,
         "batch_size",
-        low=1,
-        message=POSITIVE_INT,
+        low=0,
+        message="`{name}` must be 0 (the whole kernel at once) or a positive number of "
+        "inputs per block, got {value!r}",
     )
-    if n_samples % batch_size:
+    device_count = check_int(
+        device_count,
+        "device_count",
+        low=-1,
+        message="`{name}` must be -1 (all local devices), 0 (the default device) or a "
+        "positive number of devices, got {value!r}",
+    )
+    if not isinstance(store_on_device, bool | np.bool_):
+        raise TypeError(f"`store_on_device` must be True or False, got {store_on_device!r}")
+    uneven = [c for c in counts if c % samples_per_step]
+    if uneven:
         raise ValueError(
-            f"`n_samples` ({n_samples}) must be a multiple of `batch_size` ({batch_size})"
+            f"`n_samples` ({', '.join(map(str, uneven))}) must be a multiple of "
+            f"`samples_per_step` ({samples_per_step}); change one of them"
         )
+    devices = _devices(device_count)
     nngp_fn = empirical_nngp_fn(apply_fn, trace_axes, diagonal_axes)
-    ntk_fn = empirical_ntk_fn(apply_fn, trace_axes, diagonal_axes)
-    keys = jax.random.split(key, n_samples)
+    ntk_fn = empirical_ntk_fn(apply_fn, trace_axes, diagonal_axes, vmap_axes, implementation)
+    total = counts[-1]
+    keys = jax.random.split(key, total)
     # typed keys are (n,), legacy uint32 keys (n, 2): keep whatever trails the sample axis
-    keys = keys.reshape((n_samples // batch_size, batch_size) + keys.shape[1:])
+    keys = keys.reshape((total // samples_per_step, samples_per_step) + keys.shape[1:])
     takes_rng = _takes_rng(apply_fn)
 
-    def estimate(x1, x2, names, arrays, static):
+    def estimate(x1, x2, keys, offset, carry, arrays, names, static, init_shape):
+        """The running (mean, sum of squared deviations) of one block after the
+        networks ``keys`` (steps of ``samples_per_step``), ``offset`` networks before."""
+
         def one(k):
-            _, params = init_fn(k, x1.shape)
+            _, params = init_fn(k, init_shape)
             fns = {"nngp": nngp_fn, "ntk": ntk_fn}
             kw = {**arrays, **dict(static)}
             if takes_rng:
                 kw["rng"] = jax.random.fold_in(k, 1)
             return {g: fns[g](x1, x2, params, **kw) for g in names}
+
+        shape = jax.eval_shape(one, keys[0, 0])
+        dtype = jnp.result_type(*(shape[g].dtype for g in names))
 
         # Running mean and sum of squared deviations, merged batch by batch (Chan, Golub &
         # LeVeque 1979). Not Σv² / S - mean²: where an entry's spread is small against its
@@ -99,51 +156,226 @@ def monte_carlo_kernel_fn(
             kb, i = xs
             vals = jax.vmap(one)(kb)
             mean, m2 = carry
-            n_a = (i * batch_size).astype(dtype)
-            n = n_a + batch_size
+            n_a = (offset + i * samples_per_step).astype(dtype)
+            n = n_a + samples_per_step
             new_mean, new_m2 = {}, {}
             for g in names:
                 mb = vals[g].mean(0)
                 delta = mb - mean[g]
-                new_mean[g] = mean[g] + delta * (batch_size / n)
+                new_mean[g] = mean[g] + delta * (samples_per_step / n)
                 m2b = jnp.sum(jnp.square(vals[g] - mb), axis=0)
-                new_m2[g] = m2[g] + m2b + jnp.square(delta) * (n_a * batch_size / n)
+                new_m2[g] = m2[g] + m2b + jnp.square(delta) * (n_a * samples_per_step / n)
             return (new_mean, new_m2), None
 
-        shape = jax.eval_shape(one, keys[0, 0])
-        dtype = jnp.result_type(*(shape[g].dtype for g in names))
-        zeros = {g: jnp.zeros(shape[g].shape, shape[g].dtype) for g in names}
+        if carry is None:
+            zeros = {g: jnp.zeros(shape[g].shape, shape[g].dtype) for g in names}
+            carry = (zeros, zeros)
         steps = jnp.arange(keys.shape[0])
-        (mean, m2), _ = jax.lax.scan(step, (zeros, zeros), (keys, steps))
-        # sd / sqrt(S) with the unbiased variance; undefined (NaN) for one sample
-        denom = n_samples - 1 if n_samples > 1 else jnp.nan
-        stderr = {g: jnp.sqrt(m2[g] / denom / n_samples) for g in names}
-        return mean, stderr
+        return jax.lax.scan(step, carry, (keys, steps))[0]
 
-    estimate_jit = jax.jit(estimate, static_argnames=("names", "static"))
+    estimate_jit = jax.jit(estimate, static_argnames=("names", "static", "init_shape"))
 
     def kernel_fn(x1, x2=None, get=_GETS, with_stderr: bool = False, **apply_fn_kwargs):
         names = (get,) if isinstance(get, str) else tuple(get or _GETS)
         for g in names:
             if g not in _GETS:
                 raise ValueError(f"`get` has unknown kernel {g!r}; choose from {_GETS}")
-        if with_stderr and n_samples < 2:
+        if with_stderr and counts[0] < 2:
             raise ValueError(
                 "`with_stderr=True` needs `n_samples` >= 2 to estimate a standard error; "
-                f"this kernel_fn averages {n_samples} network"
+                f"this kernel_fn averages {counts[0]} network(s)"
             )
         arrays, static = _split_by_kind(apply_fn_kwargs)
+        if x2 is x1:
+            x2 = None  # a point paired with itself, as neural-tangents reads it
         x1 = jnp.asarray(x1)
         x2 = None if x2 is None else jnp.asarray(x2)
-        mean, stderr = estimate_jit(x1, x2, names, arrays, static)
-        if isinstance(get, str):
-            return (mean[get], stderr[get]) if with_stderr else mean[get]
-        nt = collections.namedtuple("Kernel", names)
-        if with_stderr:
-            return nt(**mean), nt(**stderr)
-        return nt(**mean)
+        traced = any(isinstance(x, jax.core.Tracer) for x in (x1, x2))
+        plan = _Plan(x1, x2, batch_size, [None] if traced else devices, arrays)
+        host = not store_on_device and not traced
+
+        def estimates():
+            carries = [None] * len(plan.blocks)
+            done = 0
+            for count in counts:
+                seg = keys[done // samples_per_step : count // samples_per_step]
+                for b, block in enumerate(plan.blocks):
+                    xa, xb, kw, dev = block
+                    carries[b] = estimate_jit(
+                        xa,
+                        xb,
+                        _put(seg, dev),
+                        done,
+                        carries[b],
+                        kw,
+                        names=names,
+                        static=static,
+                        init_shape=tuple(x1.shape),
+                    )
+                done = count
+                yield _result(plan, carries, names, count, get, with_stderr, host)
+
+        if as_generator:
+            return estimates()
+        return next(estimates())
 
     return kernel_fn
+
+
+def _sample_counts(n_samples) -> tuple[list[int], bool]:
+    """(sorted distinct sample counts, whether ``kernel_fn`` is a generator)."""
+    zero_d = isinstance(n_samples, np.ndarray) and n_samples.ndim == 0
+    if zero_d or isinstance(n_samples, str | bytes) or not isinstance(n_samples, Iterable):
+        message = (
+            "`{name}` must be a positive integer, or an iterable of them (the sample counts "
+            "at which a generator yields estimates), got {value!r}"
+        )
+        return [check_int(n_samples, "n_samples", low=1, message=message)], False
+    counts = sorted(
+        {
+            check_int(
+                n,
+                "n_samples",
+                low=1,
+                message="`{name}` must hold positive integers, got {value!r}",
+            )
+            for n in n_samples
+        }
+    )
+    if not counts:
+        raise ValueError("`n_samples` is empty: give at least one sample count")
+    return counts, True
+
+
+def _devices(device_count: int) -> list:
+    local = jax.local_devices()
+    if device_count == 0:
+        return [None]  # wherever JAX puts the inputs: the default device
+    if device_count == -1:
+        return list(local)
+    if device_count > len(local):
+        raise ValueError(
+            f"`device_count`={device_count} but this process has {len(local)} local "
+            f"device(s); choose -1 (all), 0 (the default device) or 1..{len(local)}"
+        )
+    return list(local[:device_count])
+
+
+def _cuts(n: int, size: int) -> list[tuple[int, int]]:
+    if size <= 0 or size >= n:
+        return [(0, n)]
+    return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def _rows(value, start: int, stop: int, n: int):
+    """Rows ``start:stop`` of every array leaf of ``value`` whose leading axis has
+    length ``n`` (a per-point array); other leaves whole."""
+
+    def cut(v):
+        shape = getattr(v, "shape", ())
+        return v[start:stop] if len(shape) >= 1 and shape[0] == n else v
+
+    return jax.tree_util.tree_map(cut, value)
+
+
+class _Plan:
+    """The blocks of one call: ``blocks[b] = (x1 rows, x2 rows or None, keywords,
+    device)`` for the block pairs computed, and where each sits in the output."""
+
+    def __init__(self, x1, x2, batch_size, devices, arrays):
+        n1 = x1.shape[0]
+        n2 = n1 if x2 is None else x2.shape[0]
+        size = batch_size or (math.ceil(n1 / len(devices)) if len(devices) > 1 else 0)
+        self.rows = _cuts(n1, size)
+        self.cols = self.rows if x2 is None else _cuts(n2, batch_size)
+        self.symmetric = x2 is None
+        self.blocks, self.where = [], {}
+        other = x1 if x2 is None else x2
+        for i, (a, b) in enumerate(self.rows):
+            for j, (c, d) in enumerate(self.cols):
+                if self.symmetric and j < i:
+                    continue  # the transpose of block (j, i)
+                dev = devices[len(self.blocks) % len(devices)]
+                if len(self.rows) == len(self.cols) == 1:
+                    xa, xb, kw = x1, x2, arrays
+                elif self.symmetric and i == j:
+                    xa, xb = x1[a:b], None
+                    kw = {k: _per_side(v, (a, b, n1), (a, b, n1)) for k, v in arrays.items()}
+                else:
+                    xa, xb = x1[a:b], other[c:d]
+                    kw = {
+                        k: _per_side(v, (a, b, n1), (c, d, n2), pair=True)
+                        for k, v in arrays.items()
+                    }
+                self.where[i, j] = len(self.blocks)
+                self.blocks.append((_put(xa, dev), _put(xb, dev), _put(kw, dev), dev))
+
+
+def _per_side(value, side1, side2, pair: bool = False):
+    """A keyword's value for a block: a tuple of two is (for x1, for x2), each cut to its
+    side's rows; anything else goes to both sides (as a pair when the block's two sides
+    are different points, each cut to its own rows)."""
+    if isinstance(value, tuple) and len(value) == 2:
+        return (_rows(value[0], *side1), _rows(value[1], *side2))
+    if pair:
+        return (_rows(value, *side1), _rows(value, *side2))
+    return _rows(value, *side1)
+
+
+def _put(tree, device):
+    return tree if device is None or tree is None else jax.device_put(tree, device)
+
+
+def _result(plan: _Plan, carries, names, count, get, with_stderr, host):
+    """The estimate after ``count`` networks, assembled from the blocks' running sums."""
+    xp = np if host else jnp
+    first = next((b[3] for b in plan.blocks if b[3] is not None), None)
+
+    def fetch(tree):
+        if host:
+            return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
+        return tree if first is None else jax.device_put(tree, first)
+
+    def assemble(part):
+        if len(plan.blocks) == 1:
+            return fetch(carries[0][part])
+
+        out = {}
+        for g in names:
+            grid = []
+            for i in range(len(plan.rows)):
+                row = []
+                for j in range(len(plan.cols)):
+                    if (i, j) in plan.where:
+                        row.append(fetch(carries[plan.where[i, j]][part][g]))
+                    else:  # below the diagonal of a symmetric kernel: (j, i) transposed
+                        block = fetch(carries[plan.where[j, i]][part][g])
+                        row.append(xp.transpose(block, _mirror(block.ndim)))
+                grid.append(xp.concatenate(row, axis=1) if len(row) > 1 else row[0])
+            out[g] = xp.concatenate(grid, axis=0) if len(grid) > 1 else grid[0]
+        return out
+
+    mean = assemble(0)
+    if isinstance(get, str):
+        wrap = lambda d: d[get]  # noqa: E731
+    else:
+        nt = collections.namedtuple("Kernel", names)
+        wrap = lambda d: nt(**d)  # noqa: E731
+    if not with_stderr:
+        return wrap(mean)
+    m2 = assemble(1)
+    # sd / sqrt(S) with the unbiased variance (S >= 2 checked)
+    stderr = {g: xp.sqrt(m2[g] / (count - 1) / count) for g in names}
+    return wrap(mean), wrap(stderr)
+
+
+def _mirror(ndim: int) -> tuple[int, ...]:
+    """K(x2, x1) from K(x1, x2): swap the two points' axes and, after them, each pair of
+    (x1's, x2's) untraced output axes (``_contract``'s layout)."""
+    perm = [1, 0]
+    for ax in range(2, ndim, 2):
+        perm += [ax + 1, ax]
+    return tuple(perm)
 
 
 def _split_by_kind(kwargs):

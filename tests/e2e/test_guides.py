@@ -45,15 +45,20 @@ def test_empirical_keywords_as_the_guide_lists_them():
             nb.empirical_kernel_fn(apply_fn, **kw)
 
 
-def test_monte_carlo_batch_size_counts_networks():
+def test_monte_carlo_takes_neural_tangents_arguments():
+    """batch_size cuts the inputs (as there), a list of sample counts gives a generator,
+    samples_per_step counts networks evaluated together."""
     init_fn, apply_fn, _ = _net()
     key = jax.random.PRNGKey(2)
-    mc = nb.monte_carlo_kernel_fn(init_fn, apply_fn, key, n_samples=4, batch_size=2)
-    assert mc(X, None, "nngp").shape == (5, 5)
-    with pytest.raises(ValueError, match="multiple of `batch_size`"):
-        nb.monte_carlo_kernel_fn(init_fn, apply_fn, key, n_samples=5, batch_size=2)
-    with pytest.raises(ValueError, match="n_samples"):
-        nb.monte_carlo_kernel_fn(init_fn, apply_fn, key, n_samples=[2, 4])
+    mc = nb.monte_carlo_kernel_fn(init_fn, apply_fn, key, n_samples=4, samples_per_step=2)
+    whole = mc(X, None, "nngp")
+    assert whole.shape == (5, 5)
+    blocked = nb.monte_carlo_kernel_fn(init_fn, apply_fn, key, 4, batch_size=2)(X, None, "nngp")
+    np.testing.assert_allclose(blocked, whole, rtol=1e-5, atol=1e-6)
+    gen = nb.monte_carlo_kernel_fn(init_fn, apply_fn, key, n_samples=[2, 4])(X, None, "nngp")
+    assert [k.shape for k in gen] == [(5, 5), (5, 5)]
+    with pytest.raises(ValueError, match="multiple of `samples_per_step`"):
+        nb.monte_carlo_kernel_fn(init_fn, apply_fn, key, n_samples=5, samples_per_step=2)
 
 
 def test_gradient_descent_takes_momentum():

@@ -85,7 +85,27 @@ SCRIPT = textwrap.dedent(
     fc2 = stax.serial(stax.Dense(8, b_std=0.1), stax.Relu(), stax.Dense(8, b_std=0.1),
                       stax.Relu(), stax.Dense(1))
     compare("fc_packed", fc2, big, big[:160], 64)
-    json.dump(report, sys.stdout)
+    # Monte Carlo kernels: blocks spread over the devices give the one-device estimate
+    import ntk_bayes as nb
+    from ntk_bayes.empirical import _monte_carlo
+
+    plan = _monte_carlo._Plan(jax.numpy.ones((9, 3)), None, 0, jax.local_devices(), {})
+    assert len({b[3] for b in plan.blocks}) == 4, plan.blocks  # one row block per device
+    mc_net = stax.serial(stax.Dense(16, b_std=0.1), stax.Relu(), stax.Dense(2))
+    xm, ym = rng.normal(size=(9, 3)), rng.normal(size=(5, 3))
+    mc = {}
+    for other in (None, ym):
+        mc_fn = lambda **kw: nb.monte_carlo_kernel_fn(
+            mc_net.init_fn, mc_net.apply_fn, jax.random.PRNGKey(0), 8, samples_per_step=4, **kw
+        )(xm, other)
+        base = mc_fn()
+        for dc, bs in ((-1, 0), (3, 0), (4, 2), (2, 4)):
+            got = mc_fn(device_count=dc, batch_size=bs)
+            for g in ("nngp", "ntk"):
+                u, v = np.asarray(getattr(base, g)), np.asarray(getattr(got, g))
+                key = f"{'sym' if other is None else 'cross'}/{dc}/{bs}/{g}"
+                mc[key] = [float(np.max(np.abs(u - v))), float(np.max(np.abs(u)))]
+    json.dump({"tiles": report, "mc": mc}, sys.stdout)
     """
 )
 
@@ -107,9 +127,15 @@ def test_four_devices_equal_one_device(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     import json
 
-    report = json.loads(done.stdout)
+    out = json.loads(done.stdout)
+    report, mc = out["tiles"], out["mc"]
     assert len(report) == 4 * 2 * 2 * 2
     eps = float(np.finfo(np.float64 if os.environ.get("JAX_ENABLE_X64") == "1" else np.float32).eps)
+    assert len(mc) == 2 * 4 * 2
+    for key, (diff, scale) in mc.items():
+        # the same networks, blocks of the inputs on 2-4 devices: round-off of the blocks'
+        # matrix products only
+        assert diff <= 100 * eps * scale, (key, diff, scale)
     for key, (diff, scale) in report.items():
         if key.split("/")[2] != "None":
             # The same tiles on four devices: the same arithmetic, bit for bit.

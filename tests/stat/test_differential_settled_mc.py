@@ -36,7 +36,7 @@ def test_concat_over_exp_normalized_ntk_matches_monte_carlo_not_neural_tangents(
     spec, x1, x2 = _case85()
     with enable_x64(True):
         net = architectures().build(stax, spec)
-        z, k, mean, se = mc_z_scores(net, x1, x2, n_samples=64, batch_size=16)
+        z, k, mean, se = mc_z_scores(net, x1, x2, n_samples=64, samples_per_step=16)
     # 6 entries per kernel: a two-sided 4.5-sd tail is 6.8e-6 each, so false alarm
     # < 12 * 6.8e-6 < 1e-4 (64 samples: a t(63) tail is ~3e-5, < 4e-4); the twin's
     # ExpNormalized has an O(1/W) bias, far below the error here (SE ~3% of the NTK).

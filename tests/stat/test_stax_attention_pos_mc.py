@@ -23,7 +23,7 @@ def test_linear_scaling_decay_and_value_embeddings_match_monte_carlo():
 
     x1, x2 = tokens(3, 5), tokens(2, 5, seed=1)
     right = net(pos_emb_decay_fn=an.exp_decay, pos_emb_p_norm=1.5, val_pos_emb=True)
-    z, _, mean, se = mc_z_scores(right, x1, x2, n_samples=64, batch_size=16)
+    z, _, mean, se = mc_z_scores(right, x1, x2, n_samples=64, samples_per_step=16)
     # 12 entries: per-entry two-sided tail at 4.5 sd is 6.8e-6, false alarm < 1e-4
     # (64 samples: a t(63) tail at 4.5 is ~3e-5, so < 4e-4).
     assert max(z["nngp"].max(), z["ntk"].max()) < 4.5, z

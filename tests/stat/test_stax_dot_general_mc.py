@@ -46,7 +46,7 @@ def _monte_carlo(name):
     kw, shape = MC[name]
     x1 = jax.random.normal(jax.random.PRNGKey(1), (3, *shape))
     x2 = jax.random.normal(jax.random.PRNGKey(2), (2, *shape))
-    return x1, x2, mc_z_scores(_net(kw), x1, x2, n_samples=256, batch_size=64)
+    return x1, x2, mc_z_scores(_net(kw), x1, x2, n_samples=256, samples_per_step=64)
 
 
 @pytest.mark.parametrize("name", sorted(MC))

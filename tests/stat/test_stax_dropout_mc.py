@@ -16,7 +16,7 @@ def _z_scores(net, x1, x2):
     """|MC - analytic| / MC standard error for nngp and ntk. With Dropout between the
     last hidden layer and the readout, the readout is Gaussian given the hidden units
     and masks, so the Monte Carlo mean is unbiased at any width."""
-    z, k, _, _ = mc_z_scores(net, x1, x2, n_samples=256, batch_size=32, key=KEY)
+    z, k, _, _ = mc_z_scores(net, x1, x2, n_samples=256, samples_per_step=32, key=KEY)
     return k, z
 
 
@@ -47,7 +47,7 @@ def test_dropout_before_a_hidden_layer_matches_monte_carlo():
     )
     x = dropout_inputs(3, seed=2)
     k = net.kernel_fn(x, None, ("nngp", "ntk"))
-    mc = nb.monte_carlo_kernel_fn(net.init_fn, net.apply_fn, KEY, 256, batch_size=32)
+    mc = nb.monte_carlo_kernel_fn(net.init_fn, net.apply_fn, KEY, 256, samples_per_step=32)
     mean, se = mc(x, None, ("nngp", "ntk"), with_stderr=True)
     for name in ("nngp", "ntk"):
         a, m, s = (np.asarray(getattr(o, name), np.float64) for o in (k, mean, se))

@@ -18,7 +18,7 @@ def _assert_mc_agrees(net, x1, x2, n_samples=256, z_max=4.5):
     One-hidden-layer networks have exactly Gaussian pre-activations, so the Monte Carlo
     mean is unbiased at any width and the tolerance is purely statistical.
     """
-    z, k, mean, _ = mc_z_scores(net, x1, x2, n_samples, batch_size=32, key=KEY)
+    z, k, mean, _ = mc_z_scores(net, x1, x2, n_samples, samples_per_step=32, key=KEY)
     for name in ("nngp", "ntk"):
         assert z[name].max() < z_max, (name, z[name].max(), getattr(k, name), getattr(mean, name))
 
@@ -49,7 +49,7 @@ def test_branching_and_parameterizations_match_monte_carlo(parameterization):
     # The concat branch mixes a second hidden layer; compare at a width where the O(1/n)
     # finite-width bias is far below the Monte Carlo error.
     k = net.kernel_fn(fc_inputs(3), None, ("nngp", "ntk"))
-    mc = nb.monte_carlo_kernel_fn(net.init_fn, net.apply_fn, KEY, 256, batch_size=32)
+    mc = nb.monte_carlo_kernel_fn(net.init_fn, net.apply_fn, KEY, 256, samples_per_step=32)
     mean, se = mc(fc_inputs(3), None, ("nngp", "ntk"), with_stderr=True)
     for name in ("nngp", "ntk"):
         a, m, s = (np.asarray(getattr(o, name), np.float64) for o in (k, mean, se))

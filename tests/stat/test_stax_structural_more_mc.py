@@ -61,7 +61,7 @@ def _inputs(name, n, seed):
 def _monte_carlo(name):
     net = MC_NETS[name]()
     x1, x2 = _inputs(name, 3, 1), _inputs(name, 2, 2)
-    return net, x1, x2, mc_z_scores(net, x1, x2, n_samples=256, batch_size=64)
+    return net, x1, x2, mc_z_scores(net, x1, x2, n_samples=256, samples_per_step=64)
 
 
 @pytest.mark.parametrize("name", sorted(MC_NETS))
@@ -93,7 +93,7 @@ def test_attention_positional_embeddings_match_monte_carlo(pos_emb_type):
         return wide_attention(W_key_std=1.1, W_query_std=1.2, pos_emb_type=pos, W_pos_emb_std=2.5)
 
     x1, x2 = _inputs("index_tokens", 3, 1), _inputs("index_tokens", 2, 2)
-    z, _, mean, se = mc_z_scores(net(pos_emb_type), x1, x2, n_samples=64, batch_size=16)
+    z, _, mean, se = mc_z_scores(net(pos_emb_type), x1, x2, n_samples=64, samples_per_step=16)
     # 12 entries: per-entry two-sided tail at 4.5 sd is 6.8e-6, false alarm < 1e-4
     # (64 samples: a t(63) tail at 4.5 is ~3e-5, so < 4e-4).
     assert max(z["nngp"].max(), z["ntk"].max()) < 4.5, z

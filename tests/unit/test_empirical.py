@@ -18,7 +18,7 @@ def test_monte_carlo_stderr_is_accurate_where_the_mean_dwarfs_the_spread():
     standard error of the same networks' kernels."""
     net = stax.serial(stax.Dense(64), stax.Relu(), stax.Dense(1, W_std=1.0, b_std=30.0))
     n, key = 32, jax.random.PRNGKey(1)
-    mc = nb.monte_carlo_kernel_fn(net.init_fn, net.apply_fn, key, n, batch_size=4)
+    mc = nb.monte_carlo_kernel_fn(net.init_fn, net.apply_fn, key, n, samples_per_step=4)
     mean, se = (np.asarray(a, np.float64) for a in mc(X, None, "ntk", with_stderr=True))
     ntk_fn = nb.empirical_ntk_fn(net.apply_fn)
     ks = np.stack(

@@ -227,7 +227,7 @@ def test_monte_carlo_kernel_passes_keywords_to_apply_fn():
         x1, x2 = points(3), points(2, seed=1)
         p1, p2 = _graphs(3, 4), _graphs(2, 4, seed=1)
         key = jax.random.PRNGKey(5)
-        mc = nb.monte_carlo_kernel_fn(net.init_fn, net.apply_fn, key, 2, batch_size=1)
+        mc = nb.monte_carlo_kernel_fn(net.init_fn, net.apply_fn, key, 2, samples_per_step=1)
         got = mc(x1, x2, ("nngp", "ntk"), pattern=(p1, p2))
         emp = nb.empirical_kernel_fn(net.apply_fn)
         want = []
