@@ -78,10 +78,11 @@ def monte_carlo_kernel_fn(
         store_on_device: ``False`` returns NumPy arrays in host memory, assembled there
             block by block (for kernels larger than the device's memory); ``True`` JAX
             arrays on the first device used.
-        trace_axes, diagonal_axes: as in :func:`empirical_ntk_fn` (``diagonal_axes``
-            must be empty).
-        vmap_axes, implementation: neural-tangents' hints for how to form the empirical
-            NTK; they do not change its value, and ntk_bayes forms it one way.
+        trace_axes: as in :func:`empirical_ntk_fn`.
+        diagonal_axes: as in :func:`empirical_ntk_fn` (must be empty).
+        vmap_axes: neural-tangents' hint for how to form the empirical NTK; it does not
+            change its value, and ntk_bayes forms it one way.
+        implementation: likewise a hint, accepted for neural-tangents' code.
         samples_per_step: networks evaluated together (vmapped) per step; every sample
             count must be a multiple of it. More is faster and takes that many times the
             memory of one network's kernels.
