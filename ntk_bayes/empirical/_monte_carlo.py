@@ -32,6 +32,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 
 from .._numerics import POSITIVE_INT, check_int
+from . import _empirical
 from ._empirical import empirical_nngp_fn, empirical_ntk_fn
 
 __all__ = ["monte_carlo_kernel_fn"]
@@ -269,14 +270,8 @@ def _cuts(n: int, size: int) -> list[tuple[int, int]]:
 
 
 def _rows(value, start: int, stop: int, n: int):
-    """Rows ``start:stop`` of every array leaf of ``value`` whose leading axis has
-    length ``n`` (a per-point array); other leaves whole."""
-
-    def cut(v):
-        shape = getattr(v, "shape", ())
-        return v[start:stop] if len(shape) >= 1 and shape[0] == n else v
-
-    return jax.tree_util.tree_map(cut, value)
+    """:func:`_empirical._rows` on every leaf of ``value`` (a keyword may be a pytree)."""
+    return jax.tree_util.tree_map(lambda v: _empirical._rows(v, start, stop, n), value)
 
 
 class _Plan:
