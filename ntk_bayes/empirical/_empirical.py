@@ -147,12 +147,34 @@ def empirical_ntk_fn(
     return ntk_fn
 
 
+# A private keyword of the functions returned here: whether Dropout's rng is shared
+# between x1 and x2 (True/False or a traced boolean), decided by the caller instead of
+# by :func:`same_inputs`; ``monte_carlo_kernel_fn`` sets it for its blocks.
+SHARE_RNG = "_ntk_bayes_share_rng"
+
+
+def same_inputs(x1, x2):
+    """Whether ``x2`` is ``x1`` for Dropout's masks, by neural-tangents' rule: omitted,
+    the same array, or equal in value (same shape, every entry equal; the analytic
+    kernel's rule too). A Python bool for concrete inputs, a traced boolean otherwise."""
+    if x2 is None or x2 is x1:
+        return True
+    if np.shape(x1) != np.shape(x2):
+        return False
+    if any(isinstance(x, jax.core.Tracer) for x in (x1, x2)):
+        return jnp.array_equal(x1, x2)
+    return bool(np.array_equal(np.asarray(x1), np.asarray(x2)))
+
+
 def _split_kwargs(kwargs, x1, x2):
     """Keyword arguments for ``f`` at ``x1`` and at ``x2``, by neural-tangents' rule: a
     tuple of two is ``(for x1, for x2)`` (e.g. ``pattern=(pattern1, pattern2)`` of graph
     networks); anything else goes to both. A ``rng`` (Dropout's masks) is shared when
-    ``x2`` is omitted or is ``x1``, so a point paired with itself sees one mask; otherwise
-    it is split, so different points draw independent masks (as neural-tangents does)."""
+    ``x2`` is ``x1`` (:func:`same_inputs`: omitted, the same array or equal in value), so
+    a point paired with itself sees one mask; otherwise it is split, so different points
+    draw independent masks (as neural-tangents does)."""
+    kwargs = dict(kwargs)
+    share = kwargs.pop(SHARE_RNG, None)
     kw1, kw2 = {}, {}
     for name, value in kwargs.items():
         if name != "rng" and isinstance(value, tuple) and len(value) == 2:
@@ -160,8 +182,14 @@ def _split_kwargs(kwargs, x1, x2):
         else:
             kw1[name] = kw2[name] = value
     rng = kwargs.get("rng")
-    if rng is not None and x2 is not None and x2 is not x1:
-        kw1["rng"], kw2["rng"] = jax.random.split(rng)
+    if rng is not None and x2 is not None:
+        same = same_inputs(x1, x2) if share is None else share
+        if same is not True:
+            k1, k2 = jax.random.split(rng)
+            if same is False:
+                kw1["rng"], kw2["rng"] = k1, k2
+            else:  # traced: select the keys in the program
+                kw1["rng"], kw2["rng"] = jnp.where(same, rng, k1), jnp.where(same, rng, k2)
     return kw1, kw2
 
 

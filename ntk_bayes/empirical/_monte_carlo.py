@@ -32,6 +32,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 
 from .._numerics import POSITIVE_INT, check_int
+from ..stax import _devices as _stax_devices
 from . import _empirical
 from ._empirical import empirical_nngp_fn, empirical_ntk_fn
 
@@ -135,9 +136,10 @@ def monte_carlo_kernel_fn(
     keys = keys.reshape((total // samples_per_step, samples_per_step) + keys.shape[1:])
     takes_rng = _takes_rng(apply_fn)
 
-    def estimate(x1, x2, keys, offset, carry, arrays, names, static, init_shape):
+    def estimate(x1, x2, keys, offset, carry, arrays, share, names, static, init_shape):
         """The running (mean, sum of squared deviations) of one block after the
-        networks ``keys`` (steps of ``samples_per_step``), ``offset`` networks before."""
+        networks ``keys`` (steps of ``samples_per_step``), ``offset`` networks before;
+        ``share``: whether the block's two sides share Dropout's masks (a boolean)."""
 
         def one(k):
             _, params = init_fn(k, init_shape)
@@ -145,6 +147,7 @@ def monte_carlo_kernel_fn(
             kw = {**arrays, **dict(static)}
             if takes_rng:
                 kw["rng"] = jax.random.fold_in(k, 1)
+                kw[_empirical.SHARE_RNG] = share
             return {g: fns[g](x1, x2, params, **kw) for g in names}
 
         shape = jax.eval_shape(one, keys[0, 0])
@@ -188,12 +191,18 @@ def monte_carlo_kernel_fn(
                 f"this kernel_fn averages {counts[0]} network(s)"
             )
         arrays, static = _split_by_kind(apply_fn_kwargs)
-        if x2 is x1:
-            x2 = None  # a point paired with itself, as neural-tangents reads it
+        one_array = x2 is x1
         x1 = jnp.asarray(x1)
-        x2 = None if x2 is None else jnp.asarray(x2)
+        if x2 is not None:
+            x2 = x1 if one_array else jnp.asarray(x2)
         traced = any(isinstance(x, jax.core.Tracer) for x in (x1, x2))
-        plan = _Plan(x1, x2, batch_size, [None] if traced else devices, arrays)
+        # x2 equal to x1 (the same array, or equal in value as neural-tangents reads it:
+        # Dropout's masks are then shared by a point and itself) is x2 omitted, unless
+        # the two sides are given different keywords
+        same = _empirical.same_inputs(x1, x2)
+        if x2 is not None and same is True and _sides_alike(apply_fn_kwargs):
+            x2 = None
+        plan = _Plan(x1, x2, batch_size, [None] if traced else devices, arrays, same)
         host = not store_on_device and not traced
 
         def estimates():
@@ -202,7 +211,7 @@ def monte_carlo_kernel_fn(
             for count in counts:
                 seg = keys[done // samples_per_step : count // samples_per_step]
                 for b, block in enumerate(plan.blocks):
-                    xa, xb, kw, dev = block
+                    xa, xb, kw, dev, share = block
                     carries[b] = estimate_jit(
                         xa,
                         xb,
@@ -210,6 +219,7 @@ def monte_carlo_kernel_fn(
                         done,
                         carries[b],
                         kw,
+                        share,
                         names=names,
                         static=static,
                         init_shape=tuple(x1.shape),
@@ -250,17 +260,13 @@ def _sample_counts(n_samples) -> tuple[list[int], bool]:
 
 
 def _devices(device_count: int) -> list:
-    local = jax.local_devices()
     if device_count == 0:
         return [None]  # wherever JAX puts the inputs: the default device
-    if device_count == -1:
-        return list(local)
-    if device_count > len(local):
-        raise ValueError(
-            f"`device_count`={device_count} but this process has {len(local)} local "
-            f"device(s); choose -1 (all), 0 (the default device) or 1..{len(local)}"
-        )
-    return list(local[:device_count])
+    return _stax_devices.resolve_devices(
+        None if device_count == -1 else device_count,
+        name="device_count",
+        choices="-1 (all), 0 (the default device) or {low}..{high}",
+    )
 
 
 def _cuts(n: int, size: int) -> list[tuple[int, int]]:
@@ -276,9 +282,13 @@ def _rows(value, start: int, stop: int, n: int):
 
 class _Plan:
     """The blocks of one call: ``blocks[b] = (x1 rows, x2 rows or None, keywords,
-    device)`` for the block pairs computed, and where each sits in the output."""
+    device, share)`` for the block pairs computed, and where each sits in the output.
+    ``share`` (a boolean array) tells a block whether its two sides share Dropout's
+    masks: only a block of the same rows of ``x1`` and ``x2`` where ``x2`` is ``x1``
+    (``same``, from :func:`_empirical.same_inputs`), so that a point shares its mask
+    with itself and never with another point, as in the whole kernel."""
 
-    def __init__(self, x1, x2, batch_size, devices, arrays):
+    def __init__(self, x1, x2, batch_size, devices, arrays, same):
         n1 = x1.shape[0]
         n2 = n1 if x2 is None else x2.shape[0]
         size = batch_size or (math.ceil(n1 / len(devices)) if len(devices) > 1 else 0)
@@ -300,19 +310,38 @@ class _Plan:
                 else:
                     xa, xb = x1[a:b], other[c:d]
                     kw = {
-                        k: _per_side(v, (a, b, n1), (c, d, n2), pair=True)
+                        k: _per_side(v, (a, b, n1), (c, d, n2), pair=True, x2_is_x1=x2 is None)
                         for k, v in arrays.items()
                     }
+                share = jnp.asarray(same if (a, b) == (c, d) else False, bool)
                 self.where[i, j] = len(self.blocks)
-                self.blocks.append((_put(xa, dev), _put(xb, dev), _put(kw, dev), dev))
+                self.blocks.append(
+                    (_put(xa, dev), _put(xb, dev), _put(kw, dev), dev, _put(share, dev))
+                )
 
 
-def _per_side(value, side1, side2, pair: bool = False):
+def _sides_alike(kwargs) -> bool:
+    """Whether every keyword gives ``x1`` and ``x2`` the same value (a tuple of two is
+    ``(for x1, for x2)``; anything else goes to both)."""
+    for value in kwargs.values():
+        if isinstance(value, tuple) and len(value) == 2:
+            a, b = (jax.tree_util.tree_leaves(v) for v in value)
+            if len(a) != len(b) or not all(
+                np.shape(u) == np.shape(v) and bool(np.all(np.asarray(u) == np.asarray(v)))
+                for u, v in zip(a, b, strict=True)
+            ):
+                return False
+    return True
+
+
+def _per_side(value, side1, side2, pair: bool = False, x2_is_x1: bool = False):
     """A keyword's value for a block: a tuple of two is (for x1, for x2), each cut to its
     side's rows; anything else goes to both sides (as a pair when the block's two sides
-    are different points, each cut to its own rows)."""
+    are different points, each cut to its own rows). With ``x2`` omitted both sides are
+    rows of ``x1``, so a pair's x1 part serves both (neural-tangents' ``(p1, None)``)."""
     if isinstance(value, tuple) and len(value) == 2:
-        return (_rows(value[0], *side1), _rows(value[1], *side2))
+        second = value[0] if x2_is_x1 else value[1]
+        return (_rows(value[0], *side1), _rows(second, *side2))
     if pair:
         return (_rows(value, *side1), _rows(value, *side2))
     return _rows(value, *side1)

@@ -33,9 +33,11 @@ __all__ = [
 AXIS = "tiles"
 
 
-def resolve_devices(devices=None) -> list:
+def resolve_devices(devices=None, *, name="devices", choices="{low}..{high}") -> list:
     """The devices tiles run on: all local ones by default, the first ``devices`` if an
-    int, or the given sequence of :class:`jax.Device`."""
+    int, or the given sequence of :class:`jax.Device`. ``name`` and ``choices`` word the
+    error for a count above the local devices (``monte_carlo_kernel_fn`` names its
+    ``device_count`` and its other choices)."""
     local = jax.local_devices()
     if devices is None:
         return list(local)
@@ -44,11 +46,11 @@ def resolve_devices(devices=None) -> list:
     if isinstance(devices, int | np.integer):
         n = check_int(
             devices,
-            "devices",
+            name,
             low=1,
             high=len(local),
             message="`{name}`={value} but this process has {high} local device(s); "
-            "choose {low}..{high}",
+            f"choose {choices}",
         )
         return list(local[:n])
     if isinstance(devices, Sequence) and devices:

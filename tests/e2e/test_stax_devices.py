@@ -89,7 +89,7 @@ SCRIPT = textwrap.dedent(
     import ntk_bayes as nb
     from ntk_bayes.empirical import _monte_carlo
 
-    plan = _monte_carlo._Plan(jax.numpy.ones((9, 3)), None, 0, jax.local_devices(), {})
+    plan = _monte_carlo._Plan(jax.numpy.ones((9, 3)), None, 0, jax.local_devices(), {}, True)
     assert len({b[3] for b in plan.blocks}) == 4, plan.blocks  # one row block per device
     mc_net = stax.serial(stax.Dense(16, b_std=0.1), stax.Relu(), stax.Dense(2))
     xm, ym = rng.normal(size=(9, 3)), rng.normal(size=(5, 3))

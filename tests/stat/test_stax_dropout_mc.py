@@ -25,6 +25,7 @@ def test_train_mode_matches_monte_carlo_masks(same):
     x1 = dropout_inputs(4)
     x2 = None if same else dropout_inputs(3, seed=1)
     k, z = _z_scores(dropout_fc(0.6), x1, x2)
+    # 4.5 sd over at most 2 x 16 entries, t with 255 dof: false alarm < 5e-4 (union bound)
     assert max(z["nngp"].max(), z["ntk"].max()) < 4.5, z
     # The two-sided part: a point with itself gains 1/rate over the no-dropout kernel
     # (its mask is shared); different points do not. The MC test above sees the gain.
@@ -32,6 +33,27 @@ def test_train_mode_matches_monte_carlo_masks(same):
     ratio = np.asarray(k.nngp - 0.2**2) / np.asarray(ref.nngp - 0.2**2)
     expect = np.where(np.eye(*ratio.shape, dtype=bool) & same, 1 / 0.6, 1.0)
     np.testing.assert_allclose(ratio, expect, rtol=1e-4)
+
+
+def test_blocked_monte_carlo_keeps_the_shared_self_pair_mask():
+    """Cut into blocks of 2 inputs (5 points: blocks of 2, 2, 1), the Monte Carlo
+    estimate of a train-mode Dropout network still matches the analytic kernel: the
+    diagonal blocks are estimates of x1 with itself, so each point's mask is shared with
+    itself there and its self-pair gains 1/rate, and the blocks off the diagonal pair
+    different points (each with its own mask)."""
+    net, x = dropout_fc(0.6), dropout_inputs(5, seed=5)
+    z, _, mean, se = mc_z_scores(
+        net, x, None, n_samples=256, samples_per_step=32, key=KEY, batch_size=2
+    )
+    # 4.5 sd over 2 x 25 entries, t with 255 dof: false alarm < 6e-4 (union bound)
+    assert max(z["nngp"].max(), z["ntk"].max()) < 4.5, z
+    # Power: the kernel without the self-pair gain (no Dropout) is rejected on the
+    # diagonal, the blocks of one input included (z ~ 13-40 at these seeds).
+    plain = dropout_fc(1.0).kernel_fn(x, None, ("nngp", "ntk"))
+    for name in ("nngp", "ntk"):
+        m, s = (np.asarray(getattr(o, name), np.float64) for o in (mean, se))
+        z_diag = np.abs(np.diag(m) - np.diag(np.asarray(getattr(plain, name)))) / np.diag(s)
+        assert z_diag.min() > 8, (name, z_diag)
 
 
 def test_dropout_before_a_hidden_layer_matches_monte_carlo():

@@ -77,3 +77,33 @@ def test_arguments_are_checked_before_any_work(kw, exc, match):
     kw = {"n": kw.pop("n_samples", 4), **kw}
     with pytest.raises(exc, match=match):
         _mc(**kw)
+
+
+@pytest.mark.parametrize("two_sets", [False, True])
+def test_blocks_cut_per_point_keywords_with_their_points(two_sets):
+    """A graph network's per-point `pattern` is cut with the points of each block (and
+    a pair (for x1, for x2) side by side), so the blocked estimate is the whole one."""
+    net = stax.serial(
+        stax.Dense(8, W_std=1.3, b_std=0.2),
+        stax.Relu(),
+        stax.Aggregate(),
+        stax.Dense(2, W_std=1.1),
+        stax.GlobalAvgPool(),
+    )
+    r = np.random.default_rng(1)
+    x1, x2 = r.normal(size=(5, 4, 2)), r.normal(size=(3, 4, 2))
+    p1, p2 = ((r.random((n, 4, 4)) < 0.5) * r.uniform(0.5, 1.5, (n, 4, 4)) for n in (5, 3))
+    x2, pattern = (x2, (p1, p2)) if two_sets else (None, (p1, None))
+    with jax.enable_x64(True):
+
+        def mc(pattern, **kw):
+            fn = nb.monte_carlo_kernel_fn(net.init_fn, net.apply_fn, KEY, 2, **kw)
+            return fn(x1, x2, ("nngp", "ntk"), pattern=pattern)
+
+        whole, cut = mc(pattern), mc(pattern, batch_size=2)
+        for a, b in zip(whole, cut, strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+        # the graphs are read: every point given the first one's, the estimate moves
+        first = np.broadcast_to(p1[:1], p1.shape)
+        moved = mc((first, pattern[1]), batch_size=2)
+        assert np.abs(np.asarray(moved.ntk) - np.asarray(whole.ntk)).max() > 1e-3

@@ -92,3 +92,41 @@ def test_empirical_ntk_blocks_draw_their_own_masks():
     ntk = np.asarray(nb.empirical_ntk_fn(net.apply_fn, batch_size=2)(x, None, params, rng=KEY))
     assert not np.isclose(ntk[0, 0], ntk[2, 2]) and not np.isclose(ntk[0, 2], ntk[0, 0])
     np.testing.assert_allclose(ntk, ntk.T, rtol=1e-5)
+
+
+def test_x2_equal_to_x1_in_value_shares_the_masks():
+    """As in neural-tangents (and the analytic kernel), x2 equal to x1 in value is x1:
+    the empirical kernels give a point and its copy one mask, so they equal the x2=None
+    kernels exactly, also under jit (the equality is then decided in the program); x2
+    with one entry changed draws independent masks, and its kernel differs."""
+    net = dropout_fc(0.5, width=16)
+    x = np.asarray(dropout_inputs(4))
+    _, params = net.init_fn(KEY, x.shape)
+    for fn in (nb.empirical_nngp_fn(net.apply_fn), nb.empirical_ntk_fn(net.apply_fn)):
+        alone = np.asarray(fn(x, None, params, rng=KEY))
+        np.testing.assert_array_equal(np.asarray(fn(x, x.copy(), params, rng=KEY)), alone)
+        jitted = jax.jit(lambda a, b, p, fn=fn: fn(a, b, p, rng=KEY))
+        np.testing.assert_allclose(np.asarray(jitted(x, x.copy(), params)), alone, rtol=1e-6)
+        other = x.copy()
+        other[3, 0] += 1.0
+        moved = np.asarray(jitted(x, other, params))
+        # the three unchanged points lose the self-pair's shared mask
+        assert not np.allclose(np.diag(moved)[:3], np.diag(alone)[:3], rtol=1e-3)
+
+
+@pytest.mark.parametrize("batch_size", [0, 2])
+def test_monte_carlo_x2_equal_to_x1_is_x2_omitted(batch_size):
+    """monte_carlo_kernel_fn reads x2 equal to x1 in value as x2 omitted (whole or in
+    blocks: the same estimate). Under jit the equality is decided in the program: the
+    blocks of the same rows share the masks there, so they and the blocks above them
+    are the same estimate; the blocks below are computed, not mirrored (other masks,
+    the same expectation)."""
+    net = dropout_fc(0.5, width=16)
+    x = np.asarray(dropout_inputs(5))
+    mc = nb.monte_carlo_kernel_fn(net.init_fn, net.apply_fn, KEY, 4, batch_size=batch_size)
+    alone = np.asarray(mc(x, None, "ntk"))
+    np.testing.assert_array_equal(np.asarray(mc(x, x.copy(), "ntk")), alone)
+    traced = np.asarray(jax.jit(lambda a, b: mc(a, b, "ntk"))(x, x.copy()))
+    block = np.arange(5) // (batch_size or 5)
+    upper = block[:, None] <= block[None, :]
+    np.testing.assert_allclose(traced[upper], alone[upper], rtol=1e-5, atol=1e-6)
