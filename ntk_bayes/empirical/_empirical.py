@@ -29,35 +29,65 @@ __all__ = ["empirical_ntk_fn", "empirical_nngp_fn", "empirical_kernel_fn"]
 _GETS = ("nngp", "ntk")
 
 
-def _norm_axes(axes: int | Sequence[int], ndim: int, name: str) -> tuple[int, ...]:
+def _axes_tuple(axes, name: str) -> tuple[int, ...]:
+    """``axes`` (an int or a sequence of ints) as a tuple of ints, else a TypeError."""
     if isinstance(axes, int | np.integer) and not isinstance(axes, bool):
-        axes = (int(axes),)  # one axis, as neural-tangents accepts
+        return (int(axes),)  # one axis, as neural-tangents accepts
     try:
         axes = tuple(axes)
     except TypeError:
         raise TypeError(f"`{name}` must be an int or a tuple of ints, got {axes!r}") from None
-    out = []
     for a in axes:
         if not isinstance(a, int | np.integer) or isinstance(a, bool):
             raise TypeError(f"`{name}` must be an int or a tuple of ints, got {axes!r}")
-        a = int(a)
+    return tuple(int(a) for a in axes)
+
+
+def _norm_axes(axes, ndim: int, name: str, batch: bool = False) -> tuple[int, ...]:
+    """``axes`` as sorted non-negative output axes; the batch axis 0 only if ``batch``."""
+    axes = _axes_tuple(axes, name)
+    out = []
+    for a in axes:
         b = a % ndim if -ndim <= a < ndim else None
-        if b is None or b == 0:
+        if b is None or (b == 0 and not batch):
             raise ValueError(
-                f"`{name}`={tuple(axes)} names axis {a}, but outputs have {ndim} axes and axis 0 "
+                f"`{name}`={axes} names axis {a}, but outputs have {ndim} axes and axis 0 "
                 "is the batch axis"
             )
         out.append(b)
     if len(set(out)) != len(out):
-        raise ValueError(f"`{name}` repeats an axis: {tuple(axes)}")
+        raise ValueError(f"`{name}` repeats an axis: {axes}")
     return tuple(sorted(out))
 
 
-def _contract(a, b, ndim: int, traced: tuple[int, ...]):
-    """(n1, *out) x (n2, *out [, P]) -> (n1, n2, [free, free']...), mean over traced axes."""
+def _output_axes(trace_axes, diagonal_axes, ndim: int, n1: int, n2: int | None):
+    """(traced, diagonal) output axes of outputs with ``ndim`` axes, checked: no axis in
+    both, and a diagonal batch axis only for ``x2`` omitted or as long as ``x1``."""
+    traced = _norm_axes(trace_axes, ndim, "trace_axes")
+    diagonal = _norm_axes(diagonal_axes, ndim, "diagonal_axes", batch=True)
+    both = sorted(set(traced) & set(diagonal))
+    if both:
+        raise ValueError(
+            f"`trace_axes` and `diagonal_axes` both name output axis {both[0]}; an axis is "
+            "either averaged over (trace) or kept as its diagonal, not both"
+        )
+    if 0 in diagonal and n2 is not None and n2 != n1:
+        raise ValueError(
+            "`diagonal_axes` holds the batch axis 0 (each point with the point of x2 at "
+            f"its index), so x2 must be omitted or hold as many points as x1; got {n1} "
+            f"and {n2}"
+        )
+    return traced, diagonal
+
+
+def _contract(a, b, ndim: int, traced: tuple[int, ...], diagonal: tuple[int, ...] = ()):
+    """(n1, *out) x (n2, *out [, P]) -> (n1, n2, [free, free']...), mean over traced
+    axes; a diagonal axis keeps one index for both sides ((n,) for the batch axis),
+    in neural-tangents' layout."""
     letters = iter(string.ascii_letters)
-    i, j = next(letters), next(letters)
-    sa, sb, free_out = [i], [j], [i, j]
+    i = next(letters)
+    j = i if 0 in diagonal else next(letters)
+    sa, sb, free_out = [i], [j], [i] if 0 in diagonal else [i, j]
     size = 1
     for ax in range(1, ndim):
         if ax in traced:
@@ -65,6 +95,11 @@ def _contract(a, b, ndim: int, traced: tuple[int, ...]):
             sa.append(t)
             sb.append(t)
             size *= a.shape[ax]
+        elif ax in diagonal:
+            t = next(letters)
+            sa.append(t)
+            sb.append(t)
+            free_out.append(t)
         else:
             u, v = next(letters), next(letters)
             sa.append(u)
@@ -78,16 +113,23 @@ def _contract(a, b, ndim: int, traced: tuple[int, ...]):
 
 def empirical_nngp_fn(f: Callable, trace_axes: Sequence[int] = (-1,), diagonal_axes=()):
     """Returns ``nngp_fn(x1, x2, params, **kwargs)``: the output covariance of ``f`` at
-    fixed ``params``, averaged over ``trace_axes`` (shape ``(n1, n2)`` by default)."""
-    _no_diagonal(diagonal_axes)
+    fixed ``params``, averaged over ``trace_axes`` (shape ``(n1, n2)`` by default).
+
+    ``diagonal_axes`` (as in neural-tangents): output axes of which only the diagonal
+    is computed, one axis in the result instead of a pair; with the batch axis 0 the
+    result holds each point with the point of ``x2`` at its index, ``(n, ...)``.
+    """
+    _axes_tuple(trace_axes, "trace_axes")
+    _axes_tuple(diagonal_axes, "diagonal_axes")
 
     @full_precision
     def nngp_fn(x1, x2, params, **kwargs):
         kw1, kw2 = _split_kwargs(kwargs, x1, x2)
         f1 = f(params, x1, **kw1)
+        n2 = None if x2 is None else np.shape(x2)[0]
+        axes = _output_axes(trace_axes, diagonal_axes, f1.ndim, np.shape(x1)[0], n2)
         f2 = f1 if x2 is None else f(params, x2, **kw2)
-        traced = _norm_axes(trace_axes, f1.ndim, "trace_axes")
-        return _contract(f1, f2, f1.ndim, traced)
+        return _contract(f1, f2, f1.ndim, *axes)
 
     return nngp_fn
 
@@ -108,9 +150,10 @@ def empirical_ntk_fn(
     folded with each block's start, so blocks draw independent masks; per-point keyword
     arrays (leading axis the number of points, such as ``pattern``) are cut with their
     points. Keywords go to ``f`` by neural-tangents' rule: a tuple of two is ``(for x1,
-    for x2)``.
+    for x2)``. ``diagonal_axes``: as in :func:`empirical_nngp_fn`.
     """
-    _no_diagonal(diagonal_axes)
+    _axes_tuple(trace_axes, "trace_axes")
+    _axes_tuple(diagonal_axes, "diagonal_axes")
     if batch_size is not None:
         batch_size = check_int(
             batch_size,
@@ -127,7 +170,8 @@ def empirical_ntk_fn(
     def ntk_fn(x1, x2, params, **kwargs):
         kw1, kw2 = _split_kwargs(kwargs, x1, x2)
         out_ndim = jax.eval_shape(lambda x: f(params, x, **kw1), x1).ndim
-        traced = _norm_axes(trace_axes, out_ndim, "trace_axes")
+        n2 = None if x2 is None else np.shape(x2)[0]
+        axes = _output_axes(trace_axes, diagonal_axes, out_ndim, np.shape(x1)[0], n2)
         j1 = _batched_jac(jac, params, x1, kw1, batch_size)
         j2 = j1 if x2 is None else _batched_jac(jac, params, x2, kw2, batch_size)
 
@@ -137,7 +181,7 @@ def empirical_ntk_fn(
             a = a.reshape(out_shape + (-1,))
             b = b.reshape((n2,) + out_shape[1:] + (-1,))
             del n1
-            return _contract(a, b, out_ndim, traced)
+            return _contract(a, b, out_ndim, *axes)
 
         leaves = jax.tree_util.tree_leaves(jax.tree_util.tree_map(leaf, j1, j2))
         if not leaves:
@@ -238,10 +282,3 @@ def empirical_kernel_fn(f: Callable, trace_axes: Sequence[int] = (-1,), diagonal
         return collections.namedtuple("Kernel", names)(**out)
 
     return kernel_fn
-
-
-def _no_diagonal(diagonal_axes) -> None:
-    if tuple(diagonal_axes):
-        raise NotImplementedError(
-            "`diagonal_axes` is not supported; compute the full kernel and take its diagonal"
-        )

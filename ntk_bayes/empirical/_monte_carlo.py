@@ -81,7 +81,9 @@ def monte_carlo_kernel_fn(
             block by block (for kernels larger than the device's memory); ``True`` JAX
             arrays on the first device used.
         trace_axes: as in :func:`empirical_ntk_fn`.
-        diagonal_axes: as in :func:`empirical_ntk_fn` (must be empty).
+        diagonal_axes: as in :func:`empirical_ntk_fn`: output axes of which only the
+            diagonal is estimated (with the batch axis 0, each point with the point of
+            ``x2`` at its index; blocks then pair each block of rows with itself).
         vmap_axes: neural-tangents' hint for how to form the empirical NTK; it does not
             change its value, and ntk_bayes forms it one way.
         implementation: likewise a hint, accepted for neural-tangents' code.
@@ -128,6 +130,7 @@ def monte_carlo_kernel_fn(
             f"`samples_per_step` ({samples_per_step}); change one of them"
         )
     devices = _devices(device_count)
+    diagonal = bool(_empirical._axes_tuple(diagonal_axes, "diagonal_axes"))
     nngp_fn = empirical_nngp_fn(apply_fn, trace_axes, diagonal_axes)
     ntk_fn = empirical_ntk_fn(apply_fn, trace_axes, diagonal_axes, vmap_axes, implementation)
     total = counts[-1]
@@ -202,7 +205,13 @@ def monte_carlo_kernel_fn(
         same = _empirical.same_inputs(x1, x2)
         if x2 is not None and same is True and _sides_alike(apply_fn_kwargs):
             x2 = None
-        plan = _Plan(x1, x2, batch_size, [None] if traced else devices, arrays, same)
+        layout = None
+        if diagonal:
+            kw = {**arrays, **dict(static)}
+            if takes_rng:
+                kw["rng"] = keys.reshape((-1,) + keys.shape[2:])[0]
+            layout = _layout(init_fn, apply_fn, x1, x2, keys[0, 0], kw, trace_axes, diagonal_axes)
+        plan = _Plan(x1, x2, batch_size, [None] if traced else devices, arrays, same, layout)
         host = not store_on_device and not traced
 
         def estimates():
@@ -288,23 +297,28 @@ class _Plan:
     (``same``, from :func:`_empirical.same_inputs`), so that a point shares its mask
     with itself and never with another point, as in the whole kernel."""
 
-    def __init__(self, x1, x2, batch_size, devices, arrays, same):
+    def __init__(self, x1, x2, batch_size, devices, arrays, same, layout=None):
         n1 = x1.shape[0]
         n2 = n1 if x2 is None else x2.shape[0]
         size = batch_size or (math.ceil(n1 / len(devices)) if len(devices) > 1 else 0)
+        # layout (from _layout): whether each untraced output axis after the batch axis
+        # is kept as its diagonal; None: none is. A diagonal batch axis pairs each block
+        # of rows with the same rows of x2 only, and the blocks stack along axis 0.
+        self.layout = layout
+        self.by_point = layout is not None and layout[0]
         self.rows = _cuts(n1, size)
-        self.cols = self.rows if x2 is None else _cuts(n2, batch_size)
+        self.cols = self.rows if x2 is None or self.by_point else _cuts(n2, batch_size)
         self.symmetric = x2 is None
         self.blocks, self.where = [], {}
         other = x1 if x2 is None else x2
         for i, (a, b) in enumerate(self.rows):
             for j, (c, d) in enumerate(self.cols):
-                if self.symmetric and j < i:
-                    continue  # the transpose of block (j, i)
+                if (self.symmetric and j < i) or (self.by_point and j != i):
+                    continue  # the transpose of block (j, i), or not estimated
                 dev = devices[len(self.blocks) % len(devices)]
                 if len(self.rows) == len(self.cols) == 1:
                     xa, xb, kw = x1, x2, arrays
-                elif self.symmetric and i == j:
+                elif x2 is None and i == j:
                     xa, xb = x1[a:b], None
                     kw = {k: _per_side(v, (a, b, n1), (a, b, n1)) for k, v in arrays.items()}
                 else:
@@ -373,9 +387,9 @@ def _result(plan: _Plan, carries, names, count, get, with_stderr, host):
                 for j in range(len(plan.cols)):
                     if (i, j) in plan.where:
                         row.append(fetch(carries[plan.where[i, j]][part][g]))
-                    else:  # below the diagonal of a symmetric kernel: (j, i) transposed
+                    elif not plan.by_point:  # below a symmetric kernel's diagonal
                         block = fetch(carries[plan.where[j, i]][part][g])
-                        row.append(xp.transpose(block, _mirror(block.ndim)))
+                        row.append(xp.transpose(block, _mirror(block.ndim, plan.layout)))
                 grid.append(xp.concatenate(row, axis=1) if len(row) > 1 else row[0])
             out[g] = xp.concatenate(grid, axis=0) if len(grid) > 1 else grid[0]
         return out
@@ -394,13 +408,32 @@ def _result(plan: _Plan, carries, names, count, get, with_stderr, host):
     return wrap(mean), wrap(stderr)
 
 
-def _mirror(ndim: int) -> tuple[int, ...]:
+def _mirror(ndim: int, layout=None) -> tuple[int, ...]:
     """K(x2, x1) from K(x1, x2): swap the two points' axes and, after them, each pair of
-    (x1's, x2's) untraced output axes (``_contract``'s layout)."""
-    perm = [1, 0]
-    for ax in range(2, ndim, 2):
-        perm += [ax + 1, ax]
+    (x1's, x2's) untraced output axes (``_contract``'s layout); an axis kept as its
+    diagonal (``layout``, from :func:`_layout`) stays."""
+    if layout is None:
+        layout = (False,) * ((ndim - 2) // 2 + 1)
+    perm, ax = [1, 0], 2
+    for diagonal in layout[1:]:
+        perm += [ax] if diagonal else [ax + 1, ax]
+        ax += 1 if diagonal else 2
     return tuple(perm)
+
+
+def _layout(init_fn, apply_fn, x1, x2, key, kwargs, trace_axes, diagonal_axes):
+    """For ``diagonal_axes``: whether the batch axis and then each untraced output axis
+    is kept as its diagonal, from the network's output shape (traced, not run); the axes
+    checked as the empirical kernels check them, before any work."""
+    kw1, _ = _empirical._split_kwargs(kwargs, x1, x2)
+
+    def out(k):
+        return apply_fn(init_fn(k, tuple(x1.shape))[1], x1, **kw1)
+
+    ndim = len(jax.eval_shape(out, key).shape)
+    n2 = None if x2 is None else x2.shape[0]
+    traced, diagonal = _empirical._output_axes(trace_axes, diagonal_axes, ndim, x1.shape[0], n2)
+    return (0 in diagonal,) + tuple(ax in diagonal for ax in range(1, ndim) if ax not in traced)
 
 
 def _split_by_kind(kwargs):

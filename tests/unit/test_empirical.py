@@ -59,3 +59,68 @@ def test_empirical_ntk_blocks_and_one_trace_axis():
     assert nngp.shape == (4, 4)
     with pytest.raises(TypeError, match="`trace_axes` must be an int or a tuple of ints"):
         nb.empirical_ntk_fn(NET.apply_fn, trace_axes="last")(X, None, params)
+
+
+CONV = stax.serial(stax.Conv(4, (2,), padding="SAME"), stax.Relu(), stax.Conv(3, (2,)))
+
+
+@pytest.mark.parametrize(
+    "trace_axes, diagonal_axes, x2_given, take",
+    [
+        (-1, 1, True, "abii->abi"),  # one axis as an int, as neural-tangents takes it
+        ((), (-1,), False, "abijkk->abijk"),
+        ((1,), (0,), False, "aajk->ajk"),
+        ((), (0, 1), True, "aaiijk->aijk"),
+    ],
+)
+def test_diagonal_axes_are_the_diagonals_of_the_full_kernel(
+    trace_axes, diagonal_axes, x2_given, take
+):
+    """As neural-tangents: an output axis in `diagonal_axes` keeps one index for both
+    sides (the batch axis 0: each point with x2's point at its index); the result is
+    the diagonal of the full kernel, for the empirical kernels and Monte Carlo (whole
+    and in blocks, mirrored below the diagonal when x2 is omitted)."""
+    with jax.enable_x64(True):
+        r = np.random.default_rng(0)
+        x1 = r.normal(size=(5, 6, 2))
+        x2 = r.normal(size=(5 if 0 in np.atleast_1d(diagonal_axes) else 4, 6, 2))
+        x2 = x2 if x2_given else None
+        _, params = CONV.init_fn(jax.random.PRNGKey(1), x1.shape)
+        for make in (nb.empirical_nngp_fn, nb.empirical_ntk_fn):
+            full = make(CONV.apply_fn, trace_axes)(x1, x2, params)
+            diag = make(CONV.apply_fn, trace_axes, diagonal_axes)(x1, x2, params)
+            np.testing.assert_allclose(diag, np.einsum(take, full), rtol=1e-12, atol=1e-14)
+
+        def mc(batch_size, diagonal):
+            fn = nb.monte_carlo_kernel_fn(
+                CONV.init_fn,
+                CONV.apply_fn,
+                jax.random.PRNGKey(2),
+                2,
+                batch_size,
+                trace_axes=trace_axes,
+                diagonal_axes=diagonal,
+            )
+            return np.asarray(fn(x1, x2, "ntk"))
+
+        whole = mc(0, diagonal_axes)
+        np.testing.assert_allclose(whole, np.einsum(take, mc(0, ())), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(mc(2, diagonal_axes), whole, rtol=1e-12, atol=1e-14)
+
+
+def test_diagonal_axes_are_checked():
+    _, params = CONV.init_fn(jax.random.PRNGKey(1), (5, 6, 2))
+    x1, x2 = np.ones((5, 6, 2), np.float32), np.ones((4, 6, 2), np.float32)
+    with pytest.raises(ValueError, match="both name output axis 2"):
+        nb.empirical_nngp_fn(CONV.apply_fn, (-1,), (2,))(x1, None, params)
+    with pytest.raises(ValueError, match="x2 must be omitted or hold as many points"):
+        nb.empirical_ntk_fn(CONV.apply_fn, (-1,), (0,))(x1, x2, params)
+    with pytest.raises(TypeError, match="`diagonal_axes` must be an int or a tuple"):
+        nb.empirical_ntk_fn(CONV.apply_fn, (-1,), "spatial")
+    with pytest.raises(ValueError, match="`diagonal_axes`=\\(3,\\) names axis 3"):
+        nb.empirical_nngp_fn(CONV.apply_fn, (-1,), (3,))(x1, None, params)
+    mc = nb.monte_carlo_kernel_fn(
+        CONV.init_fn, CONV.apply_fn, jax.random.PRNGKey(2), 2, 2, diagonal_axes=(0,)
+    )
+    with pytest.raises(ValueError, match="x2 must be omitted or hold as many points"):
+        mc(x1, x2, "ntk")
