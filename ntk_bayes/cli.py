@@ -413,9 +413,12 @@ def _settings(args, *, width=None, hyper="ml", inducing=None, sweep=False):
         changes["width"] = width
     if inducing is not None:
         changes["inducing"] = inducing
-    if args.quick:
-        return Settings.quick(**changes)
-    return sweep_settings(**changes) if sweep else Settings(**changes)
+    try:
+        if args.quick:
+            return Settings.quick(**changes)
+        return sweep_settings(**changes) if sweep else Settings(**changes)
+    except ValueError as e:  # a flag's value: a usage error, before any work
+        raise UsageError(str(e)) from None
 
 
 def _load_data(args, *, allow_csv: bool):
@@ -585,7 +588,10 @@ def _run_calibrate(args) -> int:
 def _with_splits_kfold(settings, splits, kfold, sampled_splits=None):
     given = (("splits", splits), ("kfold", kfold), ("sampled_splits", sampled_splits))
     changes = {k: v for k, v in given if v is not None}
-    return type(settings)(**{**settings.as_dict(), **changes}) if changes else settings
+    try:
+        return type(settings)(**{**settings.as_dict(), **changes}) if changes else settings
+    except ValueError as e:  # a flag's value: a usage error, before any work
+        raise UsageError(str(e)) from None
 
 
 def _run_study(args) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .._numerics import check_int
 from ..bnn import DEFAULT_NUTS as _BNN_NUTS
 from ..datasets import Dataset
 from ._archs import Architecture
@@ -72,6 +73,48 @@ class Settings:
     kfold: int = 0
     seed: int = 0
     quiet: bool = False
+
+    def __post_init__(self):
+        """Each field checked on its own (NumPy integers become ints), with the bounds
+        of the command line's flags, so that a bad budget fails here, naming it, and not
+        inside a fit; ``sampled_splits`` against the splits and the models is checked by
+        ``run_calibration``."""
+        lows = {
+            "width": 1,
+            "gp_iters": 1,
+            "svgp_epochs": 1,
+            "num_warmup": 1,
+            "num_samples": 2,
+            "num_chains": 1,
+            "max_tree_depth": 1,
+            "n_draws": 1,
+            "splits": 1,
+            "kfold": 0,
+            "seed": 0,
+        }
+        for name, low in lows.items():
+            value = check_int(getattr(self, name), f"settings.{name}", low=low)
+            object.__setattr__(self, name, value)
+        if self.kfold == 1:
+            raise ValueError("`settings.kfold` must be 0 (off) or >= 2, got 1")
+        for name in ("inducing", "sampled_splits"):
+            if getattr(self, name) is not None:
+                message = "`{name}` must be None or a positive integer, got {value!r}"
+                value = check_int(getattr(self, name), f"settings.{name}", message=message)
+                object.__setattr__(self, name, value)
+        if self.inducing is not None and self.inducing < 2:
+            raise ValueError(f"`settings.inducing` must be None or >= 2, got {self.inducing}")
+        if self.hyper not in ("ml", "nuts"):
+            raise ValueError(f"`settings.hyper` must be 'ml' or 'nuts', got {self.hyper!r}")
+        lr = self.gp_lr
+        if isinstance(lr, bool) or not isinstance(lr, int | float | np.integer | np.floating):
+            raise ValueError(f"`settings.gp_lr` must be a positive number, got {lr!r}")
+        if not (np.isfinite(lr) and lr > 0):
+            raise ValueError(f"`settings.gp_lr` must be positive and finite, got {lr!r}")
+        object.__setattr__(self, "gp_lr", float(lr))
+        if not isinstance(self.quiet, bool | np.bool_):
+            raise ValueError(f"`settings.quiet` must be True or False, got {self.quiet!r}")
+        object.__setattr__(self, "quiet", bool(self.quiet))
 
     @classmethod
     def quick(cls, **changes) -> Settings:

@@ -121,15 +121,7 @@ def run_calibration(
     """
     settings = Settings() if settings is None else settings
     names = check_models(models, ds.task)
-    if isinstance(settings.splits, bool) or not isinstance(settings.splits, int):
-        raise TypeError(f"`settings.splits` must be an integer, got {settings.splits!r}")
-    if settings.splits < 1:
-        raise ValueError(f"`settings.splits` must be >= 1, got {settings.splits}")
-    _check_sampled_splits(settings, names, ds.task)
-    if isinstance(settings.kfold, bool) or not isinstance(settings.kfold, int):
-        raise TypeError(f"`settings.kfold` must be an integer, got {settings.kfold!r}")
-    if settings.kfold == 1 or settings.kfold < 0:
-        raise ValueError(f"`settings.kfold` must be 0 (off) or >= 2, got {settings.kfold}")
+    _check_sampled_splits(settings, names, ds.task)  # its other fields: Settings itself
     log = log or (lambda msg: None)
     check_kernels(ds, arch, names, grid_for(ds))  # once, before any compilation
     run = _one_split(ds, arch, names, settings, log)
@@ -206,8 +198,6 @@ def _check_sampled_splits(settings: Settings, names: Sequence[str], task: str) -
     k = settings.sampled_splits
     if k is None:
         return
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"`settings.sampled_splits` must be an integer or None, got {k!r}")
     if not 1 <= k <= settings.splits:
         raise ValueError(
             f"`settings.sampled_splits` (--sampled-splits) must be between 1 and the "

@@ -797,3 +797,29 @@ def test_bnn_status_gates_every_task_on_rhat_ess_divergences_and_the_sampler_che
     assert bnn_status(good, post(converged=False)).reasons == (
         "the BNN sampler's own check failed",
     )
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [({"width": 0}, "`settings.width` must be an integer >= 1"),
+     ({"splits": 1.5}, "`settings.splits` must be an integer >= 1"),
+     ({"num_samples": 1}, "`settings.num_samples` must be an integer >= 2"),
+     ({"kfold": 1}, "`settings.kfold` must be 0 .off. or >= 2"),
+     ({"inducing": 1}, "`settings.inducing` must be None or >= 2"),
+     ({"sampled_splits": 2.0}, "`settings.sampled_splits` must be None or a positive"),
+     ({"hyper": "mll"}, "`settings.hyper` must be 'ml' or 'nuts'"),
+     ({"gp_lr": float("nan")}, "`settings.gp_lr` must be positive and finite"),
+     ({"seed": -1}, "`settings.seed` must be an integer >= 0"),
+     ({"quiet": "no"}, "`settings.quiet` must be True or False")],
+)  # fmt: skip
+def test_settings_refuse_bad_budgets_naming_the_field(change, message):
+    with pytest.raises(ValueError, match=message):
+        Settings(**change)
+    with pytest.raises(ValueError, match=message):
+        Settings.quick(**change)
+
+
+def test_settings_take_numpy_integers_as_ints():
+    s = Settings(width=np.int64(8), splits=np.int32(2), gp_lr=np.float32(0.1))
+    assert type(s.width) is int and type(s.splits) is int and type(s.gp_lr) is float
+    assert s.as_dict()["width"] == 8
