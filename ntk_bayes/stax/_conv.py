@@ -12,6 +12,7 @@ axis (``f`` shifted slices of the padded pair) computes it.
 
 from __future__ import annotations
 
+import itertools
 import math
 import string
 from collections.abc import Sequence
@@ -247,6 +248,50 @@ def _same_shift_sum(x, axes, size, lo, f):
     return x if acc is None else acc
 
 
+# Up to this many entries per window (F C), patch products are summed entry by entry in
+# one elementwise pass that writes the kernel's layout directly; more, by a contraction
+# (a matrix product, then a transposing copy into the interleaved layout). 3-conv
+# CNN-GAP, n = 128, F C = 9: the product and its copy took ~22 ms of ~360 per call.
+_PATCH_TERMS_MAX = 32
+
+
+def _patch_products(p1, p2, full: bool, pairs: bool):
+    """Σ_z p1[.., z] p2[.., z] for patches ``(n, *spatial, Z)``: ``(n1, n2, *S)`` of every
+    pair of points (``pairs``) or ``(n, *S)`` of each point with itself (``p2`` is
+    ``p1``); ``S`` the diagonal layout ``(H, W, ...)`` or, if ``full``, the interleaved
+    ``(H, H', W, W', ...)``."""
+    spatial = p1.shape[1:-1]
+    n_sp = len(spatial)
+    plain, primed = string.ascii_lowercase[:n_sp], string.ascii_uppercase[:n_sp]
+    if full:
+        out = "".join(a + b for a, b in zip(plain, primed, strict=True))
+        right = primed
+    else:
+        out = right = plain
+    if pairs:
+        expr = f"i{plain}z,j{right}z->ij{out}"
+    else:
+        expr = f"i{plain}z,i{right}z->i{out}"
+    if p1.shape[-1] > _PATCH_TERMS_MAX:
+        return jnp.einsum(expr, p1, p2)
+    # broadcast shapes: each side's positions on its own axes of the output layout
+    if full:
+        s1 = tuple(d for h in spatial for d in (h, 1))
+        s2 = tuple(d for h in spatial for d in (1, h))
+    else:
+        s1 = s2 = tuple(spatial)
+    n1, n2 = p1.shape[0], p2.shape[0]
+    if pairs:
+        shape1, shape2 = (n1, 1) + s1, (1, n2) + s2
+    else:
+        shape1, shape2 = (n1,) + s1, (n2,) + s2
+    acc = None
+    for z in range(p1.shape[-1]):
+        term = p1[..., z].reshape(shape1) * p2[..., z].reshape(shape2)
+        acc = term if acc is None else acc + term
+    return acc
+
+
 def _conv_spec(n_spatial: int) -> tuple[str, str, str]:
     letters = "".join(c for c in string.ascii_uppercase if c not in "NCIO")[:n_spatial]
     return ("N" + letters + "C", letters + "IO", "N" + letters + "C")
@@ -351,16 +396,58 @@ class Conv(Layer):
             s = window_sum(x, batch_ndim, self.filter_shape, self.strides, self.padding, full)
             return s / f_size
 
+        # The inputs' NTK is zero (is_input: no layer with parameters came before, and
+        # the layers that keep the flag map a zero NTK to zero): skip its window sum
+        # (on CPU XLA would constant-fold the zeros inside the isolating conditional).
+        ntk_avg = None if k.ntk is None or k.is_input else avg(k.ntk, 2)
+        return self._from_averages(k, avg(k.nngp, 2), ntk_avg, avg(k.cov1, 1), avg(k.cov2, 1))
+
+    def kernel_of_inputs(self, x1, x2, k):
+        """The patch averages of the input kernel as products of the inputs' patches:
+        ``(A K)[p, p'] = (F C)^{-1} P(x1)[p] · P(x2)[p']`` with ``P(x)[p]`` the ``F C``
+        entries of the window at ``p`` (padded as the layer pads), one contraction
+        instead of materialising ``x1 x2ᵀ / C`` at every pair of positions and summing
+        ``F`` shifted copies of it (3-conv CNN-GAP, n = 128: 56 ms of ~370 per call
+        was that first window sum)."""
+        f_size = math.prod(self.filter_shape)
+        scale = x1.shape[-1] * f_size
+        p1, p2 = self._patches(x1), self._patches(x2)
+        full = not k.diagonal_spatial
+        nngp_avg = _patch_products(p1, p2, full, pairs=True) / scale
+        cov1_avg = _patch_products(p1, p1, full, pairs=False) / scale
+        cov2_avg = _patch_products(p2, p2, full, pairs=False) / scale
+        return self._from_averages(k, nngp_avg, None, cov1_avg, cov2_avg)
+
+    def _patches(self, x):
+        """``(n, *out_spatial, F C)``: each output position's window of ``x`` (zero
+        padded for SAME, periodic for CIRCULAR), offsets major, channels minor."""
+        axes = range(1, 1 + self.n_spatial)
+        spatial = x.shape[1:-1]
+        pads, outs = [], []
+        for size, f, s in zip(spatial, self.filter_shape, self.strides, strict=True):
+            pads.append(window_pads(size, f, s, self.padding))
+            outs.append(window_output_size(size, f, s, self.padding))
+        xp = pad_spatial(x, axes, pads, self.padding)
+        parts = []
+        for offset in itertools.product(*(range(f) for f in self.filter_shape)):
+            idx = tuple(
+                slice(d, d + s * (o - 1) + 1, s)
+                for d, s, o in zip(offset, self.strides, outs, strict=True)
+            )
+            parts.append(xp[(slice(None), *idx, slice(None))])
+        return jnp.concatenate(parts, axis=-1)
+
+    def _from_averages(self, k, nngp_avg, ntk_avg, cov1_avg, cov2_avg):
+        """The layer's output kernel from the patch averages of its input kernel
+        (``ntk_avg`` ``None``: the input NTK is zero)."""
+        f_size = math.prod(self.filter_shape)
         w2 = self.W_std**2
         b2 = 0.0 if self.b_std is None else self.b_std**2
-        nngp_avg = avg(k.nngp, 2)
         nngp = w2 * nngp_avg + b2
         ntk = k.ntk
         if ntk is not None:
-            # The inputs' NTK is zero (is_input: no layer with parameters came before, and
-            # the layers that keep the flag map a zero NTK to zero): skip its window sum
-            # (on CPU XLA would constant-fold the zeros inside the isolating conditional).
-            ntk_avg = jnp.zeros_like(nngp_avg) if k.is_input else avg(ntk, 2)
+            if ntk_avg is None:
+                ntk_avg = jnp.zeros_like(nngp_avg)
             if self.parameterization == "ntk":
                 ntk = nngp + w2 * ntk_avg
             else:
@@ -369,8 +456,8 @@ class Conv(Layer):
         return k.replace(
             nngp=nngp,
             ntk=ntk,
-            cov1=w2 * avg(k.cov1, 1) + b2,
-            cov2=w2 * avg(k.cov2, 1) + b2,
+            cov1=w2 * cov1_avg + b2,
+            cov2=w2 * cov2_avg + b2,
             shape1=self.output_shape(k.shape1),
             shape2=self.output_shape(k.shape2),
             is_gaussian=True,

@@ -151,6 +151,13 @@ class Layer(eqx.Module):
         :func:`_segment`)."""
         return False
 
+    def kernel_of_inputs(self, x1, x2, k):
+        """The kernel after this layer computed from the inputs ``x1``, ``x2`` themselves
+        (``k``: their input kernel, for its metadata), or ``None`` where the layer has no
+        such form and ``kernel(k)`` is the way (every layer but ``Conv`` and ``serial``
+        starting with one)."""
+        return None
+
     def needs_same_points(self) -> bool:
         """Whether the kernel must know which pairs are one point twice (train-mode
         ``Dropout``, whose masks are shared only by a point and itself); combinators
@@ -534,7 +541,14 @@ def _block(net, x1, x2, same_points, need_ntk: bool, full: bool, out_full: bool)
         ids = (e1["ids"], e2["ids"]) if "ids" in e1 else None
     k = _input_kernel(x1, x2, need_ntk, not full, same_points).replace(point_ids=ids)
     k = k if not side else k.replace(layer_inputs=side)
-    k = _masking.masked_kernel(net, k) if side and "mask" in side else net.kernel(k)
+    if side and "mask" in side:
+        k = _masking.masked_kernel(net, k)
+    else:
+        # a first Conv takes its window sums of the inputs' products as products of the
+        # inputs' patches (the input kernel's arrays are then unused: not computed
+        # under jit)
+        out = None if side else ask(net, "kernel_of_inputs", x1, x2, k)
+        k = net.kernel(k) if out is None else out
     if isinstance(k, list | tuple):
         raise ValueError(
             f"the network ends with {len(k)} parallel branches; close them with "
@@ -733,6 +747,14 @@ class Serial(Layer):
             k = _scanned_run(layers[i : i + period * count], period, count, k)
             i += period * count
         return _unrolled(segment, _unpacked(k, packed))
+
+    def kernel_of_inputs(self, x1, x2, k):
+        # a first layer with a form of its own (Conv's patches), unless it opens a
+        # scanned run (whose count would change)
+        if not self.layers or _repeated_run(self.layers, 0) is not None:
+            return None
+        out = ask(self.layers[0], "kernel_of_inputs", x1, x2, k)
+        return None if out is None else Serial(layers=self.layers[1:]).kernel(out)
 
     def init(self, key, input_shape):
         params = []

@@ -27,6 +27,37 @@ def test_conv_relu_gap_matches_neural_tangents(nt_reference, nt_spec, tol, dtype
 # ---- identities ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "n_sp, channels, padding, strides, readout",
+    [(1, 1, "SAME", 1, "gap"), (2, 4, "CIRCULAR", 2, "gap"), (1, 2, "VALID", 1, "flatten")],
+)
+def test_first_conv_from_patches_equals_its_window_sums(n_sp, channels, padding, strides, readout):
+    """A first Conv computes its patch averages as products of the inputs' patches
+    (entry by entry for F C <= 32, by a contraction beyond); the same network behind an
+    Identity takes the window sums of the input kernel. Equal to float64 round-off in
+    both layouts (GAP: every pair of positions; Flatten: same positions only), with x2
+    given, strides and every padding."""
+    with jax.enable_x64(True):
+        r = np.random.default_rng(0)
+        shape = (6,) * n_sp + (channels,)
+        x1, x2 = r.normal(size=(4, *shape)), r.normal(size=(3, *shape))
+        window = (3,) * n_sp
+        layers = [
+            stax.Conv(5, window, (strides,) * n_sp, padding, W_std=1.3, b_std=0.1),
+            stax.Relu(),
+            stax.Conv(4, window, padding="SAME", parameterization="standard"),
+            stax.Relu(),
+            stax.GlobalAvgPool() if readout == "gap" else stax.Flatten(),
+            stax.Dense(1),
+        ]
+        patches, sums = stax.serial(*layers), stax.serial(stax.Identity(), *layers)
+        for x in (None, x2):
+            a = patches.kernel_fn(x1, x, ("nngp", "ntk"))
+            b = sums.kernel_fn(x1, x, ("nngp", "ntk"))
+            for u, v in zip(a, b, strict=True):
+                np.testing.assert_allclose(u, v, rtol=1e-13, atol=1e-15)
+
+
 def test_one_by_one_conv_is_dense_per_position(tol):
     x = images(4)
     conv = stax.serial(stax.Conv(64, (1, 1), W_std=1.4, b_std=0.3), stax.Relu(), stax.Flatten())
