@@ -222,30 +222,39 @@ def _window_sum(x, batch_ndim: int, window, strides, padding: str, full: bool):
 
 
 def _same_shift_sum(x, axes, size, lo, f):
-    """Stride-1 zero-padded window sum as adds of shifted interiors.
+    """Stride-1 zero-padded window sum along one axis (pair) as one sum of shifted
+    interiors: ``x`` plus each other offset's slice, zero-padded back to full size,
+    added in one elementwise pass (no padded copy of ``x``, no in-place updates).
 
-    Equivalent to padding and summing ``f`` slices, but without materialising the padded
-    array (1.7x faster on CPU): the first shifted interior is added in one pass that
-    writes a new array, the others update that array in place. (Updating ``x`` itself in
-    place made XLA copy each shifted interior out first, as it aliases the target.)
+    On CPU each axis's pass runs apart (:func:`apart`): left to itself XLA fused the
+    passes of two spatial axes into one that recomputed the first axis's sums for every
+    offset of the second, and in-place updates (``.at[].add``, the form before) ran on
+    one thread. Measured 2026-12-05 on the Intel host (3-conv networks, float32, n =
+    64-128, compiled objects, alternating calls, paired medians of 8 rounds, outputs bit
+    for bit the same): CNN-GAP with 3 x 3 windows 325 -> 229 ms, 5 x 5 windows 138 ->
+    92 ms, with a 3 x 3 SAME AvgPool 137 -> 87 ms, against +3.6% to +25% for the one
+    pass without the boundary.
     """
-    acc = None
-    for d in range(f):
-        shift = d - lo
-        if shift == 0 or abs(shift) >= size:
-            continue
-        dst = slice(0, size - shift) if shift > 0 else slice(-shift, size)
-        src = slice(shift, size) if shift > 0 else slice(0, size + shift)
-        i_dst, i_src = [slice(None)] * x.ndim, [slice(None)] * x.ndim
-        widths = [(0, 0)] * x.ndim
-        for a in axes:
-            i_dst[a], i_src[a] = dst, src
-            widths[a] = (0, shift) if shift > 0 else (-shift, 0)
-        if acc is None:
-            acc = x + jnp.pad(x[tuple(i_src)], widths)
-        else:
-            acc = acc.at[tuple(i_dst)].add(x[tuple(i_src)])
-    return x if acc is None else acc
+
+    def one_pass(v):
+        acc = v
+        for d in range(f):
+            shift = d - lo
+            if shift == 0 or abs(shift) >= size:
+                continue
+            src = slice(shift, size) if shift > 0 else slice(0, size + shift)
+            index, widths = [slice(None)] * v.ndim, [(0, 0)] * v.ndim
+            for a in axes:
+                index[a] = src
+                widths[a] = (0, shift) if shift > 0 else (-shift, 0)
+            acc = acc + jnp.pad(v[tuple(index)], widths)
+        return acc
+
+    if all(abs(d - lo) >= size or d == lo for d in range(f)):
+        return x
+    if jax.default_backend() != "cpu":
+        return one_pass(x)
+    return apart(one_pass, x, jax.ShapeDtypeStruct(x.shape, x.dtype))
 
 
 # Up to this many entries per window (F C), patch products are summed entry by entry in
