@@ -224,7 +224,8 @@ def _window_sum(x, batch_ndim: int, window, strides, padding: str, full: bool):
 def _same_shift_sum(x, axes, size, lo, f):
     """Stride-1 zero-padded window sum along one axis (pair) as one sum of shifted
     interiors: ``x`` plus each other offset's slice, zero-padded back to full size,
-    added in one elementwise pass (no padded copy of ``x``, no in-place updates).
+    added in one elementwise pass (no padded copy of ``x``, no in-place updates; off
+    the CPU the in-place form, :func:`_in_place_shift_sum`).
 
     On CPU each axis's pass runs apart (:func:`apart`): left to itself XLA fused the
     passes of two spatial axes into one that recomputed the first axis's sums for every
@@ -236,25 +237,52 @@ def _same_shift_sum(x, axes, size, lo, f):
     pass without the boundary.
     """
 
+    if jax.default_backend() != "cpu":
+        return _in_place_shift_sum(x, axes, size, lo, f)
+    shifts = _shifts(x.ndim, axes, size, lo, f)
+    if not shifts:
+        return x
+
     def one_pass(v):
         acc = v
-        for d in range(f):
-            shift = d - lo
-            if shift == 0 or abs(shift) >= size:
-                continue
-            src = slice(shift, size) if shift > 0 else slice(0, size + shift)
-            index, widths = [slice(None)] * v.ndim, [(0, 0)] * v.ndim
-            for a in axes:
-                index[a] = src
-                widths[a] = (0, shift) if shift > 0 else (-shift, 0)
-            acc = acc + jnp.pad(v[tuple(index)], widths)
+        for _, src, widths in shifts:
+            acc = acc + jnp.pad(v[src], widths)
         return acc
 
-    if all(abs(d - lo) >= size or d == lo for d in range(f)):
-        return x
-    if jax.default_backend() != "cpu":
-        return one_pass(x)
     return apart(one_pass, x, jax.ShapeDtypeStruct(x.shape, x.dtype))
+
+
+def _shifts(ndim: int, axes, size: int, lo: int, f: int) -> list:
+    """``(destination, source, pad widths)`` of each non-zero offset of a stride-1 window
+    along ``axes``: the source slice moved to the destination, or zero-padded back to
+    full size by the widths."""
+    out = []
+    for d in range(f):
+        shift = d - lo
+        if shift == 0 or abs(shift) >= size:
+            continue
+        dst = slice(0, size - shift) if shift > 0 else slice(-shift, size)
+        src = slice(shift, size) if shift > 0 else slice(0, size + shift)
+        i_dst, i_src, widths = [slice(None)] * ndim, [slice(None)] * ndim, [(0, 0)] * ndim
+        for a in axes:
+            i_dst[a], i_src[a] = dst, src
+            widths[a] = (0, shift) if shift > 0 else (-shift, 0)
+        out.append((tuple(i_dst), tuple(i_src), widths))
+    return out
+
+
+def _in_place_shift_sum(x, axes, size, lo, f):
+    """The form of :func:`_same_shift_sum` off the CPU (measured on GPU before the CPU
+    form changed): the first shifted interior added in one pass that writes a new
+    array, the others updated in place in it (updating ``x`` itself made XLA copy each
+    shifted interior out first, as it aliases the target)."""
+    acc = None
+    for dst, src, widths in _shifts(x.ndim, axes, size, lo, f):
+        if acc is None:
+            acc = x + jnp.pad(x[src], widths)
+        else:
+            acc = acc.at[dst].add(x[src])
+    return x if acc is None else acc
 
 
 # Up to this many entries per window (F C), patch products are summed entry by entry in

@@ -234,3 +234,20 @@ def test_layer_norm_needs_gaussian_inputs():
     net = stax.serial(conv_net(), stax.Relu(), stax.LayerNorm(), stax.GlobalAvgPool())
     with pytest.raises(ValueError, match="Gaussian"):
         net.kernel_fn(images(2), None, "ntk")
+
+
+@pytest.mark.parametrize("f, size", [(3, 6), (5, 4), (2, 5), (3, 1), (7, 3)])
+def test_shift_sums_equal_padded_window_sums(f, size):
+    """Both forms of the stride-1 SAME window sum along an axis pair (CPU: one pass of
+    zero-padded shifted interiors, apart; elsewhere: in-place updates) equal summing
+    the f slices of the zero-padded array, windows wider than the axis included."""
+    from ntk_bayes.stax import _conv
+
+    with jax.enable_x64(True):
+        x = jnp.asarray(np.random.default_rng(f).normal(size=(2, 3, size, size, 4)))
+        lo, hi = _conv.window_pads(size, f, 1, "SAME")
+        padded = jnp.pad(x, [(0, 0), (0, 0), (lo, hi), (lo, hi), (0, 0)])
+        want = sum(padded[:, :, d : d + size, d : d + size] for d in range(f))
+        for form in (_conv._same_shift_sum, _conv._in_place_shift_sum):
+            got = form(x, (2, 3), size, lo, f)
+            np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-14)
