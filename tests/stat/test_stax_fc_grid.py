@@ -1,7 +1,9 @@
 """Fully connected engine, the heavier checks: gradients at coincident inputs for every
 nonlinearity (a parity grid), tiles against one block, empirical kernels of an Equinox
-model, a deep chaotic network in float32. Moved from tests/unit to keep the edit-test loop
-under two minutes (each of these takes seconds, not milliseconds)."""
+model, a deep chaotic network in float32, packed segments against unpacked layers for
+each nonlinearity (a parity grid; the unit tier checks the packed programs' structure).
+Moved from tests/unit to keep the edit-test loop under two minutes (each of these takes
+seconds, not milliseconds)."""
 
 import equinox as eqx
 import jax
@@ -83,3 +85,58 @@ def test_deep_chaotic_network_stays_finite_in_float32():
     assert np.all(np.isfinite(k.nngp)) and np.all(np.isfinite(k.ntk))
     c = np.asarray(k.nngp) / np.sqrt(np.outer(np.diag(k.nngp), np.diag(k.nngp)))
     assert np.all(np.abs(c) <= 1 + 1e-6)
+
+
+@pytest.mark.parametrize("name", ["relu", "abrelu", "erf", "gelu", "sin", "sign", "rbf"])
+def test_segments_pack_nngp_and_ntk(name, dtype, monkeypatch):
+    """On CPU, serial materialises the NNGP and the NTK after each nonlinearity as one
+    complex array (one fusion per layer, see ``_core._segment``): the kernel, its
+    derivatives in the hyperparameters and its vmap over them are those of the unpacked
+    layers to round-off; the NNGP alone and spatial kernels are not packed."""
+    from ntk_bayes.stax import _core
+
+    phi = NONLINEARITIES[name]
+    x = fc_inputs(80, seed=7).astype(dtype)  # 6400 pairs: above the packing threshold
+
+    def net(w):
+        return stax.serial(
+            stax.Dense(64, W_std=w, b_std=0.05),
+            phi,
+            stax.Dense(64, W_std=1.3, b_std=0.1),
+            phi,
+            stax.Dense(1, W_std=w, b_std=0.05),
+        )
+
+    def ntk(w, a):
+        return net(w).kernel_fn(a, None, "ntk")
+
+    def results():
+        # x is an argument: closed over, it would be a constant, and XLA would fold
+        # the first segment's conditional away
+        jax.clear_caches()
+        f = jax.jit(ntk)
+        k = f(1.4, x)
+        hlo = f.lower(1.4, x).compile().as_text()
+        grad = jax.jit(jax.grad(lambda w, a: ntk(w, a).sum()))(1.4, x)
+        batch = jax.jit(jax.vmap(ntk, (0, None)))(jnp.asarray([0.9, 1.6], dtype), x)
+        nngp_hlo = jax.jit(lambda a: net(1.4).kernel_fn(a, None, "nngp")).lower(x)
+        return k, hlo, grad, batch, nngp_hlo.compile().as_text()
+
+    k, hlo, grad, batch, nngp_hlo = results()
+    monkeypatch.setattr(_core, "_packs", lambda k: False)
+    k0, hlo0, grad0, batch0, _ = results()
+    jax.clear_caches()
+
+    complex_type = "c64[" if dtype == np.float32 else "c128["
+    if jax.default_backend() == "cpu":
+        # one conditional per nonlinearity, each ending in a packed array
+        assert hlo.count("conditional(") == 2
+        assert complex_type in hlo
+        assert complex_type not in nngp_hlo
+    assert complex_type not in hlo0  # the check above fails with the mechanism off
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(k, k0, rtol=64 * eps, atol=64 * eps * float(jnp.abs(k0).max()))
+    np.testing.assert_allclose(grad, grad0, rtol=64 * eps * 100)
+    np.testing.assert_allclose(
+        batch, batch0, rtol=64 * eps, atol=64 * eps * float(jnp.abs(batch0).max())
+    )
