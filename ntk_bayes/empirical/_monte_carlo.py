@@ -336,10 +336,13 @@ class _Plan:
 
 def _sides_alike(kwargs) -> bool:
     """Whether every keyword gives ``x1`` and ``x2`` the same value (a tuple of two is
-    ``(for x1, for x2)``; anything else goes to both)."""
+    ``(for x1, for x2)``; anything else goes to both); traced values cannot tell, and
+    count as different."""
     for value in kwargs.values():
         if isinstance(value, tuple) and len(value) == 2:
             a, b = (jax.tree_util.tree_leaves(v) for v in value)
+            if any(isinstance(u, jax.core.Tracer) for u in a + b):
+                return False
             if len(a) != len(b) or not all(
                 np.shape(u) == np.shape(v) and bool(np.all(np.asarray(u) == np.asarray(v)))
                 for u, v in zip(a, b, strict=True)
