@@ -29,14 +29,14 @@ def test_conv_relu_gap_matches_neural_tangents(nt_reference, nt_spec, tol, dtype
 
 @pytest.mark.parametrize(
     "n_sp, channels, padding, strides, readout",
-    [(1, 1, "SAME", 1, "gap"), (2, 4, "CIRCULAR", 2, "gap"), (1, 2, "VALID", 1, "flatten")],
+    [(1, 1, "SAME", 1, "gap"), (2, 3, "CIRCULAR", 2, "gap"), (1, 2, "VALID", 1, "flatten")],
 )
 def test_first_conv_from_patches_equals_its_window_sums(n_sp, channels, padding, strides, readout):
-    """A first Conv computes its patch averages as products of the inputs' patches
-    (entry by entry for F C <= 32, by a contraction beyond); the same network behind an
-    Identity takes the window sums of the input kernel. Equal to float64 round-off in
-    both layouts (GAP: every pair of positions; Flatten: same positions only), with x2
-    given, strides and every padding."""
+    """A first Conv with at most 32 entries per window computes its patch averages as
+    products of the inputs' patches; the same network behind an Identity takes the
+    window sums of the input kernel. Equal to float64 round-off in both layouts (GAP:
+    every pair of positions; Flatten: same positions only), with x2 given, strides and
+    every padding. Wider windows keep the window sums."""
     with jax.enable_x64(True):
         r = np.random.default_rng(0)
         shape = (6,) * n_sp + (channels,)
@@ -56,6 +56,14 @@ def test_first_conv_from_patches_equals_its_window_sums(n_sp, channels, padding,
             b = sums.kernel_fn(x1, x, ("nngp", "ntk"))
             for u, v in zip(a, b, strict=True):
                 np.testing.assert_allclose(u, v, rtol=1e-13, atol=1e-15)
+        # the form is taken, and declined beyond 32 entries per window
+        from ntk_bayes.stax._core import _input_kernel
+
+        conv, diagonal = layers[0], readout != "gap"
+        k = _input_kernel(x1, x2, True, diagonal)
+        assert conv.kernel_of_inputs(x1, x2, k) is not None
+        wide = np.concatenate([x1] * 11, axis=-1)  # F C = 3^n_sp x 11 channels > 32
+        assert conv.kernel_of_inputs(wide, wide, _input_kernel(wide, wide, True, diagonal)) is None
 
 
 def test_one_by_one_conv_is_dense_per_position(tol):
