@@ -178,7 +178,9 @@ def test_a_repeated_call_walks_no_trace_again(monkeypatch):
     walks = []
     real = _batching._max_var_bytes
     monkeypatch.setattr(
-        _batching, "_max_var_bytes", lambda j, lead=None: walks.append(lead) or real(j, lead)
+        _batching,
+        "_max_var_bytes",
+        lambda j, lead=None, entries=False: walks.append(lead) or real(j, lead, entries),
     )
     net, x = _net(), fc_inputs(9)
     first = net.kernel_fn(x, None, "ntk")
