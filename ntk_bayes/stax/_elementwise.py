@@ -466,14 +466,15 @@ class Gelu(Elementwise):
 
     def dual(self, s12, q1, q2, ntk):
         # δ² = (1 + q1)(1 + q2) - Σ12² = 1 + q1 + q2 + (q1 q2 - Σ12²) >= 1 (written so, it
-        # stays >= 1 when round-off puts Σ12² past q1 q2), and (Σ12, δ) / sqrt((1+q1)(1+q2))
+        # stays >= 1 when round-off puts Σ12² past q1 q2; q1 + q2 first, so that a pair and
+        # its swap round alike), and (Σ12, δ) / sqrt((1+q1)(1+q2))
         # is a point on the unit circle: ψ from the division-free polynomial of
         # :func:`unit_angle`, 1/δ from one inverse root, and 1/((1+q1)(1+q2)) from the
         # per-point roots, instead of an arctangent and five pairwise divisions.
         prod = q1 * q2
         rp = rsqrt(1 + q1) * rsqrt(1 + q2)
         rp2 = rp * rp
-        delta2 = 1 + q1 + q2 + jnp.maximum(prod - s12 * s12, 0.0)
+        delta2 = 1 + (q1 + q2) + jnp.maximum(prod - s12 * s12, 0.0)
         inv = rsqrt(delta2)
         psi = unit_angle(s12 * rp, delta2 * inv * rp)
         # (Σ12² + P δ²) / ((1+q1)(1+q2) δ) as (Σ12 rp)² / δ + (P rp²) δ: P δ² grows as q⁴
