@@ -42,12 +42,19 @@ it is ``(H, W, ...)`` (only same-position covariances are kept); otherwise it is
 from __future__ import annotations
 
 import dataclasses
+import operator
 from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
 
 __all__ = ["Kernel"]
+
+
+def _dims(shape) -> tuple:
+    """A shape as Python ints: layers compute output shapes with NumPy, whose integer
+    scalars equinox 0.13.0-0.13.x takes for arrays in a static field (and warns)."""
+    return tuple(operator.index(d) for d in shape)
 
 
 class Kernel(eqx.Module):
@@ -58,8 +65,8 @@ class Kernel(eqx.Module):
     cov1: Any
     cov2: Any
     same_points: Any
-    shape1: tuple = eqx.field(static=True)
-    shape2: tuple = eqx.field(static=True)
+    shape1: tuple = eqx.field(static=True, converter=_dims)
+    shape2: tuple = eqx.field(static=True, converter=_dims)
     diagonal_spatial: bool = eqx.field(static=True, default=True)
     is_gaussian: bool = eqx.field(static=True, default=False)
     is_input: bool = eqx.field(static=True, default=False)

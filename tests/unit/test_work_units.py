@@ -46,7 +46,7 @@ def test_units_start_longest_first_and_unmeasured_ones_before_all(monkeypatch):
     sched.workqueue = collections.OrderedDict()
     for t in tests:
         sched.workqueue.setdefault(sched._split_scope(t), {})[t] = False
-    sched.assigned_work = {}
+    sched.assigned_work = collections.OrderedDict()  # pytest-xdist 3.5 calls setdefault(default=)
     node = _Node()
     sched.registered_collections = {node: tests}
     order = []
