@@ -329,9 +329,15 @@ def _varying_like(tree, like):
     varies over (inside ``shard_map``; elsewhere there are none and ``tree`` is returned
     as it is). The untaken branch of :func:`isolated` derives every output from ``like``,
     so a leaf that is the same on every device (a kernel's ``same_points`` flag) would
-    otherwise give the two branches different types, which ``lax.cond`` refuses."""
+    otherwise give the two branches different types, which ``lax.cond`` refuses.
+    ``lax.pcast(..., to="varying")`` from jax 0.9, ``lax.pvary`` before (jax 0.8, the
+    lowest supported: CI's lowest stack)."""
     typeof, pcast = getattr(jax, "typeof", None), getattr(jax.lax, "pcast", None)
-    if typeof is None or pcast is None:  # a jax without varying-axis types
+    if pcast is not None:
+        to_varying = partial(pcast, to="varying")
+    else:
+        to_varying = getattr(jax.lax, "pvary", None)
+    if typeof is None or to_varying is None:  # a jax without varying-axis types
         return tree
     axes = _varying_axes(typeof(like))
     if not axes:
@@ -339,7 +345,7 @@ def _varying_like(tree, like):
 
     def vary(leaf):
         missing = tuple(sorted(axes - _varying_axes(typeof(leaf))))
-        return pcast(leaf, missing, to="varying") if missing else leaf
+        return to_varying(leaf, missing) if missing else leaf
 
     return jax.tree_util.tree_map(vary, tree)
 
