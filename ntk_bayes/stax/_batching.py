@@ -494,9 +494,9 @@ def _run(
     pair and its swap in different orders (1-2 ulp apart), and their tiles are small,
     so mirroring costs nothing measurable (3-conv CNN-GAP, n = 128: -2.4 ms [-5.1,
     +2.7] of 227). Fully connected kernels are left as computed: exactly symmetric for
-    the ReLU family, Erf, Gelu, Sign and others, within 1-2 ulp for a few duals (Exp;
-    Sin, Cos and Rbf in float64), where mirroring tiles of 512 rows cost 12% (3-layer
-    Gelu, n = 2048: +2.4 ms [+2.1, +2.5] of 20)."""
+    the ReLU family, Erf, Gelu, ElementwiseNumerical and others, within 2-3 ulp for a
+    few duals in float64 (Exp, Sin, Cos, Rbf), where mirroring tiles of 512 rows cost
+    12% (3-layer Gelu, n = 2048: +2.4 ms [+2.1, +2.5] of 20)."""
 
     def one(net_, a, b, same_points):
         return _outputs(block_fn(net_, a, b, same_points, *opts), names)

@@ -714,11 +714,16 @@ class CustomElementwise(Elementwise):
 class ElementwiseNumerical(Elementwise):
     r"""Any nonlinearity ``fn`` by 2-D Gauss–Hermite quadrature of degree ``deg``.
 
-    Writes u = sqrt(q1) z1, v = (Σ12/sqrt(q1)) z1 + sqrt(q2 - Σ12²/q1) z2 for
-    independent standard normals and sums ``deg``² nodes; the NTK uses ``df``
-    (default: ``jax.grad(fn)``). Accuracy: exact for polynomials of degree < 2 deg;
-    smooth functions converge exponentially in ``deg``; kinks (ReLU) converge
-    slowly (error ~ deg^-3/2), so prefer the closed-form layer where one exists.
+    Writes u = sqrt(qa) z1, v = (Σ12/sqrt(qa)) z1 + sqrt(qb - Σ12²/qa) z2 for
+    independent standard normals, with qa the larger of the pair's two variances and qb
+    the other, and sums ``deg``² nodes; the NTK uses ``df`` (default: ``jax.grad(fn)``).
+    E[fn(u) fn(v)] is symmetric in the pair, and so is the choice of qa, so a pair and
+    its swap take the same arithmetic and the kernel of one set of points is exactly
+    symmetric (with u from the first point's variance, the quadrature's error differed
+    between them: 1e-3 relative for two tanh layers at ``deg=25`` in float64). Accuracy:
+    exact for polynomials of degree < 2 deg; smooth functions converge exponentially in
+    ``deg``; kinks (ReLU) converge slowly (error ~ deg^-3/2), so prefer the closed-form
+    layer where one exists.
     """
 
     fn_: Callable = eqx.field(static=True)
@@ -752,6 +757,8 @@ class ElementwiseNumerical(Elementwise):
         xs, ws = np.polynomial.hermite.hermgauss(self.deg)
         dtype = s12.dtype
         xs, ws = jnp.asarray(xs * math.sqrt(2), dtype), jnp.asarray(ws / math.sqrt(math.pi), dtype)
+        first = q1 >= q2  # the larger variance first: the same for a pair and its swap
+        q1, q2 = jnp.where(first, q1, q2), jnp.where(first, q2, q1)
         sq1 = safe_sqrt(q1)
         safe = jnp.maximum(sq1, _TINY)
         slope = s12 / safe
