@@ -9,6 +9,8 @@ neural-tangents triple ``init_fn, apply_fn, kernel_fn = net``.
 from __future__ import annotations
 
 import collections
+import contextlib
+import contextvars
 import difflib
 import math
 from collections.abc import Sequence
@@ -333,6 +335,7 @@ class Layer(eqx.Module):
         else:
             _batching.check_output_fits(self, _block, opts, x1, x2, names, devices)
             out = _batching.tiled_kernel(self, _block, opts, x1, x2, names, **plan)
+        _check_finite_outputs(out)
         if want_all:
             # The final state's static structure (shapes, layout, flags): from the one
             # program, or traced on one pair with the tiled arrays put in, so get=None
@@ -359,6 +362,71 @@ class Layer(eqx.Module):
         if isinstance(get, str):
             return out[names[0]]
         return _kernel_tuple(names)(*(out[n] for n in names))
+
+
+# False inside ``outputs_unchecked()``: a caller that inspects the kernels itself (the
+# calibration's pre-fit check names the models each kernel feeds).
+_CHECK_FINITE = contextvars.ContextVar("ntk_bayes_check_finite_outputs", default=True)
+
+
+@contextlib.contextmanager
+def outputs_unchecked():
+    """``kernel_fn`` returns non-finite outputs as they are (for callers that check)."""
+    token = _CHECK_FINITE.set(False)
+    try:
+        yield
+    finally:
+        _CHECK_FINITE.reset(token)
+
+
+@jax.jit
+def _all_finite(arrays):
+    # one AND-reduction per output: 1-2 ms for 2048² float32 on 2 cores, where counting
+    # NaN and inf separately took 15 ms; the counts are taken only for the message
+    return [jnp.all(jnp.isfinite(a)) for a in arrays]
+
+
+@jax.jit
+def _non_finite_counts(a):
+    return jnp.count_nonzero(jnp.isnan(a)), jnp.count_nonzero(jnp.isinf(a))
+
+
+def _check_finite_outputs(out: dict) -> None:
+    """An output with NaN or inf entries is refused, naming what left the dtype's range.
+
+    The inputs are checked before any work (``_check_points``), but a network can leave
+    the range inside: ``Exp`` twice in float32 (E[e^(2u)] = e^(2q) of a variance q that
+    is already e^10), ``Gaussian`` with ``b > 0`` past its bound, high-degree
+    polynomials, weights whose variance grows layer by layer. neural-tangents returns
+    such kernels as they are. One reduction per output (1-2 ms for 2048² float32 on a
+    2-core CPU, against ~18 ms for the kernel of a 3-layer ReLU network); under
+    ``jax.jit``, ``grad`` or ``vmap`` the outputs are not values yet and nothing is
+    checked."""
+    if not _CHECK_FINITE.get():
+        return
+    checked = {
+        name: a
+        for name, a in out.items()
+        if a is not None and is_concrete(a) and jnp.issubdtype(a.dtype, jnp.inexact)
+    }
+    if not checked:
+        return
+    for (name, a), ok in zip(checked.items(), _all_finite(list(checked.values())), strict=True):
+        if bool(ok):
+            continue
+        n_nan, n_inf = (int(c) for c in _non_finite_counts(a))
+        if n_nan or n_inf:
+            wider = (
+                "float64 (jax.config.update('jax_enable_x64', True) and float64 inputs), "
+                if jnp.finfo(a.dtype).bits < 64
+                else ""
+            )
+            raise ValueError(
+                f"kernel_fn: the {name} output has {n_nan + n_inf} non-finite entries of "
+                f"{a.size} ({n_inf} inf, {n_nan} NaN): the network's variances left the "
+                f"range of {a.dtype} (largest {float(jnp.finfo(a.dtype).max):.3g}) inside "
+                f"its layers. Use {wider}smaller W_std or b_std, or inputs of smaller scale"
+            )
 
 
 KERNEL_FN_KWARGS = (

@@ -39,6 +39,7 @@ from jaxtyping import ArrayLike, PRNGKeyArray
 from .. import stax
 from .._numerics import as_float_array, check_finite, check_int
 from ..predict import max_learning_rate
+from ..stax._core import outputs_unchecked
 from ._linearize import effective_ntk_fn
 from ._parameterization import PARAMETERIZATIONS, _check_parameterization, scaled_mlp
 from ._training import _positive_float, relative_change, train
@@ -248,7 +249,8 @@ def _check_output_scale(net, x, y, spec) -> None:
     the random initial function: the kernel change measures that collapse, the same for
     every parameterisation, and says nothing about lazy or rich learning.
     """
-    prior = float(np.mean(np.diag(np.asarray(net.kernel_fn(x, None, "nngp")))))
+    with outputs_unchecked():  # an inf prior gets the message below, which says why
+        prior = float(np.mean(np.diag(np.asarray(net.kernel_fn(x, None, "nngp")))))
     scale = max(float(np.mean(np.asarray(y) ** 2)), np.finfo(np.float32).tiny)
     if not np.isfinite(prior) or prior > MAX_OUTPUT_SCALE * scale:
         raise ValueError(

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _nets import fc_inputs, images
+from conftest import enable_x64
 
 from ntk_bayes import stax
 from ntk_bayes.stax import _batching, _core
@@ -260,6 +261,33 @@ def test_inputs_whose_kernel_would_overflow_are_refused_and_the_rest_scale_exact
         np.testing.assert_allclose(
             big / 1e16, np.asarray(relu.kernel_fn(x, None, "nngp")), rtol=1e-4
         )
+
+
+def test_a_kernel_that_overflows_inside_the_network_is_refused_not_returned():
+    """Finite inputs, a network whose variances leave float32's range: two Exp layers
+    (E[e^(2u)] = e^(2q) of a variance that is already e^10) gave 23 inf of 100 entries in
+    the NNGP, and 19 inf and 4 NaN (inf - inf) in the NTK, returned without a word. Now an
+    error names the output, the counts and the ways out (float64 only where it is not
+    float64 already: there one entry, e^(2q) of the largest q, still overflows). With
+    W_std 0.7 the same network is finite and returned; under jax.jit (no values to look
+    at) the kernel comes back as computed."""
+    exp = stax.serial(stax.Dense(8), stax.Exp(), stax.Dense(8), stax.Exp(), stax.Dense(1))
+    x = np.asarray(fc_inputs(10), np.float32)
+    with pytest.raises(ValueError, match=r"nngp output has 23 non-finite entries of 100 "):
+        exp.kernel_fn(x, None, ("nngp", "ntk"))
+    with pytest.raises(
+        ValueError, match=r"ntk output has 23 .*\(19 inf, 4 NaN\).*float32 .*float64"
+    ):
+        exp.kernel_fn(x, None, "ntk")
+    jitted = jax.jit(lambda a: exp.kernel_fn(a, None, "nngp"))(x)
+    assert np.isinf(np.asarray(jitted)).sum() == 23
+    with enable_x64(), pytest.raises(ValueError, match=r"1 non-finite entries .*float64") as e:
+        exp.kernel_fn(x.astype(np.float64), None, "nngp")
+    assert "jax_enable_x64" not in str(e.value)
+    calm = stax.serial(
+        stax.Dense(8, W_std=0.7), stax.Exp(), stax.Dense(8, W_std=0.7), stax.Exp(), stax.Dense(1)
+    )
+    assert all(np.isfinite(np.asarray(a)).all() for a in calm.kernel_fn(x, None, ("nngp", "ntk")))
 
 
 def test_output_larger_than_memory_is_refused_before_any_work(monkeypatch):
