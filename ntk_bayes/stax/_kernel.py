@@ -53,7 +53,7 @@ __all__ = ["Kernel"]
 
 def _dims(shape) -> tuple:
     """A shape as Python ints: layers compute output shapes with NumPy, whose integer
-    scalars equinox 0.13.0-0.13.x takes for arrays in a static field (and warns)."""
+    scalars equinox 0.13.0 takes for arrays in a static field (and warns)."""
     return tuple(operator.index(d) for d in shape)
 
 
