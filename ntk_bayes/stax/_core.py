@@ -416,18 +416,17 @@ def _check_finite_outputs(out: dict) -> None:
         if bool(ok):
             continue
         n_nan, n_inf = (int(c) for c in _non_finite_counts(a))
-        if n_nan or n_inf:
-            wider = (
-                "float64 (jax.config.update('jax_enable_x64', True) and float64 inputs), "
-                if jnp.finfo(a.dtype).bits < 64
-                else ""
-            )
-            raise ValueError(
-                f"kernel_fn: the {name} output has {n_nan + n_inf} non-finite entries of "
-                f"{a.size} ({n_inf} inf, {n_nan} NaN): the network's variances left the "
-                f"range of {a.dtype} (largest {float(jnp.finfo(a.dtype).max):.3g}) inside "
-                f"its layers. Use {wider}smaller W_std or b_std, or inputs of smaller scale"
-            )
+        wider = (
+            "float64 (jax.config.update('jax_enable_x64', True) and float64 inputs), "
+            if jnp.finfo(a.dtype).bits < 64
+            else ""
+        )
+        raise ValueError(
+            f"kernel_fn: the {name} output has {n_nan + n_inf} non-finite entries of "
+            f"{a.size} ({n_inf} inf, {n_nan} NaN): the network's variances left the "
+            f"range of {a.dtype} (largest {float(jnp.finfo(a.dtype).max):.3g}) inside "
+            f"its layers. Use {wider}smaller W_std or b_std, or inputs of smaller scale"
+        )
 
 
 KERNEL_FN_KWARGS = (
@@ -494,6 +493,7 @@ def _continue(net, k: Kernel, x2, names, want_all, get, pattern=NOT_GIVEN):
     inputs = dict(pattern=side, mask=masks)
     k = k.replace(layer_inputs={n: v for n, v in inputs.items() if v is not None} or None)
     out = _continue_jit(net, k)
+    _check_finite_outputs({n: getattr(out, n) for n in KERNEL_GETS})  # as kernel_fn's
     out_masks = _masking.kernel_masks(out)
     out = out.replace(layer_inputs=None if out_masks is None else {"mask": out_masks})
     if want_all:

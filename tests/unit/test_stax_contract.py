@@ -281,6 +281,11 @@ def test_a_kernel_that_overflows_inside_the_network_is_refused_not_returned():
         exp.kernel_fn(x, None, "ntk")
     jitted = jax.jit(lambda a: exp.kernel_fn(a, None, "nngp"))(x)
     assert np.isinf(np.asarray(jitted)).sum() == 23
+    # the same network in two parts, by kernel composition: the same refusal
+    first = stax.serial(stax.Dense(8), stax.Exp(), stax.Dense(8)).kernel_fn(x, None, None)
+    assert all(np.isfinite(np.asarray(a)).all() for a in (first.nngp, first.ntk))
+    with pytest.raises(ValueError, match=r"nngp output has 23 non-finite entries of 100 "):
+        stax.serial(stax.Exp(), stax.Dense(1)).kernel_fn(first, None, ("nngp", "ntk"))
     with enable_x64(), pytest.raises(ValueError, match=r"1 non-finite entries .*float64") as e:
         exp.kernel_fn(x.astype(np.float64), None, "nngp")
     assert "jax_enable_x64" not in str(e.value)
