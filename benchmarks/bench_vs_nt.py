@@ -7,6 +7,8 @@ between them so that a change of load hits both. Cases (float32, inputs from one
 seed, NNGP and NTK together under ``jax.jit``):
 
 * ``fc3_relu``: 3 x (Dense(512, W_std=1.5, b_std=0.05) + Relu), Dense(1); n = 2048, d = 128;
+  ntk_bayes runs its native fully connected kernel (``stax/_native.py``) where it could
+  be built (the line says), and its XLA program for the same call is timed beside it;
   also, in ntk_bayes's process, the floor (one x @ x.T plus one fused elementwise pass per
   layer) and the least any call returning both kernels can do (one x @ x.T and two n x n
   outputs), with each program's minor page faults per call (fresh output pages fault in on
@@ -144,6 +146,17 @@ def child(lib: str, case: str, n: int, repeats: int) -> dict:
             for u, v in zip(jax.block_until_ready(wide(x)), fn(x), strict=True)
         )
         out["wide_best"] = min(_timed(wide, x, repeats)[0])
+        # ntk_bayes's XLA program for the same call (what a fully connected ReLU network
+        # runs where the native kernel cannot be built, or on other backends)
+        from ntk_bayes.stax import _native
+
+        def call_xla(a):
+            with _native.disabled():
+                return call(a)
+
+        xla = jax.jit(call_xla)
+        jax.block_until_ready(xla(x))
+        out["xla_best"] = min(_timed(xla, x, repeats)[0])
     if lib == "ours" and case == "fc3_relu":
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from bench_kernels import floor_fn
@@ -160,6 +173,11 @@ def child(lib: str, case: str, n: int, repeats: int) -> dict:
             ft, _, out[f"{name}_faults"] = _timed(f, x, repeats)
             out[f"{name}_best"] = min(ft)
     out["jax"] = jax.__version__
+    if lib == "ours":
+        from ntk_bayes.stax import _native
+
+        # the fully connected ReLU case runs the native kernel where it could be built
+        out["native"] = _native.status()
     return out
 
 
@@ -259,6 +277,12 @@ def main(argv=None) -> int:
             f"512-bit vectors {wide:.4f} s ({best['nt'] / wide:.1f}x; outputs bit-equal: "
             f"{all(r['wide_equal'] for r in runs['ours'])})"
         )
+        if case.startswith("fc") and case.endswith("relu"):
+            xla = min(r["xla_best"] for r in runs["ours"])
+            line += (
+                f" | native kernel: {runs['ours'][0]['native']}; ntk_bayes's XLA program "
+                f"{xla:.4f} s ({best['nt'] / xla:.1f}x)"
+            )
         if case == "fc3_relu":
             floor = min(r["floor_best"] for r in runs["ours"])
             least = min(r["least_best"] for r in runs["ours"])

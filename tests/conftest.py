@@ -180,6 +180,16 @@ def dtype(request):
 
 
 @pytest.fixture
+def xla_path():
+    """Kernels by the XLA program even where the native fully connected kernel would run
+    (stax/_native.py): for tests of that program's structure (loops, fusions, traces)."""
+    from ntk_bayes.stax import _native
+
+    with _native.disabled():
+        yield
+
+
+@pytest.fixture
 def tol(dtype):
     return tolerance(dtype)
 

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._numerics import as_float_array, check_finite, full_precision, is_concrete
-from . import _batching, _ids, _masking
+from . import _batching, _ids, _masking, _native
 from ._kernel import Kernel
 
 __all__ = ["Layer", "serial", "check_hyper", "split_rng", "KERNEL_GETS", "NOT_GIVEN"]
@@ -323,6 +323,30 @@ class Layer(eqx.Module):
                 extra[0]["ids"], extra[1]["ids"] = ids
         shapes = (x1.shape, (x1 if x2 is None else x2).shape)
         opts = (want_all or "ntk" in names, *_layouts(self, x1.shape, out_shape, spatial_output))
+        native = _native.plan(self, x1, x2, names, want_all, extra, devices)
+        if native is not None:
+            # a fully connected ReLU-family network on CPU: one pass per tile
+            # (stax/_native.py); its derivatives are the XLA path's
+            _batching.check_output_fits(self, _block, opts, x1, x2, names, devices)
+            plan = dict(
+                same=same, memory_budget=memory_budget, block_size=block_size, devices=devices
+            )
+
+            def xla(a, b):
+                a = (a, extra[0]) if extra[0] else a
+                b = b if b is None or not extra[1] else (b, extra[1])
+                whole = _batching.one_program(self, _block, opts, a, b, names, **plan)
+                if whole is not None:
+                    return tuple(getattr(whole, n) for n in names)
+                tiled = _batching.tiled_kernel(self, _block, opts, a, b, names, **plan)
+                return tuple(tiled[n] for n in names)
+
+            arrays = _native.kernels(native, x1, x2, ids, same, names, xla)
+            out = dict(zip(names, arrays, strict=True))
+            _check_finite_outputs(out)
+            if isinstance(get, str):
+                return out[names[0]]
+            return _kernel_tuple(names)(*(out[n] for n in names))
         if extra[0]:
             x1 = (x1, extra[0])
             x2 = None if one_set else (x2, extra[1])

@@ -114,6 +114,9 @@ def test_four_devices_equal_one_device(tmp_path):
     env = dict(os.environ)
     env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
     env["JAX_PLATFORMS"] = "cpu"
+    # the XLA tiler's paths over devices; the native fully connected kernel runs on one
+    # device only (tests/unit/test_stax_native.py)
+    env["NTK_BAYES_NATIVE"] = "0"
     script = tmp_path / "four_devices.py"
     script.write_text(SCRIPT)
     done = subprocess.run(

@@ -209,7 +209,8 @@ def test_dot_general_errors():
         )
 
 
-def test_dot_general_without_constant_is_identity():
+def test_dot_general_without_constant_is_identity(xla_path):
+    # (the same engine on both sides: Dense alone would otherwise take the native kernel)
     x = fc_inputs(3)
     net = stax.serial(stax.Dense(4, W_std=1.3), stax.DotGeneral())
     np.testing.assert_array_equal(

@@ -67,11 +67,11 @@ def test_tile_sizes_and_gets_are_checked(kwargs, exc, match):
 
 def test_numpy_integer_block_size_and_indexing_like_the_triple():
     x = fc_inputs(5)
-    np.testing.assert_allclose(
-        _net().kernel_fn(x, None, "nngp", block_size=np.int64(2)),
-        _net().kernel_fn(x, None, "nngp"),
-        rtol=1e-6,
-    )
+    tiled = _net().kernel_fn(x, None, "nngp", block_size=np.int64(2))
+    # block_size takes the XLA program, the default the native kernel: equal to float32
+    # round-off of the largest entry (a small entry's own relative error is larger)
+    whole = _net().kernel_fn(x, None, "nngp")
+    np.testing.assert_allclose(tiled, whole, rtol=1e-6, atol=1e-6 * float(np.max(whole)))
     net = _net()
     init_fn, apply_fn, kernel_fn = net
     assert (net[0], net[1], net[2]) == (init_fn, apply_fn, kernel_fn)
@@ -172,7 +172,7 @@ def test_a_one_tile_kernel_is_traced_once_and_a_bigger_one_is_tiled(monkeypatch)
         np.testing.assert_allclose(getattr(tiled, name), getattr(whole, name), rtol=1e-5, atol=1e-6)
 
 
-def test_a_repeated_call_walks_no_trace_again(monkeypatch):
+def test_a_repeated_call_walks_no_trace_again(monkeypatch, xla_path):
     """The same network on the same shapes again: JAX hands back the cached trace, and the
     size of its largest pairwise array is remembered with it (walking the jaxpr cost
     2-4 ms of every eager call at n = 2048); the numbers are the same."""

@@ -212,7 +212,7 @@ def test_gelu_dual_matches_its_arctangent_form(dtype):
     assert all(bool(jnp.isfinite(v)) for v in out), out
 
 
-def test_shared_angle_is_computed_once(dtype):
+def test_shared_angle_is_computed_once(dtype, xla_path):
     """computed_once(fn, x) is fn(x), bit for bit, with the same derivatives and under
     vmap; on CPU, the angle of Erf, Sign and RectifiedMonomial (Gabor: both its forms) is
     materialised once per layer in the NNGP program (one conditional per such layer: the

@@ -48,7 +48,7 @@ def _unrolled(monkeypatch, fn):
     return out
 
 
-def test_serial_runs_repeated_layers_in_one_loop(monkeypatch, tol):
+def test_serial_runs_repeated_layers_in_one_loop(monkeypatch, tol, xla_path):
     """serial(*[Dense, Relu] * 8) computes its 2nd-8th blocks in one scanned loop (a
     while loop in the program), each block with its own hyperparameters: the same kernel
     and the same per-layer gradients as unrolled (checked on 3 repetitions with the
