@@ -146,12 +146,11 @@ def child(lib: str, case: str, n: int, repeats: int) -> dict:
             for u, v in zip(jax.block_until_ready(wide(x)), fn(x), strict=True)
         )
         out["wide_best"] = min(_timed(wide, x, repeats)[0])
+
         # ntk_bayes's XLA program for the same call (what a fully connected ReLU network
         # runs where the native kernel cannot be built, or on other backends)
-        from ntk_bayes.stax import _native
-
         def call_xla(a):
-            with _native.disabled():
+            with stax.native_disabled():
                 return call(a)
 
         xla = jax.jit(call_xla)
@@ -174,10 +173,8 @@ def child(lib: str, case: str, n: int, repeats: int) -> dict:
             out[f"{name}_best"] = min(ft)
     out["jax"] = jax.__version__
     if lib == "ours":
-        from ntk_bayes.stax import _native
-
         # the fully connected ReLU case runs the native kernel where it could be built
-        out["native"] = _native.status()
+        out["native"] = stax.native_status()
     return out
 
 

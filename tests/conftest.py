@@ -183,9 +183,9 @@ def dtype(request):
 def xla_path():
     """Kernels by the XLA program even where the native fully connected kernel would run
     (stax/_native.py): for tests of that program's structure (loops, fusions, traces)."""
-    from ntk_bayes.stax import _native
+    from ntk_bayes import stax
 
-    with _native.disabled():
+    with stax.native_disabled():
         yield
 
 

@@ -51,6 +51,8 @@ from ._indexing import Slice as Slice
 from ._kernel import Kernel as Kernel
 from ._masking import MaskedArray as MaskedArray
 from ._masking import unmask_fn as unmask_fn
+from ._native import disabled as native_disabled
+from ._native import status as native_status
 from ._normalization import LayerNorm as LayerNorm
 from ._polynomial import ExpNormalized as ExpNormalized
 from ._polynomial import Gabor as Gabor
@@ -124,6 +126,8 @@ __all__ = [
     "SumPool",
     "batch",
     "distributed_kernel_fn",
+    "native_disabled",
+    "native_status",
     "parallel",
     "repeat",
     "serial",

@@ -86,7 +86,10 @@ _ENABLED = contextvars.ContextVar("ntk_bayes_native", default=True)
 
 @contextlib.contextmanager
 def disabled():
-    """Within the block every kernel takes the XLA path (e.g. to compare the two)."""
+    """``with stax.native_disabled():`` every ``kernel_fn`` call in the block (traced or
+    run) takes the XLA program, also where the native fully connected kernel would run
+    (to compare the two, or to keep one program's round-off through an ill-conditioned
+    float32 solve). ``NTK_BAYES_NATIVE=0`` does so for the whole process."""
     token = _ENABLED.set(False)
     try:
         yield
@@ -100,7 +103,9 @@ def _enabled() -> bool:
 
 
 def status() -> str:
-    """Where the native kernel was loaded from, or why it is not used."""
+    """``stax.native_status()``: where the native fully connected kernel was loaded from,
+    or why it is not used ("not built yet" until a call needs it, "not available: ..."
+    with the compiler's message, "off" when switched off)."""
     if not _enabled():
         return "off (NTK_BAYES_NATIVE=0 or stax._native.disabled())"
     return f"loaded from {_state['path']}" if _state["path"] else _state["reason"]

@@ -13,7 +13,6 @@ from numpyro.distributions.gof import auto_goodness_of_fit
 
 import ntk_bayes as nb
 from ntk_bayes import stax
-from ntk_bayes.stax import _native
 
 KEY = jax.random.PRNGKey(0)
 
@@ -328,7 +327,7 @@ def test_posterior_draws_at_small_noise_are_finite_with_the_posterior_moments():
     # moments are taken from the same program: at noise 1e-4 in float32 the posterior
     # mean's conditioning turns the ~2-ulp difference of the native kernel (which a
     # concrete W_std gets on CPU) into 2-3e-2, six times the tolerance below.
-    with _native.disabled():
+    with stax.native_disabled():
         post = nb.GaussianProcess(_deep_relu(), X, noise=1e-4).condition(y, Xs)
         with pytest.warns(nb.gp.NumericalWarning, match="`scale`"):
             L = np.asarray(post.scale_tril, np.float64)

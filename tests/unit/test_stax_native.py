@@ -67,9 +67,9 @@ def test_native_kernel_equals_the_xla_program(name, dtype):
     x, y = _inputs(dtype)
     for x2 in (None, y, x.copy()):
         for get in (("nngp", "ntk"), "nngp", "ntk"):
-            assert _native_in(lambda a, x2=x2, get=get: kf(a, x2, get), x), _native.status()
+            assert _native_in(lambda a, x2=x2, get=get: kf(a, x2, get), x), stax.native_status()
             got = kf(x, x2, get)
-            with _native.disabled():
+            with stax.native_disabled():
                 assert not _native_in(lambda a, x2=x2, get=get: kf(a, x2, get), x)
                 want = kf(x, x2, get)
             for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
@@ -108,7 +108,7 @@ def test_native_kernel_under_jit_grad_and_vmap(dtype):
 
     g = jax.grad(loss, argnums=(0, 1))(x, y)
     g_sym = jax.grad(lambda a: loss(a, None))(x)
-    with _native.disabled():
+    with stax.native_disabled():
         want = jax.grad(loss, argnums=(0, 1))(x, y)
         want_sym = jax.grad(lambda a: loss(a, None))(x)
     for a, b in zip((*g, g_sym), (*want, want_sym), strict=True):
@@ -162,7 +162,7 @@ def test_native_kernel_switched_off_by_the_environment(monkeypatch):
     x = np.random.default_rng(0).standard_normal((12, 5)).astype(np.float32)
     kf = NETS["relu3"]().kernel_fn
     assert not _native_in(lambda a: kf(a, None, "ntk"), x)
-    assert _native.status().startswith("off")
+    assert stax.native_status().startswith("off")
 
 
 @pytest.mark.parametrize("cxx", ["/nonexistent/c++", "false"])
@@ -175,9 +175,9 @@ def test_without_a_working_compiler_the_xla_program_runs(monkeypatch, tmp_path, 
     x = np.random.default_rng(0).standard_normal((12, 5)).astype(np.float32)
     kf = NETS["relu3"]().kernel_fn
     assert not _native_in(lambda a: kf(a, None, "ntk"), x)
-    assert _native.status().startswith("not available: ")
-    assert ("no C++ compiler" in _native.status()) == (cxx != "false")
-    with _native.disabled():
+    assert stax.native_status().startswith("not available: ")
+    assert ("no C++ compiler" in stax.native_status()) == (cxx != "false")
+    with stax.native_disabled():
         want = kf(x, None, "ntk")
     np.testing.assert_array_equal(kf(x, None, "ntk"), want)
     assert list(tmp_path.iterdir()) == []
