@@ -234,6 +234,12 @@ class Layer(eqx.Module):
     ) -> Kernel | jax.Array | tuple[jax.Array, ...]:
         """Analytic NNGP/NTK kernels of this network between ``x1`` and ``x2``.
 
+        On CPU, ``"nngp"``/``"ntk"`` of a network of ``Dense`` and ReLU-family layers run
+        a native kernel where a C++ compiler could build it (the same kernels to
+        round-off; :func:`~ntk_bayes.stax.native_status`,
+        :func:`~ntk_bayes.stax.native_disabled`); everything else, and every derivative,
+        runs the XLA program.
+
         Args:
             x1: inputs ``(n1, features)``, ``(n1, H, W, C)`` or ``(n1, T, C)``.
             x2: second inputs of the same trailing shape; ``None`` means ``x1``.
