@@ -330,41 +330,36 @@ class Layer(eqx.Module):
         shapes = (x1.shape, (x1 if x2 is None else x2).shape)
         opts = (want_all or "ntk" in names, *_layouts(self, x1.shape, out_shape, spatial_output))
         native = _native.plan(self, x1, x2, names, want_all, extra, devices)
-        if native is not None:
-            # a fully connected ReLU-family network on CPU: one pass per tile
-            # (stax/_native.py); its derivatives are the XLA path's
-            _batching.check_output_fits(self, _block, opts, x1, x2, names, devices)
-            plan = dict(
-                same=same, memory_budget=memory_budget, block_size=block_size, devices=devices
-            )
-
-            def xla(a, b):
-                a = (a, extra[0]) if extra[0] else a
-                b = b if b is None or not extra[1] else (b, extra[1])
-                whole = _batching.one_program(self, _block, opts, a, b, names, **plan)
-                if whole is not None:
-                    return tuple(getattr(whole, n) for n in names)
-                tiled = _batching.tiled_kernel(self, _block, opts, a, b, names, **plan)
-                return tuple(tiled[n] for n in names)
-
-            arrays = _native.kernels(native, x1, x2, ids, same, names, xla)
-            out = dict(zip(names, arrays, strict=True))
-            _check_finite_outputs(out)
-            if isinstance(get, str):
-                return out[names[0]]
-            return _kernel_tuple(names)(*(out[n] for n in names))
+        points = (x1, x2)  # without the per-point inputs (the native kernel's own)
         if extra[0]:
             x1 = (x1, extra[0])
             x2 = None if one_set else (x2, extra[1])
         if want_all:
             names = KERNEL_GETS
         plan = dict(same=same, memory_budget=memory_budget, block_size=block_size, devices=devices)
-        whole = _batching.one_program(self, _block, opts, x1, x2, names, **plan)
-        if whole is not None:
-            out = {name: getattr(whole, name) for name in names}
+
+        def computed(a, b):
+            """The XLA program: (its state when it is one program, else None; outputs)."""
+            whole = _batching.one_program(self, _block, opts, a, b, names, **plan)
+            if whole is not None:
+                return whole, {name: getattr(whole, name) for name in names}
+            _batching.check_output_fits(self, _block, opts, a, b, names, devices)
+            return None, _batching.tiled_kernel(self, _block, opts, a, b, names, **plan)
+
+        if native is None:
+            whole, out = computed(x1, x2)
         else:
+            # a fully connected ReLU-family network on CPU: one pass per tile
+            # (stax/_native.py); its derivatives are the XLA program's
             _batching.check_output_fits(self, _block, opts, x1, x2, names, devices)
-            out = _batching.tiled_kernel(self, _block, opts, x1, x2, names, **plan)
+
+            def xla(a, b):
+                a = (a, extra[0]) if extra[0] else a
+                b = b if b is None or not extra[1] else (b, extra[1])
+                return tuple(computed(a, b)[1][name] for name in names)
+
+            arrays = _native.kernels(native, *points, ids, same, names, xla)
+            whole, out = None, dict(zip(names, arrays, strict=True))
         _check_finite_outputs(out)
         if want_all:
             # The final state's static structure (shapes, layout, flags): from the one

@@ -317,27 +317,14 @@ def kernels(ops, x1, x2, ids, same, names, xla):
     sym = x2 is None
     id1, id2 = _ids(x1, x2, ids, same)
 
-    def pick(k):
+    def native(*xs):
+        k = _call(ops, sym, with_ntk, xs[0], xs[-1], id1, id2)
         return tuple(k[0] if n == "nngp" else k[1] for n in names)
 
-    if sym:
-
-        @jax.custom_jvp
-        def f(a):
-            return pick(_call(ops, True, with_ntk, a, a, id1, id2) + (None,))
-
-        @f.defjvp
-        def _(primals, tangents):
-            return jax.jvp(lambda a: tuple(xla(a, None)), primals, tangents)
-
-        return f(x1)
-
-    @jax.custom_jvp
-    def g(a, b):
-        return pick(_call(ops, False, with_ntk, a, b, id1, id2) + (None,))
-
-    @g.defjvp
-    def _(primals, tangents):
-        return jax.jvp(lambda a, b: tuple(xla(a, b)), primals, tangents)
-
-    return g(x1, x2)
+    f = jax.custom_jvp(native)
+    f.defjvp(
+        lambda primals, tangents: jax.jvp(
+            lambda *xs: tuple(xla(xs[0], None if sym else xs[1])), primals, tangents
+        )
+    )
+    return f(x1) if sym else f(x1, x2)
